@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every system package and Python tool livegate needs to build, demo and test.
+# Idempotent: a second run installs nothing new. Used by README's commands, .ci/run and
+# docker/Dockerfile alike, so all three exercise the same steps.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+apt_packages=(
+  # build: ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
+  pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  # real components for the demo and the integration tests
+  ffmpeg nginx libnginx-mod-rtmp
+  # Python reference implementations (Meta's PDQ via PyPI pdqhash)
+  python3 python3-venv python3-pip
+  curl ca-certificates
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's nginx package starts a system nginx on port 80; livegate's tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust stable (rustup) first" >&2
+  exit 1
+fi
+
+# Python virtualenv with the reference implementations used by tests and benchmarks.
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c "import pdqhash, numpy, PIL" 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/requirements-test.txt"
+fi
+echo "dependencies ready"

@@ -1,0 +1,376 @@
+//! The TOML configuration: schema, defaults, and validation whose errors name the key.
+//!
+//! Every key is documented in `config/example.toml`; the embedded default config
+//! (`config/default.toml`) is what `livegate run` uses without `--config`.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ingest::rtmp::DemuxLimits;
+
+/// The config `livegate run` uses when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("config {origin}: key `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ingest: Vec<IngestConfig>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Rtmp,
+}
+
+/// What to do with a stream the demuxer cannot parse (and so livegate cannot inspect).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnParseError {
+    /// Close the connection: an uninspectable stream is not let through.
+    Cut,
+    /// Keep relaying the bytes, stop inspecting, and log it.
+    Pass,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub protocol: Protocol,
+    pub listen: SocketAddr,
+    /// Address of the real ingest server; a host name is resolved at each dial.
+    pub origin: String,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "defaults::on_parse_error")]
+    pub on_parse_error: OnParseError,
+    #[serde(default)]
+    pub limits: RtmpLimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpLimitsConfig {
+    #[serde(default = "defaults::max_message_bytes")]
+    pub max_message_bytes: u32,
+    #[serde(default = "defaults::max_chunk_size")]
+    pub max_chunk_size: u32,
+    #[serde(default = "defaults::max_chunk_streams")]
+    pub max_chunk_streams: usize,
+    #[serde(default = "defaults::max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
+}
+
+impl Default for RtmpLimitsConfig {
+    fn default() -> Self {
+        let limits = DemuxLimits::default();
+        RtmpLimitsConfig {
+            max_message_bytes: limits.max_message_bytes,
+            max_chunk_size: limits.max_chunk_size,
+            max_chunk_streams: limits.max_chunk_streams,
+            max_buffered_bytes: limits.max_buffered_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// How long SIGTERM/Ctrl-C waits for live sessions before closing them.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            shutdown_grace_ms: defaults::shutdown_grace_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "defaults::log_format")]
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `livegate=debug`; `RUST_LOG` overrides it.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: defaults::log_format(),
+            level: defaults::log_level(),
+        }
+    }
+}
+
+mod defaults {
+    use super::{LogFormat, OnParseError};
+    use crate::ingest::rtmp::DemuxLimits;
+
+    pub fn max_connections() -> usize {
+        1024
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        3_000
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn on_parse_error() -> OnParseError {
+        OnParseError::Cut
+    }
+    pub fn max_message_bytes() -> u32 {
+        DemuxLimits::default().max_message_bytes
+    }
+    pub fn max_chunk_size() -> u32 {
+        DemuxLimits::default().max_chunk_size
+    }
+    pub fn max_chunk_streams() -> usize {
+        DemuxLimits::default().max_chunk_streams
+    }
+    pub fn max_buffered_bytes() -> usize {
+        DemuxLimits::default().max_buffered_bytes
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub fn log_format() -> LogFormat {
+        LogFormat::Text
+    }
+    pub fn log_level() -> String {
+        "info".to_string()
+    }
+}
+
+impl IngestConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn demux_limits(&self) -> DemuxLimits {
+        DemuxLimits {
+            max_message_bytes: self.limits.max_message_bytes,
+            max_chunk_size: self.limits.max_chunk_size,
+            max_chunk_streams: self.limits.max_chunk_streams,
+            max_buffered_bytes: self.limits.max_buffered_bytes,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default config.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, "(embedded default)")
+    }
+
+    /// Parses and validates TOML text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: error.to_string(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// The effective config (defaults filled in) as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: &str| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message: message.to_string(),
+        };
+        if self.ingest.is_empty() {
+            return Err(invalid("ingest".into(), "at least one [[ingest]] is required"));
+        }
+        let mut listens = std::collections::HashSet::new();
+        for (i, ingest) in self.ingest.iter().enumerate() {
+            let key = |name: &str| format!("ingest[{i}].{name}");
+            if !listens.insert(ingest.listen) {
+                return Err(invalid(key("listen"), "address used by two [[ingest]] entries"));
+            }
+            if ingest.origin.rsplit_once(':').is_none_or(|(host, port)| {
+                host.is_empty() || port.parse::<u16>().is_err()
+            }) {
+                return Err(invalid(key("origin"), "expected HOST:PORT"));
+            }
+            if ingest.max_connections == 0 {
+                return Err(invalid(key("max_connections"), "must be at least 1"));
+            }
+            for (name, value) in [
+                ("connect_timeout_ms", ingest.connect_timeout_ms),
+                ("handshake_timeout_ms", ingest.handshake_timeout_ms),
+                ("idle_timeout_ms", ingest.idle_timeout_ms),
+            ] {
+                if value == 0 {
+                    return Err(invalid(key(name), "must be greater than 0"));
+                }
+            }
+            let limits = &ingest.limits;
+            if limits.max_chunk_size < 128 {
+                return Err(invalid(
+                    key("limits.max_chunk_size"),
+                    "must be at least 128 (RTMP's initial chunk size)",
+                ));
+            }
+            if limits.max_message_bytes == 0 || limits.max_message_bytes > 0x00FF_FFFF {
+                return Err(invalid(
+                    key("limits.max_message_bytes"),
+                    "must be between 1 and 16777215 (RTMP's 24-bit message length)",
+                ));
+            }
+            if limits.max_chunk_streams == 0 {
+                return Err(invalid(key("limits.max_chunk_streams"), "must be at least 1"));
+            }
+            if limits.max_buffered_bytes < limits.max_message_bytes as usize {
+                return Err(invalid(
+                    key("limits.max_buffered_bytes"),
+                    "must be at least limits.max_message_bytes",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::embedded_default().expect("embedded default config parses");
+        assert_eq!(config.ingest.len(), 1);
+        assert_eq!(config.ingest[0].on_parse_error, OnParseError::Cut);
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../config/example.toml");
+        Config::parse(text, "example.toml").expect("example config parses");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let config = Config::embedded_default().expect("default parses");
+        let again = Config::parse(&config.to_toml(), "rendered").expect("rendered parses");
+        assert_eq!(config, again);
+    }
+
+    fn error_of(text: &str) -> String {
+        match Config::parse(text, "test.toml") {
+            Ok(_) => panic!("config should have been rejected:\n{text}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let base = "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:1935\"\n";
+        let cases = [
+            (format!("{base}origin = \"nohost\"\n"), "ingest[0].origin"),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\nmax_connections = 0\n"),
+                "ingest[0].max_connections",
+            ),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\nidle_timeout_ms = 0\n"),
+                "ingest[0].idle_timeout_ms",
+            ),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\n[ingest.limits]\nmax_chunk_size = 1\n"),
+                "ingest[0].limits.max_chunk_size",
+            ),
+            (
+                format!(
+                    "{base}origin = \"127.0.0.1:1\"\n[ingest.limits]\nmax_message_bytes = 99999999\n"
+                ),
+                "ingest[0].limits.max_message_bytes",
+            ),
+            ("[server]\nshutdown_grace_ms = 5\n".to_string(), "ingest"),
+        ];
+        for (text, key) in cases {
+            let message = error_of(&text);
+            assert!(message.contains(key), "{message:?} should name {key}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_problem() {
+        let message = error_of("[[ingest]]\nprotocol = \"srt\"\n");
+        assert!(message.contains("srt"), "{message}");
+        let message = error_of("[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"x\"\norigin=\"a:1\"\n");
+        assert!(message.contains("listen"), "{message}");
+        let message = error_of("[bogus]\n");
+        assert!(message.contains("bogus"), "{message}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Ingest protocols: listeners that accept publishers, and the passive demuxers that
+//! understand a copy of what they send.
+
+pub mod rtmp;

@@ -1,0 +1,9 @@
+//! RTMP ingest: a sans-IO demuxer for the publisher's side of a session.
+//!
+//! The demuxer never writes and never changes a byte: it is fed copies of whatever
+//! slices the relay read from the publisher, in order, and reports what the stream
+//! is (app, stream key, codec) and where its video frames are.
+
+pub mod demux;
+
+pub use demux::{DemuxError, DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};

@@ -1,0 +1,13 @@
+//! livegate: a live-stream interception proxy.
+//!
+//! The modules follow the data flow of `DESIGN.md`: bytes arrive at an [`ingest`]
+//! listener, the [`relay`] copies them verbatim to the origin while a passive demuxer
+//! reads a copy, [`media`] decodes sampled keyframes, [`signals`] hashes and looks them
+//! up. [`session`] keeps the registry of live streams; [`config`] is the TOML schema.
+
+pub mod config;
+pub mod ingest;
+pub mod media;
+pub mod relay;
+pub mod session;
+pub mod signals;

@@ -1,0 +1,40 @@
+//! The `livegate` binary: command-line parsing and the error edge (anyhow lives here only).
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "livegate", version, about = "Live-stream interception proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (embedded default config without --config).
+    Run(cli::run::RunArgs),
+    /// Validate a config file and print the effective config.
+    CheckConfig(cli::run::CheckConfigArgs),
+    /// Benchmarks that print ratios against a yardstick measured in the same run.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
+        Command::CheckConfig(args) => cli::run::check_config(args),
+        Command::Bench(command) => cli::bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("livegate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

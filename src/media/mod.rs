@@ -1,0 +1,1 @@
+//! Decoding sampled frames with FFmpeg and scaling them for the signals.

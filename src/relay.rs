@@ -1,0 +1,1 @@
+//! Per-connection session: two pumps, the tap, the cut handle.

@@ -1,0 +1,1 @@
+//! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
