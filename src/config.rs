@@ -68,8 +68,8 @@ pub struct IngestConfig {
     pub max_connections: usize,
     #[serde(default = "defaults::connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    #[serde(default = "defaults::handshake_timeout_ms")]
-    pub handshake_timeout_ms: u64,
+    #[serde(default = "defaults::publish_timeout_ms")]
+    pub publish_timeout_ms: u64,
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
     #[serde(default = "defaults::on_parse_error")]
@@ -155,7 +155,7 @@ mod defaults {
     pub fn connect_timeout_ms() -> u64 {
         3_000
     }
-    pub fn handshake_timeout_ms() -> u64 {
+    pub fn publish_timeout_ms() -> u64 {
         10_000
     }
     pub fn idle_timeout_ms() -> u64 {
@@ -191,8 +191,8 @@ impl IngestConfig {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_millis(self.handshake_timeout_ms)
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
@@ -250,17 +250,25 @@ impl Config {
             message: message.to_string(),
         };
         if self.ingest.is_empty() {
-            return Err(invalid("ingest".into(), "at least one [[ingest]] is required"));
+            return Err(invalid(
+                "ingest".into(),
+                "at least one [[ingest]] is required",
+            ));
         }
         let mut listens = std::collections::HashSet::new();
         for (i, ingest) in self.ingest.iter().enumerate() {
             let key = |name: &str| format!("ingest[{i}].{name}");
             if !listens.insert(ingest.listen) {
-                return Err(invalid(key("listen"), "address used by two [[ingest]] entries"));
+                return Err(invalid(
+                    key("listen"),
+                    "address used by two [[ingest]] entries",
+                ));
             }
-            if ingest.origin.rsplit_once(':').is_none_or(|(host, port)| {
-                host.is_empty() || port.parse::<u16>().is_err()
-            }) {
+            if ingest
+                .origin
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
                 return Err(invalid(key("origin"), "expected HOST:PORT"));
             }
             if ingest.max_connections == 0 {
@@ -268,7 +276,7 @@ impl Config {
             }
             for (name, value) in [
                 ("connect_timeout_ms", ingest.connect_timeout_ms),
-                ("handshake_timeout_ms", ingest.handshake_timeout_ms),
+                ("publish_timeout_ms", ingest.publish_timeout_ms),
                 ("idle_timeout_ms", ingest.idle_timeout_ms),
             ] {
                 if value == 0 {
@@ -289,7 +297,10 @@ impl Config {
                 ));
             }
             if limits.max_chunk_streams == 0 {
-                return Err(invalid(key("limits.max_chunk_streams"), "must be at least 1"));
+                return Err(invalid(
+                    key("limits.max_chunk_streams"),
+                    "must be at least 1",
+                ));
             }
             if limits.max_buffered_bytes < limits.max_message_bytes as usize {
                 return Err(invalid(

@@ -9,5 +9,6 @@ pub mod config;
 pub mod ingest;
 pub mod media;
 pub mod relay;
+pub mod server;
 pub mod session;
 pub mod signals;

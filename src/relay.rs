@@ -1,1 +1,326 @@
-//! Per-connection session: two pumps, the tap, the cut handle.
+//! Per-connection session: dial the origin, then two pumps copy bytes verbatim in each
+//! direction while the tap feeds a copy of the publisher's bytes to the demuxer.
+//!
+//! The publisher's bytes are written to the origin *before* the tap sees them, and the
+//! tap only parses (it never decodes or waits on anything), so inspection adds parsing
+//! time to a read, not a queue. A session ends when either side closes, a timeout fires,
+//! the stream cannot be parsed (with `on_parse_error = "cut"`), or someone requests a cut;
+//! ending drops both sockets at once.
+
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tracing::{debug, info, warn};
+
+use crate::config::{IngestConfig, OnParseError};
+use crate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer};
+use crate::session::{Closer, RedactedKey, SessionRegistry, SessionState};
+
+/// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
+/// in a few reads, small enough that a thousand sessions stay cheap.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How and why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub closer: Closer,
+    pub reason: String,
+}
+
+impl SessionEnd {
+    fn new(closer: Closer, reason: impl Into<String>) -> Self {
+        SessionEnd {
+            closer,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Relays one accepted publisher connection until it ends, then logs how it ended.
+pub async fn run_session(
+    publisher: TcpStream,
+    client: SocketAddr,
+    ingest: Arc<IngestConfig>,
+    registry: Arc<SessionRegistry>,
+) -> SessionEnd {
+    let registration = registry.register(ingest.listen, client);
+    let state = Arc::clone(&registration.state);
+    info!(
+        session = state.id,
+        %client,
+        listen = %ingest.listen,
+        origin = %ingest.origin,
+        "session opened"
+    );
+    let end = relay(publisher, &ingest, &state).await;
+    log_close(&state, &end);
+    end
+}
+
+async fn relay(
+    publisher: TcpStream,
+    ingest: &IngestConfig,
+    state: &Arc<SessionState>,
+) -> SessionEnd {
+    let origin = match dial_origin(ingest).await {
+        Ok(origin) => origin,
+        Err(end) => return end,
+    };
+    // Both directions carry small, latency-sensitive control messages (handshake,
+    // commands, acks): Nagle's delay would show up as added latency.
+    for socket in [&publisher, &origin] {
+        if let Err(error) = socket.set_nodelay(true) {
+            debug!(session = state.id, %error, "cannot set TCP_NODELAY");
+        }
+    }
+    let (publisher_read, publisher_write) = publisher.into_split();
+    let (origin_read, origin_write) = origin.into_split();
+    let tap = Tap::new(ingest, Arc::clone(state));
+    tokio::select! {
+        end = pump_publisher_to_origin(publisher_read, origin_write, tap, ingest, state) => end,
+        end = pump_origin_to_publisher(origin_read, publisher_write, state) => end,
+        request = state.cut_requested() => SessionEnd::new(request.closer, request.reason),
+    }
+}
+
+async fn dial_origin(ingest: &IngestConfig) -> Result<TcpStream, SessionEnd> {
+    let origin = &ingest.origin;
+    match tokio::time::timeout(
+        ingest.connect_timeout(),
+        TcpStream::connect(origin.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(SessionEnd::new(
+            Closer::Origin,
+            format!("origin {origin} unreachable: {error}"),
+        )),
+        Err(_) => Err(SessionEnd::new(
+            Closer::Origin,
+            format!(
+                "origin {origin} did not accept within {} ms",
+                ingest.connect_timeout_ms
+            ),
+        )),
+    }
+}
+
+async fn pump_publisher_to_origin(
+    mut publisher: OwnedReadHalf,
+    mut origin: OwnedWriteHalf,
+    mut tap: Tap,
+    ingest: &IngestConfig,
+    state: &SessionState,
+) -> SessionEnd {
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let publish_deadline = Instant::now() + ingest.publish_timeout();
+    loop {
+        let (wait, waiting_for_publish) = if tap.awaits_publish() {
+            let left = publish_deadline.saturating_duration_since(Instant::now());
+            (
+                left.min(ingest.idle_timeout()),
+                left <= ingest.idle_timeout(),
+            )
+        } else {
+            (ingest.idle_timeout(), false)
+        };
+        if buffer.capacity() - buffer.len() < READ_BUFFER_BYTES / 4 {
+            buffer.reserve(READ_BUFFER_BYTES);
+        }
+        let read = match tokio::time::timeout(wait, publisher.read_buf(&mut buffer)).await {
+            Ok(read) => read,
+            Err(_) if waiting_for_publish => {
+                return SessionEnd::new(
+                    Closer::Publisher,
+                    format!(
+                        "no RTMP publish command within {} ms",
+                        ingest.publish_timeout_ms
+                    ),
+                );
+            }
+            Err(_) => {
+                return SessionEnd::new(
+                    Closer::Publisher,
+                    format!("publisher idle for {} ms", ingest.idle_timeout_ms),
+                );
+            }
+        };
+        match read {
+            Ok(0) => return SessionEnd::new(Closer::Publisher, "publisher closed the connection"),
+            Ok(_) => {}
+            Err(error) => {
+                return SessionEnd::new(
+                    Closer::Publisher,
+                    format!("reading from publisher: {error}"),
+                );
+            }
+        }
+        let chunk = buffer.split().freeze();
+        if let Err(error) = origin.write_all(&chunk).await {
+            return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));
+        }
+        state
+            .bytes_from_publisher
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if let Err(error) = tap.observe(&chunk) {
+            return SessionEnd::new(
+                Closer::Publisher,
+                format!("stream cannot be inspected (on_parse_error = \"cut\"): {error}"),
+            );
+        }
+    }
+}
+
+async fn pump_origin_to_publisher(
+    mut origin: OwnedReadHalf,
+    mut publisher: OwnedWriteHalf,
+    state: &SessionState,
+) -> SessionEnd {
+    let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    loop {
+        if buffer.capacity() - buffer.len() < READ_BUFFER_BYTES / 4 {
+            buffer.reserve(READ_BUFFER_BYTES);
+        }
+        match origin.read_buf(&mut buffer).await {
+            Ok(0) => return SessionEnd::new(Closer::Origin, "origin closed the connection"),
+            Ok(_) => {}
+            Err(error) => {
+                return SessionEnd::new(Closer::Origin, format!("reading from origin: {error}"));
+            }
+        }
+        let chunk = buffer.split().freeze();
+        if let Err(error) = publisher.write_all(&chunk).await {
+            return SessionEnd::new(Closer::Publisher, format!("writing to publisher: {error}"));
+        }
+        state
+            .bytes_from_origin
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The passive observer of the publisher's bytes.
+struct Tap {
+    /// `None` once the stream proved unparseable under `on_parse_error = "pass"`.
+    demuxer: Option<Demuxer>,
+    events: Vec<DemuxEvent>,
+    on_parse_error: OnParseError,
+    published: bool,
+    state: Arc<SessionState>,
+}
+
+impl Tap {
+    fn new(ingest: &IngestConfig, state: Arc<SessionState>) -> Self {
+        Tap {
+            demuxer: Some(Demuxer::new(ingest.demux_limits())),
+            events: Vec::new(),
+            on_parse_error: ingest.on_parse_error,
+            published: false,
+            state,
+        }
+    }
+
+    /// True while the publish deadline applies: the stream is inspected and has not
+    /// yet sent `publish`.
+    fn awaits_publish(&self) -> bool {
+        self.demuxer.is_some() && !self.published
+    }
+
+    /// Parses a copy of bytes already forwarded. An error means the session must end.
+    fn observe(&mut self, bytes: &[u8]) -> Result<(), DemuxError> {
+        let Some(demuxer) = self.demuxer.as_mut() else {
+            return Ok(());
+        };
+        let result = demuxer.feed(bytes, &mut self.events);
+        let mut events = std::mem::take(&mut self.events);
+        for event in events.drain(..) {
+            self.handle(event);
+        }
+        self.events = events;
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) if self.on_parse_error == OnParseError::Pass => {
+                warn!(
+                    session = self.state.id,
+                    %error,
+                    "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
+                );
+                self.demuxer = None;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn handle(&mut self, event: DemuxEvent) {
+        let state = &self.state;
+        match event {
+            DemuxEvent::Connect { app, tc_url, .. } => {
+                debug!(session = state.id, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+                state.update_identity(|identity| identity.app = Some(app));
+            }
+            DemuxEvent::Publish { stream_key, .. } => {
+                let key = RedactedKey::new(&stream_key);
+                self.published = true;
+                let identity = state.identity();
+                info!(
+                    session = state.id,
+                    app = identity.app.as_deref().unwrap_or(""),
+                    %key,
+                    "publish"
+                );
+                state.update_identity(|identity| identity.key = Some(key));
+            }
+            DemuxEvent::VideoConfig { codec, extradata } => {
+                debug!(
+                    session = state.id,
+                    ?codec,
+                    extradata_bytes = extradata.len(),
+                    "video config"
+                );
+                state.update_identity(|identity| identity.codec = Some(codec));
+            }
+            DemuxEvent::VideoFrame(frame) => {
+                state.frames_seen.fetch_add(1, Ordering::Relaxed);
+                if frame.keyframe {
+                    state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            DemuxEvent::Metadata(_) => {}
+        }
+    }
+}
+
+fn log_close(state: &SessionState, end: &SessionEnd) {
+    let identity = state.identity();
+    let key = identity
+        .key
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let duration_ms = state
+        .started_at
+        .elapsed()
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64;
+    info!(
+        session = state.id,
+        client = %state.client,
+        closer = end.closer.as_str(),
+        reason = %end.reason,
+        app = identity.app.as_deref().unwrap_or(""),
+        %key,
+        codec = identity.codec.map(|codec| format!("{codec:?}")).unwrap_or_default(),
+        bytes_from_publisher = state.bytes_from_publisher.load(Ordering::Relaxed),
+        bytes_from_origin = state.bytes_from_origin.load(Ordering::Relaxed),
+        frames = state.frames_seen.load(Ordering::Relaxed),
+        keyframes = state.keyframes_seen.load(Ordering::Relaxed),
+        duration_ms,
+        "session closed"
+    );
+}

@@ -1,1 +1,278 @@
-//! The registry of live sessions.
+//! The registry of live sessions: who is publishing what, and the handle that ends it.
+//!
+//! Stream keys are secrets: a session only ever holds a [`RedactedKey`], built once from
+//! the key the demuxer saw, which carries a short prefix and a SHA-256 fingerprint.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::SystemTime;
+use tokio::sync::Notify;
+
+use crate::ingest::rtmp::VideoCodec;
+
+/// A stream key reduced to what may be logged: a few leading characters (only for keys
+/// long enough that they reveal little) and the first 16 hex digits of its SHA-256.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedactedKey {
+    shown: String,
+    fingerprint: String,
+}
+
+impl RedactedKey {
+    /// Keys shorter than this show no characters at all.
+    const MIN_LEN_TO_SHOW_PREFIX: usize = 16;
+    const SHOWN_PREFIX_CHARS: usize = 3;
+
+    pub fn new(key: &str) -> Self {
+        let digest = Sha256::digest(key.as_bytes());
+        let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let shown = if key.chars().count() >= Self::MIN_LEN_TO_SHOW_PREFIX {
+            key.chars().take(Self::SHOWN_PREFIX_CHARS).collect()
+        } else {
+            String::new()
+        };
+        RedactedKey { shown, fingerprint }
+    }
+
+    /// The SHA-256 fingerprint (16 hex digits): stable, so ops can correlate sessions
+    /// and ban or allow a key without ever seeing it.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+impl fmt::Display for RedactedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}***#{}", self.shown, self.fingerprint)
+    }
+}
+
+impl fmt::Debug for RedactedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Who ended a session, for logs and (later) metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closer {
+    Publisher,
+    Origin,
+    Policy,
+    Shutdown,
+    Internal,
+}
+
+impl Closer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closer::Publisher => "publisher",
+            Closer::Origin => "origin",
+            Closer::Policy => "policy",
+            Closer::Shutdown => "shutdown",
+            Closer::Internal => "internal",
+        }
+    }
+}
+
+/// A request to end a session from outside its pumps (shutdown, and later policy cuts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutRequest {
+    pub closer: Closer,
+    pub reason: String,
+}
+
+/// What the demuxer has learned about the stream.
+#[derive(Debug, Clone, Default)]
+pub struct StreamIdentity {
+    pub app: Option<String>,
+    pub key: Option<RedactedKey>,
+    pub codec: Option<VideoCodec>,
+}
+
+/// One live session's shared state: written by its pumps, read by the registry's users.
+#[derive(Debug)]
+pub struct SessionState {
+    pub id: u64,
+    pub ingest: SocketAddr,
+    pub client: SocketAddr,
+    pub started_at: SystemTime,
+    pub bytes_from_publisher: AtomicU64,
+    pub bytes_from_origin: AtomicU64,
+    pub keyframes_seen: AtomicU64,
+    pub frames_seen: AtomicU64,
+    identity: Mutex<StreamIdentity>,
+    cut_request: OnceLock<CutRequest>,
+    cut_notify: Notify,
+}
+
+impl SessionState {
+    pub fn identity(&self) -> StreamIdentity {
+        lock(&self.identity).clone()
+    }
+
+    pub fn update_identity(&self, update: impl FnOnce(&mut StreamIdentity)) {
+        update(&mut lock(&self.identity));
+    }
+
+    /// Asks the session to end. The first request wins; later ones are ignored.
+    pub fn request_cut(&self, request: CutRequest) {
+        if self.cut_request.set(request).is_ok() {
+            self.cut_notify.notify_one();
+        }
+    }
+
+    /// Resolves once a cut has been requested, with the request.
+    pub async fn cut_requested(&self) -> CutRequest {
+        loop {
+            if let Some(request) = self.cut_request.get() {
+                return request.clone();
+            }
+            self.cut_notify.notified().await;
+        }
+    }
+}
+
+/// Poisoning only means another thread panicked mid-update of plain data; the data is
+/// still usable, so the registry keeps serving rather than cascading the panic.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// All live sessions, by id.
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    next_id: AtomicU64,
+    sessions: Mutex<HashMap<u64, Arc<SessionState>>>,
+    refused: AtomicU64,
+}
+
+/// Removes a session from the registry when its relay ends, however it ends.
+pub struct Registration {
+    registry: Arc<SessionRegistry>,
+    pub state: Arc<SessionState>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.registry.sessions).remove(&self.state.id);
+    }
+}
+
+impl SessionRegistry {
+    pub fn register(self: &Arc<Self>, ingest: SocketAddr, client: SocketAddr) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let state = Arc::new(SessionState {
+            id,
+            ingest,
+            client,
+            started_at: SystemTime::now(),
+            bytes_from_publisher: AtomicU64::new(0),
+            bytes_from_origin: AtomicU64::new(0),
+            keyframes_seen: AtomicU64::new(0),
+            frames_seen: AtomicU64::new(0),
+            identity: Mutex::new(StreamIdentity::default()),
+            cut_request: OnceLock::new(),
+            cut_notify: Notify::new(),
+        });
+        lock(&self.sessions).insert(id, Arc::clone(&state));
+        Registration {
+            registry: Arc::clone(self),
+            state,
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<SessionState>> {
+        lock(&self.sessions).get(&id).cloned()
+    }
+
+    /// A snapshot of the live sessions, ordered by id.
+    pub fn list(&self) -> Vec<Arc<SessionState>> {
+        let mut sessions: Vec<_> = lock(&self.sessions).values().cloned().collect();
+        sessions.sort_by_key(|session| session.id);
+        sessions
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_key_never_contains_a_short_key() {
+        let redacted = RedactedKey::new("secret42").to_string();
+        assert!(!redacted.contains("secret"), "{redacted}");
+        assert!(redacted.starts_with("***#"), "{redacted}");
+        assert_eq!(redacted.len(), 4 + 16);
+    }
+
+    #[test]
+    fn redacted_key_shows_only_a_prefix_of_a_long_key() {
+        let key = "live_1234567890abcdef?token=zzz";
+        let redacted = RedactedKey::new(key);
+        assert!(redacted.to_string().starts_with("liv***#"));
+        assert!(!redacted.to_string().contains("1234567890"));
+        assert!(!format!("{redacted:?}").contains("token"));
+        assert_eq!(redacted.fingerprint(), &sha_prefix(key));
+    }
+
+    fn sha_prefix(key: &str) -> String {
+        let digest = Sha256::digest(key.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn registration_removes_itself() {
+        let registry = Arc::new(SessionRegistry::default());
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let first = registry.register(addr, addr);
+        let second = registry.register(addr, addr);
+        assert_ne!(first.state.id, second.state.id);
+        assert_eq!(registry.len(), 2);
+        drop(first);
+        assert_eq!(registry.list().len(), 1);
+        assert!(registry.get(second.state.id).is_some());
+    }
+
+    #[tokio::test]
+    async fn first_cut_request_wins() {
+        let registry = Arc::new(SessionRegistry::default());
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let session = registry.register(addr, addr);
+        let state = Arc::clone(&session.state);
+        let waiter = tokio::spawn(async move { state.cut_requested().await });
+        session.state.request_cut(CutRequest {
+            closer: Closer::Shutdown,
+            reason: "first".into(),
+        });
+        session.state.request_cut(CutRequest {
+            closer: Closer::Policy,
+            reason: "second".into(),
+        });
+        let request = waiter.await.expect("waiter");
+        assert_eq!(request.closer, Closer::Shutdown);
+        assert_eq!(request.reason, "first");
+    }
+}

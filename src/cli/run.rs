@@ -1,13 +1,17 @@
 //! `livegate run` and `livegate check-config`.
+
+use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
-use livegate::config::Config;
+use livegate::config::{Config, LogConfig, LogFormat};
+use livegate::server::Server;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Config file (TOML); the embedded default config when absent.
+    /// Config file (TOML); the embedded default config (config/default.toml) when absent.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -19,10 +23,20 @@ pub struct CheckConfigArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _config = match &args.config {
+    let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::embedded_default()?,
     };
+    init_logging(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        server.run_until(shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -30,4 +44,46 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.file)?;
     print!("{}", config.to_toml());
     Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(&from_env)
+            .with_context(|| format!("RUST_LOG={from_env:?} is not a valid log filter"))?,
+        _ => EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log.level = {:?} is not a valid log filter", log.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received"),
+        _ = terminate => tracing::info!("SIGTERM received"),
+    }
 }

@@ -5,5 +5,6 @@
 //! is (app, stream key, codec) and where its video frames are.
 
 pub mod demux;
+pub mod encode;
 
 pub use demux::{DemuxError, DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};

@@ -1,0 +1,512 @@
+//! Real components for integration tests: an nginx-rtmp origin, ffmpeg publishers, the
+//! livegate binary, and a recording TCP tee. Every process is started on free 127.0.0.1
+//! ports and killed by a Drop guard, so a failing test leaves nothing behind.
+#![allow(dead_code)] // each test binary uses its own subset of these helpers
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when dropped.
+pub struct ChildGuard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl ChildGuard {
+    fn spawn(command: &mut Command, name: &str) -> ChildGuard {
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!("cannot start {name}: {error} (run scripts/install-deps.sh)")
+        });
+        ChildGuard {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status, killing after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_for(limit)
+            .unwrap_or_else(|| panic!("{} did not exit within {limit:?} of SIGTERM", self.name))
+    }
+
+    /// Waits for the process to exit by itself; `None` after `limit`.
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory readable by nginx's `nobody` workers, removed on drop.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    set_mode(dir.path(), 0o755);
+    dir
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// nginx with `libnginx-mod-rtmp`: application `live` relays and records every stream.
+pub struct NginxOrigin {
+    pub addr: SocketAddr,
+    pub record_dir: PathBuf,
+    _process: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl NginxOrigin {
+    pub fn start() -> NginxOrigin {
+        let dir = scratch_dir();
+        let record_dir = dir.path().join("records");
+        std::fs::create_dir(&record_dir).expect("record dir");
+        // nginx drops its workers to `nobody`, who must be able to write recordings.
+        set_mode(&record_dir, 0o777);
+        let port = free_port();
+        let conf = format!(
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
+             daemon off;\nmaster_process on;\nworker_processes 1;\n\
+             pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
+             events {{ worker_connections 512; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+               application live {{ live on; record all; record_path {records}; }} }} }}\n",
+            dir = dir.path().display(),
+            records = record_dir.display(),
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let process = ChildGuard::spawn(
+            Command::new("nginx")
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-e")
+                .arg(dir.path().join("startup.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "nginx",
+        );
+        let addr = local(port);
+        wait_for_port(addr, "nginx");
+        NginxOrigin {
+            addr,
+            record_dir,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// The recording of a stream; present once the publisher has gone.
+    pub fn recording(&self, stream_key: &str) -> PathBuf {
+        self.record_dir.join(format!("{stream_key}.flv"))
+    }
+}
+
+/// What ffprobe reports of a file's first video stream.
+#[derive(Debug)]
+pub struct VideoProbe {
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub frames: u64,
+}
+
+pub fn probe_video(path: &Path) -> VideoProbe {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        output.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("ffprobe json");
+    let stream = &json["streams"][0];
+    VideoProbe {
+        codec: stream["codec_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        width: stream["width"].as_u64().unwrap_or_default(),
+        height: stream["height"].as_u64().unwrap_or_default(),
+        frames: stream["nb_read_frames"]
+            .as_str()
+            .and_then(|frames| frames.parse().ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Debian's ffmpeg publishing a synthetic H.264 + AAC stream at real-time rate.
+pub struct Publisher {
+    pub process: ChildGuard,
+}
+
+impl Publisher {
+    /// `seconds` of 640×360 30 fps test pattern with a `gop_seconds` keyframe interval.
+    pub fn start(url: &str, seconds: u32, gop_seconds: u32) -> Publisher {
+        let gop = (30 * gop_seconds).to_string();
+        let process = ChildGuard::spawn(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+                .args(["-t", &seconds.to_string()])
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-pix_fmt",
+                    "yuv420p",
+                ])
+                .args([
+                    "-g",
+                    &gop,
+                    "-keyint_min",
+                    &gop,
+                    "-sc_threshold",
+                    "0",
+                    "-bf",
+                    "2",
+                ])
+                .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+            "ffmpeg",
+        );
+        Publisher { process }
+    }
+
+    /// Waits for ffmpeg to finish; returns whether it succeeded and what it printed.
+    pub fn finish(mut self, limit: Duration) -> (bool, String) {
+        let status = self.process.wait_for(limit);
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.process.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        (status.is_some_and(|status| status.success()), stderr)
+    }
+}
+
+/// The livegate binary on a config of the test's, logging JSON lines to a file.
+pub struct Livegate {
+    pub process: ChildGuard,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Livegate {
+    /// Starts livegate and waits until each of its `listens` accepts.
+    pub fn start(config: &str, listens: usize) -> Livegate {
+        let dir = scratch_dir();
+        let config_path = dir.path().join("livegate.toml");
+        let config = format!("{config}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n");
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("livegate.log");
+        let log_file = std::fs::File::create(&log_path).expect("log file");
+        let process = ChildGuard::spawn(
+            Command::new(env!("CARGO_BIN_EXE_livegate"))
+                .arg("run")
+                .arg("--config")
+                .arg(&config_path)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(log_file),
+            "livegate",
+        );
+        let livegate = Livegate {
+            process,
+            log_path,
+            _dir: dir,
+        };
+        livegate.wait_for_logs(
+            |lines| {
+                lines
+                    .iter()
+                    .filter(|line| line["message"] == "ingest listening")
+                    .count()
+                    >= listens
+            },
+            Duration::from_secs(10),
+            "livegate listening",
+        );
+        livegate
+    }
+
+    /// Every JSON log line so far (a torn last line is skipped).
+    pub fn logs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    pub fn raw_log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Polls the log until `done` holds, panicking with the log after `limit`.
+    pub fn wait_for_logs(&self, done: impl Fn(&[Value]) -> bool, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if done(&self.logs()) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}; livegate log:\n{}",
+                    self.raw_log()
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The "session closed" lines.
+    pub fn closed_sessions(&self) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|line| line["message"] == "session closed")
+            .collect()
+    }
+
+    /// Waits for the "session closed" line of the session from `client`.
+    pub fn session_closed_for(&self, client: SocketAddr, limit: Duration) -> Value {
+        let client = client.to_string();
+        self.wait_for_logs(
+            |lines| {
+                lines.iter().any(|line| {
+                    line["message"] == "session closed" && line["client"] == client.as_str()
+                })
+            },
+            limit,
+            &format!("session of {client} to close"),
+        );
+        self.closed_sessions()
+            .into_iter()
+            .find(|line| line["client"] == client.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// SHA-256 and length of one direction of a tee'd connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamDigest {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Default)]
+struct DigestState {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+/// A TCP forwarder for one connection that fingerprints what each side sent.
+pub struct Tee {
+    pub addr: SocketAddr,
+    upstream: Arc<Mutex<DigestState>>,
+    downstream: Arc<Mutex<DigestState>>,
+    done: Arc<Mutex<bool>>,
+}
+
+impl Tee {
+    /// Accepts one connection and forwards it to `target`.
+    pub fn start(target: SocketAddr) -> Tee {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind tee");
+        let addr = listener.local_addr().expect("tee addr");
+        let upstream = Arc::new(Mutex::new(DigestState::default()));
+        let downstream = Arc::new(Mutex::new(DigestState::default()));
+        let done = Arc::new(Mutex::new(false));
+        let (up, down, finished) = (upstream.clone(), downstream.clone(), done.clone());
+        thread::spawn(move || {
+            let Ok((client, _)) = listener.accept() else {
+                return;
+            };
+            let Ok(server) = TcpStream::connect(target) else {
+                return;
+            };
+            let (client2, server2) = match (client.try_clone(), server.try_clone()) {
+                (Ok(c), Ok(s)) => (c, s),
+                _ => return,
+            };
+            let forward = thread::spawn(move || copy_digest(client, server, up));
+            copy_digest(server2, client2, down);
+            let _ = forward.join();
+            *finished.lock().expect("tee state") = true;
+        });
+        Tee {
+            addr,
+            upstream,
+            downstream,
+            done,
+        }
+    }
+
+    /// Digests of (client→server, server→client) once both directions have ended.
+    pub fn digests(&self, limit: Duration) -> (StreamDigest, StreamDigest) {
+        let deadline = Instant::now() + limit;
+        while !*self.done.lock().expect("tee state") {
+            assert!(Instant::now() < deadline, "tee connection did not end");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let finish = |state: &Arc<Mutex<DigestState>>| {
+            let state = state.lock().expect("tee state");
+            StreamDigest {
+                bytes: state.bytes,
+                sha256: state
+                    .hasher
+                    .clone()
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            }
+        };
+        (finish(&self.upstream), finish(&self.downstream))
+    }
+}
+
+fn copy_digest(mut from: TcpStream, mut to: TcpStream, state: Arc<Mutex<DigestState>>) {
+    let mut buffer = [0u8; 65536];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        {
+            let mut state = state.lock().expect("tee state");
+            state.hasher.update(&buffer[..n]);
+            state.bytes += n as u64;
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+/// A raw client: sends bytes, then reports whether the server closed the connection.
+pub struct RawClient {
+    pub stream: TcpStream,
+    pub local: SocketAddr,
+}
+
+impl RawClient {
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect to livegate");
+        let local = stream.local_addr().expect("local addr");
+        RawClient { stream, local }
+    }
+
+    /// Sends bytes; a write error (the server already closed) is not a test failure.
+    pub fn send(&mut self, bytes: &[u8]) -> &mut Self {
+        let _ = self.stream.write_all(bytes);
+        self
+    }
+
+    /// True when the server closes the connection within `limit` (whatever it sent first).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buffer = [0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = self.stream.set_read_timeout(Some(left));
+            match self.stream.read(&mut buffer) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// A fake origin that accepts connections, reads `read_before_close` bytes, then closes.
+pub fn start_closing_origin(read_before_close: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake origin");
+    let addr = listener.local_addr().expect("fake origin addr");
+    thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            thread::spawn(move || {
+                let mut seen = 0;
+                let mut buffer = [0u8; 4096];
+                while seen < read_before_close {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen += n,
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
