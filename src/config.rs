@@ -258,7 +258,8 @@ impl Config {
         let mut listens = std::collections::HashSet::new();
         for (i, ingest) in self.ingest.iter().enumerate() {
             let key = |name: &str| format!("ingest[{i}].{name}");
-            if !listens.insert(ingest.listen) {
+            // Port 0 asks the OS for a free port, so it never collides.
+            if ingest.listen.port() != 0 && !listens.insert(ingest.listen) {
                 return Err(invalid(
                     key("listen"),
                     "address used by two [[ingest]] entries",

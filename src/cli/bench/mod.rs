@@ -1,10 +1,18 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
+
+mod relay;
+
 use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// Relay throughput, CPU and added latency against a direct connection.
+    Relay(relay::RelayBenchArgs),
+}
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        BenchCommand::Relay(args) => relay::run(args),
+    }
 }
