@@ -2,9 +2,10 @@
 """Capture the publisher->server bytes of a real RTMP publish session.
 
 Starts nginx-rtmp on a free loopback port, puts a TCP tee between ffmpeg and nginx that
-records every byte ffmpeg sends, and publishes 3 s of 320x240 test video (x264 with B-frames, AAC
-audio) to rtmp://127.0.0.1:PORT/live/testkey123. The recorded bytes (handshake included)
-are the fixture `tests/fixtures/ffmpeg-publish-avc.rtmp` used by tests/demux_fixture.rs.
+records every byte ffmpeg sends, and publishes 3 s of 320x240 test video (x264 at QP 12,
+so keyframes span more than one of FFmpeg's 4096-byte chunks; B-frames; AAC audio) to
+rtmp://127.0.0.1:PORT/live/testkey123. The recorded bytes (handshake included) are the
+fixture `tests/fixtures/ffmpeg-publish-avc.rtmp` used by tests/demux_fixture.rs.
 
 Usage: scripts/capture-rtmp-fixture.py [OUTPUT]
 Needs: nginx with libnginx-mod-rtmp, ffmpeg (see scripts/install-deps.sh).
@@ -103,7 +104,7 @@ def main():
                 ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
                  "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15",
                  "-f", "lavfi", "-i", "sine", "-t", "3",
-                 "-c:v", "libx264", "-g", "15", "-bf", "2", "-c:a", "aac",
+                 "-c:v", "libx264", "-qp", "12", "-g", "15", "-bf", "2", "-c:a", "aac",
                  "-f", "flv", f"rtmp://127.0.0.1:{tee_port}/live/testkey123"],
                 check=True, timeout=60,
             )
