@@ -484,7 +484,7 @@ mod tests {
             decode(&data).unwrap_err(),
             Amf0Error::TooManyValues {
                 max: MAX_VALUES,
-                offset: MAX_VALUES + 1
+                offset: MAX_VALUES
             }
         );
     }
