@@ -4,7 +4,13 @@
 //! slices the relay read from the publisher, in order, and reports what the stream
 //! is (app, stream key, codec) and where its video frames are.
 
+pub mod amf0;
+pub mod chunk;
 pub mod demux;
 pub mod encode;
+pub mod flv;
 
-pub use demux::{DemuxError, DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};
+pub use demux::{
+    DemuxError, DemuxEvent, DemuxLimits, Demuxer, StreamMetadata, VideoCodec, VideoFrame,
+    split_stream_key,
+};
