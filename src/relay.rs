@@ -18,7 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::{debug, info, warn};
 
 use crate::config::{IngestConfig, OnParseError};
-use crate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer};
+use crate::ingest::rtmp::{DemuxEvent, Demuxer};
 use crate::session::{Closer, RedactedKey, SessionRegistry, SessionState};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
@@ -168,10 +168,10 @@ async fn pump_publisher_to_origin(
         state
             .bytes_from_publisher
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if let Err(error) = tap.observe(&chunk) {
+        if let Err(why) = tap.observe(&chunk) {
             return SessionEnd::new(
                 Closer::Publisher,
-                format!("stream cannot be inspected (on_parse_error = \"cut\"): {error}"),
+                format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
             );
         }
     }
@@ -231,33 +231,41 @@ impl Tap {
         self.demuxer.is_some() && !self.published
     }
 
-    /// Parses a copy of bytes already forwarded. An error means the session must end.
-    fn observe(&mut self, bytes: &[u8]) -> Result<(), DemuxError> {
+    /// Parses a copy of bytes already forwarded. An error is why the stream cannot be
+    /// inspected, and means the session must end (`on_parse_error = "cut"`).
+    fn observe(&mut self, bytes: &[u8]) -> Result<(), String> {
         let Some(demuxer) = self.demuxer.as_mut() else {
             return Ok(());
         };
-        let result = demuxer.feed(bytes, &mut self.events);
+        let parsed = demuxer
+            .feed(bytes, &mut self.events)
+            .map_err(|error| error.to_string());
         let mut events = std::mem::take(&mut self.events);
+        let mut verdict = parsed;
         for event in events.drain(..) {
-            self.handle(event);
+            if let Err(unsupported) = self.handle(event) {
+                verdict = verdict.and(Err(unsupported));
+            }
         }
         self.events = events;
-        match result {
+        match verdict {
             Ok(()) => Ok(()),
-            Err(error) if self.on_parse_error == OnParseError::Pass => {
+            Err(why) if self.on_parse_error == OnParseError::Pass => {
                 warn!(
                     session = self.state.id,
-                    %error,
+                    error = %why,
                     "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
                 );
                 self.demuxer = None;
                 Ok(())
             }
-            Err(error) => Err(error),
+            Err(why) => Err(why),
         }
     }
 
-    fn handle(&mut self, event: DemuxEvent) {
+    /// Records what an event tells about the stream; an error is video livegate
+    /// cannot inspect.
+    fn handle(&mut self, event: DemuxEvent) -> Result<(), String> {
         let state = &self.state;
         match event {
             DemuxEvent::Connect { app, tc_url, .. } => {
@@ -291,8 +299,21 @@ impl Tap {
                     state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            DemuxEvent::Metadata(_) => {}
+            DemuxEvent::Metadata(metadata) => {
+                debug!(
+                    session = state.id,
+                    width = metadata.width,
+                    height = metadata.height,
+                    framerate = metadata.framerate,
+                    encoder = metadata.encoder.as_deref().unwrap_or(""),
+                    "metadata"
+                );
+            }
+            DemuxEvent::UnsupportedVideo { description } => {
+                return Err(format!("unsupported video: {description}"));
+            }
         }
+        Ok(())
     }
 }
 

@@ -346,17 +346,29 @@ impl Livegate {
     }
 }
 
-/// SHA-256 and length of one direction of a tee'd connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// One direction of a tee'd connection: its length, SHA-256 and the bytes themselves.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct StreamDigest {
     pub bytes: u64,
     pub sha256: String,
+    pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes, sha256 {}", self.bytes, self.sha256)
+    }
+}
+
+impl StreamDigest {
+    pub fn starts_with(&self, prefix: &StreamDigest) -> bool {
+        self.content.starts_with(&prefix.content)
+    }
 }
 
 #[derive(Default)]
 struct DigestState {
-    hasher: Sha256,
-    bytes: u64,
+    content: Vec<u8>,
 }
 
 /// A TCP forwarder for one connection that fingerprints what each side sent.
@@ -410,14 +422,12 @@ impl Tee {
         let finish = |state: &Arc<Mutex<DigestState>>| {
             let state = state.lock().expect("tee state");
             StreamDigest {
-                bytes: state.bytes,
-                sha256: state
-                    .hasher
-                    .clone()
-                    .finalize()
+                bytes: state.content.len() as u64,
+                sha256: Sha256::digest(&state.content)
                     .iter()
-                    .map(|b| format!("{b:02x}"))
+                    .map(|byte| format!("{byte:02x}"))
                     .collect(),
+                content: state.content.clone(),
             }
         };
         (finish(&self.upstream), finish(&self.downstream))
@@ -433,8 +443,7 @@ fn copy_digest(mut from: TcpStream, mut to: TcpStream, state: Arc<Mutex<DigestSt
         };
         {
             let mut state = state.lock().expect("tee state");
-            state.hasher.update(&buffer[..n]);
-            state.bytes += n as u64;
+            state.content.extend_from_slice(&buffer[..n]);
         }
         if to.write_all(&buffer[..n]).is_err() {
             break;
