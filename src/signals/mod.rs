@@ -1,1 +1,4 @@
 //! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
+
+pub mod hash256;
+pub mod index;
