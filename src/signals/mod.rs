@@ -1,4 +1,5 @@
 //! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
 
 pub mod hash256;
+pub mod hashlist;
 pub mod index;
