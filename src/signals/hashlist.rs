@@ -234,7 +234,7 @@ impl ListMetadata {
 pub struct HashList {
     pub hashes: Vec<Hash256>,
     pub metadata: ListMetadata,
-    /// Lines carrying a hash that was already in the list.
+    /// Entries (lines) carrying a hash that was already in the list, merged away.
     pub duplicates_merged: usize,
 }
 
@@ -349,6 +349,31 @@ impl HashListBuilder {
         line: u32,
         fields: &str,
     ) -> Result<(), HashListError> {
+        let entry = EntryMetadata {
+            quality,
+            line: Some(line).filter(|&line| line != 0),
+            duplicates: 0,
+            fields,
+        };
+        self.push_entry(hash, &entry)
+    }
+
+    /// Adds every entry of a built list (its duplicate counts carry over).
+    pub fn extend_from(&mut self, list: &HashList) -> Result<(), HashListError> {
+        for (id, &hash) in list.hashes.iter().enumerate() {
+            if let Some(entry) = list.metadata.get(id) {
+                self.push_entry(hash, &entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_entry(
+        &mut self,
+        hash: Hash256,
+        entry: &EntryMetadata<'_>,
+    ) -> Result<(), HashListError> {
+        let line = entry.line.unwrap_or(0);
         if self.keys.len() >= self.limits.max_hashes {
             return Err(HashListError::TooManyHashes {
                 path: self.path.clone(),
@@ -357,7 +382,10 @@ impl HashListBuilder {
             });
         }
         let order = self.keys.len() as u32;
-        if !self.entries.push(quality, line, 0, fields) {
+        if !self
+            .entries
+            .push(entry.quality, line, entry.duplicates, entry.fields)
+        {
             return Err(HashListError::MetadataTooLarge {
                 path: self.path.clone(),
             });
@@ -371,24 +399,27 @@ impl HashListBuilder {
         self.keys.sort_unstable();
         let mut hashes: Vec<Hash256> = Vec::with_capacity(self.keys.len());
         let mut metadata = ListMetadata::default();
-        let mut duplicates_merged = 0;
         for &(hash, order) in &self.keys {
-            if hashes.last() == Some(&hash) {
-                duplicates_merged += 1;
-                if let Some(count) = metadata.duplicates.last_mut() {
-                    *count += 1;
-                }
-                continue;
-            }
             let Some(entry) = self.entries.get(order as usize) else {
                 continue;
             };
+            if hashes.last() == Some(&hash) {
+                if let Some(count) = metadata.duplicates.last_mut() {
+                    *count += 1 + entry.duplicates;
+                }
+                continue;
+            }
             hashes.push(hash);
             let line = entry.line.unwrap_or(0);
-            if !metadata.push(entry.quality, line, 0, entry.fields) {
+            if !metadata.push(entry.quality, line, entry.duplicates, entry.fields) {
                 return Err(HashListError::MetadataTooLarge { path: self.path });
             }
         }
+        let duplicates_merged = metadata
+            .duplicates
+            .iter()
+            .map(|&count| count as usize)
+            .sum();
         Ok(HashList {
             hashes,
             metadata,
