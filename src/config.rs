@@ -39,6 +39,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub hashlist: Vec<crate::signals::lists::HashListConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -310,6 +312,8 @@ impl Config {
                 ));
             }
         }
+        crate::signals::lists::validate_configs(&self.hashlist)
+            .map_err(|error| invalid(error.key, &error.message))?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
 
+mod index;
 mod relay;
 
 use clap::Subcommand;
@@ -9,10 +10,13 @@ use std::process::ExitCode;
 pub enum BenchCommand {
     /// Relay throughput, CPU and added latency against a direct connection.
     Relay(relay::RelayBenchArgs),
+    /// Hash index: build time, memory, lookup latency against brute force.
+    Index(index::IndexBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
+        BenchCommand::Index(args) => index::run(args),
     }
 }
