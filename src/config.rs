@@ -41,6 +41,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub hashlist: Vec<crate::signals::lists::HashListConfig>,
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -314,6 +316,9 @@ impl Config {
         }
         crate::signals::lists::validate_configs(&self.hashlist)
             .map_err(|error| invalid(error.key, &error.message))?;
+        self.policy
+            .validate()
+            .map_err(|(key, message)| invalid(key, &message))?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod ingest;
 pub mod media;
+pub mod policy;
 pub mod relay;
 pub mod server;
 pub mod session;
