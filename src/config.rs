@@ -43,6 +43,8 @@ pub struct Config {
     pub hashlist: Vec<crate::signals::lists::HashListConfig>,
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    #[serde(default)]
+    pub actuator: crate::actuator::ActuatorConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -318,6 +320,14 @@ impl Config {
             .map_err(|error| invalid(error.key, &error.message))?;
         self.policy
             .validate()
+            .map_err(|(key, message)| invalid(key, &message))?;
+        let list_names: Vec<&str> = self
+            .hashlist
+            .iter()
+            .map(|list| list.name.as_str())
+            .collect();
+        self.actuator
+            .validate(&list_names)
             .map_err(|(key, message)| invalid(key, &message))?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! reads a copy, [`media`] decodes sampled keyframes, [`signals`] hashes and looks them
 //! up. [`session`] keeps the registry of live streams; [`config`] is the TOML schema.
 
+pub mod actuator;
 pub mod config;
 pub mod ingest;
 pub mod media;
