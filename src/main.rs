@@ -18,6 +18,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Validate a config file and print the effective config.
     CheckConfig(cli::run::CheckConfigArgs),
+    /// PDQ hashes of images and video frames (`HASH,QUALITY,FILENAME[,PTS]`).
+    Hash(cli::hash::HashArgs),
     /// Benchmarks that print ratios against a yardstick measured in the same run.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::CheckConfig(args) => cli::run::check_config(args),
+        Command::Hash(args) => cli::hash::run(args),
         Command::Bench(command) => cli::bench::run(command),
     };
     match result {

@@ -1,1 +1,2 @@
 //! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
+pub mod pdq;
