@@ -2,9 +2,16 @@
 use clap::Subcommand;
 use std::process::ExitCode;
 
+pub mod pdq;
+
 #[derive(Subcommand)]
-pub enum BenchCommand {}
+pub enum BenchCommand {
+    /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
+    Pdq(pdq::PdqBenchArgs),
+}
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        BenchCommand::Pdq(args) => pdq::run(args),
+    }
 }
