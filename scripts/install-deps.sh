@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 apt_packages=(
   # build: ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
   pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  # PyPI vpdq (test reference) compiles against these too
+  libavdevice-dev libavfilter-dev libswresample-dev
   # real components for the demo and the integration tests
   ffmpeg nginx libnginx-mod-rtmp
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
@@ -41,7 +43,7 @@ venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import pdqhash, numpy, PIL" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pdqhash, vpdq, numpy, PIL" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/requirements-test.txt"
 fi
 echo "dependencies ready"

@@ -20,6 +20,8 @@ enum Command {
     CheckConfig(cli::run::CheckConfigArgs),
     /// Look hashes or images up in a hash list file.
     Match(cli::matching::MatchArgs),
+    /// PDQ hashes of images and video frames (`HASH,QUALITY,FILENAME[,PTS]`).
+    Hash(cli::hash::HashArgs),
     /// Benchmarks that print ratios against a yardstick measured in the same run.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::CheckConfig(args) => cli::run::check_config(args),
         Command::Match(args) => cli::matching::run(args),
+        Command::Hash(args) => cli::hash::run(args),
         Command::Bench(command) => cli::bench::run(command),
     };
     match result {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod hash;
 pub mod matching;
 pub mod run;

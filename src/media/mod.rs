@@ -1,1 +1,4 @@
 //! Decoding sampled frames with FFmpeg and scaling them for the signals.
+
+pub mod decode;
+pub mod frame;

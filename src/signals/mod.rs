@@ -4,3 +4,4 @@ pub mod hash256;
 pub mod hashlist;
 pub mod index;
 pub mod lists;
+pub mod pdq;

@@ -1,6 +1,7 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
 
 mod index;
+mod pdq;
 mod relay;
 
 use clap::Subcommand;
@@ -12,11 +13,14 @@ pub enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// Hash index: build time, memory, lookup latency against brute force.
     Index(index::IndexBenchArgs),
+    /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
+    Pdq(pdq::PdqBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Index(args) => index::run(args),
+        BenchCommand::Pdq(args) => pdq::run(args),
     }
 }

@@ -1,0 +1,209 @@
+//! Video frame hashing: interoperability with Meta's vPDQ (PyPI `vpdq` in `.venv`) on
+//! generated videos, and prompt decoding of lone keyframes with B-frames present.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ffmpeg_next as ffmpeg;
+use livegate::media::decode::{KeyframeDecoder, MediaError, Sampling, VideoFile};
+use livegate::media::frame::FrameHasher;
+use livegate::signals::pdq::PdqHash;
+use serde_json::Value;
+
+fn venv_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-deps.sh to create the virtualenv with Meta's vpdq",
+        python.display()
+    );
+    python
+}
+
+/// Encodes a lavfi source with the ffmpeg CLI.
+fn generate_video(path: &Path, source: &str, codec_args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+        ])
+        .args(codec_args)
+        .arg(path)
+        .status()
+        .expect("run ffmpeg");
+    assert!(
+        status.success(),
+        "ffmpeg failed to generate {}",
+        path.display()
+    );
+}
+
+const H264_WITH_B_FRAMES: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-bf",
+    "3",
+    "-g",
+    "25",
+    "-sc_threshold",
+    "0",
+    "-pix_fmt",
+    "yuv420p",
+];
+
+/// vPDQ's per-second features: (frame number, hash, quality, timestamp).
+fn vpdq_features(video: &Path) -> Vec<(u64, PdqHash, u64, f64)> {
+    let script = "import json, sys, vpdq\n\
+        print(json.dumps([[f.frame_number, f.hex, f.quality, f.timestamp]\n\
+                          for f in vpdq.computeHash(sys.argv[1], seconds_per_hash=1.0)]))";
+    let output = Command::new(venv_python())
+        .args(["-c", script])
+        .arg(video)
+        .output()
+        .expect("run vpdq");
+    assert!(
+        output.status.success(),
+        "vpdq failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let features: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    features
+        .iter()
+        .map(|f| {
+            (
+                f[0].as_u64().unwrap(),
+                f[1].as_str().unwrap().parse().unwrap(),
+                f[2].as_u64().unwrap(),
+                f[3].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn per_second_hashes_match_vpdq() {
+    let dir = tempfile::tempdir().unwrap();
+    let videos = [
+        (
+            "testsrc2.mp4",
+            "testsrc2=size=320x240:rate=30:duration=4",
+            H264_WITH_B_FRAMES,
+        ),
+        (
+            "life.mkv",
+            "life=size=352x288:rate=25:mold=10:ratio=0.5:death_color=#C83232,trim=duration=4",
+            &["-c:v", "mpeg4", "-q:v", "4"][..],
+        ),
+    ];
+    let mut distances = Vec::new();
+    for (name, source, codec) in videos {
+        let path = dir.path().join(name);
+        generate_video(&path, source, codec);
+        let reference = vpdq_features(&path);
+        let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+            .args(["hash", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let ours: Vec<Value> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(ours.len(), reference.len(), "{name}: sampled frame count");
+        assert!(ours.len() >= 4, "{name}: {} samples", ours.len());
+        for (line, (frame_number, hash, quality, timestamp)) in ours.iter().zip(&reference) {
+            let our_hash: PdqHash = line["hash"].as_str().unwrap().parse().unwrap();
+            let pts = line["pts"].as_f64().unwrap();
+            assert!(
+                (pts - timestamp).abs() < 0.05,
+                "{name} frame {frame_number}: pts {pts} vs vPDQ {timestamp}"
+            );
+            let distance = our_hash.hamming_distance(hash);
+            distances.push(distance);
+            assert!(
+                (i64::try_from(line["quality"].as_u64().unwrap()).unwrap()
+                    - i64::try_from(*quality).unwrap())
+                .abs()
+                    <= 5,
+                "{name} frame {frame_number}: quality {} vs vPDQ {quality}",
+                line["quality"]
+            );
+        }
+    }
+    distances.sort_unstable();
+    let median = distances[distances.len() / 2];
+    let max = distances[distances.len() - 1];
+    eprintln!("livegate vs vPDQ Hamming distances: median {median}, max {max}");
+    // Same FFmpeg conversion and the same f32 luma: identical in practice (0 here); the
+    // bound leaves room for an FFmpeg build whose swscale rounds differently.
+    assert!(max <= 16, "max distance {max} (median {median})");
+}
+
+#[test]
+fn lone_keyframes_decode_promptly_from_extradata() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bframes.mp4");
+    generate_video(
+        &path,
+        "testsrc2=size=320x240:rate=25:duration=3",
+        H264_WITH_B_FRAMES,
+    );
+
+    // Reference: every frame decoded in sequence; hashes of the key pictures.
+    let mut frames = FrameHasher::new();
+    let mut sequential = Vec::new();
+    VideoFile::open(&path)
+        .unwrap()
+        .sample(
+            Sampling::Every(1e-9),
+            |frame, _pts| -> Result<(), MediaError> {
+                if frame.is_key() {
+                    sequential.push((frame.timestamp(), frames.hash_frame(frame).unwrap()));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert_eq!(sequential.len(), 3, "one keyframe per second");
+
+    // Live-path style: a decoder built from the codec id and the avcC record, fed only the
+    // keyframe packets demuxed by FFmpeg.
+    ffmpeg::init().unwrap();
+    let mut input = ffmpeg::format::input(&path).unwrap();
+    let stream = input.streams().best(ffmpeg::media::Type::Video).unwrap();
+    let index = stream.index();
+    let parameters = stream.parameters();
+    // SAFETY: reads the stream's extradata buffer of extradata_size bytes, owned by the
+    // parameters that outlive the copy.
+    let extradata = unsafe {
+        let raw = parameters.as_ptr();
+        std::slice::from_raw_parts((*raw).extradata, (*raw).extradata_size as usize).to_vec()
+    };
+    assert!(!extradata.is_empty(), "mp4 H.264 carries an avcC record");
+    let mut decoder = KeyframeDecoder::new(parameters.id(), &extradata).unwrap();
+    let mut lone = Vec::new();
+    for (stream, packet) in input.packets() {
+        if stream.index() != index || !packet.is_key() {
+            continue;
+        }
+        let pts = packet.pts().unwrap();
+        let frame = decoder
+            .decode_keyframe(packet.data().unwrap(), pts)
+            .unwrap();
+        assert_eq!(frame.timestamp(), Some(pts));
+        lone.push((Some(pts), frames.hash_frame(frame).unwrap()));
+    }
+    assert_eq!(lone, sequential);
+}
