@@ -45,6 +45,8 @@ pub struct Config {
     pub policy: crate::policy::PolicyConfig,
     #[serde(default)]
     pub actuator: crate::actuator::ActuatorConfig,
+    #[serde(default)]
+    pub analysis: crate::analysis::AnalysisConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -328,6 +330,9 @@ impl Config {
             .collect();
         self.actuator
             .validate(&list_names)
+            .map_err(|(key, message)| invalid(key, &message))?;
+        self.analysis
+            .validate()
             .map_err(|(key, message)| invalid(key, &message))?;
         Ok(())
     }

@@ -1,13 +1,16 @@
 //! Per-connection session: dial the origin, then two pumps copy bytes verbatim in each
 //! direction while the tap feeds a copy of the publisher's bytes to the demuxer.
 //!
-//! The publisher's bytes are written to the origin *before* the tap sees them, and the
-//! tap only parses (it never decodes or waits on anything), so inspection adds parsing
-//! time to a read, not a queue. A session ends when either side closes, a timeout fires,
-//! the stream cannot be parsed (with `on_parse_error = "cut"`), or someone requests a cut;
-//! ending drops both sockets at once.
+//! Each read from the publisher is parsed by the tap, then written to the origin: the
+//! tap only parses and offers keyframes to the analysis pool (a push onto a bounded
+//! queue, never a wait), so inspection adds parsing time to a read, not a queue — and a
+//! banned key's `publish`, or bytes livegate cannot parse, never reach the origin. A
+//! session ends when either side closes, a timeout fires, the stream cannot be parsed
+//! (with `on_parse_error = "cut"`), its key is banned, or someone requests a cut (policy,
+//! operator, shutdown); ending drops both sockets at once.
 
 use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,19 +20,23 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::{debug, info, warn};
 
+use crate::actuator::{Actuator, AuditEvent, AuditRecord};
+use crate::analysis::{Analysis, StreamAnalysis};
 use crate::config::{IngestConfig, OnParseError};
 use crate::ingest::rtmp::{DemuxEvent, Demuxer};
-use crate::session::{Closer, RedactedKey, SessionRegistry, SessionState};
+use crate::session::{Closer, CutEvidence, RedactedKey, SessionRegistry, SessionState};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How and why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionEnd {
     pub closer: Closer,
     pub reason: String,
+    /// A cut to audit once the sockets are closed.
+    pub evidence: Option<Arc<CutEvidence>>,
 }
 
 impl SessionEnd {
@@ -37,8 +44,15 @@ impl SessionEnd {
         SessionEnd {
             closer,
             reason: reason.into(),
+            evidence: None,
         }
     }
+}
+
+/// What every session shares: the registry and the analysis pool (with its actuator).
+pub struct Services {
+    pub registry: Arc<SessionRegistry>,
+    pub analysis: Arc<Analysis>,
 }
 
 /// Relays one accepted publisher connection until it ends, then logs how it ended.
@@ -46,9 +60,9 @@ pub async fn run_session(
     publisher: TcpStream,
     client: SocketAddr,
     ingest: Arc<IngestConfig>,
-    registry: Arc<SessionRegistry>,
+    services: Arc<Services>,
 ) -> SessionEnd {
-    let registration = registry.register(ingest.listen, client);
+    let registration = services.registry.register(ingest.listen, client);
     let state = Arc::clone(&registration.state);
     info!(
         session = state.id,
@@ -57,7 +71,19 @@ pub async fn run_session(
         origin = %ingest.origin,
         "session opened"
     );
-    let end = relay(publisher, &ingest, &state).await;
+    let stream = services.analysis.open_stream(Arc::clone(&state));
+    let tap = Tap::new(&ingest, Arc::clone(&state), Arc::clone(&stream), &services);
+    let end = relay(publisher, &ingest, &state, tap).await;
+    // Both sockets are closed once `relay` returns.
+    let closed_at = Instant::now();
+    stream.end();
+    if let Some(evidence) = &end.evidence {
+        let mut record = evidence.record.clone();
+        record.time_to_cut_ms = evidence
+            .keyframe_arrived
+            .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
+        services.analysis.actuator().record(record);
+    }
     log_close(&state, &end);
     end
 }
@@ -66,6 +92,7 @@ async fn relay(
     publisher: TcpStream,
     ingest: &IngestConfig,
     state: &Arc<SessionState>,
+    tap: Tap,
 ) -> SessionEnd {
     let origin = match dial_origin(ingest).await {
         Ok(origin) => origin,
@@ -80,11 +107,14 @@ async fn relay(
     }
     let (publisher_read, publisher_write) = publisher.into_split();
     let (origin_read, origin_write) = origin.into_split();
-    let tap = Tap::new(ingest, Arc::clone(state));
     tokio::select! {
         end = pump_publisher_to_origin(publisher_read, origin_write, tap, ingest, state) => end,
         end = pump_origin_to_publisher(origin_read, publisher_write, state) => end,
-        request = state.cut_requested() => SessionEnd::new(request.closer, request.reason),
+        request = state.cut_requested() => SessionEnd {
+            closer: request.closer,
+            reason: request.reason,
+            evidence: request.evidence,
+        },
     }
 }
 
@@ -162,18 +192,15 @@ async fn pump_publisher_to_origin(
             }
         }
         let chunk = buffer.split().freeze();
+        if let Err(end) = tap.observe(&chunk, Instant::now()) {
+            return end;
+        }
         if let Err(error) = origin.write_all(&chunk).await {
             return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));
         }
         state
             .bytes_from_publisher
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if let Err(why) = tap.observe(&chunk) {
-            return SessionEnd::new(
-                Closer::Publisher,
-                format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
-            );
-        }
     }
 }
 
@@ -204,6 +231,10 @@ async fn pump_origin_to_publisher(
     }
 }
 
+/// Reads remembered to map a frame's stream offset back to its arrival time: enough
+/// for a keyframe spread over many reads.
+const ARRIVALS_KEPT: usize = 512;
+
 /// The passive observer of the publisher's bytes.
 struct Tap {
     /// `None` once the stream proved unparseable under `on_parse_error = "pass"`.
@@ -212,16 +243,30 @@ struct Tap {
     on_parse_error: OnParseError,
     published: bool,
     state: Arc<SessionState>,
+    stream: Arc<StreamAnalysis>,
+    actuator: Arc<Actuator>,
+    /// Stream offset just past each recent read, with when that read completed.
+    arrivals: VecDeque<(u64, Instant)>,
+    offset: u64,
 }
 
 impl Tap {
-    fn new(ingest: &IngestConfig, state: Arc<SessionState>) -> Self {
+    fn new(
+        ingest: &IngestConfig,
+        state: Arc<SessionState>,
+        stream: Arc<StreamAnalysis>,
+        services: &Services,
+    ) -> Self {
         Tap {
             demuxer: Some(Demuxer::new(ingest.demux_limits())),
             events: Vec::new(),
             on_parse_error: ingest.on_parse_error,
             published: false,
             state,
+            stream,
+            actuator: Arc::clone(services.analysis.actuator()),
+            arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
+            offset: 0,
         }
     }
 
@@ -231,9 +276,24 @@ impl Tap {
         self.demuxer.is_some() && !self.published
     }
 
-    /// Parses a copy of bytes already forwarded. An error is why the stream cannot be
-    /// inspected, and means the session must end (`on_parse_error = "cut"`).
-    fn observe(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// When the byte at `offset` arrived (the oldest remembered read if it is older).
+    fn arrival_of(&self, offset: u64) -> Instant {
+        let index = self.arrivals.partition_point(|(end, _)| *end <= offset);
+        self.arrivals
+            .get(index)
+            .or(self.arrivals.front())
+            .map_or_else(Instant::now, |(_, arrived)| *arrived)
+    }
+
+    /// Parses bytes read from the publisher, before they are forwarded. An error ends
+    /// the session: the stream cannot be inspected (`on_parse_error = "cut"`), or its
+    /// key is banned.
+    fn observe(&mut self, bytes: &[u8], now: Instant) -> Result<(), SessionEnd> {
+        self.offset += bytes.len() as u64;
+        if self.arrivals.len() == ARRIVALS_KEPT {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((self.offset, now));
         let Some(demuxer) = self.demuxer.as_mut() else {
             return Ok(());
         };
@@ -241,16 +301,20 @@ impl Tap {
             .feed(bytes, &mut self.events)
             .map_err(|error| error.to_string());
         let mut events = std::mem::take(&mut self.events);
-        let mut verdict = parsed;
+        let mut uninspectable = parsed.err();
         for event in events.drain(..) {
-            if let Err(unsupported) = self.handle(event) {
-                verdict = verdict.and(Err(unsupported));
+            match self.handle(event) {
+                Ok(()) => {}
+                Err(EventProblem::Uninspectable(why)) => {
+                    uninspectable.get_or_insert(why);
+                }
+                Err(EventProblem::End(end)) => return Err(end),
             }
         }
         self.events = events;
-        match verdict {
-            Ok(()) => Ok(()),
-            Err(why) if self.on_parse_error == OnParseError::Pass => {
+        match uninspectable {
+            None => Ok(()),
+            Some(why) if self.on_parse_error == OnParseError::Pass => {
                 warn!(
                     session = self.state.id,
                     error = %why,
@@ -259,13 +323,15 @@ impl Tap {
                 self.demuxer = None;
                 Ok(())
             }
-            Err(why) => Err(why),
+            Some(why) => Err(SessionEnd::new(
+                Closer::Publisher,
+                format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
+            )),
         }
     }
 
-    /// Records what an event tells about the stream; an error is video livegate
-    /// cannot inspect.
-    fn handle(&mut self, event: DemuxEvent) -> Result<(), String> {
+    /// Records what an event tells about the stream and hands keyframes to analysis.
+    fn handle(&mut self, event: DemuxEvent) -> Result<(), EventProblem> {
         let state = &self.state;
         match event {
             DemuxEvent::Connect { app, tc_url, .. } => {
@@ -276,13 +342,23 @@ impl Tap {
                 let key = RedactedKey::new(&stream_key);
                 self.published = true;
                 let identity = state.identity();
-                info!(
-                    session = state.id,
-                    app = identity.app.as_deref().unwrap_or(""),
-                    %key,
-                    "publish"
-                );
-                state.update_identity(|identity| identity.key = Some(key));
+                let app = identity.app.as_deref().unwrap_or("");
+                info!(session = state.id, app, %key, "publish");
+                let banned = self.actuator.ban_remaining(key.fingerprint());
+                state.update_identity(|identity| identity.key = Some(key.clone()));
+                if let Some(remaining) = banned {
+                    let reason = format!(
+                        "stream key {key} is banned for {} more seconds",
+                        remaining.as_secs().max(1)
+                    );
+                    let mut record =
+                        AuditRecord::now(AuditEvent::Rejected, state.id, reason.clone());
+                    record.app = app.to_string();
+                    record.key_fingerprint = Some(key.fingerprint().to_string());
+                    record.client = state.client.to_string();
+                    self.actuator.record(record);
+                    return Err(EventProblem::End(SessionEnd::new(Closer::Policy, reason)));
+                }
             }
             DemuxEvent::VideoConfig { codec, extradata } => {
                 debug!(
@@ -292,11 +368,14 @@ impl Tap {
                     "video config"
                 );
                 state.update_identity(|identity| identity.codec = Some(codec));
+                self.stream.set_codec(codec, extradata);
             }
             DemuxEvent::VideoFrame(frame) => {
                 state.frames_seen.fetch_add(1, Ordering::Relaxed);
                 if frame.keyframe {
                     state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
+                    let arrived = self.arrival_of(frame.start_offset);
+                    self.stream.offer_keyframe(frame, arrived);
                 }
             }
             DemuxEvent::Metadata(metadata) => {
@@ -310,11 +389,21 @@ impl Tap {
                 );
             }
             DemuxEvent::UnsupportedVideo { description } => {
-                return Err(format!("unsupported video: {description}"));
+                return Err(EventProblem::Uninspectable(format!(
+                    "unsupported video: {description}"
+                )));
             }
         }
         Ok(())
     }
+}
+
+/// Why an event stops the stream being relayed as it is.
+enum EventProblem {
+    /// Video livegate cannot inspect: `on_parse_error` decides.
+    Uninspectable(String),
+    /// The session must end, whatever the config.
+    End(SessionEnd),
 }
 
 fn log_close(state: &SessionState, end: &SessionEnd) {

@@ -1,5 +1,6 @@
-//! The proxy as a whole: binds every `[[ingest]]`, serves until told to stop, then
-//! drains sessions for `shutdown_grace_ms` before cutting the rest.
+//! The proxy as a whole: loads the hash lists, starts the analysis workers, binds every
+//! `[[ingest]]`, serves until told to stop, then drains sessions for
+//! `shutdown_grace_ms` before cutting the rest.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,12 +9,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::actuator::{Actuator, ActuatorError};
+use crate::analysis::Analysis;
 use crate::config::Config;
 use crate::ingest::listener::{ConnectionGauge, IngestListener};
+use crate::relay::Services;
 use crate::session::{Closer, CutRequest, SessionRegistry};
+use crate::signals::lists::{ListSet, ListSetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error("loading hash lists: {0}")]
+    Lists(#[from] ListSetError),
+    #[error(transparent)]
+    Actuator(#[from] ActuatorError),
+    #[error("internal error while starting: {0}")]
+    Internal(String),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
     Bind {
         index: usize,
@@ -27,7 +38,8 @@ pub struct Server {
     config: Config,
     listeners: Vec<IngestListener>,
     local_addrs: Vec<SocketAddr>,
-    registry: Arc<SessionRegistry>,
+    services: Arc<Services>,
+    lists: Arc<ListSet>,
 }
 
 /// How often the drain checks whether sessions have ended.
@@ -36,8 +48,26 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 const CUT_SETTLE: Duration = Duration::from_secs(2);
 
 impl Server {
-    /// Binds every ingest listener; fails naming the first address that cannot be bound.
+    /// Loads the lists, starts analysis and binds every ingest listener; fails naming the
+    /// list file or the address that was wrong.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let lists = {
+            let configs = config.hashlist.clone();
+            match tokio::task::spawn_blocking(move || ListSet::load(&configs)).await {
+                Ok(loaded) => Arc::new(loaded?),
+                Err(join) => return Err(ServerError::Internal(join.to_string())),
+            }
+        };
+        for status in lists.status() {
+            info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
+        }
+        let actuator = Arc::new(Actuator::new(config.actuator.clone(), Arc::clone(&lists))?);
+        let analysis = Analysis::start(
+            config.analysis.clone(),
+            config.policy.clone(),
+            Arc::clone(&lists),
+            actuator,
+        );
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
         for (index, ingest) in config.ingest.iter().enumerate() {
@@ -63,7 +93,11 @@ impl Server {
             config,
             listeners,
             local_addrs,
-            registry: Arc::new(SessionRegistry::default()),
+            services: Arc::new(Services {
+                registry: Arc::new(SessionRegistry::default()),
+                analysis,
+            }),
+            lists,
         })
     }
 
@@ -73,7 +107,16 @@ impl Server {
     }
 
     pub fn registry(&self) -> Arc<SessionRegistry> {
-        Arc::clone(&self.registry)
+        Arc::clone(&self.services.registry)
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        Arc::clone(&self.services)
+    }
+
+    /// The hash lists, for reloads (SIGHUP, admin API).
+    pub fn lists(&self) -> Arc<ListSet> {
+        Arc::clone(&self.lists)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains.
@@ -85,7 +128,7 @@ impl Server {
             info!(listen = %addr, "ingest listening");
             gauges.push(listener.sessions());
             accept_loops.push(tokio::spawn(
-                listener.serve(Arc::clone(&self.registry), stop_rx.clone()),
+                listener.serve(Arc::clone(&self.services), stop_rx.clone()),
             ));
         }
         shutdown.await;
@@ -101,7 +144,7 @@ impl Server {
             "shutting down: draining sessions"
         );
         if !wait_until(|| active() == 0, grace).await {
-            let sessions = self.registry.list();
+            let sessions = self.services.registry.list();
             info!(
                 sessions = sessions.len(),
                 "grace period over: closing remaining sessions"
@@ -110,6 +153,7 @@ impl Server {
                 session.request_cut(CutRequest {
                     closer: Closer::Shutdown,
                     reason: "livegate is shutting down".into(),
+                    evidence: None,
                 });
             }
             wait_until(|| active() == 0, CUT_SETTLE).await;

@@ -9,9 +9,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
+use crate::actuator::AuditRecord;
 use crate::ingest::rtmp::VideoCodec;
 
 /// A stream key reduced to what may be logged: a few leading characters (only for keys
@@ -79,11 +80,22 @@ impl Closer {
     }
 }
 
-/// A request to end a session from outside its pumps (shutdown, and later policy cuts).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request to end a session from outside its pumps: shutdown, a policy cut, a
+/// manual cut.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CutRequest {
     pub closer: Closer,
     pub reason: String,
+    /// For a cut to audit: written by the relay once both sockets are closed.
+    pub evidence: Option<Arc<CutEvidence>>,
+}
+
+/// The audit record of a cut, completed with the time to cut when the sockets close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutEvidence {
+    pub record: AuditRecord,
+    /// When the decisive keyframe's first byte arrived (none for manual cuts).
+    pub keyframe_arrived: Option<Instant>,
 }
 
 /// What the demuxer has learned about the stream.
@@ -104,6 +116,7 @@ pub struct SessionState {
     pub bytes_from_publisher: AtomicU64,
     pub bytes_from_origin: AtomicU64,
     pub keyframes_seen: AtomicU64,
+    pub keyframes_analysed: AtomicU64,
     pub frames_seen: AtomicU64,
     identity: Mutex<StreamIdentity>,
     cut_request: OnceLock<CutRequest>,
@@ -176,6 +189,7 @@ impl SessionRegistry {
             bytes_from_publisher: AtomicU64::new(0),
             bytes_from_origin: AtomicU64::new(0),
             keyframes_seen: AtomicU64::new(0),
+            keyframes_analysed: AtomicU64::new(0),
             frames_seen: AtomicU64::new(0),
             identity: Mutex::new(StreamIdentity::default()),
             cut_request: OnceLock::new(),
@@ -266,10 +280,12 @@ mod tests {
         session.state.request_cut(CutRequest {
             closer: Closer::Shutdown,
             reason: "first".into(),
+            evidence: None,
         });
         session.state.request_cut(CutRequest {
             closer: Closer::Policy,
             reason: "second".into(),
+            evidence: None,
         });
         let request = waiter.await.expect("waiter");
         assert_eq!(request.closer, Closer::Shutdown);

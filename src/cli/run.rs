@@ -5,10 +5,13 @@ use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
 use livegate::server::Server;
+use livegate::signals::lists::ListSet;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -35,6 +38,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
+        tokio::spawn(reload_lists_on_sighup(server.lists()));
         server.run_until(shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -65,6 +69,41 @@ fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reloads every hash list on SIGHUP, off the async workers; a list that fails keeps
+/// its previous version (the error names `file:line`).
+async fn reload_lists_on_sighup(lists: Arc<ListSet>) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP: lists reload only through the API");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading hash lists");
+        let lists = Arc::clone(&lists);
+        match tokio::task::spawn_blocking(move || lists.reload_all()).await {
+            Ok(reports) => {
+                for report in reports {
+                    match report {
+                        Ok(report) => tracing::info!(
+                            list = %report.name,
+                            version = report.version,
+                            hashes = report.hashes,
+                            build_ms = report.build_time.as_millis() as u64,
+                            "hash list reloaded"
+                        ),
+                        Err(error) => {
+                            tracing::error!(%error, "hash list reload failed; previous version stays active")
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "hash list reload task failed"),
+        }
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -74,7 +113,7 @@ async fn shutdown_signal() {
         }
     };
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match signal(SignalKind::terminate()) {
             Ok(mut signal) => {
                 signal.recv().await;
             }

@@ -7,8 +7,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{error, warn};
 
 use crate::config::IngestConfig;
-use crate::relay;
-use crate::session::SessionRegistry;
+use crate::relay::{self, Services};
 
 /// An ingest listener, bound and ready to accept.
 pub struct IngestListener {
@@ -37,7 +36,7 @@ impl IngestListener {
 
     /// Accepts until `stop` turns true. Running sessions are not touched: draining them
     /// is the caller's business.
-    pub async fn serve(self, registry: Arc<SessionRegistry>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(self, services: Arc<Services>, mut stop: watch::Receiver<bool>) {
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -54,7 +53,7 @@ impl IngestListener {
                 }
             };
             let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
-                registry.count_refused();
+                services.registry.count_refused();
                 warn!(
                     listen = %self.ingest.listen,
                     %client,
@@ -64,9 +63,9 @@ impl IngestListener {
                 continue;
             };
             let ingest = Arc::clone(&self.ingest);
-            let registry = Arc::clone(&registry);
+            let services = Arc::clone(&services);
             tokio::spawn(async move {
-                relay::run_session(socket, client, ingest, registry).await;
+                relay::run_session(socket, client, ingest, services).await;
                 drop(permit);
             });
         }

@@ -1,0 +1,542 @@
+//! Keyframe analysis off the relay path: sampling, a bounded queue per stream, and a
+//! pool of worker threads running decode → PDQ → list lookup → policy → action.
+//!
+//! The relay only ever *offers* a keyframe: a constant-time push under a short lock.
+//! When a stream's queue is full the oldest sample is dropped and counted
+//! (`samples_shed`), so a slow worker pool costs analysis coverage, never relay latency.
+//! Each stream is worked on by one worker at a time (its decoder and policy state are
+//! sequential); streams are scheduled round-robin through a shared channel.
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+use crate::actuator::{Actuator, AuditEvent, AuditRecord, SignalRecord};
+use crate::ingest::rtmp::{VideoCodec, VideoFrame};
+use crate::media::decode::KeyframeDecoder;
+use crate::media::frame::FrameHasher;
+use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
+use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
+use crate::signals::hash256::Hash256;
+use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
+use crate::signals::pdq::Dihedral;
+
+/// `[analysis]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Worker threads decoding and hashing; 0 means one per CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Samples waiting per stream; beyond it the oldest is shed.
+    #[serde(default = "defaults::queue_per_stream")]
+    pub queue_per_stream: usize,
+    /// At most this many keyframes per second are sampled from one stream (streams
+    /// with very short GOPs would otherwise cost a decode per fraction of a second).
+    #[serde(default = "defaults::max_samples_per_second")]
+    pub max_samples_per_second: f64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            workers: 0,
+            queue_per_stream: defaults::queue_per_stream(),
+            max_samples_per_second: defaults::max_samples_per_second(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn queue_per_stream() -> usize {
+        2
+    }
+    pub fn max_samples_per_second() -> f64 {
+        2.0
+    }
+}
+
+impl AnalysisConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.queue_per_stream == 0 || self.queue_per_stream > 64 {
+            return Err((
+                "analysis.queue_per_stream".into(),
+                "must be between 1 and 64".into(),
+            ));
+        }
+        if !(self.max_samples_per_second > 0.0 && self.max_samples_per_second <= 120.0) {
+            return Err((
+                "analysis.max_samples_per_second".into(),
+                "must be greater than 0 and at most 120".into(),
+            ));
+        }
+        if self.workers > 1024 {
+            return Err(("analysis.workers".into(), "must be at most 1024".into()));
+        }
+        Ok(())
+    }
+
+    fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct AnalysisStats {
+    pub keyframes_offered: AtomicU64,
+    pub keyframes_skipped_by_rate: AtomicU64,
+    pub samples_shed: AtomicU64,
+    pub samples_analysed: AtomicU64,
+    pub decoder_errors: AtomicU64,
+    pub matches: AtomicU64,
+    /// Sum of (analysis finished − keyframe arrived), for the mean.
+    pub analysis_latency_micros_total: AtomicU64,
+}
+
+/// The codec configuration a stream's frames decode with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecConfig {
+    pub codec: VideoCodec,
+    pub extradata: Bytes,
+}
+
+struct Sample {
+    config: Arc<CodecConfig>,
+    frame: VideoFrame,
+    /// When the keyframe's first byte arrived from the publisher.
+    arrived: Instant,
+}
+
+/// The analysis pool shared by all sessions.
+pub struct Analysis {
+    config: AnalysisConfig,
+    policy: Arc<PolicyConfig>,
+    lists: Arc<ListSet>,
+    actuator: Arc<Actuator>,
+    ready: Sender<Arc<StreamAnalysis>>,
+    pub stats: Arc<AnalysisStats>,
+}
+
+impl Analysis {
+    /// Starts the worker threads.
+    pub fn start(
+        config: AnalysisConfig,
+        policy: PolicyConfig,
+        lists: Arc<ListSet>,
+        actuator: Arc<Actuator>,
+    ) -> Arc<Self> {
+        let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
+        let stats = Arc::new(AnalysisStats::default());
+        let workers = config.worker_count();
+        for index in 0..workers {
+            let work = work.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("livegate-analysis-{index}"))
+                .spawn(move || run_worker(work));
+            if let Err(error) = spawned {
+                warn!(%error, index, "cannot start an analysis worker");
+            }
+        }
+        info!(workers, "analysis workers started");
+        Arc::new(Analysis {
+            config,
+            policy: Arc::new(policy),
+            lists,
+            actuator,
+            ready,
+            stats,
+        })
+    }
+
+    pub fn actuator(&self) -> &Arc<Actuator> {
+        &self.actuator
+    }
+
+    /// The analysis state of a new session.
+    pub fn open_stream(self: &Arc<Self>, session: Arc<SessionState>) -> Arc<StreamAnalysis> {
+        Arc::new(StreamAnalysis {
+            analysis: Arc::clone(self),
+            session,
+            queue: Mutex::new(StreamQueue::default()),
+            worker: Mutex::new(None),
+            codec: Mutex::new(None),
+            ended: AtomicBool::new(false),
+        })
+    }
+}
+
+#[derive(Default)]
+struct StreamQueue {
+    samples: VecDeque<Sample>,
+    /// True while the stream sits in the ready channel or a worker is on it.
+    scheduled: bool,
+    last_sampled: Option<Instant>,
+    last_analysed: Option<Instant>,
+    last_overload_alert: Option<Instant>,
+}
+
+/// One stream's analysis: its queue (touched by the relay) and its worker state
+/// (touched by one worker at a time).
+pub struct StreamAnalysis {
+    analysis: Arc<Analysis>,
+    session: Arc<SessionState>,
+    queue: Mutex<StreamQueue>,
+    worker: Mutex<Option<WorkerState>>,
+    codec: Mutex<Option<Arc<CodecConfig>>>,
+    ended: AtomicBool,
+}
+
+/// How often an overloaded stream is re-reported.
+const OVERLOAD_ALERT_INTERVAL: Duration = Duration::from_secs(30);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl StreamAnalysis {
+    /// A new sequence header: later keyframes decode with it.
+    pub fn set_codec(&self, codec: VideoCodec, extradata: Bytes) {
+        *lock(&self.codec) = Some(Arc::new(CodecConfig { codec, extradata }));
+    }
+
+    /// Offers a keyframe; never blocks on analysis.
+    pub fn offer_keyframe(self: &Arc<Self>, frame: VideoFrame, arrived: Instant) {
+        let stats = &self.analysis.stats;
+        stats.keyframes_offered.fetch_add(1, Ordering::Relaxed);
+        if self.ended.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(config) = lock(&self.codec).clone() else {
+            // Keyframes before any sequence header cannot be decoded.
+            stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let min_gap = Duration::from_secs_f64(1.0 / self.analysis.config.max_samples_per_second);
+        let mut queue = lock(&self.queue);
+        if queue
+            .last_sampled
+            .is_some_and(|last| arrived.duration_since(last) < min_gap)
+        {
+            stats
+                .keyframes_skipped_by_rate
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.last_sampled = Some(arrived);
+        let mut shed = false;
+        if queue.samples.len() >= self.analysis.config.queue_per_stream {
+            queue.samples.pop_front();
+            stats.samples_shed.fetch_add(1, Ordering::Relaxed);
+            shed = true;
+        }
+        queue.samples.push_back(Sample {
+            config,
+            frame,
+            arrived,
+        });
+        let overloaded = shed
+            .then(|| self.overload_action(&mut queue, arrived))
+            .flatten();
+        let schedule = !queue.scheduled;
+        queue.scheduled = true;
+        drop(queue);
+        if let Some(action) = overloaded {
+            self.act_on_overload(action);
+        }
+        if schedule && self.analysis.ready.send(Arc::clone(self)).is_err() {
+            warn!(
+                session = self.session.id,
+                "analysis workers are gone: keyframe not analysed"
+            );
+        }
+    }
+
+    /// Stops analysing: the session is over.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        lock(&self.queue).samples.clear();
+    }
+
+    fn overload_action(&self, queue: &mut StreamQueue, now: Instant) -> Option<OverloadAction> {
+        let policy = &self.analysis.policy;
+        let unanalysed_for =
+            now.duration_since(queue.last_analysed.unwrap_or(self.session_started()));
+        if policy.on_overload == OverloadMode::Closed
+            && unanalysed_for > Duration::from_millis(policy.max_unanalysed_ms)
+        {
+            return Some(OverloadAction::Cut(unanalysed_for));
+        }
+        if queue
+            .last_overload_alert
+            .is_none_or(|last| now.duration_since(last) > OVERLOAD_ALERT_INTERVAL)
+        {
+            queue.last_overload_alert = Some(now);
+            return Some(OverloadAction::Alert);
+        }
+        None
+    }
+
+    fn session_started(&self) -> Instant {
+        let age = self.session.started_at.elapsed().unwrap_or(Duration::ZERO);
+        Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+    }
+
+    fn act_on_overload(&self, action: OverloadAction) {
+        let actuator = &self.analysis.actuator;
+        match action {
+            OverloadAction::Alert => {
+                warn!(
+                    session = self.session.id,
+                    "analysis cannot keep up: shedding samples (on_overload = open)"
+                );
+                actuator.record(
+                    self.audit_record(
+                        AuditEvent::Overload,
+                        "analysis cannot keep up: samples shed, stream kept (on_overload = open)"
+                            .into(),
+                    ),
+                );
+            }
+            OverloadAction::Cut(unanalysed_for) => {
+                let reason = format!(
+                    "analysis overloaded: no keyframe analysed for {} ms (on_overload = closed)",
+                    unanalysed_for.as_millis()
+                );
+                self.session.request_cut(CutRequest {
+                    closer: Closer::Policy,
+                    reason: reason.clone(),
+                    evidence: Some(Arc::new(CutEvidence {
+                        record: self.audit_record(AuditEvent::Cut, reason),
+                        keyframe_arrived: None,
+                    })),
+                });
+            }
+        }
+    }
+
+    fn audit_record(&self, event: AuditEvent, reason: String) -> AuditRecord {
+        let identity = self.session.identity();
+        let mut record = AuditRecord::now(event, self.session.id, reason);
+        record.app = identity.app.unwrap_or_default();
+        record.key_fingerprint = identity.key.map(|key| key.fingerprint().to_string());
+        record.client = self.session.client.to_string();
+        record
+    }
+
+    /// Runs this stream's queued samples; called by one worker at a time.
+    fn drain(&self, scratch: &mut WorkerScratch) {
+        loop {
+            let sample = {
+                let mut queue = lock(&self.queue);
+                match queue.samples.pop_front() {
+                    Some(sample) => sample,
+                    None => {
+                        queue.scheduled = false;
+                        return;
+                    }
+                }
+            };
+            if self.ended.load(Ordering::Relaxed) {
+                continue;
+            }
+            self.analyse(sample, scratch);
+            lock(&self.queue).last_analysed = Some(Instant::now());
+        }
+    }
+
+    fn analyse(&self, sample: Sample, scratch: &mut WorkerScratch) {
+        let stats = &self.analysis.stats;
+        let mut worker = lock(&self.worker);
+        let state =
+            worker.get_or_insert_with(|| WorkerState::new(&self.analysis.policy, &self.session));
+        if let Err(error) = state.use_codec(&sample.config) {
+            stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+            warn!(session = self.session.id, %error, "cannot open a decoder for the stream");
+            return;
+        }
+        let Some((_, decoder)) = state.decoder.as_mut() else {
+            return;
+        };
+        let decoded = decoder
+            .decode_keyframe(&sample.frame.data, sample.frame.pts_ms)
+            .map_err(|error| error.to_string())
+            .and_then(|picture| {
+                state
+                    .hasher
+                    .hash_frame_dihedral(picture)
+                    .map_err(|error| error.to_string())
+            });
+        let hashes = match decoded {
+            Ok(hashes) => hashes,
+            Err(error) => {
+                stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+                debug!(session = self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
+                return;
+            }
+        };
+        let variants: [Hash256; 8] = hashes.hashes.map(|hash| Hash256::from_bytes(hash.0));
+        self.analysis.lists.lookup_into(
+            &variants,
+            hashes.quality,
+            &mut scratch.lookup,
+            &mut scratch.matches,
+        );
+        stats.samples_analysed.fetch_add(1, Ordering::Relaxed);
+        self.session
+            .keyframes_analysed
+            .fetch_add(1, Ordering::Relaxed);
+        let latency = sample.arrived.elapsed();
+        stats
+            .analysis_latency_micros_total
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        state.remember(
+            variants[0],
+            hashes.quality,
+            self.analysis.actuator.learn_keyframes(),
+        );
+        if !scratch.matches.is_empty() {
+            stats.matches.fetch_add(1, Ordering::Relaxed);
+        }
+        let decision = state.policy.decide(&scratch.matches);
+        let event = match decision.verdict {
+            Verdict::Clear => return,
+            Verdict::Log => AuditEvent::Match,
+            Verdict::Alert => AuditEvent::Alert,
+            Verdict::ShadowCut => AuditEvent::ShadowCut,
+            Verdict::Cut => AuditEvent::Cut,
+        };
+        let mut record = self.audit_record(event, decision.reason.clone());
+        record.pts_seconds = Some(sample.frame.pts_ms as f64 / 1000.0);
+        if let Some(found) = &decision.evidence {
+            record.signal = Some(signal_record(found, &variants, hashes.quality));
+        }
+        if event != AuditEvent::Cut {
+            self.analysis.actuator.record(record);
+            return;
+        }
+        // The relay writes the cut's audit record once both sockets are closed, with the
+        // time from this keyframe's arrival.
+        self.session.request_cut(CutRequest {
+            closer: Closer::Policy,
+            reason: decision.reason,
+            evidence: Some(Arc::new(CutEvidence {
+                record,
+                keyframe_arrived: Some(sample.arrived),
+            })),
+        });
+        self.ended.store(true, Ordering::Relaxed);
+        let actuator = &self.analysis.actuator;
+        if let Some(key) = self.session.identity().key {
+            actuator.ban(key.fingerprint());
+        }
+        actuator.learn(
+            state.recent_hashes.drain(..).collect(),
+            format!("learned,session {}", self.session.id),
+        );
+    }
+}
+
+enum OverloadAction {
+    Alert,
+    Cut(Duration),
+}
+
+fn signal_record(found: &ListMatch, variants: &[Hash256; 8], quality: u8) -> SignalRecord {
+    let variant = Dihedral::ALL
+        .get(found.variant)
+        .map_or("original", |variant| variant.name());
+    let frame_hash = variants.get(found.variant).unwrap_or(&variants[0]);
+    SignalRecord::pdq(found, frame_hash, quality, variant)
+}
+
+/// Decoder, hasher and policy of one stream, used by one worker at a time.
+struct WorkerState {
+    /// Opened at the first keyframe and again whenever the sequence header changes.
+    decoder: Option<(Arc<CodecConfig>, KeyframeDecoder)>,
+    hasher: FrameHasher,
+    policy: StreamPolicy,
+    recent_hashes: VecDeque<(Hash256, u8)>,
+}
+
+impl WorkerState {
+    fn new(policy: &Arc<PolicyConfig>, session: &SessionState) -> Self {
+        let identity = session.identity();
+        let fingerprint = identity
+            .key
+            .as_ref()
+            .map(|key| key.fingerprint().to_string());
+        WorkerState {
+            decoder: None,
+            hasher: FrameHasher::new(),
+            policy: StreamPolicy::new(
+                Arc::clone(policy),
+                identity.app.as_deref().unwrap_or(""),
+                fingerprint.as_deref(),
+            ),
+            recent_hashes: VecDeque::new(),
+        }
+    }
+
+    /// Makes sure the decoder matches `codec`, reopening it when the stream sent a new
+    /// sequence header.
+    fn use_codec(
+        &mut self,
+        codec: &Arc<CodecConfig>,
+    ) -> Result<(), crate::media::decode::MediaError> {
+        if self
+            .decoder
+            .as_ref()
+            .is_some_and(|(current, _)| current == codec)
+        {
+            return Ok(());
+        }
+        self.decoder = None;
+        let id = match codec.codec {
+            VideoCodec::Avc => ffmpeg_next::codec::Id::H264,
+            VideoCodec::Hevc => ffmpeg_next::codec::Id::HEVC,
+            VideoCodec::Av1 => ffmpeg_next::codec::Id::AV1,
+            VideoCodec::Vp9 => ffmpeg_next::codec::Id::VP9,
+        };
+        self.decoder = Some((
+            Arc::clone(codec),
+            KeyframeDecoder::new(id, &codec.extradata)?,
+        ));
+        Ok(())
+    }
+
+    fn remember(&mut self, hash: Hash256, quality: u8, keep: usize) {
+        if keep == 0 {
+            return;
+        }
+        if self.recent_hashes.len() >= keep {
+            self.recent_hashes.pop_front();
+        }
+        self.recent_hashes.push_back((hash, quality));
+    }
+}
+
+/// Per-worker buffers reused across samples.
+#[derive(Default)]
+struct WorkerScratch {
+    lookup: LookupScratch,
+    matches: Vec<ListMatch>,
+}
+
+fn run_worker(work: Receiver<Arc<StreamAnalysis>>) {
+    let mut scratch = WorkerScratch::default();
+    for stream in work {
+        stream.drain(&mut scratch);
+    }
+}
