@@ -167,13 +167,13 @@ impl Dihedral {
         }
     }
 
-    /// Coefficient of the variant at (row, col) as (transposed?, negated?) of the original's
-    /// coefficient at (col, row) or (row, col); the sign patterns of the reference's
-    /// `dct16OriginalTo*` functions.
+    /// Where the variant's DCT coefficient at (row, col) comes from, as
+    /// `(transposed, negated)`: the original's coefficient at (col, row) when transposed,
+    /// else at (row, col), sign-flipped when negated. These are the sign patterns of the
+    /// reference's `dct16OriginalTo*` functions, which write `B[j][i]` from `A[i][j]` when
+    /// transposing (so at `B[row][col]`, i = col and j = row).
     fn transform(self, row: usize, col: usize) -> (bool, bool) {
         let odd = |n: usize| n & 1 == 1;
-        // For transposed variants the source coefficient is (col, row): the reference writes
-        // B[j][i] from A[i][j], so at B[row][col] the source indices are i = col, j = row.
         match self {
             Dihedral::Original => (false, false),
             Dihedral::Rotate90 => (true, !odd(row)),
@@ -514,7 +514,7 @@ fn validate(image: Image<'_>, layout: PixelLayout) -> Result<(), PdqError> {
     if width.saturating_mul(height) > MAX_PIXELS {
         return Err(PdqError::TooLarge { width, height });
     }
-    let row_bytes = width * layout.bytes_per_pixel();
+    let row_bytes = width.saturating_mul(layout.bytes_per_pixel());
     if height > 0 && stride < row_bytes {
         return Err(PdqError::StrideTooSmall {
             stride,
