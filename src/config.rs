@@ -250,25 +250,17 @@ impl Config {
             message: message.to_string(),
         };
         if self.ingest.is_empty() {
-            return Err(invalid(
-                "ingest".into(),
-                "at least one [[ingest]] is required",
-            ));
+            return Err(invalid("ingest".into(), "at least one [[ingest]] is required"));
         }
         let mut listens = std::collections::HashSet::new();
         for (i, ingest) in self.ingest.iter().enumerate() {
             let key = |name: &str| format!("ingest[{i}].{name}");
             if !listens.insert(ingest.listen) {
-                return Err(invalid(
-                    key("listen"),
-                    "address used by two [[ingest]] entries",
-                ));
+                return Err(invalid(key("listen"), "address used by two [[ingest]] entries"));
             }
-            if ingest
-                .origin
-                .rsplit_once(':')
-                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-            {
+            if ingest.origin.rsplit_once(':').is_none_or(|(host, port)| {
+                host.is_empty() || port.parse::<u16>().is_err()
+            }) {
                 return Err(invalid(key("origin"), "expected HOST:PORT"));
             }
             if ingest.max_connections == 0 {
@@ -297,10 +289,7 @@ impl Config {
                 ));
             }
             if limits.max_chunk_streams == 0 {
-                return Err(invalid(
-                    key("limits.max_chunk_streams"),
-                    "must be at least 1",
-                ));
+                return Err(invalid(key("limits.max_chunk_streams"), "must be at least 1"));
             }
             if limits.max_buffered_bytes < limits.max_message_bytes as usize {
                 return Err(invalid(
