@@ -45,7 +45,10 @@ fn generate_corpus(dir: &Path) -> Vec<Expected> {
         .arg(dir)
         .status()
         .expect("run corpus.py");
-    assert!(status.success(), "corpus.py failed");
+    assert!(
+        status.success(),
+        "corpus.py failed (pdqhash missing? run scripts/install-deps.sh)"
+    );
     let text = std::fs::read_to_string(dir.join("expected.jsonl")).unwrap();
     text.lines()
         .map(|line| {

@@ -69,7 +69,7 @@ fn vpdq_features(video: &Path) -> Vec<(u64, PdqHash, u64, f64)> {
         .expect("run vpdq");
     assert!(
         output.status.success(),
-        "vpdq failed: {}",
+        "vpdq failed (missing? run scripts/install-deps.sh): {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let features: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();

@@ -107,14 +107,19 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Whether the file's content (not its name) is an image format the `image` crate decodes.
+/// Whether the file's content (not its name) is an image format the `image` crate decodes
+/// here; anything else (videos, and images of formats not compiled in) goes to FFmpeg.
 fn is_image(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };
     image::ImageReader::new(BufReader::new(file))
         .with_guessed_format()
-        .is_ok_and(|reader| reader.format().is_some())
+        .is_ok_and(|reader| {
+            reader
+                .format()
+                .is_some_and(|format| format.reading_enabled())
+        })
 }
 
 fn emit(

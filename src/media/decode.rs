@@ -41,6 +41,8 @@ pub enum MediaError {
     Decode(ffmpeg_next::Error),
     #[error("the keyframe packet produced no picture")]
     NoPicture,
+    #[error("empty keyframe packet (FFmpeg would take it for end of stream)")]
+    EmptyPacket,
 }
 
 /// Which frames of a video file are hashed.
@@ -157,6 +159,7 @@ impl VideoFile {
         seconds: f64,
         on_frame: &mut impl FnMut(&frame::Video, f64) -> Result<(), E>,
     ) -> Result<(), E> {
+        // Without a known frame rate every frame is hashed (vPDQ refuses such files).
         let frame_mod = ((seconds * self.frame_rate) as u64).max(1);
         let mut decoder = open_decoder(self.parameters.clone())?;
         let mut frame = frame::Video::empty();
@@ -270,6 +273,9 @@ impl KeyframeDecoder {
     /// Decodes one keyframe packet (`data`, presentation timestamp `pts` in the stream's
     /// time base) into its picture.
     pub fn decode_keyframe(&mut self, data: &[u8], pts: i64) -> Result<&frame::Video, MediaError> {
+        if data.is_empty() {
+            return Err(MediaError::EmptyPacket);
+        }
         let mut packet = Packet::copy(data);
         packet.set_pts(Some(pts));
         packet.set_dts(Some(pts));

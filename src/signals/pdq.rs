@@ -167,13 +167,13 @@ impl Dihedral {
         }
     }
 
-    /// Coefficient of the variant at (row, col) as (transposed?, negated?) of the original's
-    /// coefficient at (col, row) or (row, col); the sign patterns of the reference's
-    /// `dct16OriginalTo*` functions.
+    /// Where the variant's DCT coefficient at (row, col) comes from, as
+    /// `(transposed, negated)`: the original's coefficient at (col, row) when transposed,
+    /// else at (row, col), sign-flipped when negated. These are the sign patterns of the
+    /// reference's `dct16OriginalTo*` functions, which write `B[j][i]` from `A[i][j]` when
+    /// transposing (so at `B[row][col]`, i = col and j = row).
     fn transform(self, row: usize, col: usize) -> (bool, bool) {
         let odd = |n: usize| n & 1 == 1;
-        // For transposed variants the source coefficient is (col, row): the reference writes
-        // B[j][i] from A[i][j], so at B[row][col] the source indices are i = col, j = row.
         match self {
             Dihedral::Original => (false, false),
             Dihedral::Rotate90 => (true, !odd(row)),
@@ -287,6 +287,22 @@ fn dct_matrix() -> &'static [[f32; DOWNSCALED]; DCT_SIDE] {
             }
         }
         matrix
+    })
+}
+
+/// `value * weight` in `f64` for every byte value and each of numpy's luma weights: the
+/// products are exact table lookups of what `pdqhash.compute` multiplies, without the
+/// per-pixel int-to-float conversions and multiplications.
+fn luma_f64_terms() -> &'static [[f64; 256]; 3] {
+    static TERMS: OnceLock<[[f64; 256]; 3]> = OnceLock::new();
+    TERMS.get_or_init(|| {
+        let mut terms = [[0f64; 256]; 3];
+        for (table, weight) in terms.iter_mut().zip([0.299, 0.587, 0.114]) {
+            for (value, term) in table.iter_mut().enumerate() {
+                *term = value as f64 * weight;
+            }
+        }
+        terms
     })
 }
 
@@ -429,11 +445,10 @@ impl PdqHasher {
                     }
                 }
                 PixelLayout::Rgb8(LumaFormula::Float64Rounded) => {
+                    let [r_term, g_term, b_term] = luma_f64_terms();
                     for (out, rgb) in luma_row.iter_mut().zip(pixels.chunks_exact(3)) {
-                        let r = f64::from(rgb[0]) * 0.299;
-                        let g = f64::from(rgb[1]) * 0.587;
-                        let b = f64::from(rgb[2]) * 0.114;
-                        *out = (r + g + b) as f32;
+                        let (r, g, b) = (rgb[0] as usize, rgb[1] as usize, rgb[2] as usize);
+                        *out = (r_term[r] + g_term[g] + b_term[b]) as f32;
                     }
                 }
                 PixelLayout::Rgb8(LumaFormula::Float32) => {
@@ -499,7 +514,7 @@ fn validate(image: Image<'_>, layout: PixelLayout) -> Result<(), PdqError> {
     if width.saturating_mul(height) > MAX_PIXELS {
         return Err(PdqError::TooLarge { width, height });
     }
-    let row_bytes = width * layout.bytes_per_pixel();
+    let row_bytes = width.saturating_mul(layout.bytes_per_pixel());
     if height > 0 && stride < row_bytes {
         return Err(PdqError::StrideTooSmall {
             stride,
@@ -539,46 +554,42 @@ fn decimation_indices(old_dimension: usize) -> [usize; DOWNSCALED] {
     picks
 }
 
-/// One step of the reference's `box1DFloat` walk along a vector: add the element at
-/// `add`, then subtract the one at `subtract`, then (if `output`) write `sum / count`.
-#[derive(Clone, Copy)]
-struct BoxStep {
-    add: Option<usize>,
-    subtract: Option<usize>,
-    output: Option<usize>,
-    count: usize,
+/// The three things a box walk does to its running sum(s), in whatever layout a pass keeps
+/// them: the reference's `box1DFloat` operations, replayed by [`walk_box`].
+trait BoxAccumulator {
+    fn add(&mut self, index: usize);
+    fn subtract(&mut self, index: usize);
+    /// Writes `sum / count` for output position `index`.
+    fn output(&mut self, index: usize, count: f32);
 }
 
-/// The 4 phases of `box1DFloat` (accumulate; grow and write; slide; shrink and write) as a
-/// sequence of steps, so every pass layout replays exactly the reference's operations.
-fn box_steps(length: usize, window: usize) -> impl Iterator<Item = BoxStep> {
+/// The 4 phases of the reference's `box1DFloat` over a vector of `length` with a
+/// `window`: accumulate; grow and write; slide (add, then subtract, then write); shrink and
+/// write. Every pass layout goes through this one function, so all replay exactly the
+/// reference's operations in its order.
+#[inline(always)]
+fn walk_box<A: BoxAccumulator>(accumulator: &mut A, length: usize, window: usize) {
     let half = (window + 2) / 2;
     let phase1 = half - 1;
     let phase2 = window - half + 1;
     let phase3 = length - window;
-    let phase4 = half - 1;
-    let grow = (0..phase1 + phase2).map(move |read| {
-        let output = read.checked_sub(phase1);
-        BoxStep {
-            add: Some(read),
-            subtract: None,
-            output,
-            count: read + 1,
-        }
-    });
-    let slide = (0..phase3).map(move |i| BoxStep {
-        add: Some(window + i),
-        subtract: Some(i),
-        output: Some(phase2 + i),
-        count: window,
-    });
-    let shrink = (0..phase4).map(move |i| BoxStep {
-        add: None,
-        subtract: Some(phase3 + i),
-        output: Some(phase2 + phase3 + i),
-        count: window - 1 - i,
-    });
-    grow.chain(slide).chain(shrink)
+    for read in 0..phase1 {
+        accumulator.add(read);
+    }
+    for i in 0..phase2 {
+        accumulator.add(phase1 + i);
+        accumulator.output(i, (phase1 + i + 1) as f32);
+    }
+    let count = window as f32;
+    for i in 0..phase3 {
+        accumulator.add(window + i);
+        accumulator.subtract(i);
+        accumulator.output(phase2 + i, count);
+    }
+    for i in 0..half - 1 {
+        accumulator.subtract(phase3 + i);
+        accumulator.output(phase2 + phase3 + i, (window - 1 - i) as f32);
+    }
 }
 
 /// `boxAlongRowsFloat`, [`ROW_LANES`] rows at a time. With `wanted`, only the columns it
@@ -593,40 +604,61 @@ fn box_along_rows(
     let block = cols * ROW_LANES;
     let mut inputs = input.chunks_exact(block);
     let mut outputs = output.chunks_exact_mut(block);
-    for (in_block, out_block) in (&mut inputs).zip(&mut outputs) {
-        box_rows_block::<ROW_LANES>(in_block, out_block, cols, window, wanted);
+    for (input, output) in (&mut inputs).zip(&mut outputs) {
+        let mut rows = RowLanes::<ROW_LANES> {
+            input,
+            output,
+            cols,
+            wanted,
+            sums: [0.0; ROW_LANES],
+        };
+        walk_box(&mut rows, cols, window);
     }
     let rest = inputs.remainder().chunks_exact(cols);
-    for (in_row, out_row) in rest.zip(outputs.into_remainder().chunks_exact_mut(cols)) {
-        box_rows_block::<1>(in_row, out_row, cols, window, wanted);
+    for (input, output) in rest.zip(outputs.into_remainder().chunks_exact_mut(cols)) {
+        let mut row = RowLanes::<1> {
+            input,
+            output,
+            cols,
+            wanted,
+            sums: [0.0],
+        };
+        walk_box(&mut row, cols, window);
     }
 }
 
-fn box_rows_block<const LANES: usize>(
-    input: &[f32],
-    output: &mut [f32],
+/// `LANES` consecutive rows walked together: independent running sums hide the latency of
+/// each row's serial add/subtract chain.
+struct RowLanes<'a, const LANES: usize> {
+    input: &'a [f32],
+    output: &'a mut [f32],
     cols: usize,
-    window: usize,
-    wanted: Option<&[bool]>,
-) {
-    let mut sums = [0f32; LANES];
-    for step in box_steps(cols, window) {
-        if let Some(add) = step.add {
-            for (lane, sum) in sums.iter_mut().enumerate() {
-                *sum += input[lane * cols + add];
-            }
+    wanted: Option<&'a [bool]>,
+    sums: [f32; LANES],
+}
+
+impl<const LANES: usize> BoxAccumulator for RowLanes<'_, LANES> {
+    #[inline(always)]
+    fn add(&mut self, index: usize) {
+        for (lane, sum) in self.sums.iter_mut().enumerate() {
+            *sum += self.input[lane * self.cols + index];
         }
-        if let Some(subtract) = step.subtract {
-            for (lane, sum) in sums.iter_mut().enumerate() {
-                *sum -= input[lane * cols + subtract];
-            }
+    }
+
+    #[inline(always)]
+    fn subtract(&mut self, index: usize) {
+        for (lane, sum) in self.sums.iter_mut().enumerate() {
+            *sum -= self.input[lane * self.cols + index];
         }
-        if let Some(out) = step.output
-            && wanted.is_none_or(|wanted| wanted[out])
-        {
-            let count = step.count as f32;
-            for (lane, sum) in sums.iter().enumerate() {
-                output[lane * cols + out] = sum / count;
+    }
+
+    #[inline(always)]
+    fn output(&mut self, index: usize, count: f32) {
+        if self.wanted.is_none_or(|wanted| wanted[index]) {
+            // Dividing the whole array first lets the lanes share one vector division.
+            let quotients = self.sums.map(|sum| sum / count);
+            for (lane, quotient) in quotients.into_iter().enumerate() {
+                self.output[lane * self.cols + index] = quotient;
             }
         }
     }
@@ -635,6 +667,39 @@ fn box_rows_block<const LANES: usize>(
 /// `boxAlongColsFloat` walking memory row by row: one running sum per column, all columns
 /// advanced together (vectorizable, cache-friendly), each column's operations in the
 /// reference's order.
+struct ColumnSums<'a> {
+    input: &'a [f32],
+    output: &'a mut [f32],
+    cols: usize,
+    sums: &'a mut [f32],
+}
+
+impl BoxAccumulator for ColumnSums<'_> {
+    #[inline(always)]
+    fn add(&mut self, index: usize) {
+        let row = &self.input[index * self.cols..(index + 1) * self.cols];
+        for (sum, value) in self.sums.iter_mut().zip(row) {
+            *sum += value;
+        }
+    }
+
+    #[inline(always)]
+    fn subtract(&mut self, index: usize) {
+        let row = &self.input[index * self.cols..(index + 1) * self.cols];
+        for (sum, value) in self.sums.iter_mut().zip(row) {
+            *sum -= value;
+        }
+    }
+
+    #[inline(always)]
+    fn output(&mut self, index: usize, count: f32) {
+        let row = &mut self.output[index * self.cols..(index + 1) * self.cols];
+        for (value, sum) in row.iter_mut().zip(self.sums.iter()) {
+            *value = sum / count;
+        }
+    }
+}
+
 fn box_along_columns(
     input: &[f32],
     output: &mut [f32],
@@ -644,31 +709,57 @@ fn box_along_columns(
 ) {
     let rows = input.len() / cols;
     sums.fill(0.0);
-    for step in box_steps(rows, window) {
-        if let Some(add) = step.add {
-            let row = &input[add * cols..(add + 1) * cols];
-            for (sum, value) in sums.iter_mut().zip(row) {
-                *sum += value;
-            }
-        }
-        if let Some(subtract) = step.subtract {
-            let row = &input[subtract * cols..(subtract + 1) * cols];
-            for (sum, value) in sums.iter_mut().zip(row) {
-                *sum -= value;
-            }
-        }
-        if let Some(out) = step.output {
-            let count = step.count as f32;
-            let row = &mut output[out * cols..(out + 1) * cols];
-            for (value, sum) in row.iter_mut().zip(sums.iter()) {
-                *value = sum / count;
-            }
-        }
-    }
+    let mut columns = ColumnSums {
+        input,
+        output,
+        cols,
+        sums,
+    };
+    walk_box(&mut columns, rows, window);
 }
 
 /// The last column pass fused with decimation: running sums for the 64 picked columns
 /// only, written out at the 64 picked rows.
+struct PickedColumnSums<'a> {
+    input: &'a [f32],
+    cols: usize,
+    row_picks: &'a [usize; DOWNSCALED],
+    col_picks: &'a [usize; DOWNSCALED],
+    next_row_pick: usize,
+    sums: [f32; DOWNSCALED],
+    downscaled: &'a mut [[f32; DOWNSCALED]; DOWNSCALED],
+}
+
+impl BoxAccumulator for PickedColumnSums<'_> {
+    #[inline(always)]
+    fn add(&mut self, index: usize) {
+        let row = &self.input[index * self.cols..(index + 1) * self.cols];
+        for (sum, &col) in self.sums.iter_mut().zip(self.col_picks) {
+            *sum += row[col];
+        }
+    }
+
+    #[inline(always)]
+    fn subtract(&mut self, index: usize) {
+        let row = &self.input[index * self.cols..(index + 1) * self.cols];
+        for (sum, &col) in self.sums.iter_mut().zip(self.col_picks) {
+            *sum -= row[col];
+        }
+    }
+
+    #[inline(always)]
+    fn output(&mut self, index: usize, count: f32) {
+        // Picks are non-decreasing; small images pick the same row several times.
+        while self.next_row_pick < DOWNSCALED && self.row_picks[self.next_row_pick] == index {
+            let out = &mut self.downscaled[self.next_row_pick];
+            for (value, sum) in out.iter_mut().zip(self.sums.iter()) {
+                *value = sum / count;
+            }
+            self.next_row_pick += 1;
+        }
+    }
+}
+
 fn box_along_picked_columns(
     input: &[f32],
     cols: usize,
@@ -678,32 +769,16 @@ fn box_along_picked_columns(
     col_picks: &[usize; DOWNSCALED],
     downscaled: &mut [[f32; DOWNSCALED]; DOWNSCALED],
 ) {
-    let mut sums = [0f32; DOWNSCALED];
-    let mut next_pick = 0;
-    for step in box_steps(rows, window) {
-        if let Some(add) = step.add {
-            let row = &input[add * cols..(add + 1) * cols];
-            for (sum, &col) in sums.iter_mut().zip(col_picks) {
-                *sum += row[col];
-            }
-        }
-        if let Some(subtract) = step.subtract {
-            let row = &input[subtract * cols..(subtract + 1) * cols];
-            for (sum, &col) in sums.iter_mut().zip(col_picks) {
-                *sum -= row[col];
-            }
-        }
-        if let Some(out) = step.output {
-            let count = step.count as f32;
-            // Picks are non-decreasing; small images pick the same row several times.
-            while next_pick < DOWNSCALED && row_picks[next_pick] == out {
-                for (value, sum) in downscaled[next_pick].iter_mut().zip(sums.iter()) {
-                    *value = sum / count;
-                }
-                next_pick += 1;
-            }
-        }
-    }
+    let mut picked = PickedColumnSums {
+        input,
+        cols,
+        row_picks,
+        col_picks,
+        next_row_pick: 0,
+        sums: [0.0; DOWNSCALED],
+        downscaled,
+    };
+    walk_box(&mut picked, rows, window);
 }
 
 /// `pdqImageDomainQualityMetric`: sum of quantized vertical and horizontal gradients.
@@ -856,27 +931,45 @@ mod tests {
         assert_eq!(b.hamming_distance(&b), 0);
     }
 
-    #[test]
-    fn box_steps_replay_the_reference_phases() {
-        // Window 7 over 16 elements: the reference's worked example in downscaling.cpp.
-        let values: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        let mut sum = 0f32;
-        let mut sums = vec![0f32; 16];
-        for step in box_steps(16, 7) {
-            if let Some(a) = step.add {
-                sum += values[a];
-            }
-            if let Some(s) = step.subtract {
-                sum -= values[s];
-            }
-            if let Some(o) = step.output {
-                sums[o] = sum;
-            }
+    /// Records the running sum at each output, in a plain vector.
+    struct SumRecorder {
+        values: Vec<f32>,
+        sum: f32,
+        sums: Vec<f32>,
+        counts: Vec<f32>,
+    }
+
+    impl BoxAccumulator for SumRecorder {
+        fn add(&mut self, index: usize) {
+            self.sum += self.values[index];
         }
+        fn subtract(&mut self, index: usize) {
+            self.sum -= self.values[index];
+        }
+        fn output(&mut self, index: usize, count: f32) {
+            self.sums[index] = self.sum;
+            self.counts[index] = count;
+        }
+    }
+
+    #[test]
+    fn box_walk_replays_the_reference_phases() {
+        // Window 7 over 16 elements: the reference's worked example in downscaling.cpp.
+        let mut recorder = SumRecorder {
+            values: (0..16).map(|v| v as f32).collect(),
+            sum: 0.0,
+            sums: vec![f32::NAN; 16],
+            counts: vec![f32::NAN; 16],
+        };
+        walk_box(&mut recorder, 16, 7);
         let expected = [
             6., 10., 15., 21., 28., 35., 42., 49., 56., 63., 70., 77., 84., 75., 65., 54.,
         ];
-        assert_eq!(sums, expected);
+        assert_eq!(recorder.sums, expected);
+        let counts = [
+            4., 5., 6., 7., 7., 7., 7., 7., 7., 7., 7., 7., 7., 6., 5., 4.,
+        ];
+        assert_eq!(recorder.counts, counts);
     }
 
     #[test]
