@@ -14,6 +14,7 @@ apt_packages=(
   ffmpeg nginx libnginx-mod-rtmp
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
+  g++ python3-dev fonts-dejavu-core
   curl ca-certificates
 )
 
