@@ -24,7 +24,7 @@ use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
-use crate::signals::pdq::Dihedral;
+use crate::signals::pdq::{Dihedral, PdqDihedral};
 
 /// `[analysis]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -375,7 +375,7 @@ impl StreamAnalysis {
             .and_then(|picture| {
                 state
                     .hasher
-                    .hash_frame_dihedral(picture)
+                    .hash_frame_for_matching(picture)
                     .map_err(|error| error.to_string())
             });
         let hashes = match decoded {
@@ -386,13 +386,29 @@ impl StreamAnalysis {
                 return;
             }
         };
-        let variants: [Hash256; 8] = hashes.hashes.map(|hash| Hash256::from_bytes(hash.0));
+        let full = QueryHashes::from(&hashes.full);
         self.analysis.lists.lookup_into(
-            &variants,
-            hashes.quality,
+            &full.variants,
+            full.quality,
             &mut scratch.lookup,
             &mut scratch.matches,
         );
+        let inside_bars = hashes.inside_bars.as_ref().map(QueryHashes::from);
+        if let Some(inside_bars) = &inside_bars {
+            self.analysis.lists.lookup_into(
+                &inside_bars.variants,
+                inside_bars.quality,
+                &mut scratch.lookup,
+                &mut scratch.more_matches,
+            );
+            for found in scratch.more_matches.drain(..) {
+                scratch.matches.push(ListMatch {
+                    variant: found.variant + INSIDE_BARS_VARIANTS,
+                    ..found
+                });
+            }
+            scratch.matches.sort_by_key(|found| found.distance);
+        }
         stats.samples_analysed.fetch_add(1, Ordering::Relaxed);
         self.session
             .keyframes_analysed
@@ -402,8 +418,8 @@ impl StreamAnalysis {
             .analysis_latency_micros_total
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
         state.remember(
-            variants[0],
-            hashes.quality,
+            full.variants[0],
+            full.quality,
             self.analysis.actuator.learn_keyframes(),
         );
         if !scratch.matches.is_empty() {
@@ -420,7 +436,7 @@ impl StreamAnalysis {
         let mut record = self.audit_record(event, decision.reason.clone());
         record.pts_seconds = Some(sample.frame.pts_ms as f64 / 1000.0);
         if let Some(found) = &decision.evidence {
-            record.signal = Some(signal_record(found, &variants, hashes.quality));
+            record.signal = Some(signal_record(found, &full, inside_bars.as_ref()));
         }
         if event != AuditEvent::Cut {
             self.analysis.actuator.record(record);
@@ -453,12 +469,45 @@ enum OverloadAction {
     Cut(Duration),
 }
 
-fn signal_record(found: &ListMatch, variants: &[Hash256; 8], quality: u8) -> SignalRecord {
-    let variant = Dihedral::ALL
-        .get(found.variant)
+/// Match variants from `INSIDE_BARS_VARIANTS` on are of the picture inside black bars.
+const INSIDE_BARS_VARIANTS: usize = 8;
+
+/// One picture's 8 dihedral hashes as looked up, with their quality.
+struct QueryHashes {
+    variants: [Hash256; 8],
+    quality: u8,
+}
+
+impl From<&PdqDihedral> for QueryHashes {
+    fn from(hashes: &PdqDihedral) -> Self {
+        QueryHashes {
+            variants: hashes.hashes.map(|hash| Hash256::from_bytes(hash.0)),
+            quality: hashes.quality,
+        }
+    }
+}
+
+fn signal_record(
+    found: &ListMatch,
+    full: &QueryHashes,
+    inside_bars: Option<&QueryHashes>,
+) -> SignalRecord {
+    let (picture, index, prefix) = match inside_bars {
+        Some(inside) if found.variant >= INSIDE_BARS_VARIANTS => {
+            (inside, found.variant - INSIDE_BARS_VARIANTS, "inside_bars:")
+        }
+        _ => (full, found.variant, ""),
+    };
+    let name = Dihedral::ALL
+        .get(index)
         .map_or("original", |variant| variant.name());
-    let frame_hash = variants.get(found.variant).unwrap_or(&variants[0]);
-    SignalRecord::pdq(found, frame_hash, quality, variant)
+    let frame_hash = picture.variants.get(index).unwrap_or(&picture.variants[0]);
+    SignalRecord::pdq(
+        found,
+        frame_hash,
+        picture.quality,
+        &format!("{prefix}{name}"),
+    )
 }
 
 /// Decoder, hasher and policy of one stream, used by one worker at a time.
@@ -532,6 +581,7 @@ impl WorkerState {
 struct WorkerScratch {
     lookup: LookupScratch,
     matches: Vec<ListMatch>,
+    more_matches: Vec<ListMatch>,
 }
 
 fn run_worker(work: Receiver<Arc<StreamAnalysis>>) {

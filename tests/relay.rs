@@ -7,22 +7,16 @@ use livegate::ingest::rtmp::encode::{
     self, CSID_COMMAND, ChunkWriter, TYPE_AUDIO, TYPE_COMMAND_AMF0,
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
-use support::{Livegate, NginxOrigin, Publisher, RawClient, Tee, free_port, local};
+use support::{
+    Livegate, NginxOrigin, Publisher, RawClient, Tee, free_port, key_fingerprint, local,
+};
 
 const STREAM_SECONDS: u32 = 10;
 const GOP_SECONDS: u32 = 2;
 const STREAM_KEY: &str = "relay-test-key-0123456789";
-
-fn key_fingerprint(key: &str) -> String {
-    Sha256::digest(key.as_bytes())[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
 
 fn ingest(listen: SocketAddr, origin: SocketAddr) -> String {
     format!(

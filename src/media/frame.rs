@@ -10,6 +10,7 @@ use ffmpeg_next::format::Pixel;
 use ffmpeg_next::frame;
 use ffmpeg_next::software::scaling;
 
+use super::borders::{crop, find_content_box};
 use crate::signals::pdq::{
     Image, LumaFormula, PdqDihedral, PdqError, PdqHasher, PdqOutput, PixelLayout,
 };
@@ -80,6 +81,14 @@ impl Scaler {
 // to an analysis worker thread is what the live path needs.
 unsafe impl Send for Scaler {}
 
+/// A decoded frame's hashes for lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHashes {
+    pub full: PdqDihedral,
+    /// The picture inside letterbox/pillarbox bars, when there are bars.
+    pub inside_bars: Option<PdqDihedral>,
+}
+
 /// Turns decoded frames into PDQ hashes, reusing its converter and buffers across frames
 /// (no allocation per frame while the stream's size and pixel format stay the same).
 pub struct FrameHasher {
@@ -113,6 +122,22 @@ impl FrameHasher {
     pub fn hash_frame_dihedral(&mut self, frame: &frame::Video) -> Result<PdqDihedral, FrameError> {
         self.convert_to_rgb(frame)?;
         Ok(self.pdq.hash_dihedral(rgb_view(&self.rgb), VPDQ_LAYOUT)?)
+    }
+
+    /// What the live path looks up: the dihedral hashes of the frame, and of the picture
+    /// inside black bars when the frame has them (see [`super::borders`]).
+    pub fn hash_frame_for_matching(
+        &mut self,
+        frame: &frame::Video,
+    ) -> Result<FrameHashes, FrameError> {
+        self.convert_to_rgb(frame)?;
+        let whole = rgb_view(&self.rgb);
+        let full = self.pdq.hash_dihedral(whole, VPDQ_LAYOUT)?;
+        let inside_bars = match find_content_box(&whole).and_then(|content| crop(&whole, content)) {
+            Some(picture) => Some(self.pdq.hash_dihedral(picture, VPDQ_LAYOUT)?),
+            None => None,
+        };
+        Ok(FrameHashes { full, inside_bars })
     }
 
     /// Converts the frame into the owned RGB24 buffer.

@@ -1,4 +1,5 @@
 //! Decoding sampled frames with FFmpeg and scaling them for the signals.
 
+pub mod borders;
 pub mod decode;
 pub mod frame;

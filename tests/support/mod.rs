@@ -13,6 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The fingerprint livegate logs for a stream key (first 16 hex digits of its SHA-256).
+pub fn key_fingerprint(key: &str) -> String {
+    Sha256::digest(key.as_bytes())[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -39,7 +47,7 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    fn spawn(command: &mut Command, name: &str) -> ChildGuard {
+    pub fn spawn(command: &mut Command, name: &str) -> ChildGuard {
         let child = command.spawn().unwrap_or_else(|error| {
             panic!("cannot start {name}: {error} (run scripts/install-deps.sh)")
         });
