@@ -120,7 +120,8 @@ pub enum DemuxEvent {
     },
     VideoFrame(VideoFrame),
     /// The publisher sends video this demuxer cannot analyse (legacy non-AVC codecs,
-    /// VP8, unknown FourCC, Enhanced RTMP multitrack/ModEx). Reported once per session.
+    /// VP8, unknown FourCC, Enhanced RTMP ModEx). Reported once per session. Of a
+    /// multitrack video message only track 0 is analysed.
     UnsupportedVideo {
         description: String,
     },
