@@ -131,11 +131,6 @@ impl ChunkReader {
         }
     }
 
-    /// Current incoming chunk size.
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
-    }
-
     /// Reads `data`, appending every completed non-control message to `out`.
     pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Message>) -> Result<(), DemuxError> {
         while !data.is_empty() {
