@@ -328,8 +328,10 @@ impl Demuxer {
         match message.type_id {
             MSG_AMF0_COMMAND => self.handle_command(&message.payload, 0, &message, events),
             MSG_AMF3_COMMAND | MSG_AMF3_DATA => {
-                // AMF3-typed messages from publishers carry AMF0 after a 0x00 format byte.
-                let skip = usize::from(message.payload.first() == Some(&0));
+                // AMF3-typed messages from publishers carry AMF0 after a format byte
+                // (0x00). Like nginx-rtmp, skip that byte whatever its value, so both
+                // read the same command.
+                let skip = usize::from(!message.payload.is_empty());
                 let body = &message.payload[skip..];
                 if message.type_id == MSG_AMF3_COMMAND {
                     self.handle_command(body, skip, &message, events)
@@ -539,38 +541,27 @@ fn handle_data(
     }
     let value = decoder.next_value().map_err(amf_error)?;
     if let Some(properties) = value.properties() {
-        events.push(DemuxEvent::Metadata(metadata_from(properties)));
+        events.push(DemuxEvent::Metadata(metadata_from(&value, properties)));
     }
     Ok(())
 }
 
-fn metadata_from(properties: &[(String, Amf0Value)]) -> StreamMetadata {
-    let number = |key: &str| {
-        properties.iter().find_map(|(k, v)| match v {
-            Amf0Value::Number(n) if k == key => Some(*n),
-            _ => None,
-        })
+fn metadata_from(object: &Amf0Value, properties: &[(String, Amf0Value)]) -> StreamMetadata {
+    let number = |key: &str| match object.property(key) {
+        Some(Amf0Value::Number(n)) => Some(*n),
+        _ => None,
     };
-    let text = |key: &str| {
-        properties
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| render(v))
-    };
-    let video_codec = properties
-        .iter()
-        .find(|(k, _)| k == "videocodecid")
-        .map(|(_, v)| match v {
-            Amf0Value::Number(n) => four_cc_text(*n).unwrap_or_else(|| render(v)),
-            other => render(other),
-        });
+    let video_codec = object.property("videocodecid").map(|v| match v {
+        Amf0Value::Number(n) => four_cc_text(*n).unwrap_or_else(|| render(v)),
+        other => render(other),
+    });
     StreamMetadata {
         width: number("width"),
         height: number("height"),
         framerate: number("framerate").or_else(|| number("fps")),
         video_codec,
         video_data_rate: number("videodatarate"),
-        encoder: text("encoder"),
+        encoder: object.property("encoder").map(render),
         entries: properties
             .iter()
             .map(|(k, v)| (k.clone(), render(v)))
@@ -832,6 +823,7 @@ mod tests {
                 string("connect"),
                 Number(1.0),
                 Object(vec![
+                    ("app".into(), string("decoy")),
                     ("app".into(), string("app")),
                     ("flashVer".into(), string("FMLE/3.0")),
                     (
@@ -845,10 +837,15 @@ mod tests {
             MSG_AMF3_COMMAND,
             &[string("releaseStream"), Number(2.0), Null, string("k")],
         );
-        w.command(
-            MSG_AMF3_COMMAND,
-            &[string("publish"), Number(5.0), Null, string("k")],
-        );
+        // The format byte is skipped whatever its value (0x02 here).
+        let mut publish = vec![0x02];
+        publish.extend(encode_all(&[
+            string("publish"),
+            Number(5.0),
+            Null,
+            string("k"),
+        ]));
+        w.message(3, 0, MSG_AMF3_COMMAND, &publish);
         w.command(
             MSG_AMF0_COMMAND,
             &[string("publish"), Number(6.0), Null, string("other")],
