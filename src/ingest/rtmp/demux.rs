@@ -160,6 +160,15 @@ pub enum DemuxError {
         length: usize,
         offset: u64,
     },
+    #[error(
+        "Abort of chunk stream {csid} in the middle of a message ({received} of {length} bytes received) at byte {offset}: origins disagree on what follows"
+    )]
+    AbortMidMessage {
+        csid: u32,
+        received: usize,
+        length: u32,
+        offset: u64,
+    },
     #[error("Set Chunk Size {size} is invalid (at byte {offset})")]
     InvalidChunkSize { size: u32, offset: u64 },
     #[error("chunk size {size} exceeds cap {cap} (at byte {offset})")]
@@ -1046,17 +1055,29 @@ mod tests {
     }
 
     #[test]
-    fn abort_discards_the_partial_message() {
+    fn abort_between_messages_is_a_no_op_and_mid_message_an_error() {
+        let mut w = ChunkWriter::new();
+        w.message(6, 0, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 1]);
+        w.message(2, 0, 2, &6u32.to_be_bytes());
+        w.message(2, 0, 2, &40u32.to_be_bytes());
+        w.message(6, 40, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 2]);
+        assert_eq!(frames(&demux(&w.out).unwrap()).len(), 2);
+
         let mut w = ChunkWriter::new();
         let big: Vec<u8> = [0x17, 1, 0, 0, 0].into_iter().chain([0xEE; 295]).collect();
         w.header(0, 6, 0, big.len(), MSG_VIDEO);
         w.out.extend_from_slice(&big[..128]);
+        let abort_offset = w.out.len() as u64;
         w.message(2, 0, 2, &6u32.to_be_bytes());
-        w.message(6, 40, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 1]);
-        let events = demux(&w.out).unwrap();
-        let frames = frames(&events);
-        assert_eq!(frames.len(), 1);
-        assert_eq!((frames[0].dts_ms, &frames[0].data[..]), (40, &[1u8][..]));
+        assert_eq!(
+            demux_err(&w.out),
+            DemuxError::AbortMidMessage {
+                csid: 6,
+                received: 128,
+                length: 300,
+                offset: abort_offset
+            }
+        );
     }
 
     #[test]
