@@ -75,7 +75,8 @@ pub struct VideoFrame {
     /// AVC/HEVC: length-prefixed NAL units; AV1: OBUs; VP9: the frame.
     pub data: Bytes,
     /// Stream offset (from the publisher's first byte, handshake included) of the first
-    /// chunk header of the message that carried this frame.
+    /// chunk header of the message that carried this frame (for a frame inside an
+    /// aggregate message, that aggregate's).
     pub start_offset: u64,
 }
 
