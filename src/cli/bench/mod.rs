@@ -1,5 +1,6 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
 
+mod demux;
 mod index;
 mod pdq;
 mod relay;
@@ -15,6 +16,8 @@ pub enum BenchCommand {
     Index(index::IndexBenchArgs),
     /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
     Pdq(pdq::PdqBenchArgs),
+    /// RTMP demuxer throughput on a captured publish session.
+    Demux(demux::DemuxBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -22,5 +25,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
+        BenchCommand::Demux(args) => demux::run(args),
     }
 }

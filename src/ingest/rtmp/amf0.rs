@@ -59,10 +59,12 @@ impl Amf0Value {
         }
     }
 
-    /// The first property called `name` of an object-like value.
+    /// The property called `name` of an object-like value; the last one if repeated,
+    /// as nginx-rtmp reads it (each occurrence overwrites the previous).
     pub fn property(&self, name: &str) -> Option<&Amf0Value> {
         self.properties()?
             .iter()
+            .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value)
     }

@@ -1,17 +1,21 @@
 //! The RTMP chunk layer (publisher → server direction): chunk headers of fmt 0–3,
-//! 1/2/3-byte chunk stream ids, extended timestamps, message reassembly, and the two
-//! protocol control messages that change how later chunks are read (Set Chunk Size,
-//! Abort). Every other message is handed up whole.
+//! 1/2/3-byte chunk stream ids, extended timestamps, message reassembly, Set Chunk Size
+//! and Abort. Every other message is handed up whole.
 //!
 //! Input may arrive split anywhere: header bytes are staged in a small fixed buffer,
 //! payload bytes are copied once, straight from the caller's slice into the message
 //! being reassembled.
 //!
-//! Extended timestamps on fmt 3 chunks: FFmpeg, librtmp (OBS) and nginx-rtmp repeat the
-//! 4-byte extended timestamp on every fmt 3 chunk of a stream whose last full header
-//! had one; some other clients do not. Like SRS, this reader looks at the 4 bytes
-//! after such a fmt 3 header: if they equal the stream's last extended timestamp they
-//! are taken as the repeat, otherwise they are payload.
+//! Timestamps follow nginx-rtmp: a fmt 3 header that starts a message adds the delta
+//! of the stream's last fmt 1/2 header, or nothing after a fmt 0 header.
+//!
+//! Extended timestamps on fmt 3 chunks: FFmpeg, librtmp (OBS) and nginx-rtmp write the
+//! 4-byte extended timestamp again on every fmt 3 chunk of a stream whose last full
+//! header had one, and nginx-rtmp and FFmpeg always read it; some other clients do not
+//! write it. Like SRS, this reader looks at the 4 bytes after such a fmt 3 header: if
+//! they equal the stream's last extended timestamp they are the repeat, otherwise they
+//! are payload. (A publisher that sends other bytes there is read differently by
+//! nginx-rtmp, which skips them.)
 
 use std::collections::HashMap;
 
@@ -129,11 +133,6 @@ impl ChunkReader {
             state: ReadState::Header,
             offset: start_offset,
         }
-    }
-
-    /// Current incoming chunk size.
-    pub fn chunk_size(&self) -> u32 {
-        self.chunk_size
     }
 
     /// Reads `data`, appending every completed non-control message to `out`.
@@ -432,12 +431,21 @@ impl ChunkReader {
         Ok(())
     }
 
+    /// Abort is only accepted between messages (where it changes nothing): nginx-rtmp
+    /// and FFmpeg ignore Abort and keep reassembling, a spec-following server drops the
+    /// partial message, so honouring or ignoring it would each let a publisher show the
+    /// origin other frames than the demuxer sees. No common encoder sends it.
     fn abort(&mut self, message: &Message) -> Result<(), DemuxError> {
         let csid = Self::control_value(message, "Abort")?;
-        if let Some(stream) = self.streams.get_mut(&csid)
-            && stream.partial.take().is_some()
+        if let Some(stream) = self.streams.get(&csid)
+            && let Some(partial) = &stream.partial
         {
-            self.buffered -= stream.length as usize;
+            return Err(DemuxError::AbortMidMessage {
+                csid,
+                received: partial.payload.len(),
+                length: stream.length,
+                offset: message.start_offset,
+            });
         }
         Ok(())
     }

@@ -75,7 +75,8 @@ pub struct VideoFrame {
     /// AVC/HEVC: length-prefixed NAL units; AV1: OBUs; VP9: the frame.
     pub data: Bytes,
     /// Stream offset (from the publisher's first byte, handshake included) of the first
-    /// chunk header of the message that carried this frame.
+    /// chunk header of the message that carried this frame (for a frame inside an
+    /// aggregate message, that aggregate's).
     pub start_offset: u64,
 }
 
@@ -120,7 +121,8 @@ pub enum DemuxEvent {
     },
     VideoFrame(VideoFrame),
     /// The publisher sends video this demuxer cannot analyse (legacy non-AVC codecs,
-    /// VP8, unknown FourCC, Enhanced RTMP multitrack/ModEx). Reported once per session.
+    /// VP8, unknown FourCC, Enhanced RTMP ModEx). Reported once per session. Of a
+    /// multitrack video message only track 0 is analysed.
     UnsupportedVideo {
         description: String,
     },
@@ -157,6 +159,15 @@ pub enum DemuxError {
     ControlMessageTooShort {
         name: &'static str,
         length: usize,
+        offset: u64,
+    },
+    #[error(
+        "Abort of chunk stream {csid} in the middle of a message ({received} of {length} bytes received) at byte {offset}: origins disagree on what follows"
+    )]
+    AbortMidMessage {
+        csid: u32,
+        received: usize,
+        length: u32,
         offset: u64,
     },
     #[error("Set Chunk Size {size} is invalid (at byte {offset})")]
@@ -327,8 +338,10 @@ impl Demuxer {
         match message.type_id {
             MSG_AMF0_COMMAND => self.handle_command(&message.payload, 0, &message, events),
             MSG_AMF3_COMMAND | MSG_AMF3_DATA => {
-                // AMF3-typed messages from publishers carry AMF0 after a 0x00 format byte.
-                let skip = usize::from(message.payload.first() == Some(&0));
+                // AMF3-typed messages from publishers carry AMF0 after a format byte
+                // (0x00). Like nginx-rtmp, skip that byte whatever its value, so both
+                // read the same command.
+                let skip = usize::from(!message.payload.is_empty());
                 let body = &message.payload[skip..];
                 if message.type_id == MSG_AMF3_COMMAND {
                     self.handle_command(body, skip, &message, events)
@@ -538,38 +551,27 @@ fn handle_data(
     }
     let value = decoder.next_value().map_err(amf_error)?;
     if let Some(properties) = value.properties() {
-        events.push(DemuxEvent::Metadata(metadata_from(properties)));
+        events.push(DemuxEvent::Metadata(metadata_from(&value, properties)));
     }
     Ok(())
 }
 
-fn metadata_from(properties: &[(String, Amf0Value)]) -> StreamMetadata {
-    let number = |key: &str| {
-        properties.iter().find_map(|(k, v)| match v {
-            Amf0Value::Number(n) if k == key => Some(*n),
-            _ => None,
-        })
+fn metadata_from(object: &Amf0Value, properties: &[(String, Amf0Value)]) -> StreamMetadata {
+    let number = |key: &str| match object.property(key) {
+        Some(Amf0Value::Number(n)) => Some(*n),
+        _ => None,
     };
-    let text = |key: &str| {
-        properties
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| render(v))
-    };
-    let video_codec = properties
-        .iter()
-        .find(|(k, _)| k == "videocodecid")
-        .map(|(_, v)| match v {
-            Amf0Value::Number(n) => four_cc_text(*n).unwrap_or_else(|| render(v)),
-            other => render(other),
-        });
+    let video_codec = object.property("videocodecid").map(|v| match v {
+        Amf0Value::Number(n) => four_cc_text(*n).unwrap_or_else(|| render(v)),
+        other => render(other),
+    });
     StreamMetadata {
         width: number("width"),
         height: number("height"),
         framerate: number("framerate").or_else(|| number("fps")),
         video_codec,
         video_data_rate: number("videodatarate"),
-        encoder: text("encoder"),
+        encoder: object.property("encoder").map(render),
         entries: properties
             .iter()
             .map(|(k, v)| (k.clone(), render(v)))
@@ -831,6 +833,7 @@ mod tests {
                 string("connect"),
                 Number(1.0),
                 Object(vec![
+                    ("app".into(), string("decoy")),
                     ("app".into(), string("app")),
                     ("flashVer".into(), string("FMLE/3.0")),
                     (
@@ -844,10 +847,15 @@ mod tests {
             MSG_AMF3_COMMAND,
             &[string("releaseStream"), Number(2.0), Null, string("k")],
         );
-        w.command(
-            MSG_AMF3_COMMAND,
-            &[string("publish"), Number(5.0), Null, string("k")],
-        );
+        // The format byte is skipped whatever its value (0x02 here).
+        let mut publish = vec![0x02];
+        publish.extend(encode_all(&[
+            string("publish"),
+            Number(5.0),
+            Null,
+            string("k"),
+        ]));
+        w.message(3, 0, MSG_AMF3_COMMAND, &publish);
         w.command(
             MSG_AMF0_COMMAND,
             &[string("publish"), Number(6.0), Null, string("other")],
@@ -1048,17 +1056,29 @@ mod tests {
     }
 
     #[test]
-    fn abort_discards_the_partial_message() {
+    fn abort_between_messages_is_a_no_op_and_mid_message_an_error() {
+        let mut w = ChunkWriter::new();
+        w.message(6, 0, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 1]);
+        w.message(2, 0, 2, &6u32.to_be_bytes());
+        w.message(2, 0, 2, &40u32.to_be_bytes());
+        w.message(6, 40, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 2]);
+        assert_eq!(frames(&demux(&w.out).unwrap()).len(), 2);
+
         let mut w = ChunkWriter::new();
         let big: Vec<u8> = [0x17, 1, 0, 0, 0].into_iter().chain([0xEE; 295]).collect();
         w.header(0, 6, 0, big.len(), MSG_VIDEO);
         w.out.extend_from_slice(&big[..128]);
+        let abort_offset = w.out.len() as u64;
         w.message(2, 0, 2, &6u32.to_be_bytes());
-        w.message(6, 40, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 1]);
-        let events = demux(&w.out).unwrap();
-        let frames = frames(&events);
-        assert_eq!(frames.len(), 1);
-        assert_eq!((frames[0].dts_ms, &frames[0].data[..]), (40, &[1u8][..]));
+        assert_eq!(
+            demux_err(&w.out),
+            DemuxError::AbortMidMessage {
+                csid: 6,
+                received: 128,
+                length: 300,
+                offset: abort_offset
+            }
+        );
     }
 
     #[test]

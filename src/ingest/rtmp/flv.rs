@@ -21,7 +21,7 @@ pub enum VideoTag {
         data: Bytes,
     },
     /// Video in a codec or framing this demuxer does not decode (legacy H.263/VP6/
-    /// screen video, VP8, unknown FourCCs, multitrack or ModEx packets).
+    /// screen video, VP8, unknown FourCCs, ModEx packets).
     Unsupported(String),
     /// Nothing to analyse: end of sequence, video command frames, HDR metadata,
     /// empty messages.
@@ -30,7 +30,7 @@ pub enum VideoTag {
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum FlvError {
-    #[error("{what} needs {needed} bytes but the video message has {length}")]
+    #[error("{what} needs {needed} bytes but only {length} are there")]
     Truncated {
         what: &'static str,
         needed: usize,
@@ -40,6 +40,10 @@ pub enum FlvError {
     UnknownAvcPacketType(u8),
     #[error("Enhanced RTMP video packet type {0} is not defined")]
     UnknownExPacketType(u8),
+    #[error("Enhanced RTMP multitrack type {0} is not defined")]
+    UnknownMultitrackType(u8),
+    #[error("Enhanced RTMP multitrack video packet nests another multitrack packet")]
+    NestedMultitrack,
 }
 
 const FRAME_TYPE_KEY: u8 = 1;
@@ -60,18 +64,21 @@ const EX_MPEG2TS_SEQUENCE_START: u8 = 5;
 const EX_MULTITRACK: u8 = 6;
 const EX_MOD_EX: u8 = 7;
 
+const MULTITRACK_ONE_TRACK: u8 = 0;
+const MULTITRACK_MANY_TRACKS_MANY_CODECS: u8 = 2;
+
 /// Signed 24-bit big-endian integer (FLV composition time).
 fn si24(b: &[u8]) -> i32 {
     let unsigned = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
     ((unsigned << 8) as i32) >> 8
 }
 
-fn require(payload: &Bytes, needed: usize, what: &'static str) -> Result<(), FlvError> {
-    if payload.len() < needed {
+fn require(length: usize, needed: usize, what: &'static str) -> Result<(), FlvError> {
+    if length < needed {
         return Err(FlvError::Truncated {
             what,
             needed,
-            length: payload.len(),
+            length,
         });
     }
     Ok(())
@@ -103,7 +110,7 @@ fn parse_legacy_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvErr
     if frame_type == FRAME_TYPE_COMMAND {
         return Ok(VideoTag::Ignored);
     }
-    require(payload, 5, "AVC video tag header")?;
+    require(payload.len(), 5, "AVC video tag header")?;
     match payload[1] {
         0 => Ok(VideoTag::Config {
             codec,
@@ -120,25 +127,102 @@ fn parse_legacy_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvErr
     }
 }
 
-fn parse_ex_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvError> {
-    let frame_type = (first >> 4) & 0x07;
-    let packet_type = first & 0x0F;
+/// Checks an ExVideoTagHeader packet type; `Ok(None)` when it carries no video body.
+fn ex_packet_kind(packet_type: u8, frame_type: u8) -> Result<Option<VideoTag>, FlvError> {
     match packet_type {
-        EX_MULTITRACK => return Ok(VideoTag::Unsupported("Enhanced RTMP multitrack".into())),
-        EX_MOD_EX => return Ok(VideoTag::Unsupported("Enhanced RTMP ModEx".into())),
-        EX_METADATA => return Ok(VideoTag::Ignored),
+        EX_MOD_EX => Ok(Some(VideoTag::Unsupported("Enhanced RTMP ModEx".into()))),
+        EX_METADATA => Ok(Some(VideoTag::Ignored)),
         EX_SEQUENCE_START
         | EX_CODED_FRAMES
         | EX_SEQUENCE_END
         | EX_CODED_FRAMES_X
-        | EX_MPEG2TS_SEQUENCE_START => {}
-        other => return Err(FlvError::UnknownExPacketType(other)),
+        | EX_MPEG2TS_SEQUENCE_START
+            if frame_type == FRAME_TYPE_COMMAND =>
+        {
+            Ok(Some(VideoTag::Ignored))
+        }
+        EX_SEQUENCE_START
+        | EX_CODED_FRAMES
+        | EX_SEQUENCE_END
+        | EX_CODED_FRAMES_X
+        | EX_MPEG2TS_SEQUENCE_START => Ok(None),
+        other => Err(FlvError::UnknownExPacketType(other)),
     }
-    if frame_type == FRAME_TYPE_COMMAND {
-        return Ok(VideoTag::Ignored);
+}
+
+fn parse_ex_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvError> {
+    let frame_type = (first >> 4) & 0x07;
+    let packet_type = first & 0x0F;
+    if packet_type == EX_MULTITRACK {
+        return parse_multitrack(payload, frame_type);
     }
-    require(payload, 5, "Enhanced RTMP video tag header")?;
-    let four_cc = &payload[1..5];
+    if let Some(tag) = ex_packet_kind(packet_type, frame_type)? {
+        return Ok(tag);
+    }
+    require(payload.len(), 5, "Enhanced RTMP video tag header")?;
+    parse_ex_body(frame_type, packet_type, &payload[1..5], payload.slice(5..))
+}
+
+/// A multitrack video message: only track 0 (the spec's default, highest-priority
+/// track) is analysed; the other tracks are skipped.
+fn parse_multitrack(payload: &Bytes, frame_type: u8) -> Result<VideoTag, FlvError> {
+    require(payload.len(), 2, "multitrack video header")?;
+    let multitrack_type = payload[1] >> 4;
+    let packet_type = payload[1] & 0x0F;
+    if packet_type == EX_MULTITRACK {
+        return Err(FlvError::NestedMultitrack);
+    }
+    if multitrack_type > MULTITRACK_MANY_TRACKS_MANY_CODECS {
+        return Err(FlvError::UnknownMultitrackType(multitrack_type));
+    }
+    if let Some(tag) = ex_packet_kind(packet_type, frame_type)? {
+        return Ok(tag);
+    }
+    let mut position = 2;
+    let mut four_cc_at = position;
+    if multitrack_type != MULTITRACK_MANY_TRACKS_MANY_CODECS {
+        require(payload.len(), position + 4, "multitrack FourCC")?;
+        position += 4;
+    }
+    while position < payload.len() {
+        if multitrack_type == MULTITRACK_MANY_TRACKS_MANY_CODECS {
+            require(payload.len(), position + 4, "multitrack FourCC")?;
+            four_cc_at = position;
+            position += 4;
+        }
+        require(payload.len(), position + 1, "multitrack track id")?;
+        let track_id = payload[position];
+        position += 1;
+        let body = if multitrack_type == MULTITRACK_ONE_TRACK {
+            payload.slice(position..)
+        } else {
+            require(payload.len(), position + 3, "multitrack track size")?;
+            let size = (usize::from(payload[position]) << 16)
+                | (usize::from(payload[position + 1]) << 8)
+                | usize::from(payload[position + 2]);
+            position += 3;
+            require(payload.len(), position + size, "multitrack track body")?;
+            position += size;
+            payload.slice(position - size..position)
+        };
+        if track_id == 0 {
+            let four_cc = &payload[four_cc_at..four_cc_at + 4];
+            return parse_ex_body(frame_type, packet_type, four_cc, body);
+        }
+        if multitrack_type == MULTITRACK_ONE_TRACK {
+            break;
+        }
+    }
+    Ok(VideoTag::Ignored)
+}
+
+/// The body of one track after its FourCC.
+fn parse_ex_body(
+    frame_type: u8,
+    packet_type: u8,
+    four_cc: &[u8],
+    body: Bytes,
+) -> Result<VideoTag, FlvError> {
     let codec = match four_cc {
         b"avc1" => VideoCodec::Avc,
         b"hvc1" => VideoCodec::Hevc,
@@ -155,31 +239,31 @@ fn parse_ex_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvError> 
     match packet_type {
         EX_SEQUENCE_START => Ok(VideoTag::Config {
             codec,
-            extradata: payload.slice(5..),
+            extradata: body,
         }),
         // AV1 over MPEG-2 TS: the body is an AV1 video descriptor (tag, length) whose
         // fields are those of an av1C record without config OBUs.
         EX_MPEG2TS_SEQUENCE_START if codec == VideoCodec::Av1 => {
-            require(payload, 7, "AV1 video descriptor")?;
+            require(body.len(), 2, "AV1 video descriptor")?;
             Ok(VideoTag::Config {
                 codec,
-                extradata: payload.slice(7..),
+                extradata: body.slice(2..),
             })
         }
         EX_CODED_FRAMES if matches!(codec, VideoCodec::Avc | VideoCodec::Hevc) => {
-            require(payload, 8, "Enhanced RTMP composition time")?;
+            require(body.len(), 3, "Enhanced RTMP composition time")?;
             Ok(VideoTag::Frame {
                 codec,
                 keyframe,
-                composition_time_ms: si24(&payload[5..8]),
-                data: payload.slice(8..),
+                composition_time_ms: si24(&body[..3]),
+                data: body.slice(3..),
             })
         }
         EX_CODED_FRAMES | EX_CODED_FRAMES_X => Ok(VideoTag::Frame {
             codec,
             keyframe,
             composition_time_ms: 0,
-            data: payload.slice(5..),
+            data: body,
         }),
         // SequenceEnd, and MPEG2TSSequenceStart for codecs other than AV1.
         _ => Ok(VideoTag::Ignored),
@@ -227,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             parse(&[0x17, 1, 0]).unwrap_err().to_string(),
-            "AVC video tag header needs 5 bytes but the video message has 3"
+            "AVC video tag header needs 5 bytes but only 3 are there"
         );
     }
 
@@ -318,10 +402,6 @@ mod tests {
             parse(&vp8).unwrap(),
             VideoTag::Unsupported("FourCC vp08".into())
         );
-        assert_eq!(
-            parse(&[0x96, 0]).unwrap(),
-            VideoTag::Unsupported("Enhanced RTMP multitrack".into())
-        );
         assert_eq!(parse(&[0x94, 0]).unwrap(), VideoTag::Ignored);
         assert_eq!(parse(&[0xD1, 0]).unwrap(), VideoTag::Ignored);
         assert_eq!(
@@ -330,11 +410,68 @@ mod tests {
         );
         assert!(matches!(
             parse(b"\x91hvc1\x00").unwrap_err(),
-            FlvError::Truncated { needed: 8, .. }
+            FlvError::Truncated {
+                needed: 3,
+                length: 1,
+                ..
+            }
         ));
         assert!(matches!(
             parse(b"\x91hv").unwrap_err(),
             FlvError::Truncated { needed: 5, .. }
         ));
+    }
+
+    #[test]
+    fn multitrack_yields_track_zero() {
+        let one_track = b"\x96\x01hvc1\x00\x00\x00\x05\xAB";
+        assert_eq!(
+            parse(one_track).unwrap(),
+            VideoTag::Frame {
+                codec: VideoCodec::Hevc,
+                keyframe: true,
+                composition_time_ms: 5,
+                data: Bytes::from_static(&[0xAB])
+            }
+        );
+        let many_tracks = b"\xA6\x13av01\x01\x00\x00\x01\x11\x00\x00\x00\x02\x22\x33";
+        assert_eq!(
+            parse(many_tracks).unwrap(),
+            VideoTag::Frame {
+                codec: VideoCodec::Av1,
+                keyframe: false,
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[0x22, 0x33])
+            }
+        );
+        let many_codecs = b"\x96\x20vp09\x01\x00\x00\x01\x01hvc1\x00\x00\x00\x01\x09";
+        assert_eq!(
+            parse(many_codecs).unwrap(),
+            VideoTag::Config {
+                codec: VideoCodec::Hevc,
+                extradata: Bytes::from_static(&[9])
+            }
+        );
+        assert_eq!(
+            parse(b"\x96\x13av01\x01\x00\x00\x01\x11").unwrap(),
+            VideoTag::Ignored
+        );
+        assert_eq!(parse(b"\x96\x14").unwrap(), VideoTag::Ignored);
+        assert_eq!(
+            parse(&[0x96, 0x06]).unwrap_err(),
+            FlvError::NestedMultitrack
+        );
+        assert_eq!(
+            parse(&[0x96, 0x31]).unwrap_err(),
+            FlvError::UnknownMultitrackType(3)
+        );
+        assert_eq!(
+            parse(b"\x96\x13av01\x01\x00\x00\x09\x11").unwrap_err(),
+            FlvError::Truncated {
+                what: "multitrack track body",
+                needed: 19,
+                length: 11
+            }
+        );
     }
 }
