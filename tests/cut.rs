@@ -325,6 +325,10 @@ fn listed_footage_is_cut_altered_or_not_while_benign_streams_flow() {
             status.is_some_and(|status| !status.success()),
             "{name}: publisher was not cut off ({status:?})"
         );
+        eprintln!(
+            "{name}: cut at {pts} s, distance {} ({}), time to cut {time_to_cut:.1} ms: {}",
+            signal["distance"], signal["variant"], cut["reason"]
+        );
         // The origin saw the publisher go: its recording ends near the matching keyframe.
         let recorded = support::probe_video(&stack.origin.recording(key));
         assert!(
