@@ -33,6 +33,10 @@ pub const MAX_HASHES: usize = u32::MAX as usize - 1;
 const PROBE_COST: f64 = 2.0;
 const CANDIDATE_COST: f64 = 1.5;
 const SCAN_COST: f64 = 0.12;
+/// Buckets whose bounds are read before any of their ids (see [`Probe`]).
+const BUCKET_BATCH: usize = 32;
+/// Candidate ids gathered before their hashes are read.
+const CANDIDATE_BATCH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
@@ -57,7 +61,7 @@ struct Slot {
 }
 
 impl Slot {
-    #[inline]
+    #[inline(always)]
     fn value(self, hash: &Hash256) -> u32 {
         let words = hash.words();
         let word = (self.start / 64) as usize;
@@ -73,6 +77,15 @@ struct SlotTable {
     /// `offsets[v]..offsets[v + 1]` is the range of `ids` whose slot value is `v`.
     offsets: Vec<u32>,
     ids: Vec<u32>,
+}
+
+/// Which search a caller asked for.
+#[derive(Clone, Copy)]
+enum Method {
+    /// Whichever [`HashIndex::plan`] expects to be faster.
+    Planned,
+    Probe,
+    Scan,
 }
 
 /// How a search at one radius runs.
@@ -146,13 +159,7 @@ impl HashIndex {
     /// Every stored hash within `max_distance` of `query`, nearest first (ties by id),
     /// written into `out` (cleared first).
     pub fn search_into(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
-        out.clear();
-        let mut thresholds = [0i32; MAX_SLOTS];
-        match self.plan_into(max_distance, &mut thresholds) {
-            SearchPlan::LinearScan => self.scan(query, max_distance, out),
-            SearchPlan::MultiIndex { .. } => self.probe(query, max_distance, &thresholds, out),
-        }
-        out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
+        self.run(query, max_distance, Method::Planned, out);
     }
 
     /// [`HashIndex::search_into`] into a new vector.
@@ -169,17 +176,57 @@ impl HashIndex {
         max_distance: u32,
         out: &mut Vec<Neighbor>,
     ) {
-        out.clear();
-        let mut thresholds = [0i32; MAX_SLOTS];
-        self.plan_into(max_distance, &mut thresholds);
-        self.probe(query, max_distance, &thresholds, out);
-        out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
+        self.run(query, max_distance, Method::Probe, out);
     }
 
     /// The brute-force answer (every hash compared), nearest first: the yardstick.
     pub fn linear_search_into(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
+        self.run(query, max_distance, Method::Scan, out);
+    }
+
+    /// Runs a search with the CPU's popcount instruction when it has one (the portable
+    /// build of `count_ones` is several times slower).
+    fn run(&self, query: &Hash256, max_distance: u32, method: Method, out: &mut Vec<Neighbor>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: `run_with_popcnt` needs only POPCNT, which this CPU has (checked above).
+            unsafe { self.run_with_popcnt(query, max_distance, method, out) };
+            return;
+        }
+        self.run_portable(query, max_distance, method, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn run_with_popcnt(
+        &self,
+        query: &Hash256,
+        max_distance: u32,
+        method: Method,
+        out: &mut Vec<Neighbor>,
+    ) {
+        self.run_portable(query, max_distance, method, out);
+    }
+
+    #[inline(always)]
+    fn run_portable(
+        &self,
+        query: &Hash256,
+        max_distance: u32,
+        method: Method,
+        out: &mut Vec<Neighbor>,
+    ) {
         out.clear();
-        self.scan(query, max_distance, out);
+        let mut thresholds = [0i32; MAX_SLOTS];
+        let plan = self.plan_into(max_distance, &mut thresholds);
+        match (method, plan) {
+            (Method::Scan, _) | (Method::Planned, SearchPlan::LinearScan) => {
+                self.scan(query, max_distance, out);
+            }
+            (Method::Probe, _) | (Method::Planned, SearchPlan::MultiIndex { .. }) => {
+                self.probe(query, max_distance, &thresholds, out);
+            }
+        }
         out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
     }
 
@@ -222,6 +269,7 @@ impl HashIndex {
         }
     }
 
+    #[inline(always)]
     fn scan(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
         for (id, hash) in self.hashes.iter().enumerate() {
             let distance = hash.distance(query);
@@ -234,6 +282,7 @@ impl HashIndex {
         }
     }
 
+    #[inline(always)]
     fn probe(
         &self,
         query: &Hash256,
@@ -245,41 +294,83 @@ impl HashIndex {
         for (value, slot) in query_values.iter_mut().zip(&self.slots) {
             *value = slot.value(query);
         }
+        let probe = Probe {
+            index: self,
+            query,
+            max_distance,
+            query_values,
+            thresholds,
+        };
         for (s, (slot, table)) in self.slots.iter().zip(&self.tables).enumerate() {
             let Ok(threshold) = u32::try_from(thresholds[s]) else {
                 continue;
             };
+            let mut bounds = [(0u32, 0u32); BUCKET_BATCH];
+            let mut filled = 0;
             for_each_within(slot.bits, threshold, |flip| {
                 let bucket = (query_values[s] ^ flip) as usize;
-                let range = table.offsets[bucket] as usize..table.offsets[bucket + 1] as usize;
-                for &id in &table.ids[range] {
-                    let hash = &self.hashes[id as usize];
-                    let distance = hash.distance(query);
-                    if distance <= max_distance
-                        && !self.found_earlier(hash, s, &query_values, thresholds)
-                    {
-                        out.push(Neighbor { id, distance });
-                    }
+                bounds[filled] = (table.offsets[bucket], table.offsets[bucket + 1]);
+                filled += 1;
+                if filled == BUCKET_BATCH {
+                    probe.check_buckets(s, &bounds, out);
+                    filled = 0;
                 }
             });
+            probe.check_buckets(s, &bounds[..filled], out);
+        }
+    }
+}
+
+/// One multi-index search. Bucket bounds, then ids, then hashes are read in batches:
+/// the loads within a batch are independent, so the CPU overlaps their cache misses.
+struct Probe<'a> {
+    index: &'a HashIndex,
+    query: &'a Hash256,
+    max_distance: u32,
+    query_values: [u32; MAX_SLOTS],
+    thresholds: &'a [i32; MAX_SLOTS],
+}
+
+impl Probe<'_> {
+    #[inline(always)]
+    fn check_buckets(&self, slot: usize, bounds: &[(u32, u32)], out: &mut Vec<Neighbor>) {
+        let ids = &self.index.tables[slot].ids;
+        let mut candidates = [0u32; CANDIDATE_BATCH];
+        let mut filled = 0;
+        for &(start, end) in bounds {
+            for &id in &ids[start as usize..end as usize] {
+                candidates[filled] = id;
+                filled += 1;
+                if filled == CANDIDATE_BATCH {
+                    self.check(slot, &candidates, out);
+                    filled = 0;
+                }
+            }
+        }
+        self.check(slot, &candidates[..filled], out);
+    }
+
+    #[inline(always)]
+    fn check(&self, slot: usize, ids: &[u32], out: &mut Vec<Neighbor>) {
+        for &id in ids {
+            let hash = &self.index.hashes[id as usize];
+            let distance = hash.distance(self.query);
+            if distance <= self.max_distance && !self.found_earlier(hash, slot) {
+                out.push(Neighbor { id, distance });
+            }
         }
     }
 
     /// Whether a slot before `slot_index` also has `hash` within its threshold (and so
     /// reported it already).
-    fn found_earlier(
-        &self,
-        hash: &Hash256,
-        slot_index: usize,
-        query_values: &[u32; MAX_SLOTS],
-        thresholds: &[i32; MAX_SLOTS],
-    ) -> bool {
-        self.slots[..slot_index]
+    #[inline(always)]
+    fn found_earlier(&self, hash: &Hash256, slot_index: usize) -> bool {
+        self.index.slots[..slot_index]
             .iter()
             .enumerate()
             .any(|(s, slot)| {
-                let slot_distance = (slot.value(hash) ^ query_values[s]).count_ones();
-                i64::from(slot_distance) <= i64::from(thresholds[s])
+                let slot_distance = (slot.value(hash) ^ self.query_values[s]).count_ones();
+                i64::from(slot_distance) <= i64::from(self.thresholds[s])
             })
     }
 }
@@ -323,6 +414,7 @@ fn build_table(hashes: &[Hash256], slot: Slot) -> SlotTable {
 }
 
 /// Calls `visit` with every `bits`-bit mask of at most `radius` set bits (0 first).
+#[inline(always)]
 fn for_each_within(bits: u32, radius: u32, mut visit: impl FnMut(u32)) {
     let limit = 1u64 << bits;
     for ones in 0..=radius.min(bits) {
