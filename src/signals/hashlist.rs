@@ -216,6 +216,14 @@ impl ListMetadata {
             + self.text.capacity()
     }
 
+    fn shrink_to_fit(&mut self) {
+        self.quality.shrink_to_fit();
+        self.line.shrink_to_fit();
+        self.duplicates.shrink_to_fit();
+        self.text_ends.shrink_to_fit();
+        self.text.shrink_to_fit();
+    }
+
     fn push(&mut self, quality: Option<u8>, line: u32, duplicates: u32, fields: &str) -> bool {
         self.text.push_str(fields);
         let Ok(end) = u32::try_from(self.text.len()) else {
