@@ -423,6 +423,8 @@ impl HashListBuilder {
                 return Err(HashListError::MetadataTooLarge { path: self.path });
             }
         }
+        hashes.shrink_to_fit();
+        metadata.shrink_to_fit();
         let duplicates_merged = metadata
             .duplicates
             .iter()
