@@ -107,13 +107,21 @@ pub struct HashIndex {
 
 impl HashIndex {
     /// Indexes `hashes`; a hash's id is its position. Duplicates are allowed (each is found).
+    /// Slots are about log2(n) bits wide.
     pub fn new(hashes: Vec<Hash256>) -> Result<HashIndex, IndexError> {
+        let bits = (hashes.len().max(2) as f64).log2().round() as u32;
+        HashIndex::with_slot_bits(hashes, bits)
+    }
+
+    /// [`HashIndex::new`] with slots of about `bits` bits (clamped to 8..=24), e.g. 16 for
+    /// Meta's layout of 16 slots of 16 bits.
+    pub fn with_slot_bits(hashes: Vec<Hash256>, bits: u32) -> Result<HashIndex, IndexError> {
         if hashes.len() > MAX_HASHES {
             return Err(IndexError::TooManyHashes {
                 count: hashes.len(),
             });
         }
-        let slots = slot_layout(hashes.len());
+        let slots = slot_layout(bits);
         let tables = slots
             .iter()
             .map(|&slot| build_table(&hashes, slot))
@@ -402,10 +410,9 @@ fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
-/// Slot widths for `n` hashes: about log2(n) bits each, widest first, summing to 256.
-fn slot_layout(n: usize) -> Vec<Slot> {
-    let log2 = (n.max(2) as f64).log2().round() as u32;
-    let target = log2.clamp(MIN_SLOT_BITS, MAX_SLOT_BITS);
+/// Slots of about `bits` bits each, widest first, summing to 256.
+fn slot_layout(bits: u32) -> Vec<Slot> {
+    let target = bits.clamp(MIN_SLOT_BITS, MAX_SLOT_BITS);
     let count = (256.0 / f64::from(target)).round() as u32;
     let count = count.clamp(256_u32.div_ceil(MAX_SLOT_BITS), 256 / MIN_SLOT_BITS);
     let (base, wider) = (256 / count, 256 % count);
@@ -502,25 +509,13 @@ mod tests {
 
     #[test]
     fn slot_layouts_cover_256_bits() {
-        for n in [
-            0,
-            1,
-            100,
-            5_000,
-            100_000,
-            1_000_000,
-            10_000_000,
-            100_000_000,
-        ] {
-            let slots = slot_layout(n);
+        for bits in 0..40 {
+            let slots = slot_layout(bits);
             assert!(slots.len() <= MAX_SLOTS);
-            assert_eq!(
-                slots.iter().map(|slot| slot.bits).sum::<u32>(),
-                256,
-                "n = {n}"
-            );
+            assert_eq!(slots.iter().map(|slot| slot.bits).sum::<u32>(), 256);
             assert!(slots.iter().all(|slot| slot.bits <= MAX_SLOT_BITS));
             assert!(slots.windows(2).all(|pair| pair[0].bits >= pair[1].bits));
+            assert!(slots.iter().all(|slot| slot.bits >= MIN_SLOT_BITS));
             assert!(
                 slots
                     .windows(2)
@@ -554,6 +549,23 @@ mod tests {
         assert_eq!(masks.len(), expected.len());
         masks.sort_unstable();
         assert_eq!(masks, expected);
+    }
+
+    #[test]
+    fn fixed_slot_widths_are_exact_too() {
+        let mut hashes = hashes_from_seed(11, 3_000);
+        let query = hashes[17];
+        hashes.extend((0..=64).map(|distance: usize| {
+            let positions: Vec<usize> = (0..distance).map(|i| (i * 53 + 7) % 256).collect();
+            flip_bits(query, &positions)
+        }));
+        for bits in [8, 12, 16] {
+            let index = HashIndex::with_slot_bits(hashes.clone(), bits).unwrap();
+            assert_eq!(index.slot_count(), (256.0 / f64::from(bits)).round() as usize);
+            for radius in [0, 15, 16, 31, 47] {
+                assert_same_as_brute_force(&index, &query, radius);
+            }
+        }
     }
 
     #[test]

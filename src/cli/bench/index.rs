@@ -31,6 +31,9 @@ pub struct IndexBenchArgs {
     /// Brute-force lookups per case (each reads the whole list).
     #[arg(long, default_value_t = 20)]
     pub brute_queries: usize,
+    /// Slot width in bits (e.g. 16 for Meta's 16 slots of 16 bits); default about log2(n).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=24))]
+    pub slot_bits: Option<u32>,
     /// Seed of the pseudo-random lists and queries.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -153,7 +156,10 @@ fn bench_case(args: &IndexBenchArgs, size: usize, kind: ListKind) -> anyhow::Res
     let list_time = started.elapsed();
     let metadata = list.metadata;
     let started = Instant::now();
-    let index = HashIndex::new(list.hashes)?;
+    let index = match args.slot_bits {
+        Some(bits) => HashIndex::with_slot_bits(list.hashes, bits)?,
+        None => HashIndex::new(list.hashes)?,
+    };
     let index_time = started.elapsed();
     let rss_delta = resident_bytes().saturating_sub(rss_before);
     let memory = index.memory_bytes() + metadata.memory_bytes();
