@@ -561,7 +561,10 @@ mod tests {
         }));
         for bits in [8, 12, 16] {
             let index = HashIndex::with_slot_bits(hashes.clone(), bits).unwrap();
-            assert_eq!(index.slot_count(), (256.0 / f64::from(bits)).round() as usize);
+            assert_eq!(
+                index.slot_count(),
+                (256.0 / f64::from(bits)).round() as usize
+            );
             for radius in [0, 15, 16, 31, 47] {
                 assert_same_as_brute_force(&index, &query, radius);
             }
