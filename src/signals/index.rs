@@ -1,7 +1,8 @@
 //! Exact radius search over 256-bit hashes: multi-index hashing with a linear-scan fallback.
 //!
-//! The 256 bits are cut into `m` contiguous slots of about log2(n) bits each (Norouzi et
-//! al.'s rule, so an exact-match bucket holds about one hash). Pigeonhole: if a stored hash
+//! The 256 bits are cut into `m` contiguous slots of about ⌊log2(n)⌋ bits each (Norouzi et
+//! al.'s rule, so an exact-match bucket holds one or two hashes and the offset tables cost
+//! about 4·m bytes per hash). Pigeonhole: if a stored hash
 //! is within distance `r` of the query, the slot distances sum to at most `r`, so some slot
 //! `s` has distance ≤ `t_s` whenever Σ (t_s + 1) ≥ r + 1. With `r = q·m + a` the search
 //! gives `a + 1` slots the threshold `q` and the others `q − 1` (a slot with threshold −1 is
@@ -28,8 +29,8 @@ const MAX_SLOTS: usize = 32;
 /// Ids are `u32`, with one value kept free for the offset tables' end.
 pub const MAX_HASHES: usize = u32::MAX as usize - 1;
 
-/// Relative costs used to choose between probing and scanning (measured on x86-64: a
-/// bucket probe and a candidate check are cache misses, a scanned hash is a streamed read).
+/// Rough relative costs used to choose between probing and scanning: a bucket probe and a
+/// candidate check are cache misses, a scanned hash is a streamed read.
 const PROBE_COST: f64 = 2.0;
 const CANDIDATE_COST: f64 = 1.5;
 const SCAN_COST: f64 = 0.12;
@@ -107,9 +108,9 @@ pub struct HashIndex {
 
 impl HashIndex {
     /// Indexes `hashes`; a hash's id is its position. Duplicates are allowed (each is found).
-    /// Slots are about log2(n) bits wide.
+    /// Slots are about ⌊log2(n)⌋ bits wide.
     pub fn new(hashes: Vec<Hash256>) -> Result<HashIndex, IndexError> {
-        let bits = (hashes.len().max(2) as f64).log2().round() as u32;
+        let bits = hashes.len().max(2).ilog2();
         HashIndex::with_slot_bits(hashes, bits)
     }
 
