@@ -428,24 +428,52 @@ fn slot_layout(bits: u32) -> Vec<Slot> {
         .collect()
 }
 
-/// Counting sort of the ids by their slot value.
+/// The ids ordered by slot value, and the bucket offsets. The (value, id) pairs are sorted
+/// by a two-pass LSD radix sort: each pass scatters into at most 4096 places, which stay in
+/// cache, where a direct counting sort into 2^bits buckets misses the cache on every write.
 fn build_table(hashes: &[Hash256], slot: Slot) -> SlotTable {
+    let mut pairs: Vec<(u32, u32)> = hashes
+        .iter()
+        .enumerate()
+        .map(|(id, hash)| (slot.value(hash), id as u32))
+        .collect();
+    let mut scratch = vec![(0u32, 0u32); pairs.len()];
+    let low_bits = slot.bits / 2;
+    radix_pass(&pairs, &mut scratch, 0, low_bits);
+    radix_pass(&scratch, &mut pairs, low_bits, slot.bits - low_bits);
+    drop(scratch);
     let buckets = 1usize << slot.bits;
     let mut offsets = vec![0u32; buckets + 1];
-    for hash in hashes {
-        offsets[slot.value(hash) as usize + 1] += 1;
+    for &(value, _) in &pairs {
+        offsets[value as usize + 1] += 1;
     }
     for bucket in 0..buckets {
         offsets[bucket + 1] += offsets[bucket];
     }
-    let mut next = offsets[..buckets].to_vec();
-    let mut ids = vec![0u32; hashes.len()];
-    for (id, hash) in hashes.iter().enumerate() {
-        let cursor = &mut next[slot.value(hash) as usize];
-        ids[*cursor as usize] = id as u32;
+    let mut ids = Vec::with_capacity(pairs.len());
+    ids.extend(pairs.iter().map(|&(_, id)| id));
+    SlotTable { offsets, ids }
+}
+
+/// One stable counting-sort pass of `source` into `target` by the value bits
+/// `shift..shift + bits`.
+fn radix_pass(source: &[(u32, u32)], target: &mut [(u32, u32)], shift: u32, bits: u32) {
+    let mask = (1u32 << bits) - 1;
+    let mut next = vec![0usize; 1 << bits];
+    for &(value, _) in source {
+        next[((value >> shift) & mask) as usize] += 1;
+    }
+    let mut total = 0;
+    for slot in &mut next {
+        let count = *slot;
+        *slot = total;
+        total += count;
+    }
+    for &pair in source {
+        let cursor = &mut next[((pair.0 >> shift) & mask) as usize];
+        target[*cursor] = pair;
         *cursor += 1;
     }
-    SlotTable { offsets, ids }
 }
 
 /// Calls `visit` with every `bits`-bit mask of at most `radius` set bits (0 first).
