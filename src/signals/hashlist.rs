@@ -366,10 +366,15 @@ impl HashListBuilder {
         self.push_entry(hash, &entry)
     }
 
-    /// Adds every entry of a built list (its duplicate counts carry over).
-    pub fn extend_from(&mut self, list: &HashList) -> Result<(), HashListError> {
-        for (id, &hash) in list.hashes.iter().enumerate() {
-            if let Some(entry) = list.metadata.get(id) {
+    /// Adds every entry of a built list (its duplicate counts carry over): `hashes` and
+    /// `metadata` in the same order, as in a [`HashList`].
+    pub fn extend_from(
+        &mut self,
+        hashes: &[Hash256],
+        metadata: &ListMetadata,
+    ) -> Result<(), HashListError> {
+        for (id, &hash) in hashes.iter().enumerate() {
+            if let Some(entry) = metadata.get(id) {
                 self.push_entry(hash, &entry)?;
             }
         }
