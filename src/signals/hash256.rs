@@ -74,7 +74,7 @@ impl Hash256 {
     }
 
     /// Hamming distance: the number of differing bits (0..=256).
-    #[inline]
+    #[inline(always)]
     pub fn distance(&self, other: &Hash256) -> u32 {
         (self.0[0] ^ other.0[0]).count_ones()
             + (self.0[1] ^ other.0[1]).count_ones()

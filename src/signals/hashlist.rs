@@ -216,6 +216,14 @@ impl ListMetadata {
             + self.text.capacity()
     }
 
+    fn shrink_to_fit(&mut self) {
+        self.quality.shrink_to_fit();
+        self.line.shrink_to_fit();
+        self.duplicates.shrink_to_fit();
+        self.text_ends.shrink_to_fit();
+        self.text.shrink_to_fit();
+    }
+
     fn push(&mut self, quality: Option<u8>, line: u32, duplicates: u32, fields: &str) -> bool {
         self.text.push_str(fields);
         let Ok(end) = u32::try_from(self.text.len()) else {
@@ -290,6 +298,7 @@ impl HashListBuilder {
         let max_file = self.limits.max_file_bytes;
         let mut reader = reader.take(max_file.saturating_add(1));
         let mut buffer = Vec::with_capacity(max_line.min(1 << 16) + 1);
+        let mut joined = String::new();
         let mut line_number = 0u32;
         loop {
             buffer.clear();
@@ -325,20 +334,26 @@ impl HashListBuilder {
                 return Err(line_error(LineProblem::TooLong { max: max_line }));
             }
             if let Some(parsed) = parse_line(line).map_err(line_error)? {
-                self.push_parsed(&parsed, line_number)?;
+                self.push_parsed(&parsed, line_number, &mut joined)?;
             }
         }
     }
 
-    fn push_parsed(&mut self, parsed: &ParsedLine<'_>, line: u32) -> Result<(), HashListError> {
-        let mut joined = String::new();
+    /// Adds a parsed line; `joined` is a reusable buffer for its comma-joined fields.
+    fn push_parsed(
+        &mut self,
+        parsed: &ParsedLine<'_>,
+        line: u32,
+        joined: &mut String,
+    ) -> Result<(), HashListError> {
+        joined.clear();
         for (index, field) in parsed.metadata_fields().enumerate() {
             if index > 0 {
                 joined.push(',');
             }
             joined.push_str(field);
         }
-        self.push(parsed.hash, parsed.quality, line, &joined)
+        self.push(parsed.hash, parsed.quality, line, joined)
     }
 
     /// Adds one entry; `line` 0 marks a hash added at run time.
@@ -358,10 +373,15 @@ impl HashListBuilder {
         self.push_entry(hash, &entry)
     }
 
-    /// Adds every entry of a built list (its duplicate counts carry over).
-    pub fn extend_from(&mut self, list: &HashList) -> Result<(), HashListError> {
-        for (id, &hash) in list.hashes.iter().enumerate() {
-            if let Some(entry) = list.metadata.get(id) {
+    /// Adds every entry of a built list (its duplicate counts carry over): `hashes` and
+    /// `metadata` in the same order, as in a [`HashList`].
+    pub fn extend_from(
+        &mut self,
+        hashes: &[Hash256],
+        metadata: &ListMetadata,
+    ) -> Result<(), HashListError> {
+        for (id, &hash) in hashes.iter().enumerate() {
+            if let Some(entry) = metadata.get(id) {
                 self.push_entry(hash, &entry)?;
             }
         }
@@ -415,6 +435,8 @@ impl HashListBuilder {
                 return Err(HashListError::MetadataTooLarge { path: self.path });
             }
         }
+        hashes.shrink_to_fit();
+        metadata.shrink_to_fit();
         let duplicates_merged = metadata
             .duplicates
             .iter()
@@ -580,6 +602,39 @@ mod tests {
             error.to_string(),
             "lists/test.csv: larger than the 100-byte cap"
         );
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes (biased towards list-like text) never panic; an error names a
+        /// line that exists, and a success holds at most one hash per line.
+        #[test]
+        fn arbitrary_input_is_rejected_or_read(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    proptest::string::string_regex("[0-9a-fA-F]{60,66}(,[0-9]{1,3})?(,[a-z. ]{0,8})?")
+                        .unwrap()
+                        .prop_map(String::into_bytes),
+                    proptest::collection::vec(any::<u8>(), 0..80),
+                    Just(b"# comment".to_vec()),
+                ],
+                0..20,
+            )
+        ) {
+            let text = lines.join(&b'\n');
+            let limits = ListLimits { max_line_bytes: 70, ..ListLimits::default() };
+            let line_count = text.split(|&b| b == b'\n').count() as u32;
+            match parse_with(&text, limits) {
+                Ok(list) => prop_assert!(list.hashes.len() as u32 <= line_count),
+                Err(HashListError::Line { line, .. }) => {
+                    prop_assert!(line >= 1 && line <= line_count)
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Exact radius search over 256-bit hashes: multi-index hashing with a linear-scan fallback.
 //!
-//! The 256 bits are cut into `m` contiguous slots of about log2(n) bits each (Norouzi et
-//! al.'s rule, so an exact-match bucket holds about one hash). Pigeonhole: if a stored hash
+//! The 256 bits are cut into `m` contiguous slots of about ⌊log2(n)⌋ bits each (Norouzi et
+//! al.'s rule, so an exact-match bucket holds one or two hashes and the offset tables cost
+//! about 4·m bytes per hash). Pigeonhole: if a stored hash
 //! is within distance `r` of the query, the slot distances sum to at most `r`, so some slot
 //! `s` has distance ≤ `t_s` whenever Σ (t_s + 1) ≥ r + 1. With `r = q·m + a` the search
 //! gives `a + 1` slots the threshold `q` and the others `q − 1` (a slot with threshold −1 is
@@ -28,11 +29,15 @@ const MAX_SLOTS: usize = 32;
 /// Ids are `u32`, with one value kept free for the offset tables' end.
 pub const MAX_HASHES: usize = u32::MAX as usize - 1;
 
-/// Relative costs used to choose between probing and scanning (measured on x86-64: a
-/// bucket probe and a candidate check are cache misses, a scanned hash is a streamed read).
+/// Rough relative costs used to choose between probing and scanning: a bucket probe and a
+/// candidate check are cache misses, a scanned hash is a streamed read.
 const PROBE_COST: f64 = 2.0;
 const CANDIDATE_COST: f64 = 1.5;
 const SCAN_COST: f64 = 0.12;
+/// Buckets enumerated (and their bounds prefetched) before any is read (see [`Probe`]).
+const BUCKET_BATCH: usize = 32;
+/// Candidate ids gathered (and their hashes prefetched) before any hash is compared.
+const CANDIDATE_BATCH: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
@@ -57,7 +62,7 @@ struct Slot {
 }
 
 impl Slot {
-    #[inline]
+    #[inline(always)]
     fn value(self, hash: &Hash256) -> u32 {
         let words = hash.words();
         let word = (self.start / 64) as usize;
@@ -73,6 +78,15 @@ struct SlotTable {
     /// `offsets[v]..offsets[v + 1]` is the range of `ids` whose slot value is `v`.
     offsets: Vec<u32>,
     ids: Vec<u32>,
+}
+
+/// Which search a caller asked for.
+#[derive(Clone, Copy)]
+enum Method {
+    /// Whichever [`HashIndex::plan`] expects to be faster.
+    Planned,
+    Probe,
+    Scan,
 }
 
 /// How a search at one radius runs.
@@ -94,13 +108,21 @@ pub struct HashIndex {
 
 impl HashIndex {
     /// Indexes `hashes`; a hash's id is its position. Duplicates are allowed (each is found).
+    /// Slots are about ⌊log2(n)⌋ bits wide.
     pub fn new(hashes: Vec<Hash256>) -> Result<HashIndex, IndexError> {
+        let bits = hashes.len().max(2).ilog2();
+        HashIndex::with_slot_bits(hashes, bits)
+    }
+
+    /// [`HashIndex::new`] with slots of about `bits` bits (clamped to 8..=24), e.g. 16 for
+    /// Meta's layout of 16 slots of 16 bits.
+    pub fn with_slot_bits(hashes: Vec<Hash256>, bits: u32) -> Result<HashIndex, IndexError> {
         if hashes.len() > MAX_HASHES {
             return Err(IndexError::TooManyHashes {
                 count: hashes.len(),
             });
         }
-        let slots = slot_layout(hashes.len());
+        let slots = slot_layout(bits);
         let tables = slots
             .iter()
             .map(|&slot| build_table(&hashes, slot))
@@ -146,13 +168,7 @@ impl HashIndex {
     /// Every stored hash within `max_distance` of `query`, nearest first (ties by id),
     /// written into `out` (cleared first).
     pub fn search_into(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
-        out.clear();
-        let mut thresholds = [0i32; MAX_SLOTS];
-        match self.plan_into(max_distance, &mut thresholds) {
-            SearchPlan::LinearScan => self.scan(query, max_distance, out),
-            SearchPlan::MultiIndex { .. } => self.probe(query, max_distance, &thresholds, out),
-        }
-        out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
+        self.run(query, max_distance, Method::Planned, out);
     }
 
     /// [`HashIndex::search_into`] into a new vector.
@@ -169,17 +185,57 @@ impl HashIndex {
         max_distance: u32,
         out: &mut Vec<Neighbor>,
     ) {
-        out.clear();
-        let mut thresholds = [0i32; MAX_SLOTS];
-        self.plan_into(max_distance, &mut thresholds);
-        self.probe(query, max_distance, &thresholds, out);
-        out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
+        self.run(query, max_distance, Method::Probe, out);
     }
 
     /// The brute-force answer (every hash compared), nearest first: the yardstick.
     pub fn linear_search_into(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
+        self.run(query, max_distance, Method::Scan, out);
+    }
+
+    /// Runs a search with the CPU's popcount instruction when it has one (the portable
+    /// build of `count_ones` is several times slower).
+    fn run(&self, query: &Hash256, max_distance: u32, method: Method, out: &mut Vec<Neighbor>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("popcnt") {
+            // SAFETY: `run_with_popcnt` needs only POPCNT, which this CPU has (checked above).
+            unsafe { self.run_with_popcnt(query, max_distance, method, out) };
+            return;
+        }
+        self.run_portable(query, max_distance, method, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    fn run_with_popcnt(
+        &self,
+        query: &Hash256,
+        max_distance: u32,
+        method: Method,
+        out: &mut Vec<Neighbor>,
+    ) {
+        self.run_portable(query, max_distance, method, out);
+    }
+
+    #[inline(always)]
+    fn run_portable(
+        &self,
+        query: &Hash256,
+        max_distance: u32,
+        method: Method,
+        out: &mut Vec<Neighbor>,
+    ) {
         out.clear();
-        self.scan(query, max_distance, out);
+        let mut thresholds = [0i32; MAX_SLOTS];
+        let plan = self.plan_into(max_distance, &mut thresholds);
+        match (method, plan) {
+            (Method::Scan, _) | (Method::Planned, SearchPlan::LinearScan) => {
+                self.scan(query, max_distance, out);
+            }
+            (Method::Probe, _) | (Method::Planned, SearchPlan::MultiIndex { .. }) => {
+                self.probe(query, max_distance, &thresholds, out);
+            }
+        }
         out.sort_unstable_by_key(|neighbor| (neighbor.distance, neighbor.id));
     }
 
@@ -222,6 +278,7 @@ impl HashIndex {
         }
     }
 
+    #[inline(always)]
     fn scan(&self, query: &Hash256, max_distance: u32, out: &mut Vec<Neighbor>) {
         for (id, hash) in self.hashes.iter().enumerate() {
             let distance = hash.distance(query);
@@ -234,6 +291,7 @@ impl HashIndex {
         }
     }
 
+    #[inline(always)]
     fn probe(
         &self,
         query: &Hash256,
@@ -245,49 +303,117 @@ impl HashIndex {
         for (value, slot) in query_values.iter_mut().zip(&self.slots) {
             *value = slot.value(query);
         }
+        let probe = Probe {
+            index: self,
+            query,
+            max_distance,
+            query_values,
+            thresholds,
+        };
         for (s, (slot, table)) in self.slots.iter().zip(&self.tables).enumerate() {
             let Ok(threshold) = u32::try_from(thresholds[s]) else {
                 continue;
             };
+            let mut buckets = [0u32; BUCKET_BATCH];
+            let mut filled = 0;
             for_each_within(slot.bits, threshold, |flip| {
-                let bucket = (query_values[s] ^ flip) as usize;
-                let range = table.offsets[bucket] as usize..table.offsets[bucket + 1] as usize;
-                for &id in &table.ids[range] {
-                    let hash = &self.hashes[id as usize];
-                    let distance = hash.distance(query);
-                    if distance <= max_distance
-                        && !self.found_earlier(hash, s, &query_values, thresholds)
-                    {
-                        out.push(Neighbor { id, distance });
-                    }
+                let bucket = query_values[s] ^ flip;
+                prefetch(&table.offsets[bucket as usize]);
+                buckets[filled] = bucket;
+                filled += 1;
+                if filled == BUCKET_BATCH {
+                    probe.check_buckets(s, &buckets, out);
+                    filled = 0;
                 }
             });
+            probe.check_buckets(s, &buckets[..filled], out);
+        }
+    }
+}
+
+/// One multi-index search. Bucket bounds, then ids, then hashes are prefetched and read in
+/// batches, so the cache misses of a batch overlap instead of following one another.
+struct Probe<'a> {
+    index: &'a HashIndex,
+    query: &'a Hash256,
+    max_distance: u32,
+    query_values: [u32; MAX_SLOTS],
+    thresholds: &'a [i32; MAX_SLOTS],
+}
+
+impl Probe<'_> {
+    #[inline(always)]
+    fn check_buckets(&self, slot: usize, buckets: &[u32], out: &mut Vec<Neighbor>) {
+        let table = &self.index.tables[slot];
+        let mut bounds = [(0u32, 0u32); BUCKET_BATCH];
+        for (bound, &bucket) in bounds.iter_mut().zip(buckets) {
+            let (start, end) = (
+                table.offsets[bucket as usize],
+                table.offsets[bucket as usize + 1],
+            );
+            if let Some(first) = table.ids.get(start as usize) {
+                prefetch(first);
+            }
+            *bound = (start, end);
+        }
+        let mut candidates = [0u32; CANDIDATE_BATCH];
+        let mut filled = 0;
+        for &(start, end) in &bounds[..buckets.len()] {
+            for &id in &table.ids[start as usize..end as usize] {
+                prefetch(&self.index.hashes[id as usize]);
+                candidates[filled] = id;
+                filled += 1;
+                if filled == CANDIDATE_BATCH {
+                    self.check(slot, &candidates, out);
+                    filled = 0;
+                }
+            }
+        }
+        self.check(slot, &candidates[..filled], out);
+    }
+
+    #[inline(always)]
+    fn check(&self, slot: usize, ids: &[u32], out: &mut Vec<Neighbor>) {
+        for &id in ids {
+            let hash = &self.index.hashes[id as usize];
+            let distance = hash.distance(self.query);
+            if distance <= self.max_distance && !self.found_earlier(hash, slot) {
+                out.push(Neighbor { id, distance });
+            }
         }
     }
 
     /// Whether a slot before `slot_index` also has `hash` within its threshold (and so
     /// reported it already).
-    fn found_earlier(
-        &self,
-        hash: &Hash256,
-        slot_index: usize,
-        query_values: &[u32; MAX_SLOTS],
-        thresholds: &[i32; MAX_SLOTS],
-    ) -> bool {
-        self.slots[..slot_index]
+    #[inline(always)]
+    fn found_earlier(&self, hash: &Hash256, slot_index: usize) -> bool {
+        self.index.slots[..slot_index]
             .iter()
             .enumerate()
             .any(|(s, slot)| {
-                let slot_distance = (slot.value(hash) ^ query_values[s]).count_ones();
-                i64::from(slot_distance) <= i64::from(thresholds[s])
+                let slot_distance = (slot.value(hash) ^ self.query_values[s]).count_ones();
+                i64::from(slot_distance) <= i64::from(self.thresholds[s])
             })
     }
 }
 
-/// Slot widths for `n` hashes: about log2(n) bits each, widest first, summing to 256.
-fn slot_layout(n: usize) -> Vec<Slot> {
-    let log2 = (n.max(2) as f64).log2().round() as u32;
-    let target = log2.clamp(MIN_SLOT_BITS, MAX_SLOT_BITS);
+/// Asks the CPU to start loading `value`'s cache line: a hint, results do not depend on it.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is in the x86-64 baseline (SSE) and never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (value as *const T).cast(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// Slots of about `bits` bits each, widest first, summing to 256.
+fn slot_layout(bits: u32) -> Vec<Slot> {
+    let target = bits.clamp(MIN_SLOT_BITS, MAX_SLOT_BITS);
     let count = (256.0 / f64::from(target)).round() as u32;
     let count = count.clamp(256_u32.div_ceil(MAX_SLOT_BITS), 256 / MIN_SLOT_BITS);
     let (base, wider) = (256 / count, 256 % count);
@@ -302,27 +428,56 @@ fn slot_layout(n: usize) -> Vec<Slot> {
         .collect()
 }
 
-/// Counting sort of the ids by their slot value.
+/// The ids ordered by slot value, and the bucket offsets. The (value, id) pairs are sorted
+/// by a two-pass LSD radix sort: each pass scatters into at most 4096 places, which stay in
+/// cache, where a direct counting sort into 2^bits buckets misses the cache on every write.
 fn build_table(hashes: &[Hash256], slot: Slot) -> SlotTable {
+    let mut pairs: Vec<(u32, u32)> = hashes
+        .iter()
+        .enumerate()
+        .map(|(id, hash)| (slot.value(hash), id as u32))
+        .collect();
+    let mut scratch = vec![(0u32, 0u32); pairs.len()];
+    let low_bits = slot.bits / 2;
+    radix_pass(&pairs, &mut scratch, 0, low_bits);
+    radix_pass(&scratch, &mut pairs, low_bits, slot.bits - low_bits);
+    drop(scratch);
     let buckets = 1usize << slot.bits;
     let mut offsets = vec![0u32; buckets + 1];
-    for hash in hashes {
-        offsets[slot.value(hash) as usize + 1] += 1;
+    for &(value, _) in &pairs {
+        offsets[value as usize + 1] += 1;
     }
     for bucket in 0..buckets {
         offsets[bucket + 1] += offsets[bucket];
     }
-    let mut next = offsets[..buckets].to_vec();
-    let mut ids = vec![0u32; hashes.len()];
-    for (id, hash) in hashes.iter().enumerate() {
-        let cursor = &mut next[slot.value(hash) as usize];
-        ids[*cursor as usize] = id as u32;
-        *cursor += 1;
-    }
+    let mut ids = Vec::with_capacity(pairs.len());
+    ids.extend(pairs.iter().map(|&(_, id)| id));
     SlotTable { offsets, ids }
 }
 
+/// One stable counting-sort pass of `source` into `target` by the value bits
+/// `shift..shift + bits`.
+fn radix_pass(source: &[(u32, u32)], target: &mut [(u32, u32)], shift: u32, bits: u32) {
+    let mask = (1u32 << bits) - 1;
+    let mut next = vec![0usize; 1 << bits];
+    for &(value, _) in source {
+        next[((value >> shift) & mask) as usize] += 1;
+    }
+    let mut total = 0;
+    for slot in &mut next {
+        let count = *slot;
+        *slot = total;
+        total += count;
+    }
+    for &pair in source {
+        let cursor = &mut next[((pair.0 >> shift) & mask) as usize];
+        target[*cursor] = pair;
+        *cursor += 1;
+    }
+}
+
 /// Calls `visit` with every `bits`-bit mask of at most `radius` set bits (0 first).
+#[inline(always)]
 fn for_each_within(bits: u32, radius: u32, mut visit: impl FnMut(u32)) {
     let limit = 1u64 << bits;
     for ones in 0..=radius.min(bits) {
@@ -335,7 +490,7 @@ fn for_each_within(bits: u32, radius: u32, mut visit: impl FnMut(u32)) {
             }
             let lowest = mask & mask.wrapping_neg();
             let ripple = mask + lowest;
-            mask = (((ripple ^ mask) >> 2) / lowest) | ripple;
+            mask = (((ripple ^ mask) >> 2) >> lowest.trailing_zeros()) | ripple;
         }
     }
 }
@@ -383,25 +538,13 @@ mod tests {
 
     #[test]
     fn slot_layouts_cover_256_bits() {
-        for n in [
-            0,
-            1,
-            100,
-            5_000,
-            100_000,
-            1_000_000,
-            10_000_000,
-            100_000_000,
-        ] {
-            let slots = slot_layout(n);
+        for bits in 0..40 {
+            let slots = slot_layout(bits);
             assert!(slots.len() <= MAX_SLOTS);
-            assert_eq!(
-                slots.iter().map(|slot| slot.bits).sum::<u32>(),
-                256,
-                "n = {n}"
-            );
+            assert_eq!(slots.iter().map(|slot| slot.bits).sum::<u32>(), 256);
             assert!(slots.iter().all(|slot| slot.bits <= MAX_SLOT_BITS));
             assert!(slots.windows(2).all(|pair| pair[0].bits >= pair[1].bits));
+            assert!(slots.iter().all(|slot| slot.bits >= MIN_SLOT_BITS));
             assert!(
                 slots
                     .windows(2)
@@ -435,6 +578,26 @@ mod tests {
         assert_eq!(masks.len(), expected.len());
         masks.sort_unstable();
         assert_eq!(masks, expected);
+    }
+
+    #[test]
+    fn fixed_slot_widths_are_exact_too() {
+        let mut hashes = hashes_from_seed(11, 3_000);
+        let query = hashes[17];
+        hashes.extend((0..=64).map(|distance: usize| {
+            let positions: Vec<usize> = (0..distance).map(|i| (i * 53 + 7) % 256).collect();
+            flip_bits(query, &positions)
+        }));
+        for bits in [8, 12, 16] {
+            let index = HashIndex::with_slot_bits(hashes.clone(), bits).unwrap();
+            assert_eq!(
+                index.slot_count(),
+                (256.0 / f64::from(bits)).round() as usize
+            );
+            for radius in [0, 15, 16, 31, 47] {
+                assert_same_as_brute_force(&index, &query, radius);
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! and indexes the file on the calling thread (callers run it on a blocking thread, never
 //! on a stream's path), then swaps the new version in atomically. A file that fails to
 //! load leaves the previous version active and the error, naming `file:line`, is returned
-//! and logged. Hashes added at run time ([`ListSet::add_hashes`]) are kept in memory and
-//! merged into every later reload of their list.
+//! and logged. Hashes added at run time ([`ListSet::add_hashes`]) are visible at once (a
+//! new version shares the index and scans the few additions linearly until they are
+//! indexed), kept in memory and merged into every later reload of their list.
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::hash256::Hash256;
 use super::hashlist::{
-    DEFAULT_MAX_HASHES, EntryMetadata, HashList, HashListBuilder, HashListError, ListLimits,
-    ListMetadata,
+    DEFAULT_MAX_HASHES, EntryMetadata, HashListBuilder, HashListError, ListLimits, ListMetadata,
 };
 use super::index::{HashIndex, IndexError, Neighbor};
 
@@ -153,47 +153,60 @@ pub enum ListSetError {
     Load { name: String, source: HashListError },
     #[error("hash list {name:?}: {source}")]
     Index { name: String, source: IndexError },
+    #[error("hash list {name:?}: adding would exceed its cap of {max} hashes (max_hashes)")]
+    Full { name: String, max: usize },
+}
+
+/// Run-time additions are scanned linearly until there are more than this many since the
+/// list was last indexed; then the list is re-indexed with them.
+const MAX_UNINDEXED_ADDITIONS: usize = 4096;
+
+/// A list's hashes with their index and metadata (ids are positions in both).
+struct IndexedList {
+    index: HashIndex,
+    metadata: ListMetadata,
+    duplicates_merged: usize,
 }
 
 /// One version of one list: what a lookup sees.
 pub struct LoadedList {
     pub version: u64,
     pub loaded_at: SystemTime,
-    /// Reading, parsing and indexing time.
+    /// Reading, parsing and indexing time of this version.
     pub build_time: Duration,
-    pub duplicates_merged: usize,
-    index: HashIndex,
-    metadata: ListMetadata,
+    /// Shared by the versions that differ only by run-time additions.
+    indexed: Arc<IndexedList>,
+    /// Hashes added at run time since `indexed` was built.
+    unindexed: Vec<AddedHash>,
 }
 
 impl LoadedList {
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.indexed.index.len() + self.unindexed.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
-    /// Bytes held by the index and the metadata.
+    /// File lines whose hash was already in the list (merged into the first).
+    pub fn duplicates_merged(&self) -> usize {
+        self.indexed.duplicates_merged
+    }
+
+    /// Run-time additions not yet in the index (looked up by a linear scan).
+    pub fn unindexed_additions(&self) -> usize {
+        self.unindexed.len()
+    }
+
+    /// Bytes held by the index, the metadata and the unindexed additions.
     pub fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes() + self.metadata.memory_bytes()
-    }
-
-    pub fn index(&self) -> &HashIndex {
-        &self.index
-    }
-
-    pub fn metadata(&self, id: u32) -> Option<EntryMetadata<'_>> {
-        self.metadata.get(id as usize)
-    }
-
-    fn as_hash_list(&self) -> HashList {
-        HashList {
-            hashes: self.index.hashes().to_vec(),
-            metadata: self.metadata.clone(),
-            duplicates_merged: self.duplicates_merged,
-        }
+        let unindexed: usize = self
+            .unindexed
+            .iter()
+            .map(|added| size_of::<AddedHash>() + added.label.capacity())
+            .sum();
+        self.indexed.index.memory_bytes() + self.indexed.metadata.memory_bytes() + unindexed
     }
 }
 
@@ -222,6 +235,17 @@ pub struct AddedHash {
     pub quality: Option<u8>,
     /// Free text kept as the entry's metadata fields.
     pub label: String,
+}
+
+impl AddedHash {
+    fn as_entry(&self) -> EntryMetadata<'_> {
+        EntryMetadata {
+            quality: self.quality,
+            line: None,
+            duplicates: 0,
+            fields: &self.label,
+        }
+    }
 }
 
 /// One match of a frame against a list.
@@ -316,7 +340,7 @@ impl ListSet {
                     loaded_at: loaded.loaded_at,
                     build_time: loaded.build_time,
                     hashes: loaded.len(),
-                    duplicates_merged: loaded.duplicates_merged,
+                    duplicates_merged: loaded.duplicates_merged(),
                     added_at_runtime: lock(&list.added).len(),
                     memory_bytes: loaded.memory_bytes(),
                 }
@@ -352,11 +376,33 @@ impl ListSet {
             let used = if config.dihedral { variants.len() } else { 1 };
             let first = out.len();
             for (variant, query) in variants.iter().take(used).enumerate() {
-                loaded
+                let matched = |hash, distance, entry: Option<EntryMetadata<'_>>| ListMatch {
+                    list: Arc::clone(&list.name),
+                    action: config.action,
+                    list_version: loaded.version,
+                    variant,
+                    hash,
+                    distance,
+                    quality: entry.and_then(|entry| entry.quality),
+                    line: entry.and_then(|entry| entry.line),
+                    fields: entry
+                        .map(|entry| entry.fields.to_string())
+                        .unwrap_or_default(),
+                };
+                let indexed = &loaded.indexed;
+                indexed
                     .index
                     .search_into(query, config.max_distance, &mut scratch.neighbors);
                 for neighbor in &scratch.neighbors {
-                    out.push(list_match(list, &loaded, variant, *neighbor));
+                    let hash = indexed.index.hashes()[neighbor.id as usize];
+                    let entry = indexed.metadata.get(neighbor.id as usize);
+                    out.push(matched(hash, neighbor.distance, entry));
+                }
+                for added in &loaded.unindexed {
+                    let distance = added.hash.distance(query);
+                    if distance <= config.max_distance {
+                        out.push(matched(added.hash, distance, Some(added.as_entry())));
+                    }
                 }
             }
             let found = &mut out[first..];
@@ -387,7 +433,9 @@ impl ListSet {
     }
 
     /// Adds hashes to a list at run time (kept across reloads, not written to its file).
-    /// Rebuilds the list's index from the current version without re-reading the file.
+    /// They are visible to lookups on return. Cheap: the new version shares the current
+    /// index and scans the additions linearly, until more than 4096 have accumulated and
+    /// the list is re-indexed (from memory, without re-reading the file).
     pub fn add_hashes(
         &self,
         name: &str,
@@ -395,13 +443,27 @@ impl ListSet {
     ) -> Result<ReloadReport, ListSetError> {
         let list = self.find(name)?;
         let _reloading = lock(&list.reloading);
+        let started = Instant::now();
         let current = list.current.load_full();
-        let result = build(
-            &list.config,
-            Some(current.as_hash_list()),
-            hashes,
-            current.version + 1,
-        );
+        let version = current.version + 1;
+        let mut unindexed = current.unindexed.clone();
+        unindexed.extend_from_slice(hashes);
+        let result = if current.len() + hashes.len() > list.config.max_hashes {
+            Err(ListSetError::Full {
+                name: list.config.name.clone(),
+                max: list.config.max_hashes,
+            })
+        } else if unindexed.len() > MAX_UNINDEXED_ADDITIONS {
+            build(&list.config, Some(&current.indexed), &unindexed, version)
+        } else {
+            Ok(LoadedList {
+                version,
+                loaded_at: SystemTime::now(),
+                build_time: started.elapsed(),
+                indexed: Arc::clone(&current.indexed),
+                unindexed,
+            })
+        };
         if result.is_ok() {
             lock(&list.added).extend_from_slice(hashes);
         }
@@ -443,23 +505,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn list_match(list: &NamedList, loaded: &LoadedList, variant: usize, found: Neighbor) -> ListMatch {
-    let entry = loaded.metadata(found.id);
-    ListMatch {
-        list: Arc::clone(&list.name),
-        action: list.config.action,
-        list_version: loaded.version,
-        variant,
-        hash: loaded.index.hashes()[found.id as usize],
-        distance: found.distance,
-        quality: entry.and_then(|entry| entry.quality),
-        line: entry.and_then(|entry| entry.line),
-        fields: entry
-            .map(|entry| entry.fields.to_string())
-            .unwrap_or_default(),
-    }
-}
-
 /// Keeps the first match of each hash in a slice sorted by hash; returns how many remain
 /// (moved to the front).
 fn dedup_by_hash(found: &mut [ListMatch]) -> usize {
@@ -476,7 +521,7 @@ fn dedup_by_hash(found: &mut [ListMatch]) -> usize {
 /// Reads `config`'s file (or starts from `base`), adds `added`, and indexes the result.
 fn build(
     config: &HashListConfig,
-    base: Option<HashList>,
+    base: Option<&IndexedList>,
     added: &[AddedHash],
     version: u64,
 ) -> Result<LoadedList, ListSetError> {
@@ -486,8 +531,10 @@ fn build(
         source,
     };
     let mut builder = HashListBuilder::new(&config.path, config.limits());
-    match &base {
-        Some(list) => builder.extend_from(list).map_err(load_error)?,
+    match base {
+        Some(indexed) => builder
+            .extend_from(indexed.index.hashes(), &indexed.metadata)
+            .map_err(load_error)?,
         None => builder.read_file().map_err(load_error)?,
     }
     for entry in added {
@@ -504,9 +551,12 @@ fn build(
         version,
         loaded_at: SystemTime::now(),
         build_time: started.elapsed(),
-        duplicates_merged: list.duplicates_merged,
-        index,
-        metadata: list.metadata,
+        indexed: Arc::new(IndexedList {
+            index,
+            metadata: list.metadata,
+            duplicates_merged: list.duplicates_merged,
+        }),
+        unindexed: Vec::new(),
     };
     let hashes = loaded.len();
     tracing::info!(
@@ -514,7 +564,7 @@ fn build(
         path = %config.path.display(),
         version,
         hashes,
-        duplicates_merged = loaded.duplicates_merged,
+        duplicates_merged = loaded.duplicates_merged(),
         bytes_per_hash = loaded.memory_bytes() / hashes.max(1),
         build_ms = loaded.build_time.as_millis() as u64,
         "hash list loaded"
@@ -760,6 +810,43 @@ mod tests {
         ));
         let status = set.status();
         assert_eq!((status[0].version, status[0].added_at_runtime), (3, 1));
+    }
+
+    #[test]
+    fn many_additions_are_indexed_and_the_cap_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("learned.csv");
+        write_list(&path, &[hash(1).to_hex()]);
+        let config = HashListConfig {
+            max_hashes: 5_000,
+            ..HashListConfig::new("learned", &path)
+        };
+        let set = ListSet::load(&[config]).unwrap();
+        let additions: Vec<AddedHash> = (0..4_200)
+            .map(|i| AddedHash {
+                hash: hash(1_000 + i),
+                quality: None,
+                label: format!("n{i}"),
+            })
+            .collect();
+        set.add_hashes("learned", &additions[..100]).unwrap();
+        let current = set.current("learned").unwrap();
+        assert_eq!((current.len(), current.unindexed_additions()), (101, 100));
+        assert_eq!(set.lookup(&[hash(1_099)], 100)[0].fields, "n99");
+
+        set.add_hashes("learned", &additions[100..]).unwrap();
+        let current = set.current("learned").unwrap();
+        assert_eq!((current.len(), current.unindexed_additions()), (4_201, 0));
+        let found = set.lookup(&[hash(1_000 + 4_199)], 100);
+        assert_eq!((found[0].fields.as_str(), found[0].line), ("n4199", None));
+        assert_eq!(set.lookup(&[hash(1)], 100)[0].line, Some(1));
+
+        let error = set.add_hashes("learned", &additions[..800]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "hash list \"learned\": adding would exceed its cap of 5000 hashes (max_hashes)"
+        );
+        assert_eq!(set.current("learned").unwrap().version, 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! unrelated to the stored hashes.
 
 use clap::Args;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ pub struct IndexBenchArgs {
     /// Brute-force lookups per case (each reads the whole list).
     #[arg(long, default_value_t = 20)]
     pub brute_queries: usize,
+    /// Slot width in bits (e.g. 16 for Meta's 16 slots of 16 bits); default about log2(n).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=24))]
+    pub slot_bits: Option<u32>,
     /// Seed of the pseudo-random lists and queries.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -91,11 +95,16 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<ExitCode> {
         "livegate bench index: radius {}, {} index queries and {} brute-force queries per case, seed {}",
         args.radius, args.queries, args.brute_queries, args.seed
     );
+    // Latency percentiles are only as steady as the machine: show how busy it was.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.trim());
+    }
     println!(
-        "{:<10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>7}",
+        "{:<10} {:>10} {:>6} {:>7} {:>8} {:>9} {:>6} {:>9} {:>8} {:>8} {:>9} {:>9} {:>10} {:>9} {:>7}",
         "list",
         "hashes",
-        "build_s",
+        "list_s",
+        "index_s",
         "B/hash",
         "rss_MiB",
         "slots",
@@ -117,6 +126,7 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn bench_case(args: &IndexBenchArgs, size: usize, kind: ListKind) -> anyhow::Result<()> {
+    let rss_before = resident_bytes();
     let mut rng = SplitMix(args.seed ^ (size as u64).rotate_left(32));
     let hashes = generate_list(&mut rng, size, kind);
     let queries: Vec<Hash256> = (0..args.queries.max(args.brute_queries))
@@ -130,20 +140,27 @@ fn bench_case(args: &IndexBenchArgs, size: usize, kind: ListKind) -> anyhow::Res
         })
         .collect();
 
-    let rss_before = resident_bytes();
-    let started = Instant::now();
     let limits = ListLimits {
         max_hashes: size.max(1),
         ..ListLimits::default()
     };
     let mut builder = HashListBuilder::new(Path::new("(generated)"), limits);
+    let mut label = String::new();
     for (i, hash) in hashes.into_iter().enumerate() {
-        builder.push(hash, Some(100), i as u32 + 1, &format!("bench-{i}"))?;
+        label.clear();
+        write!(label, "bench-{i}")?;
+        builder.push(hash, Some(100), i as u32 + 1, &label)?;
     }
+    let started = Instant::now();
     let list = builder.finish()?;
+    let list_time = started.elapsed();
     let metadata = list.metadata;
-    let index = HashIndex::new(list.hashes)?;
-    let build_time = started.elapsed();
+    let started = Instant::now();
+    let index = match args.slot_bits {
+        Some(bits) => HashIndex::with_slot_bits(list.hashes, bits)?,
+        None => HashIndex::new(list.hashes)?,
+    };
+    let index_time = started.elapsed();
     let rss_delta = resident_bytes().saturating_sub(rss_before);
     let memory = index.memory_bytes() + metadata.memory_bytes();
 
@@ -192,10 +209,11 @@ fn bench_case(args: &IndexBenchArgs, size: usize, kind: ListKind) -> anyhow::Res
     let brute_mean = mean(&brute);
     let index_mean = mean(&single);
     println!(
-        "{:<10} {:>10} {:>7.2} {:>8.1} {:>9.0} {:>6} {:>9} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>10.1} {:>8.0}x {:>7.1}",
+        "{:<10} {:>10} {:>6.2} {:>7.2} {:>8.1} {:>9.0} {:>6} {:>9} {:>8.1} {:>8.1} {:>9.1} {:>9.1} {:>10.1} {:>8.0}x {:>7.1}",
         kind.name(),
         size,
-        build_time.as_secs_f64(),
+        list_time.as_secs_f64(),
+        index_time.as_secs_f64(),
         memory as f64 / size.max(1) as f64,
         rss_delta as f64 / f64::from(1 << 20),
         index.slot_count(),

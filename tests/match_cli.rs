@@ -1,0 +1,80 @@
+//! `livegate match` end to end: a list file on disk, hex queries, CSV and JSON output.
+
+use std::process::Command;
+
+const STORED: &str = "285d55000075f70a007d0855227fa2fd08750add7708d7a808d5fda208555d00";
+const ONE_BIT_AWAY: &str = "285d55000075f70a007d0855227fa2fd08750add7708d7a808d5fda208555d01";
+const FAR: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn livegate_match(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("match")
+        .args(args)
+        .output()
+        .expect("livegate runs")
+}
+
+fn write_list(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("known.csv");
+    std::fs::write(&path, format!("# known\n{STORED},100,cat.jpg\n")).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn prints_one_line_per_match_and_no_match_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write_list(&dir);
+    let output = livegate_match(&["--list", &list, ONE_BIT_AWAY, FAR]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!("{ONE_BIT_AWAY},{STORED},1,{list}:2,100,cat.jpg\n{FAR},no match\n")
+    );
+}
+
+#[test]
+fn json_output_and_max_distance() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write_list(&dir);
+    let output = livegate_match(&[
+        "--list",
+        &list,
+        "--json",
+        "--max-distance",
+        "0",
+        STORED,
+        ONE_BIT_AWAY,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let records: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["matches"][0]["hash"], STORED);
+    assert_eq!(records[0]["matches"][0]["distance"], 0);
+    assert_eq!(records[0]["matches"][0]["line"], 2);
+    assert_eq!(records[0]["matches"][0]["quality"], 100);
+    assert_eq!(records[0]["matches"][0]["fields"], "100,cat.jpg");
+    assert_eq!(records[1]["query"], ONE_BIT_AWAY);
+    assert_eq!(records[1]["matches"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn a_bad_list_fails_with_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, format!("{STORED}\nnot a hash\n")).unwrap();
+    let output = livegate_match(&["--list", &path.display().to_string(), STORED]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}:2: no field is a 64-hex-digit hash",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
