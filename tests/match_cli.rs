@@ -78,3 +78,34 @@ fn a_bad_list_fails_with_its_file_and_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn image_queries_match_the_list_livegate_hash_made_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let image_path = dir.path().join("frame.png");
+    let picture = image::RgbImage::from_fn(320, 200, |x, y| {
+        image::Rgb([(x % 256) as u8, ((x * y) % 251) as u8, (y * 3 % 256) as u8])
+    });
+    picture.save(&image_path).unwrap();
+    let hashed = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("hash")
+        .arg(&image_path)
+        .output()
+        .expect("livegate hash runs");
+    assert!(hashed.status.success(), "{hashed:?}");
+    let list = dir.path().join("frames.csv");
+    std::fs::write(&list, &hashed.stdout).unwrap();
+    let output = livegate_match(&[
+        "--list",
+        list.to_str().unwrap(),
+        image_path.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let hash = String::from_utf8(hashed.stdout).unwrap()[..64].to_string();
+    let query = image_path.display();
+    assert!(
+        stdout.starts_with(&format!("{query},{hash},0,")),
+        "image query should match its own hash at distance 0: {stdout}"
+    );
+}

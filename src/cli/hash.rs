@@ -17,7 +17,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use livegate::media::decode::{MediaError, Sampling, VideoFile};
 use livegate::media::frame::{FrameError, FrameHasher};
-use livegate::signals::pdq::{Dihedral, Image, LumaFormula, PdqHash, PdqHasher, PixelLayout};
+use livegate::signals::pdq::{
+    Dihedral, Image, LumaFormula, PdqHash, PdqHasher, PdqOutput, PixelLayout,
+};
 
 #[derive(Args)]
 pub struct HashArgs {
@@ -145,34 +147,48 @@ fn emit(
 
 /// Images are hashed on their full-resolution 8-bit RGB pixels (alpha dropped, gray
 /// replicated) with the luma of PyPI `pdqhash.compute`.
+const IMAGE_LAYOUT: PixelLayout = PixelLayout::Rgb8(LumaFormula::Float64Rounded);
+
+fn decode_rgb(path: &Path) -> anyhow::Result<image::RgbImage> {
+    Ok(image::ImageReader::open(path)
+        .context("opening")?
+        .with_guessed_format()
+        .context("reading")?
+        .decode()
+        .context("decoding the image")?
+        .into_rgb8())
+}
+
+fn view(decoded: &image::RgbImage) -> Image<'_> {
+    let width = decoded.width() as usize;
+    Image {
+        data: decoded.as_raw(),
+        width,
+        height: decoded.height() as usize,
+        stride: width * 3,
+    }
+}
+
+/// The PDQ hash and quality of an image file, exactly as `livegate hash` prints them.
+pub fn pdq_of_image(path: &Path, pdq: &mut PdqHasher) -> anyhow::Result<PdqOutput> {
+    let decoded = decode_rgb(path)?;
+    Ok(pdq.hash(view(&decoded), IMAGE_LAYOUT)?)
+}
+
 fn hash_image(
     args: &HashArgs,
     path: &Path,
     pdq: &mut PdqHasher,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let decoded = image::ImageReader::open(path)
-        .context("opening")?
-        .with_guessed_format()
-        .context("reading")?
-        .decode()
-        .context("decoding the image")?
-        .into_rgb8();
-    let (width, height) = (decoded.width() as usize, decoded.height() as usize);
-    let image = Image {
-        data: decoded.as_raw(),
-        width,
-        height,
-        stride: width * 3,
-    };
-    let layout = PixelLayout::Rgb8(LumaFormula::Float64Rounded);
+    let decoded = decode_rgb(path)?;
     let file = path.to_string_lossy();
     if args.dihedral {
-        let all = pdq.hash_dihedral(image, layout)?;
+        let all = pdq.hash_dihedral(view(&decoded), IMAGE_LAYOUT)?;
         let variants = all.iter().map(|(v, h)| (Some(v), h));
         emit(out, args, &file, None, all.quality, variants)
     } else {
-        let one = pdq.hash(image, layout)?;
+        let one = pdq.hash(view(&decoded), IMAGE_LAYOUT)?;
         emit(out, args, &file, None, one.quality, [(None, one.hash)])
     }
 }

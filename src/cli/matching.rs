@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use livegate::signals::hash256::Hash256;
 use livegate::signals::hashlist::{HashList, ListLimits};
 use livegate::signals::index::HashIndex;
+use livegate::signals::pdq::PdqHasher;
 
 #[derive(Args)]
 pub struct MatchArgs {
@@ -83,11 +84,10 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// PDQ hash of an image file, for queries that are not hex hashes. This is the one place
-/// to connect to the PDQ module (`signals::pdq`) once it is merged.
+/// PDQ hash of an image file, for queries that are not hex hashes: the same pixels and
+/// luma as `livegate hash`, so a list made with it matches its own images at distance 0.
 fn hash_image(path: &Path) -> anyhow::Result<Hash256> {
-    anyhow::bail!(
-        "{}: image queries need the PDQ module, which this build lacks",
-        path.display()
-    )
+    let output = super::hash::pdq_of_image(path, &mut PdqHasher::new())
+        .with_context(|| format!("{}: hashing the image", path.display()))?;
+    Ok(Hash256::from_bytes(output.hash.0))
 }
