@@ -481,7 +481,7 @@ struct QueryHashes {
 impl From<&PdqDihedral> for QueryHashes {
     fn from(hashes: &PdqDihedral) -> Self {
         QueryHashes {
-            variants: hashes.hashes.map(|hash| Hash256::from_bytes(hash.0)),
+            variants: hashes.hashes,
             quality: hashes.quality,
         }
     }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livegate::signals::pdq::{Image, LumaFormula, PdqHash, PdqHasher, PixelLayout};
+use livegate::signals::hash256::Hash256;
+use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 use serde_json::Value;
 
 const VARIANTS: [&str; 8] = [
@@ -171,7 +172,7 @@ fn hashes_are_identical_to_meta_pdqhash() {
         let expected = by_name[name];
         assert_eq!(
             out.hash,
-            expected.hash.parse::<PdqHash>().unwrap(),
+            expected.hash.parse::<Hash256>().unwrap(),
             "{name}"
         );
         assert_eq!(u64::from(out.quality), expected.quality, "{name}");

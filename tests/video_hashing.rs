@@ -7,7 +7,7 @@ use std::process::Command;
 use ffmpeg_next as ffmpeg;
 use livegate::media::decode::{KeyframeDecoder, MediaError, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
-use livegate::signals::pdq::PdqHash;
+use livegate::signals::hash256::Hash256;
 use serde_json::Value;
 
 fn venv_python() -> PathBuf {
@@ -58,7 +58,7 @@ const H264_WITH_B_FRAMES: &[&str] = &[
 ];
 
 /// vPDQ's per-second features: (frame number, hash, quality, timestamp).
-fn vpdq_features(video: &Path) -> Vec<(u64, PdqHash, u64, f64)> {
+fn vpdq_features(video: &Path) -> Vec<(u64, Hash256, u64, f64)> {
     let script = "import json, sys, vpdq\n\
         print(json.dumps([[f.frame_number, f.hex, f.quality, f.timestamp]\n\
                           for f in vpdq.computeHash(sys.argv[1], seconds_per_hash=1.0)]))";
@@ -124,13 +124,13 @@ fn per_second_hashes_match_vpdq() {
         assert_eq!(ours.len(), reference.len(), "{name}: sampled frame count");
         assert!(ours.len() >= 4, "{name}: {} samples", ours.len());
         for (line, (frame_number, hash, quality, timestamp)) in ours.iter().zip(&reference) {
-            let our_hash: PdqHash = line["hash"].as_str().unwrap().parse().unwrap();
+            let our_hash: Hash256 = line["hash"].as_str().unwrap().parse().unwrap();
             let pts = line["pts"].as_f64().unwrap();
             assert!(
                 (pts - timestamp).abs() < 0.05,
                 "{name} frame {frame_number}: pts {pts} vs vPDQ {timestamp}"
             );
-            let distance = our_hash.hamming_distance(hash);
+            let distance = our_hash.distance(hash);
             distances.push(distance);
             assert!(
                 (i64::try_from(line["quality"].as_u64().unwrap()).unwrap()

@@ -17,9 +17,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use livegate::media::decode::{MediaError, Sampling, VideoFile};
 use livegate::media::frame::{FrameError, FrameHasher};
-use livegate::signals::pdq::{
-    Dihedral, Image, LumaFormula, PdqHash, PdqHasher, PdqOutput, PixelLayout,
-};
+use livegate::signals::hash256::Hash256;
+use livegate::signals::pdq::{Dihedral, Image, LumaFormula, PdqHasher, PdqOutput, PixelLayout};
 
 #[derive(Args)]
 pub struct HashArgs {
@@ -49,7 +48,7 @@ fn parse_positive_seconds(text: &str) -> Result<f64, String> {
 
 /// One output record: the hash of an image or frame, or of one of its variants.
 struct Record<'a> {
-    hash: PdqHash,
+    hash: Hash256,
     quality: u8,
     file: &'a str,
     pts: Option<f64>,
@@ -130,7 +129,7 @@ fn emit(
     file: &str,
     pts: Option<f64>,
     quality: u8,
-    variants: impl IntoIterator<Item = (Option<Dihedral>, PdqHash)>,
+    variants: impl IntoIterator<Item = (Option<Dihedral>, Hash256)>,
 ) -> anyhow::Result<()> {
     for (variant, hash) in variants {
         let record = Record {

@@ -89,5 +89,5 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
 fn hash_image(path: &Path) -> anyhow::Result<Hash256> {
     let output = super::hash::pdq_of_image(path, &mut PdqHasher::new())
         .with_context(|| format!("{}: hashing the image", path.display()))?;
-    Ok(Hash256::from_bytes(output.hash.0))
+    Ok(output.hash)
 }

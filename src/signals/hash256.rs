@@ -47,6 +47,18 @@ impl Hash256 {
         bytes
     }
 
+    /// Whether bit `k` (0–255) is set, in PDQ's numbering (Meta's `Hash256::setBit`): bit
+    /// `k` is for DCT coefficient row `k / 16`, column `k % 16`, and the hex text prints
+    /// bit 255 first, so bit `k` is bit `k % 8` of byte `31 - k / 8`.
+    pub fn bit(&self, k: usize) -> bool {
+        self.0[3 - k / 64] >> (k % 64) & 1 == 1
+    }
+
+    /// Sets bit `k` (0–255) in PDQ's numbering (see [`Hash256::bit`]).
+    pub fn set_bit(&mut self, k: usize) {
+        self.0[3 - k / 64] |= 1 << (k % 64);
+    }
+
     /// Parses 64 hex digits (either case), left to right into bytes.
     pub fn from_hex(text: &str) -> Result<Hash256, HexError> {
         Hash256::from_hex_bytes(text.as_bytes())
@@ -119,6 +131,24 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+    #[test]
+    fn bits_follow_pdq_numbering() {
+        let mut hash = Hash256::default();
+        hash.set_bit(0);
+        hash.set_bit(255);
+        hash.set_bit(17);
+        // Bit 255 is the top bit of the reference's word 15 (printed first); bit 17 is
+        // bit 1 of word 1.
+        assert_eq!(
+            hash.to_hex(),
+            "8000000000000000000000000000000000000000000000000000000000020001"
+        );
+        assert!(hash.bit(17) && !hash.bit(16) && hash.bit(255));
+        let mut bytes = [0u8; 32];
+        bytes[31 - 17 / 8] = 1 << (17 % 8);
+        assert!(Hash256::from_bytes(bytes).bit(17));
+    }
 
     #[test]
     fn hex_round_trips_in_written_byte_order() {

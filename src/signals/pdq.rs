@@ -14,8 +14,7 @@
 //! sum. Rust never contracts `a * b + c` into a fused multiply-add, like the reference's
 //! generic x86-64 build.
 
-use std::fmt;
-use std::str::FromStr;
+use super::hash256::Hash256;
 use std::sync::OnceLock;
 
 /// Side of the downscaled image the DCT runs on.
@@ -34,96 +33,10 @@ pub const MAX_PIXELS: usize = 1 << 26;
 /// the serial add/subtract chain of each row.
 const ROW_LANES: usize = 8;
 
-/// A 256-bit PDQ hash, stored in the byte order of its hex form.
-///
-/// Bit `k` (the reference's `setBit(k)`, for DCT coefficient row `k / 16`, column `k % 16`)
-/// is bit `k % 8` of byte `31 - k / 8`: the hex text is the reference's 16 16-bit words
-/// printed from word 15 down to word 0 (`Hash256::format`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct PdqHash(pub [u8; 32]);
-
-impl PdqHash {
-    /// Whether bit `k` (0–255, the reference's bit numbering) is set.
-    pub fn bit(&self, k: usize) -> bool {
-        self.0[31 - k / 8] >> (k % 8) & 1 == 1
-    }
-
-    fn set_bit(&mut self, k: usize) {
-        self.0[31 - k / 8] |= 1 << (k % 8);
-    }
-
-    /// Number of differing bits (0–256).
-    pub fn hamming_distance(&self, other: &PdqHash) -> u32 {
-        let words = |h: &PdqHash| {
-            let mut out = [0u64; 4];
-            for (word, chunk) in out.iter_mut().zip(h.0.chunks_exact(8)) {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(chunk);
-                *word = u64::from_ne_bytes(bytes);
-            }
-            out
-        };
-        words(self)
-            .iter()
-            .zip(words(other).iter())
-            .map(|(a, b)| (a ^ b).count_ones())
-            .sum()
-    }
-}
-
-impl fmt::Display for PdqHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for byte in self.0 {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for PdqHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PdqHash({self})")
-    }
-}
-
-/// Why a string is not a PDQ hash.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseHashError {
-    #[error("a PDQ hash is 64 hex digits, got {0} characters")]
-    Length(usize),
-    #[error("invalid hex digit {found:?} at position {position} of the PDQ hash")]
-    Digit { position: usize, found: char },
-}
-
-impl FromStr for PdqHash {
-    type Err = ParseHashError;
-
-    /// Parses 64 hex digits (either case), as the reference's `Hash256(const char*)`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() != 64 {
-            return Err(ParseHashError::Length(text.chars().count()));
-        }
-        let mut bytes = [0u8; 32];
-        let digits = text.as_bytes();
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            let mut value = 0u8;
-            for position in [2 * i, 2 * i + 1] {
-                let found = digits[position] as char;
-                let nibble = found
-                    .to_digit(16)
-                    .ok_or(ParseHashError::Digit { position, found })?;
-                value = value << 4 | nibble as u8;
-            }
-            *byte = value;
-        }
-        Ok(PdqHash(bytes))
-    }
-}
-
 /// A hash with the reference's quality score (0–100; the PDQ README ignores matches below 50).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PdqOutput {
-    pub hash: PdqHash,
+    pub hash: Hash256,
     pub quality: u8,
 }
 
@@ -191,17 +104,17 @@ impl Dihedral {
 /// (shared by all variants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PdqDihedral {
-    pub hashes: [PdqHash; 8],
+    pub hashes: [Hash256; 8],
     pub quality: u8,
 }
 
 impl PdqDihedral {
-    pub fn get(&self, variant: Dihedral) -> PdqHash {
+    pub fn get(&self, variant: Dihedral) -> Hash256 {
         self.hashes[variant as usize]
     }
 
     /// `(variant, hash)` pairs in the reference's order.
-    pub fn iter(&self) -> impl Iterator<Item = (Dihedral, PdqHash)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (Dihedral, Hash256)> + '_ {
         Dihedral::ALL
             .iter()
             .copied()
@@ -354,7 +267,7 @@ impl PdqHasher {
     pub fn hash(&mut self, image: Image<'_>, layout: PixelLayout) -> Result<PdqOutput, PdqError> {
         let Some(dct) = self.dct(image, layout, true)? else {
             return Ok(PdqOutput {
-                hash: PdqHash::default(),
+                hash: Hash256::default(),
                 quality: 0,
             });
         };
@@ -375,11 +288,11 @@ impl PdqHasher {
     ) -> Result<PdqDihedral, PdqError> {
         let Some(dct) = self.dct(image, layout, false)? else {
             return Ok(PdqDihedral {
-                hashes: [PdqHash::default(); 8],
+                hashes: [Hash256::default(); 8],
                 quality: 0,
             });
         };
-        let mut hashes = [PdqHash::default(); 8];
+        let mut hashes = [Hash256::default(); 8];
         let mut variant_coefficients = [[0f32; DCT_SIDE]; DCT_SIDE];
         for (hash, variant) in hashes.iter_mut().zip(Dihedral::ALL) {
             for (row, out_row) in variant_coefficients.iter_mut().enumerate() {
@@ -823,10 +736,10 @@ fn dct64_to_16(image: &[[f32; DOWNSCALED]; DOWNSCALED]) -> [[f32; DCT_SIDE]; DCT
 }
 
 /// `pdqBuffer16x16ToBits`: bit `16·i + j` set when coefficient (i, j) exceeds the median.
-fn bits_above_median(coefficients: &[[f32; DCT_SIDE]; DCT_SIDE]) -> PdqHash {
+fn bits_above_median(coefficients: &[[f32; DCT_SIDE]; DCT_SIDE]) -> Hash256 {
     let flat = coefficients.as_flattened();
     let median = torben_median(flat);
-    let mut hash = PdqHash::default();
+    let mut hash = Hash256::default();
     for (k, &value) in flat.iter().enumerate() {
         if value > median {
             hash.set_bit(k);
@@ -890,47 +803,6 @@ fn torben_median(values: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn hex_round_trip_and_bit_order() {
-        let mut hash = PdqHash::default();
-        hash.set_bit(0);
-        hash.set_bit(255);
-        hash.set_bit(17);
-        let text = hash.to_string();
-        // Bit 255 is the top bit of word 15 (printed first); bit 17 is bit 1 of word 1.
-        assert_eq!(
-            text,
-            "8000000000000000000000000000000000000000000000000000000000020001"
-        );
-        assert_eq!(text.parse::<PdqHash>(), Ok(hash));
-        assert!(hash.bit(17) && !hash.bit(16));
-    }
-
-    #[test]
-    fn parse_rejects_bad_input() {
-        assert_eq!("abc".parse::<PdqHash>(), Err(ParseHashError::Length(3)));
-        let bad = format!("{}g", "0".repeat(63));
-        assert_eq!(
-            bad.parse::<PdqHash>(),
-            Err(ParseHashError::Digit {
-                position: 63,
-                found: 'g'
-            })
-        );
-        let upper = "F".repeat(64).parse::<PdqHash>();
-        assert_eq!(upper, Ok(PdqHash([0xff; 32])));
-    }
-
-    #[test]
-    fn hamming_distance_counts_differing_bits() {
-        let a = PdqHash([0u8; 32]);
-        let mut b = a;
-        b.0[0] = 0b1011;
-        b.0[31] = 0x80;
-        assert_eq!(a.hamming_distance(&b), 4);
-        assert_eq!(b.hamming_distance(&b), 0);
-    }
-
     /// Records the running sum at each output, in a plain vector.
     struct SumRecorder {
         values: Vec<f32>,
@@ -992,7 +864,7 @@ mod tests {
             .hash(image, PixelLayout::Rgb8(LumaFormula::Float64Rounded))
             .unwrap();
         assert_eq!(out.quality, 0);
-        assert_eq!(out.hash, PdqHash::default());
+        assert_eq!(out.hash, Hash256::default());
     }
 
     #[test]
@@ -1040,7 +912,7 @@ mod tests {
             .hash_dihedral(view(&image), PixelLayout::Gray8)
             .unwrap();
         let b = hasher.hash(view(&rotated), PixelLayout::Gray8).unwrap();
-        assert!(a.get(Dihedral::Rotate180).hamming_distance(&b.hash) <= 16);
+        assert!(a.get(Dihedral::Rotate180).distance(&b.hash) <= 16);
         assert_eq!(a.quality, b.quality);
     }
 }
