@@ -393,6 +393,24 @@ mod tests {
                 "ingest[0].limits.max_message_bytes",
             ),
             ("[server]\nshutdown_grace_ms = 5\n".to_string(), "ingest"),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\n[policy]\nconfirm_matches = 9\n"),
+                "policy.confirm_matches",
+            ),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\n[analysis]\nqueue_per_stream = 0\n"),
+                "analysis.queue_per_stream",
+            ),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\n[actuator]\nlearn_into = \"nope\"\n"),
+                "actuator.learn_into",
+            ),
+            (
+                format!(
+                    "{base}origin = \"127.0.0.1:1\"\n[[actuator.webhook]]\nurl = \"https://x/y\"\n"
+                ),
+                "actuator.webhook[0].url",
+            ),
         ];
         for (text, key) in cases {
             let message = error_of(&text);
