@@ -115,12 +115,13 @@ impl NginxOrigin {
         let dir = scratch_dir();
         let record_dir = dir.path().join("records");
         std::fs::create_dir(&record_dir).expect("record dir");
-        // nginx drops its workers to `nobody`, who must be able to write recordings.
+        // Single-process nginx (so killing it leaves no orphaned workers) runs as the
+        // test user; the mode matters only when the tests run as root with workers.
         set_mode(&record_dir, 0o777);
         let port = free_port();
         let conf = format!(
             "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
-             daemon off;\nmaster_process on;\nworker_processes 1;\n\
+             daemon off;\nmaster_process off;\n\
              pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
              events {{ worker_connections 512; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
