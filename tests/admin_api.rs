@@ -160,6 +160,10 @@ fn routes_answer_with_auth_and_json_errors() {
         vec![format!("{{\"hash\":\"{UNRELATED_HASH}\"}}"); 40].join(",")
     );
     assert_status(&add(oversized.as_bytes()), 413);
+    let mut chunked =
+        Request::post("/v1/hashlists/known/hashes", oversized.as_bytes()).token(TOKEN);
+    chunked.chunked = true;
+    assert_status(&chunked.send(admin), 413);
     assert_status(
         &Request::post("/v1/hashlists/unknown/hashes", b"{}")
             .token(TOKEN)
@@ -462,4 +466,70 @@ fn a_hash_added_through_the_api_cuts_a_running_stream() {
     );
     assert_eq!(metric(&metrics, "livegate_time_to_cut_seconds_count"), 1.0);
     assert!(metric(&metrics, "livegate_matches_total{list=\"known\"}") >= 1.0);
+}
+
+#[test]
+fn readiness_turns_to_draining_on_sigterm_and_the_admin_server_stops_last() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, "").expect("list");
+    let listen = local(free_port());
+    let config = format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
+         [server]\nshutdown_grace_ms = 1500\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        support::start_closing_origin(usize::MAX)
+    );
+    let mut livegate = Livegate::start(&config, 1);
+    let admin = livegate.admin_addr();
+    assert_eq!(
+        Request::get("/readyz").send(admin).json()["status"],
+        "ready"
+    );
+    // A session that stays open keeps livegate draining for the grace period.
+    let mut client = support::RawClient::connect(listen);
+    client.send(&livegate::ingest::rtmp::encode::client_handshake());
+    livegate.wait_for_logs(
+        |lines| lines.iter().any(|line| line["message"] == "session opened"),
+        Duration::from_secs(5),
+        "the session",
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &livegate.process.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    livegate.wait_for_logs(
+        |lines| {
+            lines
+                .iter()
+                .any(|line| line["message"] == "shutting down: draining sessions")
+        },
+        Duration::from_secs(5),
+        "the drain",
+    );
+    let draining = Request::get("/readyz").send(admin);
+    assert_eq!(draining.status, 503, "{draining:?}");
+    assert_eq!(draining.json()["status"], "draining");
+    assert_status(&Request::get("/healthz").send(admin), 200);
+    let exit = livegate
+        .process
+        .wait_for(Duration::from_secs(10))
+        .expect("livegate exits after the grace period");
+    assert!(exit.success(), "{exit:?}");
+    let messages: Vec<String> = livegate
+        .logs()
+        .iter()
+        .filter_map(|line| line["message"].as_str().map(str::to_string))
+        .collect();
+    let position = |message: &str| {
+        messages
+            .iter()
+            .position(|logged| logged == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {messages:?}"))
+    };
+    assert!(
+        position("grace period over: closing remaining sessions")
+            < position("admin server stopped"),
+        "{messages:?}"
+    );
 }

@@ -207,13 +207,14 @@ fn read_token_file(path: &Path) -> Result<String, AdminError> {
 pub struct Readiness(AtomicU8);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Phase {
     /// Lists loaded, listeners bound, not yet accepting.
-    Starting,
+    Starting = 0,
     /// Accepting publishers.
-    Serving,
+    Serving = 1,
     /// Shutting down: no new publishers.
-    Draining,
+    Draining = 2,
 }
 
 impl Readiness {
@@ -223,8 +224,8 @@ impl Readiness {
 
     pub fn phase(&self) -> Phase {
         match self.0.load(Ordering::Relaxed) {
-            1 => Phase::Serving,
-            2 => Phase::Draining,
+            value if value == Phase::Serving as u8 => Phase::Serving,
+            value if value == Phase::Draining as u8 => Phase::Draining,
             _ => Phase::Starting,
         }
     }
@@ -232,10 +233,10 @@ impl Readiness {
 
 /// What the routes work on.
 pub struct AdminContext {
-    pub services: Arc<Services>,
-    pub lists: Arc<ListSet>,
-    pub readiness: Arc<Readiness>,
-    pub ingest_listeners: usize,
+    services: Arc<Services>,
+    lists: Arc<ListSet>,
+    readiness: Arc<Readiness>,
+    ingest_listeners: usize,
     token: Option<Token>,
     max_body_bytes: usize,
     metrics: metrics::Metrics,

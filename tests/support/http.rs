@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub token: Option<&'a str>,
     pub body: Option<&'a [u8]>,
+    /// Send the body with `Transfer-Encoding: chunked` (no length announced).
+    pub chunked: bool,
 }
 
 impl<'a> Request<'a> {
@@ -50,6 +52,7 @@ impl<'a> Request<'a> {
             path,
             token: None,
             body: None,
+            chunked: false,
         }
     }
 
@@ -59,6 +62,7 @@ impl<'a> Request<'a> {
             path,
             token: None,
             body: Some(body),
+            chunked: false,
         }
     }
 
@@ -80,15 +84,24 @@ impl<'a> Request<'a> {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
         let body = self.body.unwrap_or_default();
+        let mut request = Vec::new();
         if self.body.is_some() {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            head.push_str("Content-Type: application/json\r\n");
+            if self.chunked {
+                head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+                request.extend_from_slice(head.as_bytes());
+                request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                request.extend_from_slice(body);
+                request.extend_from_slice(b"\r\n0\r\n\r\n");
+            } else {
+                head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+                request.extend_from_slice(head.as_bytes());
+                request.extend_from_slice(body);
+            }
+        } else {
+            head.push_str("\r\n");
+            request.extend_from_slice(head.as_bytes());
         }
-        head.push_str("\r\n");
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
         // The server may answer (413) and close before reading all of a large body.
         let _ = stream.write_all(&request);
         let mut raw = Vec::new();
