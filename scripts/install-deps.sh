@@ -2,12 +2,25 @@
 # Installs every system package and Python tool livegate needs to build, demo and test.
 # Idempotent: a second run installs nothing new. Used by README's commands, .ci/run and
 # docker/Dockerfile alike, so all three exercise the same steps.
+#
+#   install-deps.sh             everything: build, tests, demo, Python references (default)
+#   install-deps.sh --build     only what compiling livegate needs (Docker build stage)
+#   install-deps.sh --runtime   only what the release binary needs to run (Docker runtime stage)
+#   install-deps.sh --list SET  print the packages of SET (build, runtime or all), one a line
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-apt_packages=(
-  # build: ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
+build_packages=(
+  # ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
   pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+)
+# The shared libraries behind the -dev packages above (Debian 12 sonames), and curl for
+# the container's health check.
+runtime_packages=(
+  libavcodec59 libavformat59 libavutil57 libswscale6
+  curl ca-certificates
+)
+test_packages=(
   # PyPI vpdq (test reference) compiles against these too
   libavdevice-dev libavfilter-dev libswresample-dev
   # real components for the demo and the integration tests
@@ -15,8 +28,29 @@ apt_packages=(
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core
-  curl ca-certificates
 )
+
+mode=all
+case "${1:-}" in
+  "") ;;
+  --build) mode=build ;;
+  --runtime) mode=runtime ;;
+  --list)
+    case "${2:-}" in
+      build) printf '%s\n' "${build_packages[@]}" ;;
+      runtime) printf '%s\n' "${runtime_packages[@]}" ;;
+      all) printf '%s\n' "${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}" ;;
+      *) echo "usage: $0 --list build|runtime|all" >&2; exit 2 ;;
+    esac
+    exit 0 ;;
+  *) echo "usage: $0 [--build | --runtime | --list build|runtime|all]" >&2; exit 2 ;;
+esac
+
+case "$mode" in
+  build) apt_packages=("${build_packages[@]}") ;;
+  runtime) apt_packages=("${runtime_packages[@]}") ;;
+  all) apt_packages=("${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}") ;;
+esac
 
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -29,14 +63,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian's nginx package starts a system nginx on port 80; livegate's tests start their own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl stop nginx || true
+if [ "$mode" = runtime ]; then
+  echo "runtime dependencies ready"
+  exit 0
 fi
 
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install Rust stable (rustup) first" >&2
   exit 1
+fi
+if [ "$mode" = build ]; then
+  echo "build dependencies ready"
+  exit 0
+fi
+
+# Debian's nginx package starts a system nginx on port 80; livegate's tests start their own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  systemctl stop nginx || true
 fi
 
 # Python virtualenv with the reference implementations used by tests and benchmarks.

@@ -101,6 +101,8 @@ pub struct AnalysisStats {
     pub matches: AtomicU64,
     /// Sum of (analysis finished − keyframe arrived), for the mean.
     pub analysis_latency_micros_total: AtomicU64,
+    /// Histograms and labelled counters for `/metrics`.
+    pub observations: crate::admin::metrics::Observations,
 }
 
 /// The codec configuration a stream's frames decode with.
@@ -417,6 +419,12 @@ impl StreamAnalysis {
         stats
             .analysis_latency_micros_total
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .observations
+            .record_analysis(latency, &scratch.matches);
+        if let Some(nearest) = scratch.matches.first() {
+            self.session.record_match_distance(nearest.distance);
+        }
         state.remember(
             full.variants[0],
             full.quality,

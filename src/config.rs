@@ -47,6 +47,8 @@ pub struct Config {
     pub actuator: crate::actuator::ActuatorConfig,
     #[serde(default)]
     pub analysis: crate::analysis::AnalysisConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -334,6 +336,11 @@ impl Config {
         self.analysis
             .validate()
             .map_err(|(key, message)| invalid(key, &message))?;
+        if let Some(admin) = &self.admin {
+            admin
+                .validate()
+                .map_err(|(key, message)| invalid(key, &message))?;
+        }
         Ok(())
     }
 }

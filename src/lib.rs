@@ -6,6 +6,7 @@
 //! up. [`session`] keeps the registry of live streams; [`config`] is the TOML schema.
 
 pub mod actuator;
+pub mod admin;
 pub mod analysis;
 pub mod config;
 pub mod ingest;

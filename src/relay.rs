@@ -82,6 +82,7 @@ pub async fn run_session(
         record.time_to_cut_ms = evidence
             .keyframe_arrived
             .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
+        services.analysis.stats.observations.record_cut(&record);
         services.analysis.actuator().record(record);
     }
     log_close(&state, &end);
@@ -387,6 +388,9 @@ impl Tap {
                     encoder = metadata.encoder.as_deref().unwrap_or(""),
                     "metadata"
                 );
+                state.update_identity(|identity| {
+                    identity.set_dimensions(metadata.width, metadata.height);
+                });
             }
             DemuxEvent::UnsupportedVideo { description } => {
                 return Err(EventProblem::Uninspectable(format!(

@@ -1,6 +1,7 @@
 //! The proxy as a whole: loads the hash lists, starts the analysis workers, binds every
-//! `[[ingest]]`, serves until told to stop, then drains sessions for
-//! `shutdown_grace_ms` before cutting the rest.
+//! `[[ingest]]` and the `[admin]` server, serves until told to stop, then drains
+//! sessions for `shutdown_grace_ms` before cutting the rest; the admin server (with
+//! `/readyz` answering "draining") stops last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::actuator::{Actuator, ActuatorError};
+use crate::admin::{AdminError, AdminServer, Phase, Readiness};
 use crate::analysis::Analysis;
 use crate::config::Config;
 use crate::ingest::listener::{ConnectionGauge, IngestListener};
@@ -23,6 +25,8 @@ pub enum ServerError {
     Lists(#[from] ListSetError),
     #[error(transparent)]
     Actuator(#[from] ActuatorError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("internal error while starting: {0}")]
     Internal(String),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
@@ -40,6 +44,8 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     services: Arc<Services>,
     lists: Arc<ListSet>,
+    admin: Option<AdminServer>,
+    readiness: Arc<Readiness>,
 }
 
 /// How often the drain checks whether sessions have ended.
@@ -89,21 +95,43 @@ impl Server {
             local_addrs.push(local);
             listeners.push(IngestListener::new(listener, ingest));
         }
+        let services = Arc::new(Services {
+            registry: Arc::new(SessionRegistry::default()),
+            analysis,
+        });
+        let readiness = Arc::new(Readiness::default());
+        let admin = match &config.admin {
+            Some(admin) => Some(
+                AdminServer::bind(
+                    admin,
+                    Arc::clone(&services),
+                    Arc::clone(&lists),
+                    Arc::clone(&readiness),
+                    listeners.len(),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         Ok(Server {
             config,
             listeners,
             local_addrs,
-            services: Arc::new(Services {
-                registry: Arc::new(SessionRegistry::default()),
-                analysis,
-            }),
+            services,
             lists,
+            admin,
+            readiness,
         })
     }
 
     /// The bound addresses, in `[[ingest]]` order (useful when a config asks for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The admin server's bound address, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
     }
 
     pub fn registry(&self) -> Arc<SessionRegistry> {
@@ -122,6 +150,10 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting and drains.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_admin, admin_stopped) = watch::channel(false);
+        let admin = self
+            .admin
+            .map(|admin| tokio::spawn(admin.serve(admin_stopped)));
         let mut gauges: Vec<ConnectionGauge> = Vec::new();
         let mut accept_loops = Vec::new();
         for (listener, addr) in self.listeners.into_iter().zip(&self.local_addrs) {
@@ -131,7 +163,9 @@ impl Server {
                 listener.serve(Arc::clone(&self.services), stop_rx.clone()),
             ));
         }
+        self.readiness.set(Phase::Serving);
         shutdown.await;
+        self.readiness.set(Phase::Draining);
         let _ = stop_tx.send(true);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
@@ -157,6 +191,10 @@ impl Server {
                 });
             }
             wait_until(|| active() == 0, CUT_SETTLE).await;
+        }
+        let _ = stop_admin.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
         }
         info!("shutdown complete");
     }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
@@ -104,6 +104,22 @@ pub struct StreamIdentity {
     pub app: Option<String>,
     pub key: Option<RedactedKey>,
     pub codec: Option<VideoCodec>,
+    /// Picture size announced by the stream's `onMetaData`.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+impl StreamIdentity {
+    /// Takes the size from `onMetaData` numbers, ignoring values no video has.
+    pub fn set_dimensions(&mut self, width: Option<f64>, height: Option<f64>) {
+        let pixels = |value: Option<f64>| {
+            value
+                .filter(|value| value.is_finite() && (1.0..=65_535.0).contains(value))
+                .map(|value| value as u32)
+        };
+        self.width = pixels(width);
+        self.height = pixels(height);
+    }
 }
 
 /// One live session's shared state: written by its pumps, read by the registry's users.
@@ -118,6 +134,9 @@ pub struct SessionState {
     pub keyframes_seen: AtomicU64,
     pub keyframes_analysed: AtomicU64,
     pub frames_seen: AtomicU64,
+    /// Distance of the nearest list match of the latest matching keyframe;
+    /// `NO_MATCH` until one matches.
+    last_match_distance: AtomicU32,
     identity: Mutex<StreamIdentity>,
     cut_request: OnceLock<CutRequest>,
     cut_notify: Notify,
@@ -132,11 +151,30 @@ impl SessionState {
         update(&mut lock(&self.identity));
     }
 
-    /// Asks the session to end. The first request wins; later ones are ignored.
-    pub fn request_cut(&self, request: CutRequest) {
-        if self.cut_request.set(request).is_ok() {
+    /// Asks the session to end. The first request wins; later ones are ignored (and
+    /// get `false`).
+    pub fn request_cut(&self, request: CutRequest) -> bool {
+        let first = self.cut_request.set(request).is_ok();
+        if first {
             self.cut_notify.notify_one();
         }
+        first
+    }
+
+    /// True once a cut has been requested: the session is closing.
+    pub fn cut_pending(&self) -> bool {
+        self.cut_request.get().is_some()
+    }
+
+    /// Notes the distance of a keyframe's nearest list match.
+    pub fn record_match_distance(&self, distance: u32) {
+        self.last_match_distance.store(distance, Ordering::Relaxed);
+    }
+
+    /// The distance of the latest matching keyframe's nearest match, if any matched.
+    pub fn last_match_distance(&self) -> Option<u32> {
+        let distance = self.last_match_distance.load(Ordering::Relaxed);
+        (distance != NO_MATCH).then_some(distance)
     }
 
     /// Resolves once a cut has been requested, with the request.
@@ -149,6 +187,8 @@ impl SessionState {
         }
     }
 }
+
+const NO_MATCH: u32 = u32::MAX;
 
 /// Poisoning only means another thread panicked mid-update of plain data; the data is
 /// still usable, so the registry keeps serving rather than cascading the panic.
@@ -164,6 +204,23 @@ pub struct SessionRegistry {
     next_id: AtomicU64,
     sessions: Mutex<HashMap<u64, Arc<SessionState>>>,
     refused: AtomicU64,
+    /// Bytes relayed by sessions that have ended, updated under the `sessions` lock so
+    /// that [`SessionRegistry::bytes_relayed`] never counts a session twice or not at all.
+    ended_bytes: Mutex<BytesRelayed>,
+}
+
+/// Bytes relayed in each direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BytesRelayed {
+    pub publisher_to_origin: u64,
+    pub origin_to_publisher: u64,
+}
+
+impl BytesRelayed {
+    fn add(&mut self, state: &SessionState) {
+        self.publisher_to_origin += state.bytes_from_publisher.load(Ordering::Relaxed);
+        self.origin_to_publisher += state.bytes_from_origin.load(Ordering::Relaxed);
+    }
 }
 
 /// Removes a session from the registry when its relay ends, however it ends.
@@ -174,7 +231,9 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        lock(&self.registry.sessions).remove(&self.state.id);
+        let mut sessions = lock(&self.registry.sessions);
+        sessions.remove(&self.state.id);
+        lock(&self.registry.ended_bytes).add(&self.state);
     }
 }
 
@@ -191,6 +250,7 @@ impl SessionRegistry {
             keyframes_seen: AtomicU64::new(0),
             keyframes_analysed: AtomicU64::new(0),
             frames_seen: AtomicU64::new(0),
+            last_match_distance: AtomicU32::new(NO_MATCH),
             identity: Mutex::new(StreamIdentity::default()),
             cut_request: OnceLock::new(),
             cut_notify: Notify::new(),
@@ -227,6 +287,17 @@ impl SessionRegistry {
 
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Bytes relayed since start, by ended and live sessions alike (for counters that
+    /// must never go down when a session ends).
+    pub fn bytes_relayed(&self) -> BytesRelayed {
+        let sessions = lock(&self.sessions);
+        let mut total = *lock(&self.ended_bytes);
+        for state in sessions.values() {
+            total.add(state);
+        }
+        total
     }
 }
 
@@ -270,6 +341,42 @@ mod tests {
         assert!(registry.get(second.state.id).is_some());
     }
 
+    #[test]
+    fn bytes_relayed_keeps_counting_ended_sessions() {
+        let registry = Arc::new(SessionRegistry::default());
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let first = registry.register(addr, addr);
+        let second = registry.register(addr, addr);
+        first
+            .state
+            .bytes_from_publisher
+            .store(100, Ordering::Relaxed);
+        first.state.bytes_from_origin.store(7, Ordering::Relaxed);
+        second
+            .state
+            .bytes_from_publisher
+            .store(20, Ordering::Relaxed);
+        let before = registry.bytes_relayed();
+        drop(first);
+        assert_eq!(registry.bytes_relayed(), before);
+        assert_eq!(
+            before,
+            BytesRelayed {
+                publisher_to_origin: 120,
+                origin_to_publisher: 7
+            }
+        );
+    }
+
+    #[test]
+    fn dimensions_ignore_values_no_video_has() {
+        let mut identity = StreamIdentity::default();
+        identity.set_dimensions(Some(1280.0), Some(f64::NAN));
+        assert_eq!((identity.width, identity.height), (Some(1280), None));
+        identity.set_dimensions(Some(-1.0), Some(1e9));
+        assert_eq!((identity.width, identity.height), (None, None));
+    }
+
     #[tokio::test]
     async fn first_cut_request_wins() {
         let registry = Arc::new(SessionRegistry::default());
@@ -277,16 +384,17 @@ mod tests {
         let session = registry.register(addr, addr);
         let state = Arc::clone(&session.state);
         let waiter = tokio::spawn(async move { state.cut_requested().await });
-        session.state.request_cut(CutRequest {
+        assert!(session.state.request_cut(CutRequest {
             closer: Closer::Shutdown,
             reason: "first".into(),
             evidence: None,
-        });
-        session.state.request_cut(CutRequest {
+        }));
+        assert!(session.state.cut_pending());
+        assert!(!session.state.request_cut(CutRequest {
             closer: Closer::Policy,
             reason: "second".into(),
             evidence: None,
-        });
+        }));
         let request = waiter.await.expect("waiter");
         assert_eq!(request.closer, Closer::Shutdown);
         assert_eq!(request.reason, "first");

@@ -3,6 +3,8 @@
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod http;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -275,6 +277,7 @@ impl Livegate {
                 .arg("--config")
                 .arg(&config_path)
                 .env_remove("RUST_LOG")
+                .env_remove("LIVEGATE_ADMIN_TOKEN")
                 .stdout(Stdio::null())
                 .stderr(log_file),
             "livegate",
@@ -328,12 +331,40 @@ impl Livegate {
         }
     }
 
+    /// The admin server's address, from its "admin listening" log line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.wait_for_logs(
+            |lines| {
+                lines
+                    .iter()
+                    .any(|line| line["message"] == "admin listening")
+            },
+            Duration::from_secs(10),
+            "the admin server",
+        );
+        self.logs()
+            .iter()
+            .find(|line| line["message"] == "admin listening")
+            .and_then(|line| line["listen"].as_str()?.parse().ok())
+            .expect("admin listening line with its address")
+    }
+
     /// The "session closed" lines.
     pub fn closed_sessions(&self) -> Vec<Value> {
         self.logs()
             .into_iter()
             .filter(|line| line["message"] == "session closed")
             .collect()
+    }
+
+    /// Waits for the first "session closed" line.
+    pub fn wait_for_closed_session(&self, limit: Duration) -> Value {
+        self.wait_for_logs(
+            |lines| lines.iter().any(|line| line["message"] == "session closed"),
+            limit,
+            "a session to close",
+        );
+        self.closed_sessions().remove(0)
     }
 
     /// Waits for the "session closed" line of the session from `client`.

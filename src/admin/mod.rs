@@ -1,0 +1,467 @@
+//! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, and
+//! the bearer-token API under `/v1/` to list and cut streams, reload and extend hash
+//! lists, and read recent audit records. Routes are in [`routes`], metrics in
+//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop.
+//!
+//! The token comes from `admin.token`, else `admin.token_file`, else the environment
+//! variable `LIVEGATE_ADMIN_TOKEN` (the config wins over the environment). Without any,
+//! the probes and metrics are served but every `/v1/` request is refused with 401:
+//! the API is never open by default.
+
+pub mod metrics;
+pub mod routes;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use crate::relay::Services;
+use crate::signals::lists::ListSet;
+
+/// The environment variable read when the config names no token.
+pub const TOKEN_ENV: &str = "LIVEGATE_ADMIN_TOKEN";
+
+/// `[admin]`.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP server (port 0: any free port, logged at startup).
+    pub listen: SocketAddr,
+    /// Bearer token for `/v1/*`. Never printed by `check-config`.
+    #[serde(default, skip_serializing)]
+    pub token: Option<String>,
+    /// A file whose content (trailing whitespace removed) is the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Largest accepted request body; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("token_file", &self.token_file)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+/// Bounds of `admin.max_body_bytes`.
+const MIN_BODY_BYTES: usize = 1024;
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// A token file longer than this is not a token.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+impl AdminConfig {
+    /// Checks the section; the error is `(key, message)`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(token) = &self.token {
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err((
+                    "admin.token".into(),
+                    "must be non-empty, without spaces or control characters".into(),
+                ));
+            }
+            if self.token_file.is_some() {
+                return Err((
+                    "admin.token_file".into(),
+                    "set either admin.token or admin.token_file, not both".into(),
+                ));
+            }
+        }
+        if self
+            .token_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(("admin.token_file".into(), "must not be empty".into()));
+        }
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&self.max_body_bytes) {
+            return Err((
+                "admin.max_body_bytes".into(),
+                format!("must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {addr} (admin.listen): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the admin token file {path} (admin.token_file): {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin token file {path} (admin.token_file): {problem}")]
+    BadTokenFile {
+        path: PathBuf,
+        problem: &'static str,
+    },
+}
+
+/// Where the admin token came from (logged at startup; the token itself never is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Config,
+    File,
+    Environment,
+}
+
+/// The bearer token, kept only as its SHA-256 so that comparing it takes the same time
+/// whatever the candidate (length included) and the secret is not held in memory.
+#[derive(Clone)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl Token {
+    pub fn new(secret: &str) -> Token {
+        Token {
+            digest: Sha256::digest(secret.as_bytes()).into(),
+        }
+    }
+
+    /// Constant-time comparison of `candidate` with the token.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let candidate: [u8; 32] = Sha256::digest(candidate).into();
+        let difference = candidate
+            .iter()
+            .zip(&self.digest)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(difference) == 0
+    }
+}
+
+/// Finds the token: `admin.token`, else `admin.token_file`, else `env_token` (the value
+/// of [`TOKEN_ENV`]; an empty value counts as unset). `None`: the API stays locked.
+pub fn resolve_token(
+    config: &AdminConfig,
+    env_token: Option<String>,
+) -> Result<Option<(Token, TokenSource)>, AdminError> {
+    if let Some(token) = &config.token {
+        return Ok(Some((Token::new(token), TokenSource::Config)));
+    }
+    if let Some(path) = &config.token_file {
+        return Ok(Some((
+            Token::new(&read_token_file(path)?),
+            TokenSource::File,
+        )));
+    }
+    Ok(env_token
+        .filter(|token| !token.trim().is_empty())
+        .map(|token| (Token::new(token.trim()), TokenSource::Environment)))
+}
+
+fn read_token_file(path: &Path) -> Result<String, AdminError> {
+    let io_error = |source| AdminError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bad = |problem| AdminError::BadTokenFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(bad("longer than 4096 bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8"))?;
+    let token = text.trim_end();
+    if token.is_empty() {
+        return Err(bad("empty"));
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains spaces or control characters"));
+    }
+    Ok(token.to_string())
+}
+
+/// Where the proxy is in its life, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Lists loaded, listeners bound, not yet accepting.
+    Starting = 0,
+    /// Accepting publishers.
+    Serving = 1,
+    /// Shutting down: no new publishers.
+    Draining = 2,
+}
+
+impl Readiness {
+    pub fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Relaxed);
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.0.load(Ordering::Relaxed) {
+            value if value == Phase::Serving as u8 => Phase::Serving,
+            value if value == Phase::Draining as u8 => Phase::Draining,
+            _ => Phase::Starting,
+        }
+    }
+}
+
+/// What the routes work on.
+pub struct AdminContext {
+    services: Arc<Services>,
+    lists: Arc<ListSet>,
+    readiness: Arc<Readiness>,
+    ingest_listeners: usize,
+    token: Option<Token>,
+    max_body_bytes: usize,
+    metrics: metrics::Metrics,
+}
+
+/// Connections served at once; beyond, new ones wait in the accept queue.
+const MAX_CONNECTIONS: usize = 64;
+/// A client must send its request head within this, or the connection is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound admin listener with everything its routes need.
+pub struct AdminServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    context: Arc<AdminContext>,
+}
+
+impl AdminServer {
+    /// Resolves the token and binds `admin.listen`.
+    pub async fn bind(
+        config: &AdminConfig,
+        services: Arc<Services>,
+        lists: Arc<ListSet>,
+        readiness: Arc<Readiness>,
+        ingest_listeners: usize,
+    ) -> Result<AdminServer, AdminError> {
+        let token = match resolve_token(config, std::env::var(TOKEN_ENV).ok())? {
+            Some((token, source)) => {
+                info!(source = ?source, "admin API token configured");
+                Some(token)
+            }
+            None => {
+                warn!(
+                    "no admin token (admin.token, admin.token_file or {TOKEN_ENV}): /v1/ refuses every request"
+                );
+                None
+            }
+        };
+        let bind_error = |source| AdminError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        let metrics = metrics::Metrics::new(&services, &lists);
+        Ok(AdminServer {
+            listener,
+            local_addr,
+            context: Arc::new(AdminContext {
+                services,
+                lists,
+                readiness,
+                ingest_listeners,
+                token,
+                max_body_bytes: config.max_body_bytes,
+                metrics,
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `stop` turns true; open connections then finish their current
+    /// request and close.
+    pub async fn serve(self, mut stop: watch::Receiver<bool>) {
+        info!(listen = %self.local_addr, "admin listening");
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+                () = stopped(&mut stop) => break,
+            };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = stopped(&mut stop) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    debug!(%error, "admin accept failed");
+                    continue;
+                }
+            };
+            let context = Arc::clone(&self.context);
+            let mut stop = stop.clone();
+            connections.spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |request| {
+                    let context = Arc::clone(&context);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(routes::handle(&context, request).await)
+                    }
+                });
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                let finished = tokio::select! {
+                    result = connection.as_mut() => Some(result),
+                    () = stopped(&mut stop) => None,
+                };
+                let result = match finished {
+                    Some(result) => result,
+                    None => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = result {
+                    debug!(%peer, %error, "admin connection ended with an error");
+                }
+            });
+            // Reap finished connections so the set does not grow with every request.
+            while connections.try_join_next().is_some() {}
+        }
+        connections.shutdown().await;
+        info!("admin server stopped");
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> AdminConfig {
+        toml::from_str(&format!("listen = \"127.0.0.1:0\"\n{text}")).expect("admin config")
+    }
+
+    #[test]
+    fn token_precedence_is_config_then_file_then_environment() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").expect("write token");
+        let env = || Some("from-env".to_string());
+
+        let (token, source) = resolve_token(&config("token = \"inline\""), env())
+            .expect("resolves")
+            .expect("a token");
+        assert_eq!(source, TokenSource::Config);
+        assert!(token.matches(b"inline"));
+
+        let with_file = config(&format!("token_file = {:?}", file.display().to_string()));
+        let (token, source) = resolve_token(&with_file, env())
+            .expect("resolves")
+            .expect("a token");
+        assert_eq!(source, TokenSource::File);
+        assert!(token.matches(b"from-file"), "trailing newline is trimmed");
+        assert!(!token.matches(b"from-file\n"));
+
+        let (token, source) = resolve_token(&config(""), env())
+            .expect("resolves")
+            .expect("a token");
+        assert_eq!(source, TokenSource::Environment);
+        assert!(token.matches(b"from-env"));
+
+        assert!(
+            resolve_token(&config(""), Some("  ".into()))
+                .expect("resolves")
+                .is_none()
+        );
+        assert!(
+            resolve_token(&config(""), None)
+                .expect("resolves")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_token_files_are_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let missing = dir.path().join("missing");
+        for path in [empty, missing] {
+            let with_file = config(&format!("token_file = {:?}", path.display().to_string()));
+            let error = match resolve_token(&with_file, None) {
+                Ok(_) => panic!("{} should be refused", path.display()),
+                Err(error) => error.to_string(),
+            };
+            assert!(error.contains("admin.token_file"), "{error}");
+            assert!(error.contains(&path.display().to_string()), "{error}");
+        }
+    }
+
+    #[test]
+    fn token_comparison_needs_the_exact_token() {
+        let token = Token::new("s3cret-token");
+        assert!(token.matches(b"s3cret-token"));
+        assert!(!token.matches(b"s3cret-toke"));
+        assert!(!token.matches(b"s3cret-token2"));
+        assert!(!token.matches(b""));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases = [
+            ("token = \"\"", "admin.token"),
+            ("token = \"a b\"", "admin.token"),
+            ("token = \"a\"\ntoken_file = \"x\"", "admin.token_file"),
+            ("max_body_bytes = 10", "admin.max_body_bytes"),
+        ];
+        for (text, key) in cases {
+            let (found, _) = config(text).validate().expect_err(text);
+            assert_eq!(found, key, "{text}");
+        }
+        config("token = \"ok\"").validate().expect("valid");
+    }
+
+    #[test]
+    fn the_token_is_never_rendered() {
+        let rendered = toml::to_string(&config("token = \"hunter2-token\"")).expect("render");
+        assert!(!rendered.contains("hunter2"), "{rendered}");
+        let debugged = format!("{:?}", config("token = \"hunter2-token\""));
+        assert!(!debugged.contains("hunter2"), "{debugged}");
+    }
+}

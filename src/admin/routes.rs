@@ -1,0 +1,746 @@
+//! The admin routes: one table ([`ROUTES`]) used for dispatch and checked against
+//! `docs/openapi.json` by a test, the handlers, and JSON in and out.
+//!
+//! Everything under `/v1/` needs `Authorization: Bearer TOKEN` and is checked before
+//! the route is even looked up, so an unauthenticated client learns nothing about ids
+//! or list names. Errors are `{"error": "..."}` with the matching status code. Request
+//! bodies are read through a size limit (413 beyond `admin.max_body_bytes`, without
+//! buffering the rest). Stream keys never appear: sessions only hold redacted keys.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+use tracing::info;
+
+use super::{AdminContext, Phase};
+use crate::actuator::{AuditEvent, AuditRecord};
+use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
+use crate::signals::hash256::Hash256;
+use crate::signals::lists::{AddedHash, ListSetError};
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    Ready,
+    Metrics,
+    OpenApi,
+    ListStreams,
+    CutStream,
+    ListHashlists,
+    ReloadHashlist,
+    AddHashes,
+    Events,
+}
+
+/// A method and a path pattern; `{name}` matches one path segment.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+/// Paths under this prefix need the bearer token.
+pub const AUTHENTICATED_PREFIX: &str = "/v1/";
+
+/// Every route the admin server answers (and `docs/openapi.json` must describe).
+pub static ROUTES: &[Route] = &[
+    route(Method::GET, "/healthz", Endpoint::Health),
+    route(Method::GET, "/readyz", Endpoint::Ready),
+    route(Method::GET, "/metrics", Endpoint::Metrics),
+    route(Method::GET, "/openapi.json", Endpoint::OpenApi),
+    route(Method::GET, "/v1/streams", Endpoint::ListStreams),
+    route(Method::POST, "/v1/streams/{id}/cut", Endpoint::CutStream),
+    route(Method::GET, "/v1/hashlists", Endpoint::ListHashlists),
+    route(
+        Method::POST,
+        "/v1/hashlists/{name}/reload",
+        Endpoint::ReloadHashlist,
+    ),
+    route(
+        Method::POST,
+        "/v1/hashlists/{name}/hashes",
+        Endpoint::AddHashes,
+    ),
+    route(Method::GET, "/v1/events", Endpoint::Events),
+];
+
+const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+/// The OpenAPI description, served at `/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
+
+/// A request body must arrive within this once the head has.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `GET /v1/events` returns at most this many records unless `?limit=` says otherwise.
+const DEFAULT_EVENTS_LIMIT: usize = 100;
+/// Longest accepted cut reason or hash label.
+const MAX_TEXT_CHARS: usize = 1000;
+
+type Body = Full<Bytes>;
+
+/// An error answer: `{"error": message}` with `status`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            allow: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    fn into_response(self) -> Response<Body> {
+        #[derive(Serialize)]
+        struct ErrorBody<'a> {
+            error: &'a str,
+        }
+        let mut response = json(
+            self.status,
+            &ErrorBody {
+                error: &self.message,
+            },
+        );
+        if let Some(allow) = self
+            .allow
+            .and_then(|allow| HeaderValue::from_str(&allow).ok())
+        {
+            response.headers_mut().insert(ALLOW, allow);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"livegate\""),
+            );
+        }
+        response
+    }
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_type(status, "application/json", body),
+        Err(error) => with_type(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "application/json",
+            format!("{{\"error\":\"cannot serialise the response: {error}\"}}").into_bytes(),
+        ),
+    }
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Answers one request.
+pub async fn handle(context: &AdminContext, request: Request<Incoming>) -> Response<Body> {
+    match respond(context, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn respond(
+    context: &AdminContext,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path().to_string();
+    if path.starts_with(AUTHENTICATED_PREFIX) {
+        authorize(context, &request)?;
+    }
+    let (endpoint, params) = find_route(request.method(), &path)?;
+    let param = |index: usize| params.get(index).copied().unwrap_or_default();
+    match endpoint {
+        Endpoint::Health => Ok(json(StatusCode::OK, &Status { status: "alive" })),
+        Endpoint::Ready => Ok(readiness(context)),
+        Endpoint::Metrics => {
+            let text = context
+                .metrics
+                .render()
+                .map_err(|error| ApiError::internal(format!("cannot render metrics: {error}")))?;
+            Ok(with_type(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text.into_bytes(),
+            ))
+        }
+        Endpoint::OpenApi => Ok(with_type(
+            StatusCode::OK,
+            "application/json",
+            OPENAPI_JSON.as_bytes().to_vec(),
+        )),
+        Endpoint::ListStreams => Ok(list_streams(context)),
+        Endpoint::CutStream => {
+            let id = param(0).to_string();
+            cut_stream(context, &id, request).await
+        }
+        Endpoint::ListHashlists => Ok(list_hashlists(context)),
+        Endpoint::ReloadHashlist => reload_hashlist(context, param(0)).await,
+        Endpoint::AddHashes => {
+            let name = param(0).to_string();
+            add_hashes(context, &name, request).await
+        }
+        Endpoint::Events => events(context, request.uri().query()),
+    }
+}
+
+fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(token) = &context.token else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "the admin API is locked: no token is configured (set admin.token, admin.token_file or {})",
+                super::TOKEN_ENV
+            ),
+        ));
+    };
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .and_then(|value| {
+            let (scheme, credentials) = value.split_at_checked(7)?;
+            scheme
+                .eq_ignore_ascii_case(b"bearer ")
+                .then(|| credentials.trim_ascii())
+        });
+    match presented {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send Authorization: Bearer TOKEN",
+        )),
+        Some(candidate) if token.matches(candidate) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token",
+        )),
+    }
+}
+
+/// The route for `method` and `path` with its `{…}` segments, or 404 / 405.
+fn find_route<'p>(method: &Method, path: &'p str) -> Result<(Endpoint, Vec<&'p str>), ApiError> {
+    let mut allowed: Vec<&str> = Vec::new();
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
+        if route.method == *method {
+            return Ok((route.endpoint, params));
+        }
+        allowed.push(route.method.as_str());
+    }
+    if allowed.is_empty() {
+        return Err(ApiError::not_found(format!("no route {path}")));
+    }
+    let allow = allowed.join(", ");
+    Err(ApiError {
+        allow: Some(allow.clone()),
+        ..ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path} (allowed: {allow})"),
+        )
+    })
+}
+
+fn match_path<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut segments = path.split('/');
+    for expected in pattern.split('/') {
+        let segment = segments.next()?;
+        if expected.starts_with('{') && expected.ends_with('}') {
+            if segment.is_empty() {
+                return None;
+            }
+            params.push(segment);
+        } else if expected != segment {
+            return None;
+        }
+    }
+    segments.next().is_none().then_some(params)
+}
+
+/// Reads a JSON body through the size limit.
+async fn read_json<T: DeserializeOwned>(
+    context: &AdminContext,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let limit = context.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes (admin.max_body_bytes)"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(request.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )
+    })?;
+    let body = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
+        Err(error) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read the request body: {error}"
+            )));
+        }
+    };
+    serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+fn readiness(context: &AdminContext) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Readiness {
+        status: &'static str,
+        ingest_listeners: usize,
+        hashlists: usize,
+    }
+    let (status, code) = match context.readiness.phase() {
+        Phase::Serving => ("ready", StatusCode::OK),
+        Phase::Starting => ("starting", StatusCode::SERVICE_UNAVAILABLE),
+        Phase::Draining => ("draining", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    json(
+        code,
+        &Readiness {
+            status,
+            ingest_listeners: context.ingest_listeners,
+            hashlists: context.lists.names().count(),
+        },
+    )
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// One live stream as `GET /v1/streams` shows it.
+#[derive(Serialize)]
+struct StreamView {
+    id: u64,
+    state: &'static str,
+    app: Option<String>,
+    /// The redacted key (`abc***#fingerprint`), never the key.
+    key: Option<String>,
+    key_fingerprint: Option<String>,
+    client: String,
+    ingest: String,
+    codec: Option<String>,
+    width: Option<u32>,
+    height: Option<u32>,
+    started_at: String,
+    bytes_from_publisher: u64,
+    bytes_from_origin: u64,
+    keyframes_seen: u64,
+    keyframes_analysed: u64,
+    last_match_distance: Option<u32>,
+}
+
+impl StreamView {
+    fn of(session: &SessionState) -> StreamView {
+        let identity = session.identity();
+        let state = if session.cut_pending() {
+            "closing"
+        } else if identity.key.is_some() {
+            "publishing"
+        } else {
+            "connecting"
+        };
+        StreamView {
+            id: session.id,
+            state,
+            app: identity.app,
+            key: identity.key.as_ref().map(ToString::to_string),
+            key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
+            client: session.client.to_string(),
+            ingest: session.ingest.to_string(),
+            codec: identity
+                .codec
+                .map(|codec| format!("{codec:?}").to_lowercase()),
+            width: identity.width,
+            height: identity.height,
+            started_at: rfc3339(session.started_at),
+            bytes_from_publisher: session.bytes_from_publisher.load(Ordering::Relaxed),
+            bytes_from_origin: session.bytes_from_origin.load(Ordering::Relaxed),
+            keyframes_seen: session.keyframes_seen.load(Ordering::Relaxed),
+            keyframes_analysed: session.keyframes_analysed.load(Ordering::Relaxed),
+            last_match_distance: session.last_match_distance(),
+        }
+    }
+}
+
+fn list_streams(context: &AdminContext) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Streams {
+        streams: Vec<StreamView>,
+    }
+    let streams = context
+        .services
+        .registry
+        .list()
+        .iter()
+        .map(|session| StreamView::of(session))
+        .collect();
+    json(StatusCode::OK, &Streams { streams })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CutBody {
+    reason: String,
+}
+
+async fn cut_stream(
+    context: &AdminContext,
+    id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let session = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| context.services.registry.get(id))
+        .ok_or_else(|| ApiError::not_found(format!("no live stream with id {id:?}")))?;
+    let body: CutBody = read_json(context, request).await?;
+    let reason = body.reason.trim();
+    check_text("reason", reason)?;
+    if reason.is_empty() {
+        return Err(ApiError::bad_request("reason: must not be empty"));
+    }
+    let identity = session.identity();
+    let reason = format!("manual cut: {reason}");
+    let mut record = AuditRecord::now(AuditEvent::ManualCut, session.id, reason.clone());
+    record.app = identity.app.clone().unwrap_or_default();
+    record.key_fingerprint = identity
+        .key
+        .as_ref()
+        .map(|key| key.fingerprint().to_string());
+    record.client = session.client.to_string();
+    let requested = session.request_cut(CutRequest {
+        closer: Closer::Policy,
+        reason: reason.clone(),
+        evidence: Some(Arc::new(CutEvidence {
+            record,
+            keyframe_arrived: None,
+        })),
+    });
+    if !requested {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("stream {} is already closing", session.id),
+        ));
+    }
+    let banned = identity.key.as_ref().map(|key| {
+        context.services.analysis.actuator().ban(key.fingerprint());
+        key.fingerprint().to_string()
+    });
+    info!(session = session.id, %reason, "manual cut requested through the admin API");
+    #[derive(Serialize)]
+    struct CutAccepted {
+        id: u64,
+        status: &'static str,
+        reason: String,
+        banned_key_fingerprint: Option<String>,
+    }
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &CutAccepted {
+            id: session.id,
+            status: "closing",
+            reason,
+            banned_key_fingerprint: banned,
+        },
+    ))
+}
+
+fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "{field}: longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn list_hashlists(context: &AdminContext) -> Response<Body> {
+    #[derive(Serialize)]
+    struct ListView {
+        name: String,
+        path: String,
+        action: crate::signals::lists::ListAction,
+        max_distance: u32,
+        min_quality: u32,
+        dihedral: bool,
+        version: u64,
+        loaded_at: String,
+        build_ms: f64,
+        hashes: usize,
+        duplicates_merged: usize,
+        added_at_runtime: usize,
+        memory_bytes: usize,
+    }
+    #[derive(Serialize)]
+    struct Lists {
+        hashlists: Vec<ListView>,
+    }
+    let hashlists = context
+        .lists
+        .status()
+        .into_iter()
+        .map(|status| ListView {
+            name: status.name,
+            path: status.path.display().to_string(),
+            action: status.action,
+            max_distance: status.max_distance,
+            min_quality: status.min_quality,
+            dihedral: status.dihedral,
+            version: status.version,
+            loaded_at: rfc3339(status.loaded_at),
+            build_ms: status.build_time.as_secs_f64() * 1000.0,
+            hashes: status.hashes,
+            duplicates_merged: status.duplicates_merged,
+            added_at_runtime: status.added_at_runtime,
+            memory_bytes: status.memory_bytes,
+        })
+        .collect();
+    json(StatusCode::OK, &Lists { hashlists })
+}
+
+#[derive(Serialize)]
+struct ListUpdated {
+    name: String,
+    version: u64,
+    hashes: usize,
+    build_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added: Option<usize>,
+}
+
+/// Runs a list update on a blocking thread and maps its outcome: 404 for an unknown
+/// list, 422 for a bad file (the active version is named: it stays in use).
+async fn update_list(
+    context: &AdminContext,
+    name: &str,
+    added: Option<usize>,
+    update: impl FnOnce() -> Result<crate::signals::lists::ReloadReport, ListSetError> + Send + 'static,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = tokio::task::spawn_blocking(update)
+        .await
+        .map_err(|error| ApiError::internal(format!("list update task failed: {error}")))?;
+    match outcome {
+        Ok(report) => {
+            info!(list = %report.name, version = report.version, hashes = report.hashes, "hash list updated through the admin API");
+            Ok(json(
+                StatusCode::OK,
+                &ListUpdated {
+                    name: report.name,
+                    version: report.version,
+                    hashes: report.hashes,
+                    build_ms: report.build_time.as_secs_f64() * 1000.0,
+                    added,
+                },
+            ))
+        }
+        Err(error @ ListSetError::UnknownList(_)) => Err(ApiError::not_found(error.to_string())),
+        Err(error) => {
+            let active = context
+                .lists
+                .current(name)
+                .map_or(0, |current| current.version);
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{error}; version {active} stays active"),
+            ))
+        }
+    }
+}
+
+async fn reload_hashlist(context: &AdminContext, name: &str) -> Result<Response<Body>, ApiError> {
+    let lists = Arc::clone(&context.lists);
+    let owned = name.to_string();
+    update_list(context, name, None, move || lists.reload(&owned)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddHashesBody {
+    hashes: Vec<HashEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HashEntry {
+    hash: String,
+    #[serde(default)]
+    quality: Option<u8>,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+async fn add_hashes(
+    context: &AdminContext,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if context.lists.current(name).is_none() {
+        return Err(ApiError::not_found(format!("no hash list named {name:?}")));
+    }
+    let body: AddHashesBody = read_json(context, request).await?;
+    if body.hashes.is_empty() {
+        return Err(ApiError::bad_request("hashes: must not be empty"));
+    }
+    let mut added = Vec::with_capacity(body.hashes.len());
+    for (index, entry) in body.hashes.into_iter().enumerate() {
+        let hash = Hash256::from_hex(&entry.hash)
+            .map_err(|error| ApiError::bad_request(format!("hashes[{index}].hash: {error}")))?;
+        if entry.quality.is_some_and(|quality| quality > 100) {
+            return Err(ApiError::bad_request(format!(
+                "hashes[{index}].quality: must be 0..=100"
+            )));
+        }
+        let label = entry.label.unwrap_or_default();
+        check_text(&format!("hashes[{index}].label"), &label)?;
+        added.push(AddedHash {
+            hash,
+            quality: entry.quality,
+            label,
+        });
+    }
+    let lists = Arc::clone(&context.lists);
+    let owned = name.to_string();
+    let count = added.len();
+    update_list(context, name, Some(count), move || {
+        lists.add_hashes(&owned, &added)
+    })
+    .await
+}
+
+fn events(context: &AdminContext, query: Option<&str>) -> Result<Response<Body>, ApiError> {
+    let mut limit = DEFAULT_EVENTS_LIMIT;
+    for pair in query.unwrap_or_default().split('&') {
+        if let Some(value) = pair.strip_prefix("limit=") {
+            limit = value.parse().map_err(|_| {
+                ApiError::bad_request(format!("limit: {value:?} is not a non-negative integer"))
+            })?;
+        }
+    }
+    let mut records = context.services.analysis.actuator().recent_records();
+    let skip = records.len().saturating_sub(limit);
+    records.drain(..skip);
+    #[derive(Serialize)]
+    struct Events {
+        events: Vec<AuditRecord>,
+    }
+    Ok(json(StatusCode::OK, &Events { events: records }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_patterns_only() {
+        assert_eq!(
+            match_path("/v1/streams/{id}/cut", "/v1/streams/12/cut"),
+            Some(vec!["12"])
+        );
+        assert_eq!(match_path("/v1/streams/{id}/cut", "/v1/streams//cut"), None);
+        assert_eq!(match_path("/v1/streams/{id}/cut", "/v1/streams/1"), None);
+        assert_eq!(
+            match_path("/v1/streams/{id}/cut", "/v1/streams/1/cut/x"),
+            None
+        );
+        assert_eq!(match_path("/healthz", "/healthz"), Some(vec![]));
+        assert_eq!(match_path("/healthz", "/healthz/"), None);
+    }
+
+    #[test]
+    fn wrong_methods_get_405_with_allow() {
+        let error = find_route(&Method::DELETE, "/v1/streams").expect_err("405");
+        assert_eq!(error.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(error.allow.as_deref(), Some("GET"));
+        let error = find_route(&Method::GET, "/v1/nothing").expect_err("404");
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        let (endpoint, params) =
+            find_route(&Method::POST, "/v1/hashlists/known/reload").expect("route");
+        assert_eq!(endpoint, Endpoint::ReloadHashlist);
+        assert_eq!(params, vec!["known"]);
+    }
+
+    #[test]
+    fn every_endpoint_has_one_route() {
+        for (index, route) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[..index]
+                    .iter()
+                    .all(|other| other.endpoint != route.endpoint
+                        && (other.path, &other.method) != (route.path, &route.method)),
+                "{route:?} is listed twice"
+            );
+        }
+    }
+}

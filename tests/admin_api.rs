@@ -1,0 +1,535 @@
+//! The admin API over real HTTP against the livegate binary: probes, metrics, auth,
+//! errors, list reloads and additions, live streams, manual cuts, and a hash added
+//! through the API cutting a stream that is already running.
+
+mod support;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::http::{HttpResponse, Request};
+use support::{Livegate, NginxOrigin, free_port, local};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+/// A PDQ hash no test frame is near.
+const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// livegate with one ingest to `origin`, the list `known` at `list`, and an admin
+/// server on a free port with `admin` (e.g. the token) appended.
+fn start(origin: SocketAddr, list: &Path, admin: &str) -> (Livegate, SocketAddr, SocketAddr) {
+    let listen = local(free_port());
+    let config = format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{origin}\"\n\
+         [[hashlist]]\nname = \"known\"\npath = {list:?}\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 2048\n{admin}\n",
+        list = list.display().to_string(),
+    );
+    let livegate = Livegate::start(&config, 1);
+    let admin = livegate.admin_addr();
+    (livegate, listen, admin)
+}
+
+fn token_config() -> String {
+    format!("token = \"{TOKEN}\"")
+}
+
+/// The value of one sample line (`name{labels} value`) of a metrics scrape.
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+}
+
+fn scrape(admin: SocketAddr) -> String {
+    let response = Request::get("/metrics").send(admin);
+    assert_eq!(response.status, 200, "{response:?}");
+    response.body
+}
+
+fn assert_status(response: &HttpResponse, status: u16) {
+    assert_eq!(response.status, status, "{response:?}");
+    if status >= 400 {
+        assert!(!response.error().is_empty(), "{response:?}");
+    }
+}
+
+#[test]
+fn routes_answer_with_auth_and_json_errors() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH},100,first\n")).expect("list");
+    let (_livegate, _listen, admin) = start(
+        support::start_closing_origin(usize::MAX),
+        &list,
+        &token_config(),
+    );
+
+    let health = Request::get("/healthz").send(admin);
+    assert_status(&health, 200);
+    let ready = Request::get("/readyz").send(admin);
+    assert_status(&ready, 200);
+    assert_eq!(ready.json()["status"], "ready");
+    let metrics = scrape(admin);
+    assert_eq!(metric(&metrics, "livegate_streams_active"), 0.0);
+    assert_eq!(
+        metric(&metrics, "livegate_hashlist_hashes{list=\"known\"}"),
+        1.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "livegate_hashlist_last_reload_timestamp_seconds{list=\"known\"}"
+        ) > 1e9
+    );
+    let openapi = Request::get("/openapi.json").send(admin);
+    assert_status(&openapi, 200);
+    assert!(openapi.json()["paths"]["/v1/streams"].is_object());
+
+    // Auth comes first: without the right token nothing under /v1/ is revealed.
+    for request in [
+        Request::get("/v1/streams"),
+        Request::get("/v1/streams").token("wrong-token"),
+        Request::get("/v1/no-such-route"),
+        Request::post("/v1/streams/1/cut", b"{}"),
+    ] {
+        let response = request.send(admin);
+        assert_status(&response, 401);
+        assert!(
+            response.header("www-authenticate").is_some(),
+            "{response:?}"
+        );
+    }
+    assert!(
+        Request::get("/v1/streams")
+            .token("wrong-token")
+            .send(admin)
+            .error()
+            .contains("wrong bearer token")
+    );
+
+    let streams = Request::get("/v1/streams").token(TOKEN).send(admin);
+    assert_status(&streams, 200);
+    assert_eq!(streams.json()["streams"], Value::Array(vec![]));
+    assert_status(
+        &Request::get("/v1/no-such-route").token(TOKEN).send(admin),
+        404,
+    );
+    assert_status(&Request::get("/nothing").send(admin), 404);
+    let wrong_method = Request::post("/v1/streams", b"{}").token(TOKEN).send(admin);
+    assert_status(&wrong_method, 405);
+    assert_eq!(wrong_method.header("allow"), Some("GET"));
+    assert_status(&Request::post("/healthz", b"").send(admin), 405);
+    assert_status(
+        &Request::post("/v1/streams/999/cut", br#"{"reason":"test"}"#)
+            .token(TOKEN)
+            .send(admin),
+        404,
+    );
+    assert_status(
+        &Request::post("/v1/streams/abc/cut", br#"{"reason":"test"}"#)
+            .token(TOKEN)
+            .send(admin),
+        404,
+    );
+
+    // Lists: status, additions (with their errors), reloads (with a bad file).
+    let lists = Request::get("/v1/hashlists")
+        .token(TOKEN)
+        .send(admin)
+        .json();
+    assert_eq!(lists["hashlists"][0]["name"], "known");
+    assert_eq!(lists["hashlists"][0]["version"], 1);
+    assert_eq!(lists["hashlists"][0]["hashes"], 1);
+    let add = |body: &[u8]| {
+        Request::post("/v1/hashlists/known/hashes", body)
+            .token(TOKEN)
+            .send(admin)
+    };
+    assert!(add(b"{not json").error().contains("invalid JSON"));
+    assert_status(&add(b"{not json"), 400);
+    let bad_hash = add(br#"{"hashes":[{"hash":"abc"}]}"#);
+    assert_status(&bad_hash, 400);
+    assert!(bad_hash.error().contains("hashes[0].hash"), "{bad_hash:?}");
+    assert_status(&add(br#"{"hashes":[]}"#), 400);
+    assert_status(&add(br#"{"hashes":[{"hash":"00","extra":1}]}"#), 400);
+    let oversized = format!(
+        "{{\"hashes\":[{}]}}",
+        vec![format!("{{\"hash\":\"{UNRELATED_HASH}\"}}"); 40].join(",")
+    );
+    assert_status(&add(oversized.as_bytes()), 413);
+    let mut chunked =
+        Request::post("/v1/hashlists/known/hashes", oversized.as_bytes()).token(TOKEN);
+    chunked.chunked = true;
+    assert_status(&chunked.send(admin), 413);
+    assert_status(
+        &Request::post("/v1/hashlists/unknown/hashes", b"{}")
+            .token(TOKEN)
+            .send(admin),
+        404,
+    );
+    let added_hash = "f".repeat(64);
+    let added = add(format!(
+        "{{\"hashes\":[{{\"hash\":\"{added_hash}\",\"quality\":90,\"label\":\"from the api\"}}]}}"
+    )
+    .as_bytes());
+    assert_status(&added, 200);
+    assert_eq!(added.json()["version"], 2);
+    assert_eq!(added.json()["hashes"], 2);
+    assert_eq!(added.json()["added"], 1);
+
+    let reload = || {
+        Request::post("/v1/hashlists/known/reload", b"")
+            .token(TOKEN)
+            .send(admin)
+    };
+    let reloaded = reload();
+    assert_status(&reloaded, 200);
+    assert_eq!(reloaded.json()["version"], 3);
+    assert_eq!(
+        reloaded.json()["hashes"],
+        2,
+        "run-time additions survive reloads"
+    );
+    assert_status(
+        &Request::post("/v1/hashlists/unknown/reload", b"")
+            .token(TOKEN)
+            .send(admin),
+        404,
+    );
+    std::fs::write(&list, format!("{UNRELATED_HASH}\nnot a hash\n")).expect("break list");
+    let refused = reload();
+    assert_status(&refused, 422);
+    let message = refused.error();
+    assert!(
+        message.contains(&format!("{}:2", list.display())),
+        "{message}"
+    );
+    assert!(message.contains("version 3 stays active"), "{message}");
+    let lists = Request::get("/v1/hashlists")
+        .token(TOKEN)
+        .send(admin)
+        .json();
+    assert_eq!(lists["hashlists"][0]["version"], 3);
+    assert_eq!(lists["hashlists"][0]["hashes"], 2);
+
+    let events = Request::get("/v1/events?limit=5").token(TOKEN).send(admin);
+    assert_status(&events, 200);
+    assert!(events.json()["events"].is_array());
+    assert_status(
+        &Request::get("/v1/events?limit=many")
+            .token(TOKEN)
+            .send(admin),
+        400,
+    );
+}
+
+#[test]
+fn without_a_token_the_api_is_locked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, "").expect("list");
+    let (_livegate, _listen, admin) = start(support::start_closing_origin(usize::MAX), &list, "");
+    assert_status(&Request::get("/healthz").send(admin), 200);
+    for token in [None, Some("anything")] {
+        let mut request = Request::get("/v1/streams");
+        request.token = token;
+        let response = request.send(admin);
+        assert_status(&response, 401);
+        assert!(
+            response.error().contains("LIVEGATE_ADMIN_TOKEN"),
+            "{response:?}"
+        );
+    }
+}
+
+/// Polls `/v1/streams` until one stream satisfies `done`, returning it.
+fn wait_for_stream(admin: SocketAddr, done: impl Fn(&Value) -> bool, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let streams = Request::get("/v1/streams").token(TOKEN).send(admin).json();
+        if let Some(stream) = streams["streams"]
+            .as_array()
+            .and_then(|streams| streams.iter().find(|stream| done(stream)))
+        {
+            return stream.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {streams}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn events_of(admin: SocketAddr, event: &str) -> Vec<Value> {
+    Request::get("/v1/events").token(TOKEN).send(admin).json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|record| record["event"] == event)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
+    let origin = NginxOrigin::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
+    let key = "manual-cut-secret-key-42";
+    let publisher = support::Publisher::start(&format!("rtmp://{listen}/live/{key}"), 30, 1);
+
+    let stream = wait_for_stream(
+        admin,
+        |stream| stream["keyframes_analysed"].as_u64() >= Some(1) && stream["width"] != Value::Null,
+        "a publishing stream with an analysed keyframe",
+    );
+    assert!(!stream.to_string().contains("cut-secret"), "{stream}");
+    assert_eq!(stream["state"], "publishing");
+    assert_eq!(stream["app"], "live");
+    assert_eq!(stream["codec"], "avc");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert!(
+        stream["bytes_from_publisher"].as_u64() > Some(0),
+        "{stream}"
+    );
+    assert!(stream["bytes_from_origin"].as_u64() > Some(0), "{stream}");
+    assert!(stream["keyframes_seen"].as_u64() >= Some(1), "{stream}");
+    assert_eq!(stream["last_match_distance"], Value::Null);
+    assert_eq!(metric(&scrape(admin), "livegate_streams_active"), 1.0);
+
+    let id = stream["id"].as_u64().expect("id");
+    let path = format!("/v1/streams/{id}/cut");
+    assert_status(&Request::post(&path, b"{}").token(TOKEN).send(admin), 400);
+    let cut = Request::post(&path, br#"{"reason":"reported by a viewer"}"#)
+        .token(TOKEN)
+        .send(admin);
+    assert_status(&cut, 202);
+    assert_eq!(
+        cut.json()["banned_key_fingerprint"],
+        stream["key_fingerprint"]
+    );
+
+    let (_, _) = publisher.finish(Duration::from_secs(15));
+    let closed = livegate.wait_for_closed_session(Duration::from_secs(10));
+    assert_eq!(closed["closer"], "policy", "{closed}");
+    let manual = events_of(admin, "manual_cut");
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    assert!(
+        manual[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reported by a viewer")
+    );
+    assert_eq!(manual[0]["key_fingerprint"], stream["key_fingerprint"]);
+    assert!(
+        !livegate.raw_log().contains(key),
+        "the stream key reached the log"
+    );
+
+    let metrics = scrape(admin);
+    assert_eq!(
+        metric(&metrics, "livegate_cuts_total{reason=\"manual\"}"),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "livegate_streams_active"), 0.0);
+    assert!(
+        metric(
+            &metrics,
+            "livegate_bytes_relayed_total{direction=\"publisher_to_origin\"}"
+        ) >= stream["bytes_from_publisher"].as_f64().unwrap_or_default()
+    );
+    assert!(metric(&metrics, "livegate_keyframes_analysed_total") >= 1.0);
+    assert!(metric(&metrics, "livegate_analysis_latency_seconds_count") >= 1.0);
+}
+
+/// Encodes `seconds` of a Mandelbrot zoom (rich large-scale structure: its PDQ
+/// survives re-encoding) with a keyframe every second.
+fn mandelbrot_clip(path: &Path, seconds: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "mandelbrot=s=640x360:r=30"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "2",
+        ])
+        .arg(path)
+        .status()
+        .expect("run ffmpeg (scripts/install-deps.sh)");
+    assert!(status.success(), "ffmpeg could not encode the clip");
+}
+
+/// The PDQ hashes of every keyframe of `clip`, from `livegate hash`.
+fn keyframe_hashes(clip: &Path) -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .args(["hash", "--keyframes"])
+        .arg(clip)
+        .output()
+        .expect("run livegate hash");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split(',').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_hash_added_through_the_api_cuts_a_running_stream() {
+    let origin = NginxOrigin::start();
+    let dir = support::scratch_dir();
+    let clip = dir.path().join("mandelbrot.flv");
+    mandelbrot_clip(&clip, 6);
+    let hashes = keyframe_hashes(&clip);
+    assert!(hashes.len() >= 5, "{hashes:?}");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
+
+    let mut publisher = support::ChildGuard::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(&clip)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://{listen}/live/looping-clip-key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "ffmpeg",
+    );
+    // Analysed, not matched: the list does not know the clip yet.
+    wait_for_stream(
+        admin,
+        |stream| stream["keyframes_analysed"].as_u64() >= Some(2),
+        "two analysed keyframes",
+    );
+    assert!(events_of(admin, "cut").is_empty());
+
+    let entries: Vec<String> = hashes
+        .iter()
+        .map(|hash| format!("{{\"hash\":\"{hash}\",\"label\":\"mandelbrot\"}}"))
+        .collect();
+    let added = Request::post(
+        "/v1/hashlists/known/hashes",
+        format!("{{\"hashes\":[{}]}}", entries.join(",")).as_bytes(),
+    )
+    .token(TOKEN)
+    .send(admin);
+    assert_status(&added, 200);
+
+    let closed = livegate.wait_for_closed_session(Duration::from_secs(15));
+    assert_eq!(closed["closer"], "policy", "{closed}");
+    assert!(
+        publisher.wait_for(Duration::from_secs(10)).is_some(),
+        "the publisher was not disconnected"
+    );
+    let cuts = events_of(admin, "cut");
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    assert_eq!(cuts[0]["signal"]["list"], "known");
+    assert!(
+        hashes.contains(
+            &cuts[0]["signal"]["matched_hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        )
+    );
+    assert!(cuts[0]["time_to_cut_ms"].as_f64().is_some(), "{}", cuts[0]);
+
+    let metrics = scrape(admin);
+    assert_eq!(
+        metric(&metrics, "livegate_cuts_total{reason=\"policy\"}"),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "livegate_time_to_cut_seconds_count"), 1.0);
+    assert!(metric(&metrics, "livegate_matches_total{list=\"known\"}") >= 1.0);
+}
+
+#[test]
+fn readiness_turns_to_draining_on_sigterm_and_the_admin_server_stops_last() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, "").expect("list");
+    let listen = local(free_port());
+    let config = format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
+         [server]\nshutdown_grace_ms = 1500\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        support::start_closing_origin(usize::MAX)
+    );
+    let mut livegate = Livegate::start(&config, 1);
+    let admin = livegate.admin_addr();
+    assert_eq!(
+        Request::get("/readyz").send(admin).json()["status"],
+        "ready"
+    );
+    // A session that stays open keeps livegate draining for the grace period.
+    let mut client = support::RawClient::connect(listen);
+    client.send(&livegate::ingest::rtmp::encode::client_handshake());
+    livegate.wait_for_logs(
+        |lines| lines.iter().any(|line| line["message"] == "session opened"),
+        Duration::from_secs(5),
+        "the session",
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &livegate.process.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    livegate.wait_for_logs(
+        |lines| {
+            lines
+                .iter()
+                .any(|line| line["message"] == "shutting down: draining sessions")
+        },
+        Duration::from_secs(5),
+        "the drain",
+    );
+    let draining = Request::get("/readyz").send(admin);
+    assert_eq!(draining.status, 503, "{draining:?}");
+    assert_eq!(draining.json()["status"], "draining");
+    assert_status(&Request::get("/healthz").send(admin), 200);
+    let exit = livegate
+        .process
+        .wait_for(Duration::from_secs(10))
+        .expect("livegate exits after the grace period");
+    assert!(exit.success(), "{exit:?}");
+    let messages: Vec<String> = livegate
+        .logs()
+        .iter()
+        .filter_map(|line| line["message"].as_str().map(str::to_string))
+        .collect();
+    let position = |message: &str| {
+        messages
+            .iter()
+            .position(|logged| logged == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {messages:?}"))
+    };
+    assert!(
+        position("grace period over: closing remaining sessions")
+            < position("admin server stopped"),
+        "{messages:?}"
+    );
+}

@@ -1,0 +1,133 @@
+//! A minimal blocking HTTP/1.1 client for the admin API tests: one request per
+//! connection (`Connection: close`), the whole answer read to the end.
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {self:?}"))
+    }
+
+    /// The `error` message of a JSON error answer.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {self:?}"))
+            .to_string()
+    }
+}
+
+/// A request to the admin server.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub token: Option<&'a str>,
+    pub body: Option<&'a [u8]>,
+    /// Send the body with `Transfer-Encoding: chunked` (no length announced).
+    pub chunked: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(path: &'a str) -> Self {
+        Request {
+            method: "GET",
+            path,
+            token: None,
+            body: None,
+            chunked: false,
+        }
+    }
+
+    pub fn post(path: &'a str, body: &'a [u8]) -> Self {
+        Request {
+            method: "POST",
+            path,
+            token: None,
+            body: Some(body),
+            chunked: false,
+        }
+    }
+
+    pub fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn send(&self, addr: SocketAddr) -> HttpResponse {
+        let mut stream = TcpStream::connect(addr).expect("connect to the admin server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n",
+            self.method, self.path
+        );
+        if let Some(token) = self.token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let body = self.body.unwrap_or_default();
+        let mut request = Vec::new();
+        if self.body.is_some() {
+            head.push_str("Content-Type: application/json\r\n");
+            if self.chunked {
+                head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+                request.extend_from_slice(head.as_bytes());
+                request.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+                request.extend_from_slice(body);
+                request.extend_from_slice(b"\r\n0\r\n\r\n");
+            } else {
+                head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+                request.extend_from_slice(head.as_bytes());
+                request.extend_from_slice(body);
+            }
+        } else {
+            head.push_str("\r\n");
+            request.extend_from_slice(head.as_bytes());
+        }
+        // The server may answer (413) and close before reading all of a large body.
+        let _ = stream.write_all(&request);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        parse(&raw)
+    }
+}
+
+fn parse(raw: &[u8]) -> HttpResponse {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("incomplete HTTP answer: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_string(), value.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
