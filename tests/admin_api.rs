@@ -354,32 +354,21 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
 /// Encodes `seconds` of a Mandelbrot zoom (rich large-scale structure: its PDQ
 /// survives re-encoding) with a keyframe every second.
 fn mandelbrot_clip(path: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "mandelbrot=s=640x360:r=30"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args([
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "2",
-        ])
-        .arg(path)
-        .status()
-        .expect("run ffmpeg (scripts/install-deps.sh)");
-    assert!(status.success(), "ffmpeg could not encode the clip");
+    let seconds = seconds.to_string();
+    let mut args: Vec<String> = [
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=s=640x360:r=30",
+        "-t",
+        &seconds,
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    args.extend(support::x264_args(30));
+    args.push(path.display().to_string());
+    support::ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// The PDQ hashes of every keyframe of `clip`, from `livegate hash`.

@@ -15,7 +15,7 @@ use support::{Livegate, NginxOrigin, free_port, key_fingerprint, local};
 /// Seconds of benign footage before the listed clip starts.
 const BENIGN_SECONDS: u32 = 10;
 const CLIP_SECONDS: u32 = 6;
-const GOP_FRAMES: &str = "60";
+const GOP_FRAMES: u32 = 60;
 /// Generous bound for a noisy CI machine; the benchmark measures the real figure.
 const MAX_TIME_TO_CUT_MS: f64 = 1500.0;
 
@@ -25,43 +25,25 @@ struct Media {
     list: PathBuf,
 }
 
-fn ffmpeg(args: &[&str]) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        output.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+/// Encodes `inputs` (ffmpeg input and filter options) into `out` with the tests' H.264
+/// settings (2 s GOPs at 30 fps) followed by `extra` output options.
+fn encode(inputs: &[&str], extra: &[&str], out: &Path) {
+    let gop = support::x264_args(GOP_FRAMES);
+    let out = out.to_str().expect("utf-8 path");
+    let mut args: Vec<&str> = inputs.to_vec();
+    args.extend(gop.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    args.push(out);
+    support::ffmpeg(&args);
 }
 
-const ENCODE: &[&str] = &[
-    "-c:v",
-    "libx264",
-    "-preset",
-    "ultrafast",
-    "-pix_fmt",
-    "yuv420p",
-    "-bf",
-    "2",
-    "-g",
-    GOP_FRAMES,
-    "-keyint_min",
-    GOP_FRAMES,
-    "-sc_threshold",
-    "0",
-];
-
 /// Benign footage, then the listed clip with `alteration` applied (an ffmpeg filter on
-/// the clip part), then `extra` encoder options for the whole stream.
+/// the clip part), then `whole` (a filter) and `extra` encoder options for the stream.
 fn stream_file(dir: &Path, name: &str, alteration: &str, whole: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(format!("{name}.mp4"));
     let (benign, known) = (dir.join("benign.mp4"), dir.join("known.mp4"));
     let filter = format!("[1:v]{alteration}[clip];[0:v][clip]concat=n=2:v=1:a=0,{whole}[v]");
-    let mut args: Vec<&str> = vec![
+    let inputs = [
         "-i",
         benign.to_str().expect("utf-8 path"),
         "-i",
@@ -71,10 +53,7 @@ fn stream_file(dir: &Path, name: &str, alteration: &str, whole: &str, extra: &[&
         "-map",
         "[v]",
     ];
-    args.extend_from_slice(ENCODE);
-    args.extend_from_slice(extra);
-    args.push(out.to_str().expect("utf-8 path"));
-    ffmpeg(&args);
+    encode(&inputs, extra, &out);
     out
 }
 
@@ -82,34 +61,18 @@ fn media() -> &'static Media {
     static MEDIA: OnceLock<Media> = OnceLock::new();
     MEDIA.get_or_init(|| {
         let dir = tempfile::tempdir().expect("media dir");
-        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
         // The "known" footage: rich, large-scale structure, as real footage has.
-        let clip_seconds = CLIP_SECONDS.to_string();
-        let mut args = vec![
-            "-f",
-            "lavfi",
-            "-i",
-            "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05",
-            "-t",
-            &clip_seconds,
-        ];
-        args.extend_from_slice(ENCODE);
-        let known = path("known.mp4");
-        args.push(&known);
-        ffmpeg(&args);
-        let benign_seconds = BENIGN_SECONDS.to_string();
-        let mut args = vec![
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=1280x720:r=30",
-            "-t",
-            &benign_seconds,
-        ];
-        args.extend_from_slice(ENCODE);
-        let benign = path("benign.mp4");
-        args.push(&benign);
-        ffmpeg(&args);
+        let known = dir.path().join("known.mp4");
+        let clip = format!(
+            "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05,trim=duration={CLIP_SECONDS}"
+        );
+        encode(&["-f", "lavfi", "-i", &clip], &[], &known);
+        let benign = format!("testsrc2=s=1280x720:r=30:d={BENIGN_SECONDS}");
+        encode(
+            &["-f", "lavfi", "-i", &benign],
+            &[],
+            &dir.path().join("benign.mp4"),
+        );
         // The list, made by livegate itself from the known footage.
         let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
             .args(["hash", "--every", "1"])
@@ -130,9 +93,7 @@ fn media() -> &'static Media {
 /// 32 s of benign footage of several kinds, none of it listed.
 fn long_benign_file(dir: &Path) -> PathBuf {
     let out = dir.join("benign-long.mp4");
-    let filter = "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]";
-    let out_str = out.to_str().expect("utf-8 path").to_string();
-    let mut args = vec![
+    let inputs = [
         "-f",
         "lavfi",
         "-i",
@@ -146,13 +107,11 @@ fn long_benign_file(dir: &Path) -> PathBuf {
         "-i",
         "smptehdbars=s=1280x720:r=30:d=10",
         "-filter_complex",
-        filter,
+        "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]",
         "-map",
         "[v]",
     ];
-    args.extend_from_slice(ENCODE);
-    args.push(&out_str);
-    ffmpeg(&args);
+    encode(&inputs, &[], &out);
     out
 }
 

@@ -161,6 +161,46 @@ impl NginxOrigin {
     }
 }
 
+/// Runs Debian's ffmpeg to completion (quiet, overwriting), failing the test with its
+/// error output.
+pub fn ffmpeg(args: &[&str]) {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("run ffmpeg (scripts/install-deps.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// H.264 encoder options of the tests' streams: fast, 4:2:0, B-frames, and a keyframe
+/// exactly every `gop_frames` frames.
+pub fn x264_args(gop_frames: u32) -> Vec<String> {
+    let gop = gop_frames.to_string();
+    [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-bf",
+        "2",
+        "-g",
+        &gop,
+        "-keyint_min",
+        &gop,
+        "-sc_threshold",
+        "0",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect()
+}
+
 /// What ffprobe reports of a file's first video stream.
 #[derive(Debug)]
 pub struct VideoProbe {
@@ -211,31 +251,13 @@ pub struct Publisher {
 impl Publisher {
     /// `seconds` of 640×360 30 fps test pattern with a `gop_seconds` keyframe interval.
     pub fn start(url: &str, seconds: u32, gop_seconds: u32) -> Publisher {
-        let gop = (30 * gop_seconds).to_string();
         let process = ChildGuard::spawn(
             Command::new("ffmpeg")
                 .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
                 .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
                 .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
                 .args(["-t", &seconds.to_string()])
-                .args([
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-pix_fmt",
-                    "yuv420p",
-                ])
-                .args([
-                    "-g",
-                    &gop,
-                    "-keyint_min",
-                    &gop,
-                    "-sc_threshold",
-                    "0",
-                    "-bf",
-                    "2",
-                ])
+                .args(x264_args(30 * gop_seconds))
                 .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),

@@ -367,11 +367,7 @@ impl Demuxer {
         message: &Message,
         events: &mut Vec<DemuxEvent>,
     ) -> Result<(), DemuxError> {
-        let amf_error = |source| DemuxError::Amf {
-            message_type: message.type_id,
-            offset: message.start_offset,
-            source,
-        };
+        let amf_error = amf_error_in(message);
         let mut decoder = Amf0Decoder::new(body, base_offset);
         let Amf0Value::String(name) = decoder.next_value().map_err(amf_error)? else {
             return Ok(());
@@ -525,6 +521,15 @@ impl Demuxer {
     }
 }
 
+/// Wraps an AMF0 error with the message it was found in.
+fn amf_error_in(message: &Message) -> impl Fn(Amf0Error) -> DemuxError + Copy + '_ {
+    |source| DemuxError::Amf {
+        message_type: message.type_id,
+        offset: message.start_offset,
+        source,
+    }
+}
+
 /// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})`; other data messages
 /// are ignored.
 fn handle_data(
@@ -533,11 +538,7 @@ fn handle_data(
     message: &Message,
     events: &mut Vec<DemuxEvent>,
 ) -> Result<(), DemuxError> {
-    let amf_error = |source| DemuxError::Amf {
-        message_type: message.type_id,
-        offset: message.start_offset,
-        source,
-    };
+    let amf_error = amf_error_in(message);
     let mut decoder = Amf0Decoder::new(body, base_offset);
     let mut name = decoder.next_value().map_err(amf_error)?;
     if name == Amf0Value::String("@setDataFrame".into()) {
