@@ -56,8 +56,9 @@ pub struct CutBenchArgs {
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// Benign streams of the live streams-per-core check (`workers = 1`); 0 skips it.
-    #[arg(long, default_value_t = 300)]
-    pub per_core_streams: usize,
+    /// Default: 90 % of the streams per core derived from the per-keyframe cost.
+    #[arg(long)]
+    pub per_core_streams: Option<usize>,
     /// Seconds the live streams-per-core check is measured.
     #[arg(long, default_value_t = 20)]
     pub per_core_seconds: u64,
@@ -67,6 +68,10 @@ pub struct CutBenchArgs {
     /// Seconds of benign footage encoded (looped by the publishers).
     #[arg(long, default_value_t = 10)]
     pub benign_seconds: u32,
+    /// FFmpeg lavfi source of the benign footage (720p30; decode cost grows with the
+    /// detail and noise the encoder spends bits on).
+    #[arg(long, default_value = BENIGN_SOURCE)]
+    pub benign_source: String,
 }
 
 /// 720p30 with a 2 s GOP, as a streamer's encoder sends it (OBS's default x264 preset,
@@ -105,13 +110,16 @@ const KNOWN_SECONDS: &str = "6";
 const LISTED_LEAD_SECONDS: u32 = 2;
 const CHUNK_SIZE: u32 = 4096;
 const APP: &str = "live";
+/// The live check runs this share of the derived streams per core by default: a worker
+/// busy 100 % of the time sheds on any jitter.
+const AUTO_PER_CORE_SHARE: f64 = 0.9;
 
 pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
     ensure!(args.trials > 0, "--trials must be at least 1");
     ensure!(args.stage_seconds > 0.0, "--stage-seconds must be positive");
     let dir = tempfile::tempdir().context("creating a directory for the media")?;
     let started = Instant::now();
-    let media = Media::encode(dir.path(), args.benign_seconds)?;
+    let media = Media::encode(dir.path(), &args.benign_source, args.benign_seconds)?;
     println!(
         "media: benign {} s ({} keyframes, {:.0} kbit/s), listed {} s (clip from {} s), list of {} hashes; made in {:.1} s",
         media.benign.duration_ms as f64 / 1000.0,
@@ -132,8 +140,11 @@ pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let mut failed = runtime.block_on(time_to_cut(&args, &media))?;
-    if args.per_core_streams > 0 {
-        failed |= !runtime.block_on(live_per_core(&args, &media, &costs))?;
+    let per_core_streams = args
+        .per_core_streams
+        .unwrap_or((costs.streams_per_core() * AUTO_PER_CORE_SHARE) as usize);
+    if per_core_streams > 0 {
+        failed |= !runtime.block_on(live_per_core(&args, per_core_streams, &media, &costs))?;
     }
     println!("wall {:.0} s", started.elapsed().as_secs_f64());
     Ok(if failed {
@@ -174,13 +185,13 @@ fn path_str(path: &Path) -> anyhow::Result<&str> {
 }
 
 impl Media {
-    fn encode(dir: &Path, benign_seconds: u32) -> anyhow::Result<Media> {
+    fn encode(dir: &Path, benign_source: &str, benign_seconds: u32) -> anyhow::Result<Media> {
         let (benign, known, listed) = (
             dir.join("benign.flv"),
             dir.join("known.flv"),
             dir.join("listed.flv"),
         );
-        let source = format!("{BENIGN_SOURCE},trim=duration={benign_seconds}");
+        let source = format!("{benign_source},trim=duration={benign_seconds}");
         let mut args = vec!["-f", "lavfi", "-i", &source];
         args.extend_from_slice(ENCODE);
         args.push(path_str(&benign)?);
@@ -191,7 +202,7 @@ impl Media {
         args.push(path_str(&known)?);
         ffmpeg(&args)?;
 
-        let lead = format!("{BENIGN_SOURCE},trim=duration={LISTED_LEAD_SECONDS}");
+        let lead = format!("{benign_source},trim=duration={LISTED_LEAD_SECONDS}");
         let mut args = vec![
             "-f",
             "lavfi",
@@ -1082,11 +1093,11 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
 /// The live streams-per-core check; true when nothing was shed.
 async fn live_per_core(
     args: &CutBenchArgs,
+    streams: usize,
     media: &Media,
     costs: &KeyframeCosts,
 ) -> anyhow::Result<bool> {
     let sink = start_sink().await?;
-    let streams = args.per_core_streams;
     let proxy = Proxy::start(media, sink, 1, streams).await?;
     let load = BenignLoad::start(proxy.listen, &media.benign, streams, 1000);
     tokio::time::sleep(warm_up()).await;
