@@ -742,7 +742,7 @@ struct Snapshot {
     analysed: u64,
     decoder_errors: u64,
     latency_micros: u64,
-    analysis_cpu: f64,
+    analysis: ThreadTimes,
     process_cpu: f64,
 }
 
@@ -755,7 +755,7 @@ impl Snapshot {
             analysed: stats.samples_analysed.load(Ordering::Relaxed),
             decoder_errors: stats.decoder_errors.load(Ordering::Relaxed),
             latency_micros: stats.analysis_latency_micros_total.load(Ordering::Relaxed),
-            analysis_cpu: analysis_threads_cpu_seconds(),
+            analysis: analysis_threads_times(),
             process_cpu: process_cpu_seconds(),
         }
     }
@@ -770,6 +770,7 @@ struct Interval {
     decoder_errors: u64,
     mean_latency_ms: f64,
     analysis_cpu: f64,
+    analysis_waiting: f64,
     process_cpu: f64,
 }
 
@@ -785,7 +786,8 @@ impl Interval {
             mean_latency_ms: (after.latency_micros - before.latency_micros) as f64
                 / analysed.max(1) as f64
                 / 1000.0,
-            analysis_cpu: after.analysis_cpu - before.analysis_cpu,
+            analysis_cpu: after.analysis.running - before.analysis.running,
+            analysis_waiting: after.analysis.waiting - before.analysis.waiting,
             process_cpu: after.process_cpu - before.process_cpu,
         }
     }
@@ -795,33 +797,37 @@ impl Interval {
 /// `livegate-analysis-N`).
 const ANALYSIS_THREAD_COMM: &str = "livegate-analys";
 
-/// CPU seconds used so far by this process's analysis worker threads (from /proc; 0 where
-/// /proc is missing).
-fn analysis_threads_cpu_seconds() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+/// Scheduler time of this process's analysis worker threads so far, in seconds.
+#[derive(Clone, Copy, Default)]
+struct ThreadTimes {
+    /// On a CPU.
+    running: f64,
+    /// Runnable but waiting for a CPU (other threads and processes had it).
+    waiting: f64,
+}
+
+/// Reads `/proc/self/task/*/schedstat` (ns on CPU, ns waiting on a run queue) of the
+/// threads named like the analysis workers; zeros where /proc is missing.
+fn analysis_threads_times() -> ThreadTimes {
+    let mut times = ThreadTimes::default();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
+        return times;
     };
-    let mut ticks = 0u64;
     for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+        let is_worker = std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|comm| comm.starts_with(ANALYSIS_THREAD_COMM));
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
             continue;
         };
-        // `pid (comm) state ppid …`: comm may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if !stat[open + 1..close].starts_with(ANALYSIS_THREAD_COMM) {
-            continue;
+        let mut fields = schedstat
+            .split_whitespace()
+            .map(|field| field.parse::<u64>().unwrap_or(0) as f64 / 1e9);
+        if is_worker {
+            times.running += fields.next().unwrap_or(0.0);
+            times.waiting += fields.next().unwrap_or(0.0);
         }
-        // After comm: state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-        // cmajflt utime(14) stime(15).
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let field = |number: usize| fields.get(number - 3).and_then(|f| f.parse::<u64>().ok());
-        ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
     }
-    ticks as f64 / ticks_per_second
+    times
 }
 
 /// A small deterministic generator for the publishers' start phases.
@@ -980,7 +986,7 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
         }
     );
     println!(
-        "{:>7} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>5} {:>7} {:>11} {:>10} {:>9}",
+        "{:>7} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>5} {:>7} {:>11} {:>9} {:>9} {:>9}",
         "benign",
         "cut",
         "p50_ms",
@@ -993,6 +999,7 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
         "dec_err",
         "analysis_ms",
         "workers%",
+        "wait%",
         "process%"
     );
     let mut failed = false;
@@ -1063,7 +1070,7 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
             failed = true;
         }
         println!(
-            "{:>7} {:>3}/{:<2} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9} {:>8} {:>5} {:>7} {:>11.1} {:>10.1} {:>9.1}",
+            "{:>7} {:>3}/{:<2} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9} {:>8} {:>5} {:>7} {:>11.1} {:>9.1} {:>9.1} {:>9.1}",
             count,
             times_ms.len(),
             args.trials,
@@ -1077,11 +1084,16 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
             interval.decoder_errors,
             interval.mean_latency_ms,
             interval.analysis_cpu / interval.seconds * 100.0,
+            interval.analysis_waiting / interval.seconds * 100.0,
             interval.process_cpu / interval.seconds * 100.0,
         );
         // Let the stopped publishers' sessions close before the next phase.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    println!(
+        "  workers% / wait%: the analysis threads' time on a CPU / runnable but waiting for one, \
+         in % of one core; process%: the whole process (publishers and sink included)"
+    );
     println!(
         "  (yardstick from DESIGN.md, not this run: nginx-rtmp on_publish + ffmpeg at 1 frame/s + \
          PDQ in Python cuts about 2700 ms after the first known keyframe, 1300 ms tuned)"
@@ -1122,9 +1134,11 @@ async fn live_per_core(
         interval.mean_latency_ms
     );
     println!(
-        "  worker busy {:.1} % of a core; {:.2} ms CPU per keyframe live (micro-benchmark: {:.2} ms) \
+        "  worker on a CPU {:.1} % of the time, runnable but waiting for a CPU {:.1} %; \
+         {:.2} ms CPU per keyframe live (micro-benchmark: {:.2} ms) \
          -> {:.0} streams per core; process CPU {:.0} % (publishers, sink and relay included)",
         busy * 100.0,
+        interval.analysis_waiting / interval.seconds * 100.0,
         live_cost_ms,
         costs.pipeline,
         GOP_SECONDS * 1000.0 / live_cost_ms,
