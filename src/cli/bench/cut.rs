@@ -498,30 +498,32 @@ fn measure_keyframe_costs(media: &Media, budget: Duration) -> anyhow::Result<Key
                 .clone(),
         );
     }
-    let mut rgb_frames = Vec::with_capacity(pictures.len());
-    let mut convert_context = None;
-    let mut picture_index = 0usize;
-    let convert = cpu_ms_per_call(budget, || {
-        picture_index = (picture_index + 1) % pictures.len();
-        let picture = &pictures[picture_index];
-        let context = match convert_context.as_mut() {
-            Some(context) => context,
-            None => convert_context.insert(ffmpeg_next::software::scaling::Context::get(
-                picture.format(),
-                picture.width(),
-                picture.height(),
+    // Converted into buffers allocated once, as `FrameHasher` does.
+    let mut rgb_frames: Vec<_> = pictures
+        .iter()
+        .map(|picture| {
+            ffmpeg_next::frame::Video::new(
                 ffmpeg_next::format::Pixel::RGB24,
                 picture.width(),
                 picture.height(),
-                // vPDQ's and livegate's flag (src/media/frame.rs).
-                ffmpeg_next::software::scaling::Flags::AREA,
-            )?),
-        };
-        let mut rgb = ffmpeg_next::frame::Video::empty();
-        context.run(picture, &mut rgb)?;
-        if rgb_frames.len() < pictures.len() {
-            rgb_frames.push(rgb);
-        }
+            )
+        })
+        .collect();
+    let first = &pictures[0];
+    let mut converter = ffmpeg_next::software::scaling::Context::get(
+        first.format(),
+        first.width(),
+        first.height(),
+        ffmpeg_next::format::Pixel::RGB24,
+        first.width(),
+        first.height(),
+        // vPDQ's and livegate's flag (src/media/frame.rs).
+        ffmpeg_next::software::scaling::Flags::AREA,
+    )?;
+    let mut picture_index = 0usize;
+    let convert = cpu_ms_per_call(budget, || {
+        picture_index = (picture_index + 1) % pictures.len();
+        converter.run(&pictures[picture_index], &mut rgb_frames[picture_index])?;
         Ok(())
     })?;
     let images: Vec<Image<'_>> = rgb_frames
