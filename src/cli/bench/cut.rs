@@ -19,6 +19,9 @@
 //! - **Yardstick** (same run, same file, same thread): decoding every frame, as tools
 //!   that pull the stream through FFmpeg at 1 frame/s do, against livegate's
 //!   keyframe-only path, in CPU per stream.
+//!
+//! Goals missed are reported, not failed on; the exit status is non-zero only when a
+//! listed stream was not cut (or cut before its clip) or a benign stream was cut.
 
 use anyhow::{Context, bail, ensure};
 use clap::Args;
@@ -144,7 +147,7 @@ pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
         .per_core_streams
         .unwrap_or((costs.streams_per_core() * AUTO_PER_CORE_SHARE) as usize);
     if per_core_streams > 0 {
-        failed |= !runtime.block_on(live_per_core(&args, per_core_streams, &media, &costs))?;
+        failed |= runtime.block_on(live_per_core(&args, per_core_streams, &media, &costs))?;
     }
     println!("wall {:.0} s", started.elapsed().as_secs_f64());
     Ok(if failed {
@@ -1104,7 +1107,8 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
     Ok(failed)
 }
 
-/// The live streams-per-core check; true when nothing was shed.
+/// The live streams-per-core check. Shedding is a measurement (on a shared machine the
+/// worker may not get its core); true only when something failed (a benign stream cut).
 async fn live_per_core(
     args: &CutBenchArgs,
     streams: usize,
@@ -1146,12 +1150,19 @@ async fn live_per_core(
         GOP_SECONDS * 1000.0 / live_cost_ms,
         interval.process_cpu / interval.seconds * 100.0
     );
-    let ok = interval.shed == 0 && benign_cut == 0 && interval.analysed > 0;
+    let sustained = interval.shed == 0 && interval.analysed > 0;
     println!(
         "  {streams} streams on one analysis core with every keyframe analysed: {}",
-        if ok { "sustained" } else { "NOT sustained" }
+        if sustained {
+            "sustained"
+        } else {
+            "NOT sustained"
+        }
     );
-    Ok(ok)
+    if benign_cut > 0 {
+        println!("  {benign_cut} benign streams were cut");
+    }
+    Ok(benign_cut > 0)
 }
 
 #[cfg(test)]
