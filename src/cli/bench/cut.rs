@@ -35,7 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::relay::{percentile, process_cpu_seconds};
-use livegate::actuator::AuditEvent;
+use livegate::actuator::{AuditEvent, AuditRecord};
 use livegate::analysis::AnalysisStats;
 use livegate::config::Config;
 use livegate::ingest::rtmp::encode::{self, ChunkWriter};
@@ -732,6 +732,28 @@ impl Proxy {
         })
     }
 
+    /// The cut record of the stream whose key has `fingerprint`, once the relay has
+    /// written it (after both sockets closed); `None` if none comes within 2 s.
+    async fn cut_record(&self, fingerprint: &str) -> Option<AuditRecord> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = self
+                .services
+                .analysis
+                .actuator()
+                .recent_records()
+                .into_iter()
+                .find(|record| {
+                    record.event == AuditEvent::Cut
+                        && record.key_fingerprint.as_deref() == Some(fingerprint)
+                });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn shut_down(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
@@ -821,16 +843,17 @@ fn analysis_threads_times() -> ThreadTimes {
     for task in tasks.flatten() {
         let is_worker = std::fs::read_to_string(task.path().join("comm"))
             .is_ok_and(|comm| comm.starts_with(ANALYSIS_THREAD_COMM));
+        if !is_worker {
+            continue;
+        }
         let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
             continue;
         };
         let mut fields = schedstat
             .split_whitespace()
             .map(|field| field.parse::<u64>().unwrap_or(0) as f64 / 1e9);
-        if is_worker {
-            times.running += fields.next().unwrap_or(0.0);
-            times.waiting += fields.next().unwrap_or(0.0);
-        }
+        times.running += fields.next().unwrap_or(0.0);
+        times.waiting += fields.next().unwrap_or(0.0);
     }
     times
 }
@@ -1030,24 +1053,7 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
             if let Some(elapsed) = published.close_after_keyframe {
                 publisher_ms.push(elapsed.as_secs_f64() * 1000.0);
             }
-            // The relay writes the record once both sockets are closed.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let record = loop {
-                let found = proxy
-                    .services
-                    .analysis
-                    .actuator()
-                    .recent_records()
-                    .into_iter()
-                    .find(|record| {
-                        record.event == AuditEvent::Cut
-                            && record.key_fingerprint.as_deref() == Some(fingerprint.as_str())
-                    });
-                if found.is_some() || Instant::now() >= deadline {
-                    break found;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let record = proxy.cut_record(&fingerprint).await;
             match record.and_then(|record| {
                 let pts = record.pts_seconds.unwrap_or_default();
                 record.time_to_cut_ms.map(|ms| (ms, pts))
