@@ -1,5 +1,6 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
 
+mod cut;
 mod demux;
 mod index;
 mod pdq;
@@ -18,6 +19,8 @@ pub enum BenchCommand {
     Pdq(pdq::PdqBenchArgs),
     /// RTMP demuxer throughput on a captured publish session.
     Demux(demux::DemuxBenchArgs),
+    /// Time to cut under benign load, and streams per analysis core.
+    Cut(cut::CutBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -26,5 +29,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
+        BenchCommand::Cut(args) => cut::run(args),
     }
 }

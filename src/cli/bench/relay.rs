@@ -191,7 +191,7 @@ fn report(direct: &PhaseResult, through: &PhaseResult) {
     );
 }
 
-fn percentile(values: &[f64], quantile: f64) -> f64 {
+pub(super) fn percentile(values: &[f64], quantile: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -202,7 +202,7 @@ fn percentile(values: &[f64], quantile: f64) -> f64 {
 }
 
 /// Process CPU time (user + system) so far.
-fn process_cpu_seconds() -> f64 {
+pub(super) fn process_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a complete `rusage` into the pointer it is given.
     let usage = unsafe {
