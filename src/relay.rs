@@ -24,7 +24,7 @@ use crate::actuator::{Actuator, AuditEvent, AuditRecord};
 use crate::analysis::{Analysis, StreamAnalysis};
 use crate::config::{IngestConfig, OnParseError};
 use crate::ingest::rtmp::{DemuxEvent, Demuxer};
-use crate::session::{Closer, CutEvidence, RedactedKey, SessionRegistry, SessionState};
+use crate::session::{Closer, CutEvidence, CutRequest, RedactedKey, SessionRegistry, SessionState};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -45,6 +45,16 @@ impl SessionEnd {
             closer,
             reason: reason.into(),
             evidence: None,
+        }
+    }
+}
+
+impl From<CutRequest> for SessionEnd {
+    fn from(request: CutRequest) -> Self {
+        SessionEnd {
+            closer: request.closer,
+            reason: request.reason,
+            evidence: request.evidence,
         }
     }
 }
@@ -111,11 +121,7 @@ async fn relay(
     tokio::select! {
         end = pump_publisher_to_origin(publisher_read, origin_write, tap, ingest, state) => end,
         end = pump_origin_to_publisher(origin_read, publisher_write, state) => end,
-        request = state.cut_requested() => SessionEnd {
-            closer: request.closer,
-            reason: request.reason,
-            evidence: request.evidence,
-        },
+        request = state.cut_requested() => SessionEnd::from(request),
     }
 }
 
@@ -195,6 +201,11 @@ async fn pump_publisher_to_origin(
         let chunk = buffer.split().freeze();
         if let Err(end) = tap.observe(&chunk, Instant::now()) {
             return end;
+        }
+        // A cut decided while this read was parsed (by a worker thread) wins before the
+        // bytes go out: nothing of the publisher's reaches the origin after the decision.
+        if let Some(request) = state.pending_cut() {
+            return SessionEnd::from(request);
         }
         if let Err(error) = origin.write_all(&chunk).await {
             return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));

@@ -166,6 +166,11 @@ impl SessionState {
         self.cut_request.get().is_some()
     }
 
+    /// The cut requested so far, if any (without waiting).
+    pub fn pending_cut(&self) -> Option<CutRequest> {
+        self.cut_request.get().cloned()
+    }
+
     /// Notes the distance of a keyframe's nearest list match.
     pub fn record_match_distance(&self, distance: u32) {
         self.last_match_distance.store(distance, Ordering::Relaxed);
