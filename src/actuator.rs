@@ -471,3 +471,207 @@ async fn post_once(uri: hyper::Uri, body: Vec<u8>) -> Result<(), WebhookError> {
         Err(WebhookError::Status(response.status()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::lists::HashListConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn lists(dir: &tempfile::TempDir) -> Arc<ListSet> {
+        let path = dir.path().join("learned.csv");
+        std::fs::write(&path, "# learned hashes\n").expect("write list");
+        Arc::new(ListSet::load(&[HashListConfig::new("learned", &path)]).expect("load"))
+    }
+
+    /// An HTTP server answering each request with the next status of `statuses`
+    /// (200 once they run out), keeping the request bodies.
+    async fn webhook_receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&bodies);
+        tokio::spawn(async move {
+            let mut statuses = statuses.into_iter();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                let body = loop {
+                    let Ok(n) = socket.read(&mut buffer).await else {
+                        break None;
+                    };
+                    if n == 0 {
+                        break None;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|line| {
+                                line.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break Some(body.to_string());
+                        }
+                    }
+                };
+                let status = statuses.next().unwrap_or(200);
+                if let Some(body) = body {
+                    lock(&seen).push(body);
+                }
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        (url, bodies)
+    }
+
+    async fn eventually(limit: Duration, done: impl Fn() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done() {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    #[tokio::test]
+    async fn webhooks_get_the_records_they_subscribe_to_with_retries() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (url, bodies) = webhook_receiver(vec![503]).await;
+        let config = ActuatorConfig {
+            webhook: vec![WebhookConfig {
+                url,
+                events: vec![AuditEvent::Cut],
+                timeout_ms: 1000,
+                retries: 2,
+            }],
+            ..ActuatorConfig::default()
+        };
+        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
+        actuator.record(AuditRecord::now(AuditEvent::Match, 1, "only audited"));
+        actuator.record(AuditRecord::now(AuditEvent::Cut, 2, "posted"));
+        assert!(eventually(Duration::from_secs(5), || lock(&bodies).len() == 2).await);
+        // The first attempt got 503 and was retried; both bodies are the cut record.
+        for body in lock(&bodies).iter() {
+            let record: serde_json::Value = serde_json::from_str(body).expect("json body");
+            assert_eq!(record["event"], "cut");
+            assert_eq!(record["stream_id"], 2);
+        }
+        assert_eq!(actuator.webhook_failures(), 0);
+        assert_eq!(actuator.recent_records().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_that_keeps_failing_is_counted_not_waited_for() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (url, _) = webhook_receiver(vec![500, 500]).await;
+        let config = ActuatorConfig {
+            webhook: vec![WebhookConfig {
+                url,
+                events: vec![AuditEvent::Cut],
+                timeout_ms: 1000,
+                retries: 1,
+            }],
+            ..ActuatorConfig::default()
+        };
+        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
+        let started = std::time::Instant::now();
+        actuator.record(AuditRecord::now(AuditEvent::Cut, 3, "posted"));
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "record() waited on the webhook"
+        );
+        assert!(eventually(Duration::from_secs(5), || actuator.webhook_failures() == 1).await);
+    }
+
+    #[tokio::test]
+    async fn bans_expire_and_learned_hashes_join_the_list() {
+        let dir = tempfile::tempdir().expect("dir");
+        let lists = lists(&dir);
+        let config = ActuatorConfig {
+            ban_seconds: 1,
+            learn_into: Some("learned".into()),
+            ..ActuatorConfig::default()
+        };
+        let actuator = Actuator::new(config, Arc::clone(&lists)).expect("actuator");
+        actuator.ban("0123456789abcdef");
+        assert!(actuator.ban_remaining("0123456789abcdef").is_some());
+        assert!(actuator.ban_remaining("fedcba9876543210").is_none());
+        let hashes = vec![
+            (Hash256::from_words([1, 2, 3, 4]), 90),
+            (Hash256::from_words([u64::MAX; 4]), 80),
+        ];
+        actuator.learn(hashes, "learned,session 7".into());
+        assert!(
+            eventually(Duration::from_secs(5), || lists.status()[0]
+                .added_at_runtime
+                == 2)
+            .await
+        );
+        let found = lists.lookup(&[Hash256::from_words([1, 2, 3, 4])], 100);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].distance, 0);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(
+            actuator.ban_remaining("0123456789abcdef").is_none(),
+            "ban did not expire"
+        );
+    }
+
+    #[test]
+    fn audit_records_are_appended_as_json_lines() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let config = ActuatorConfig {
+            audit_log: Some(path.clone()),
+            ..ActuatorConfig::default()
+        };
+        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
+        let mut record = AuditRecord::now(AuditEvent::Rejected, 9, "banned");
+        record.key_fingerprint = Some("0123456789abcdef".into());
+        actuator.record(record);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.ends_with('\n') || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let record: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+        assert_eq!(record["event"], "rejected");
+        assert_eq!(record["key_fingerprint"], "0123456789abcdef");
+        assert!(record.get("signal").is_none());
+    }
+
+    #[test]
+    fn an_unwritable_audit_log_is_a_startup_error_naming_the_key() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let dir = tempfile::tempdir().expect("dir");
+        let config = ActuatorConfig {
+            audit_log: Some(dir.path().join("missing-dir/audit.jsonl")),
+            ..ActuatorConfig::default()
+        };
+        let error = Actuator::new(config, lists(&dir)).err().expect("must fail");
+        assert!(error.to_string().contains("actuator.audit_log"), "{error}");
+    }
+}
