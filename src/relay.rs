@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::actuator::{Actuator, AuditEvent, AuditRecord};
 use crate::analysis::{Analysis, StreamAnalysis};
 use crate::config::{IngestConfig, OnParseError};
-use crate::ingest::rtmp::{DemuxEvent, Demuxer};
+use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
 use crate::session::{Closer, CutEvidence, CutRequest, RedactedKey, SessionRegistry, SessionState};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
@@ -351,7 +351,11 @@ impl Tap {
                 state.update_identity(|identity| identity.app = Some(app));
             }
             DemuxEvent::Publish { stream_key, .. } => {
-                let key = RedactedKey::new(&stream_key);
+                // The key alone identifies the stream (as nginx-rtmp's `name`): a
+                // `?query` (often a token) must neither be logged nor let a banned key
+                // back in under a new query.
+                let (key, _query) = split_stream_key(&stream_key);
+                let key = RedactedKey::new(key);
                 self.published = true;
                 let identity = state.identity();
                 let app = identity.app.as_deref().unwrap_or("");

@@ -298,11 +298,12 @@ fn listed_footage_is_cut_altered_or_not_while_benign_streams_flow() {
         );
     }
 
-    // A cut key coming back within the ban window is refused at publish.
+    // A cut key coming back within the ban window is refused at publish, whatever
+    // query string it carries this time.
     let (_, banned_key, _) = &publishers[0];
     let mut again = publish(
         &variants[0].1,
-        &format!("rtmp://{}/live/{banned_key}", stack.listen),
+        &format!("rtmp://{}/live/{banned_key}?attempt=2", stack.listen),
     );
     let status = again.wait_for(Duration::from_secs(10));
     assert!(
