@@ -339,10 +339,12 @@ mod tests {
             list: "known".into(),
             hash: String::new(),
             matched_hash: String::new(),
-            distance: 0,
-            quality: 100,
+            distance: Some(0),
+            quality: Some(100),
             variant: "original".into(),
             label: String::new(),
+            score: None,
+            bbox: None,
         });
         policy.time_to_cut_ms = Some(42.0);
         observations.record_cut(&policy);

@@ -831,6 +831,23 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_section_is_valid() {
+        let example = include_str!("../../config/example.toml");
+        let section = &example[example.find("# [classifier]").expect("documented")..];
+        let uncommented: String = section
+            .lines()
+            .map(|line| {
+                let line = line.strip_prefix('#').unwrap_or(line);
+                format!("{}\n", line.strip_prefix(' ').unwrap_or(line))
+            })
+            .collect();
+        let parsed: toml::Table = toml::from_str(&uncommented).expect("example parses");
+        let config: ClassifierConfig = parsed["classifier"].clone().try_into().expect("schema");
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!((config.labels.len(), config.rules.len()), (18, 1));
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let key = |extra: &str| config(extra).validate().err().map(|(key, _)| key);
         assert_eq!(key(""), None);
