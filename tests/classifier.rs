@@ -1,7 +1,8 @@
 //! The classifier signal on real ONNX Runtime: a tiny model built here with Python's
-//! `onnx` whose scores are known exactly, NudeNet's YOLOv8n detector cross-checked
-//! against the same model run by Python's onnxruntime on the same tensor, and the
-//! startup errors for a wrong input shape, a missing model and a missing runtime.
+//! `onnx` whose scores are known exactly; NudeNet's YOLOv8n detector cross-checked
+//! against the same model run by Python's onnxruntime on the same tensor, and finding the
+//! face in a photograph as NudeNet's own Python pipeline does; and the startup errors for
+//! a wrong input shape or output, a missing or invalid model and a missing runtime.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -171,6 +172,22 @@ fn startup_errors_name_the_key_and_what_was_found() {
         .expect("wrong layout");
     assert!(error.to_string().contains("nhwc [1, 8, 8, 3]"), "{error}");
 
+    let three_labels = TINY_CONFIG.replace("\"second_channel\"]", "\"second_channel\", \"third\"]");
+    let error = Classifier::load(Arc::new(config(&three_labels, &model)))
+        .err()
+        .expect("label count");
+    assert!(
+        matches!(error, ClassifierError::OutputShape { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("expects 3 scores"), "{error}");
+
+    let detection = format!("{TINY_CONFIG}output = \"detection\"\n");
+    let error = Classifier::load(Arc::new(config(&detection, &model)))
+        .err()
+        .expect("not a detector");
+    assert!(error.to_string().contains("[1, 6, N]"), "{error}");
+
     let missing = config(TINY_CONFIG, &dir.path().join("absent.onnx"));
     let error = Classifier::load(Arc::new(missing)).err().expect("no model");
     assert!(
@@ -321,4 +338,97 @@ fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
         compared >= 3,
         "python reported {compared} classes: {reference}"
     );
+}
+
+/// NudeNet's own Python pipeline on a photograph: `[{"class", "score", "box"}]`.
+const NUDENET_DETECT: &str = r#"
+import json, sys
+from nudenet import NudeDetector
+print(json.dumps(NudeDetector().detect(sys.argv[1])))
+"#;
+
+/// The same model on the photograph resized by OpenCV (`INTER_LINEAR`), in RGB: the top
+/// FACE_FEMALE score.
+const OPENCV_RGB_FACE_SCORE: &str = r#"
+import sys, cv2, numpy as np, onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[2], providers=['CPUExecutionProvider'])
+rgb = cv2.cvtColor(cv2.imread(sys.argv[1]), cv2.COLOR_BGR2RGB)
+blob = (cv2.resize(rgb, (320, 320), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255)
+out = session.run(None, {session.get_inputs()[0].name: blob.transpose(2, 0, 1)[None].copy()})[0]
+print(float(out[0, 4 + 1].max()))
+"#;
+
+#[test]
+fn nudenet_finds_the_face_in_a_photograph_as_nudenet_itself_does() {
+    // scikit-image's `astronaut` (public-domain NASA portrait of Eileen Collins), 512x512.
+    let photo = PathBuf::from(
+        run_python(
+            "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'astronaut.png'))",
+            &[],
+        )
+        .trim(),
+    );
+    let model = PathBuf::from(
+        run_python(
+            "import os, nudenet; print(os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx'))",
+            &[],
+        )
+        .trim(),
+    );
+    let rgb = image::open(&photo)
+        .expect("decode the photograph")
+        .to_rgb8();
+    let picture = Image {
+        data: rgb.as_raw(),
+        width: rgb.width() as usize,
+        height: rgb.height() as usize,
+        stride: rgb.width() as usize * 3,
+    };
+    let face = |color: &str| {
+        let text = format!("{NUDENET_CONFIG}color = \"{color}\"\n");
+        let mut detector = Classifier::load(Arc::new(config(&text, &model))).expect("load");
+        let found = detector.classify(&picture).expect("detect");
+        let best = found.first().expect("livegate detects something").clone();
+        assert_eq!(&*best.label, "FACE_FEMALE", "{found:?}");
+        best
+    };
+
+    // The model as trained (RGB): livegate's resize against OpenCV's, same model.
+    let ours = face("rgb");
+    let opencv: f32 = run_python(OPENCV_RGB_FACE_SCORE, &[&photo, &model])
+        .trim()
+        .parse()
+        .expect("score");
+    assert!(
+        (ours.score - opencv).abs() < 0.01,
+        "{} vs {opencv}",
+        ours.score
+    );
+
+    // NudeNet's own pipeline swaps channels twice (RGBA2BGR on a BGR picture, then
+    // swapRB), so it feeds the model BGR: livegate with `color = "bgr"` reproduces it.
+    let theirs: serde_json::Value =
+        serde_json::from_str(&run_python(NUDENET_DETECT, &[&photo])).expect("json");
+    let their_face = &theirs[0];
+    assert_eq!(
+        their_face["class"], "FACE_FEMALE",
+        "python nudenet: {theirs}"
+    );
+    let ours = face("bgr");
+    let their_score = their_face["score"].as_f64().expect("score") as f32;
+    assert!(
+        (ours.score - their_score).abs() < 0.01,
+        "{} vs {their_score}",
+        ours.score
+    );
+    let bbox = ours.bbox.expect("box");
+    for (ours, theirs) in bbox.iter().zip(their_face["box"].as_array().expect("box")) {
+        let theirs = theirs.as_f64().expect("number") as f32;
+        // NudeNet truncates its box to whole pixels.
+        assert!(
+            (ours - theirs).abs() < 2.0,
+            "box {bbox:?} vs {}",
+            their_face["box"]
+        );
+    }
 }

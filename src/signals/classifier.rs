@@ -177,8 +177,7 @@ const MAX_LABELS: usize = 10_000;
 impl ClassifierConfig {
     /// Checks ranges and rules; the error is `(key, message)` for the config's error type.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid =
-            |key: &str, message: String| Err((format!("classifier.{key}"), message.to_string()));
+        let invalid = |key: &str, message: String| Err((format!("classifier.{key}"), message));
         let [width, height] = self.input_size;
         if !(1..=MAX_INPUT_SIDE).contains(&width) || !(1..=MAX_INPUT_SIDE).contains(&height) {
             return invalid(
@@ -380,12 +379,17 @@ impl Classifier {
             )));
         };
         let input_name = input.name().to_string();
-        check_input_shape(
-            &config,
-            input.dtype().tensor_shape().map(|shape| &shape[..]),
-        )?;
+        let declared = match input.dtype() {
+            ort::value::ValueType::Tensor { ty, shape, .. }
+                if *ty == ort::value::TensorElementType::Float32 =>
+            {
+                Some(&shape[..])
+            }
+            _ => None,
+        };
+        check_input_shape(&config, declared)?;
         let [width, height] = config.input_size;
-        Ok(Classifier {
+        let mut classifier = Classifier {
             labels: config
                 .labels
                 .iter()
@@ -395,7 +399,15 @@ impl Classifier {
             config,
             session,
             input_name,
-        })
+        };
+        // One run on a black picture: an output that does not fit `output`/`labels`
+        // fails here, at startup, rather than on every keyframe.
+        classifier.run(BoxMapping {
+            scale: 1.0,
+            frame_width: width as f32,
+            frame_height: height as f32,
+        })?;
+        Ok(classifier)
     }
 
     pub fn config(&self) -> &Arc<ClassifierConfig> {
@@ -514,7 +526,7 @@ fn check_input_shape(
     }
     Err(ClassifierError::InputShape {
         path: config.model.clone(),
-        found: declared.map_or("a non-tensor input".into(), |dims| {
+        found: declared.map_or("an input that is not a float tensor".into(), |dims| {
             format!("a float tensor {}", describe(dims))
         }),
         expected: format!("{:?} {}", config.layout, describe(&expected)).to_lowercase(),
