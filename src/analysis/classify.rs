@@ -1,7 +1,8 @@
 //! The classifier beside the hashes: one in `every_nth_sample` analysed keyframes of a
 //! stream is copied (as the RGB24 picture the PDQ path already made) into a bounded
 //! queue, and the classifier's own threads run the model on it and apply the stream's
-//! per-label rules. A full queue sheds the picture and counts it (`classifier_shed`), so
+//! per-label rules. A full queue sheds the picture and counts it
+//! (`livegate_classifier_shed_total`), so
 //! the model never holds up hashing; a classifier cut goes the same `CutRequest` way as a
 //! hash cut, so its time to cut is audited too.
 
@@ -23,7 +24,6 @@ use crate::signals::pdq::Image;
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct ClassifierStats {
-    pub pictures_queued: AtomicU64,
     pub pictures_shed: AtomicU64,
     pub pictures_classified: AtomicU64,
     pub errors: AtomicU64,
@@ -104,9 +104,7 @@ impl ClassifierPool {
             pts_ms,
         };
         match self.queue.try_send(job) {
-            Ok(()) => {
-                self.stats.pictures_queued.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.stats.pictures_shed.fetch_add(1, Ordering::Relaxed);
             }
