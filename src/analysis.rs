@@ -449,9 +449,11 @@ impl StreamAnalysis {
             stats.matches.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(classifier) = &self.analysis.classifier {
-            state.samples_for_classifier += 1;
-            if state.samples_for_classifier >= classifier.config().every_nth_sample {
-                state.samples_for_classifier = 0;
+            // The stream's first analysed sample is classified, then every nth.
+            let due = state.samples_for_classifier == 0;
+            state.samples_for_classifier =
+                (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
+            if due {
                 classifier.offer(
                     self,
                     &state.hasher.rgb_picture(),
@@ -552,7 +554,8 @@ struct WorkerState {
     hasher: FrameHasher,
     policy: StreamPolicy,
     recent_hashes: VecDeque<(Hash256, u8)>,
-    /// Analysed samples since the classifier was last offered one.
+    /// Analysed samples since the classifier was last offered one, modulo
+    /// `every_nth_sample` (0: the next one is due).
     samples_for_classifier: u32,
 }
 

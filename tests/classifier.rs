@@ -276,7 +276,7 @@ fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
     let found = detector.classify(&picture).expect("detect");
     assert!(found.is_empty(), "a test pattern detected as {found:?}");
 
-    // Every candidate, unsuppressed, compared with Python on the very same tensor.
+    // The candidates, unsuppressed, compared with Python on the very same tensor.
     let mut tensor = vec![0.0f32; 3 * 320 * 320];
     let mapping = preprocess(&detector_config, &picture, &mut tensor);
     assert!(
@@ -292,7 +292,9 @@ fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
         frame_height: f32::MAX,
     };
     let candidates = all.classify_tensor(&tensor, unscaled).expect("detect");
-    assert_eq!(candidates.len(), 2100, "YOLOv8n at 320 has 2100 candidates");
+    // YOLOv8n at 320 has 2100 candidates; the best 1000 enter NMS.
+    assert_eq!(candidates.len(), 1000);
+    let floor = candidates.last().expect("candidates").score;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let tensor_path = dir.path().join("tensor.f32");
@@ -312,6 +314,9 @@ fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
             .map(|field| field.parse().expect("number"))
             .collect();
         let label = &labels[fields[0] as usize];
+        if fields[1] < floor {
+            continue;
+        }
         let ours = candidates
             .iter()
             .find(|candidate| *candidate.label == **label)

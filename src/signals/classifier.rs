@@ -173,6 +173,8 @@ mod defaults {
 const MAX_INPUT_SIDE: u32 = 4096;
 /// Most labels a model may have; bounds per-sample score vectors.
 const MAX_LABELS: usize = 10_000;
+/// Detection candidates entering NMS, best first.
+const MAX_NMS_CANDIDATES: usize = 1000;
 
 impl ClassifierConfig {
     /// Checks ranges and rules; the error is `(key, message)` for the config's error type.
@@ -693,6 +695,8 @@ fn detections(
         })
         .collect();
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // NMS is quadratic: only the best candidates are considered (YOLO keeps 300 at most).
+    found.truncate(MAX_NMS_CANDIDATES);
     let mut kept: Vec<(usize, f32, [f32; 4])> = Vec::new();
     for candidate in found {
         if kept
