@@ -87,7 +87,7 @@ venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import pdqhash, vpdq, numpy, PIL" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import pdqhash, vpdq, numpy, PIL, onnx, onnxruntime, nudenet, skimage" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/requirements-test.txt"
 fi
 echo "dependencies ready"

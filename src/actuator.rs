@@ -155,18 +155,31 @@ pub enum AuditEvent {
     Overload,
 }
 
-/// A PDQ match as audited.
+/// A signal as audited: a PDQ list match (`kind` "pdq") or a classifier score
+/// (`kind` "classifier": `label` and `score`, and `bbox` for a detection model).
+/// Fields a kind does not have are left out of the JSON.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SignalRecord {
     pub kind: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub list: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub hash: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub matched_hash: String,
-    pub distance: u32,
-    pub quality: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub variant: String,
-    /// The matched entry's metadata fields from the list file.
+    /// PDQ: the matched entry's metadata fields from the list file; classifier: the class.
     pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// Detection models: the box in frame pixels, `[x, y, width, height]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f32; 4]>,
 }
 
 impl SignalRecord {
@@ -176,10 +189,27 @@ impl SignalRecord {
             list: found.list.to_string(),
             hash: frame_hash.to_hex(),
             matched_hash: found.hash.to_hex(),
-            distance: found.distance,
-            quality,
+            distance: Some(found.distance),
+            quality: Some(quality),
             variant: variant.to_string(),
             label: found.fields.clone(),
+            score: None,
+            bbox: None,
+        }
+    }
+
+    pub fn classifier(label: &str, score: f32, bbox: Option<[f32; 4]>) -> Self {
+        SignalRecord {
+            kind: "classifier",
+            list: String::new(),
+            hash: String::new(),
+            matched_hash: String::new(),
+            distance: None,
+            quality: None,
+            variant: String::new(),
+            label: label.to_string(),
+            score: Some(score),
+            bbox,
         }
     }
 }

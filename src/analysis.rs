@@ -22,9 +22,13 @@ use crate::media::decode::KeyframeDecoder;
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
+use crate::signals::classifier::ClassifierPolicy;
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::signals::pdq::{Dihedral, PdqDihedral};
+
+mod classify;
+pub use classify::{ClassifierPool, ClassifierStats};
 
 /// `[analysis]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -125,17 +129,20 @@ pub struct Analysis {
     policy: Arc<PolicyConfig>,
     lists: Arc<ListSet>,
     actuator: Arc<Actuator>,
+    classifier: Option<Arc<ClassifierPool>>,
     ready: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
 }
 
 impl Analysis {
-    /// Starts the worker threads.
+    /// Starts the worker threads; `classifier`, when given, gets every
+    /// `every_nth_sample`-th analysed picture of each stream.
     pub fn start(
         config: AnalysisConfig,
         policy: PolicyConfig,
         lists: Arc<ListSet>,
         actuator: Arc<Actuator>,
+        classifier: Option<Arc<ClassifierPool>>,
     ) -> Arc<Self> {
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let stats = Arc::new(AnalysisStats::default());
@@ -155,6 +162,7 @@ impl Analysis {
             policy: Arc::new(policy),
             lists,
             actuator,
+            classifier,
             ready,
             stats,
         })
@@ -162,6 +170,10 @@ impl Analysis {
 
     pub fn actuator(&self) -> &Arc<Actuator> {
         &self.actuator
+    }
+
+    pub fn classifier(&self) -> Option<&Arc<ClassifierPool>> {
+        self.classifier.as_ref()
     }
 
     /// The analysis state of a new session.
@@ -172,6 +184,7 @@ impl Analysis {
             queue: Mutex::new(StreamQueue::default()),
             worker: Mutex::new(None),
             codec: Mutex::new(None),
+            classifier_policy: Mutex::new(None),
             ended: AtomicBool::new(false),
         })
     }
@@ -195,6 +208,8 @@ pub struct StreamAnalysis {
     queue: Mutex<StreamQueue>,
     worker: Mutex<Option<WorkerState>>,
     codec: Mutex<Option<Arc<CodecConfig>>>,
+    /// The classifier rules' state, made at the stream's first classified picture.
+    classifier_policy: Mutex<Option<ClassifierPolicy>>,
     ended: AtomicBool,
 }
 
@@ -338,7 +353,7 @@ impl StreamAnalysis {
     }
 
     /// Runs this stream's queued samples; called by one worker at a time.
-    fn drain(&self, scratch: &mut WorkerScratch) {
+    fn drain(self: &Arc<Self>, scratch: &mut WorkerScratch) {
         loop {
             let sample = {
                 let mut queue = lock(&self.queue);
@@ -358,7 +373,7 @@ impl StreamAnalysis {
         }
     }
 
-    fn analyse(&self, sample: Sample, scratch: &mut WorkerScratch) {
+    fn analyse(self: &Arc<Self>, sample: Sample, scratch: &mut WorkerScratch) {
         let stats = &self.analysis.stats;
         let mut worker = lock(&self.worker);
         let state =
@@ -432,6 +447,20 @@ impl StreamAnalysis {
         );
         if !scratch.matches.is_empty() {
             stats.matches.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(classifier) = &self.analysis.classifier {
+            // The stream's first analysed sample is classified, then every nth.
+            let due = state.samples_for_classifier == 0;
+            state.samples_for_classifier =
+                (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
+            if due {
+                classifier.offer(
+                    self,
+                    &state.hasher.rgb_picture(),
+                    sample.arrived,
+                    sample.frame.pts_ms,
+                );
+            }
         }
         let decision = state.policy.decide(&scratch.matches);
         let event = match decision.verdict {
@@ -525,6 +554,9 @@ struct WorkerState {
     hasher: FrameHasher,
     policy: StreamPolicy,
     recent_hashes: VecDeque<(Hash256, u8)>,
+    /// Analysed samples since the classifier was last offered one, modulo
+    /// `every_nth_sample` (0: the next one is due).
+    samples_for_classifier: u32,
 }
 
 impl WorkerState {
@@ -543,6 +575,7 @@ impl WorkerState {
                 fingerprint.as_deref(),
             ),
             recent_hashes: VecDeque::new(),
+            samples_for_classifier: 0,
         }
     }
 

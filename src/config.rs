@@ -49,6 +49,8 @@ pub struct Config {
     pub analysis: crate::analysis::AnalysisConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<crate::admin::AdminConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier: Option<crate::signals::classifier::ClassifierConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -338,6 +340,11 @@ impl Config {
             .map_err(|(key, message)| invalid(key, &message))?;
         if let Some(admin) = &self.admin {
             admin
+                .validate()
+                .map_err(|(key, message)| invalid(key, &message))?;
+        }
+        if let Some(classifier) = &self.classifier {
+            classifier
                 .validate()
                 .map_err(|(key, message)| invalid(key, &message))?;
         }

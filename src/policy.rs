@@ -131,7 +131,8 @@ impl PolicyConfig {
         Ok(())
     }
 
-    fn allows(&self, app: &str, key_fingerprint: Option<&str>) -> bool {
+    /// Whether a stream of `app` with this key fingerprint is allowlisted.
+    pub fn allows(&self, app: &str, key_fingerprint: Option<&str>) -> bool {
         self.allow_apps.iter().any(|allowed| allowed == app)
             || key_fingerprint.is_some_and(|fingerprint| {
                 self.allow_key_fingerprints

@@ -27,6 +27,8 @@ pub enum ServerError {
     Actuator(#[from] ActuatorError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Classifier(#[from] crate::signals::classifier::ClassifierError),
     #[error("internal error while starting: {0}")]
     Internal(String),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
@@ -68,11 +70,16 @@ impl Server {
             info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
         }
         let actuator = Arc::new(Actuator::new(config.actuator.clone(), Arc::clone(&lists))?);
+        let classifier = match config.classifier.clone() {
+            Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
+            None => None,
+        };
         let analysis = Analysis::start(
             config.analysis.clone(),
             config.policy.clone(),
             Arc::clone(&lists),
             actuator,
+            classifier,
         );
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());

@@ -267,6 +267,33 @@ impl Collector for LiveCounters {
         ] {
             counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
         }
+        if let Some(classifier) = self.services.analysis.classifier() {
+            let stats = &classifier.stats;
+            for (name, help, value) in [
+                (
+                    "livegate_classifier_pictures",
+                    "Keyframe pictures the classifier model ran on",
+                    &stats.pictures_classified,
+                ),
+                (
+                    "livegate_classifier_shed",
+                    "Pictures dropped because the classifier queue was full",
+                    &stats.pictures_shed,
+                ),
+                (
+                    "livegate_classifier_errors",
+                    "Pictures the classifier model failed on",
+                    &stats.errors,
+                ),
+                (
+                    "livegate_classifier_verdicts",
+                    "Classified pictures on which a classifier rule fired",
+                    &stats.verdicts,
+                ),
+            ] {
+                counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+            }
+        }
         counter(
             &mut encoder,
             "livegate_webhook_failures",
@@ -339,10 +366,12 @@ mod tests {
             list: "known".into(),
             hash: String::new(),
             matched_hash: String::new(),
-            distance: 0,
-            quality: 100,
+            distance: Some(0),
+            quality: Some(100),
             variant: "original".into(),
             label: String::new(),
+            score: None,
+            bbox: None,
         });
         policy.time_to_cut_ms = Some(42.0);
         observations.record_cut(&policy);

@@ -140,6 +140,12 @@ impl FrameHasher {
         Ok(FrameHashes { full, inside_bars })
     }
 
+    /// The RGB24 picture of the frame hashed last (empty before the first), for other
+    /// signals to reuse instead of converting again.
+    pub fn rgb_picture(&self) -> Image<'_> {
+        rgb_view(&self.rgb)
+    }
+
     /// Converts the frame into the owned RGB24 buffer.
     fn convert_to_rgb(&mut self, frame: &frame::Video) -> Result<(), FrameError> {
         let (format, width, height) = (frame.format(), frame.width(), frame.height());

@@ -1,5 +1,6 @@
 //! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
 
+pub mod classifier;
 pub mod hash256;
 pub mod hashlist;
 pub mod index;

@@ -1,5 +1,6 @@
 //! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
 
+mod classifier;
 mod cut;
 mod demux;
 mod index;
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Demux(demux::DemuxBenchArgs),
     /// Time to cut under benign load, and streams per analysis core.
     Cut(cut::CutBenchArgs),
+    /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
+    Classifier(classifier::ClassifierBenchArgs),
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -30,5 +33,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
+        BenchCommand::Classifier(args) => classifier::run(args),
     }
 }
