@@ -59,12 +59,14 @@ use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 
 #[derive(Args)]
 pub struct CutBenchArgs {
-    /// Benign streams running beside the listed one: one phase per count.
-    #[arg(long, value_delimiter = ',', default_value = "1,50,200")]
+    /// Benign streams running beside the listed one: one phase per count
+    /// [default: 1,50,200; 1,50 with --classifier].
+    #[arg(long, value_delimiter = ',')]
     pub benign: Vec<usize>,
-    /// Listed streams published, one after another, per phase.
-    #[arg(long, default_value_t = 15)]
-    pub trials: usize,
+    /// Listed streams published, one after another, per phase
+    /// [default: 15; 5 with --classifier, whose listed stream is longer].
+    #[arg(long)]
+    pub trials: Option<usize>,
     /// `[analysis] workers` during the time-to-cut phases (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -96,6 +98,21 @@ pub struct CutBenchArgs {
     /// Python of the virtualenv holding nudenet and scikit-image (the photograph).
     #[arg(long, default_value = ".venv/bin/python")]
     pub python: PathBuf,
+}
+
+impl CutBenchArgs {
+    fn benign_counts(&self) -> Vec<usize> {
+        match (self.benign.is_empty(), self.classifier.is_some()) {
+            (false, _) => self.benign.clone(),
+            (true, false) => vec![1, 50, 200],
+            (true, true) => vec![1, 50],
+        }
+    }
+
+    fn trials(&self) -> usize {
+        self.trials
+            .unwrap_or(if self.classifier.is_some() { 5 } else { 15 })
+    }
 }
 
 /// The classifier's rule: NudeNet's face class, at the threshold of
@@ -197,7 +214,7 @@ const APP: &str = "live";
 const AUTO_PER_CORE_SHARE: f64 = 0.9;
 
 pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
-    ensure!(args.trials > 0, "--trials must be at least 1");
+    ensure!(args.trials() > 0, "--trials must be at least 1");
     ensure!(args.stage_seconds > 0.0, "--stage-seconds must be positive");
     let classifier = ClassifierSetup::locate(&args)?;
     let dir = tempfile::tempdir().context("creating a directory for the media")?;
@@ -1199,14 +1216,15 @@ async fn time_to_cut(
     proxy_config: &ProxyConfig<'_>,
 ) -> anyhow::Result<bool> {
     let sink = start_sink().await?;
-    let largest = args.benign.iter().copied().max().unwrap_or(0);
+    let (benign_counts, trials) = (args.benign_counts(), args.trials());
+    let largest = benign_counts.iter().copied().max().unwrap_or(0);
     let proxy = Proxy::start(proxy_config, sink, args.workers, largest + 1).await?;
     let signal_kind = proxy_config.signal_kind();
     let clip_from_ms = LISTED_LEAD_SECONDS * 1000;
     println!(
         "\n== time to cut ({signal_kind}-driven): matching keyframe's first byte in -> both sockets closed (relay's audit figure); \
          {} trials per phase, analysis workers = {}",
-        args.trials,
+        trials,
         if args.workers == 0 {
             "one per core".to_string()
         } else {
@@ -1231,14 +1249,14 @@ async fn time_to_cut(
         "process%"
     );
     let mut failed = false;
-    for (phase, &count) in args.benign.iter().enumerate() {
+    for (phase, &count) in benign_counts.iter().enumerate() {
         let load = BenignLoad::start(proxy.listen, &media.benign, count, phase as u64 + 1);
         tokio::time::sleep(warm_up()).await;
         let before = Snapshot::take(&proxy);
-        let mut times_ms = Vec::with_capacity(args.trials);
-        let mut publisher_ms = Vec::with_capacity(args.trials);
-        let mut cut_pts = Vec::with_capacity(args.trials);
-        for trial in 0..args.trials {
+        let mut times_ms = Vec::with_capacity(trials);
+        let mut publisher_ms = Vec::with_capacity(trials);
+        let mut cut_pts = Vec::with_capacity(trials);
+        for trial in 0..trials {
             let key = format!("bench-listed-{phase}-{trial}");
             let fingerprint = RedactedKey::new(&key).fingerprint().to_string();
             let running = Arc::new(AtomicBool::new(true));
@@ -1292,7 +1310,7 @@ async fn time_to_cut(
             "{:>7} {:>3}/{:<2} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9} {:>8} {:>5} {:>7} {:>11.1} {:>9.1} {:>9.1} {:>9.1}",
             count,
             times_ms.len(),
-            args.trials,
+            trials,
             percentile(&times_ms, 0.50),
             percentile(&times_ms, 0.99),
             times_ms.iter().copied().fold(f64::NAN, f64::max),
