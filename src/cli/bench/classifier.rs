@@ -4,7 +4,7 @@
 //! preprocessing and inference ms per frame, frames/s per core, and the ratio.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +55,34 @@ fn per_call_ms(
     }
 }
 
+/// Evaluates `expression` (with `os`, `nudenet` and `skimage` imported) in `python`: a
+/// path inside the virtualenv (`scripts/install-deps.sh` installs both packages).
+pub(super) fn venv_path(python: &Path, expression: &str) -> anyhow::Result<PathBuf> {
+    let output = Command::new(python)
+        .arg("-c")
+        .arg(format!("import os, nudenet, skimage; print({expression})"))
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} cannot locate {expression} (nudenet and scikit-image installed?): {}",
+            python.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
+/// NudeNet's detector as `[classifier]` describes it (input size, output kind, labels
+/// in the model's output order), loading `model`.
+pub(super) fn nudenet_config(model: PathBuf) -> anyhow::Result<ClassifierConfig> {
+    let mut config: ClassifierConfig = toml::from_str(NUDENET)?;
+    config.model = model;
+    Ok(config)
+}
+
 pub fn run(args: ClassifierBenchArgs) -> anyhow::Result<ExitCode> {
     if !args.python.exists() {
         bail!(
@@ -62,22 +90,11 @@ pub fn run(args: ClassifierBenchArgs) -> anyhow::Result<ExitCode> {
             args.python.display()
         );
     }
-    let located = Command::new(&args.python)
-        .args([
-            "-c",
-            "import os, nudenet; print(os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx'))",
-        ])
-        .output()
-        .context("locating nudenet/320n.onnx")?;
-    if !located.status.success() {
-        bail!(
-            "nudenet is not installed: {}",
-            String::from_utf8_lossy(&located.stderr)
-        );
-    }
-    let model = PathBuf::from(String::from_utf8_lossy(&located.stdout).trim());
-    let mut config: ClassifierConfig = toml::from_str(NUDENET)?;
-    config.model = model.clone();
+    let model = venv_path(
+        &args.python,
+        "os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx')",
+    )?;
+    let config = nudenet_config(model.clone())?;
     let config = Arc::new(config);
     // Timed with the default thresholds; the score check keeps every candidate.
     let mut classifier = Classifier::load(Arc::clone(&config))?;

@@ -20,6 +20,14 @@
 //!   that pull the stream through FFmpeg at 1 frame/s do, against livegate's
 //!   keyframe-only path, in CPU per stream.
 //!
+//! - **Classifier-driven cuts** (`--classifier nudenet`, issue 7): livegate also runs
+//!   NudeNet's detector on one in `--classifier-every` analysed keyframes of each stream,
+//!   with a rule cutting on `FACE_FEMALE`; the listed stream shows the benign footage,
+//!   then a photograph with a face (skimage's astronaut) that no hash list holds, so its
+//!   cut is the classifier's. The per-keyframe cost adds the classifier's CPU per
+//!   picture (same thread, on the benign keyframes' RGB pictures) amortised over every
+//!   Nth keyframe.
+//!
 //! Goals missed are reported, not failed on; the exit status is non-zero only when a
 //! listed stream was not cut (or cut before its clip) or a benign stream was cut.
 
@@ -34,9 +42,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::classifier::{nudenet_config, venv_path};
 use super::relay::{percentile, process_cpu_seconds};
 use livegate::actuator::{AuditEvent, AuditRecord};
-use livegate::analysis::AnalysisStats;
+use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
 use livegate::ingest::rtmp::encode::{self, ChunkWriter};
 use livegate::media::borders::{crop, find_content_box};
@@ -44,17 +53,20 @@ use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
 use livegate::server::Server;
 use livegate::session::RedactedKey;
+use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
 use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 
 #[derive(Args)]
 pub struct CutBenchArgs {
-    /// Benign streams running beside the listed one: one phase per count.
-    #[arg(long, value_delimiter = ',', default_value = "1,50,200")]
+    /// Benign streams running beside the listed one: one phase per count
+    /// [default: 1,50,200; 1,50 with --classifier].
+    #[arg(long, value_delimiter = ',')]
     pub benign: Vec<usize>,
-    /// Listed streams published, one after another, per phase.
-    #[arg(long, default_value_t = 15)]
-    pub trials: usize,
+    /// Listed streams published, one after another, per phase
+    /// [default: 15; 5 with --classifier, whose listed stream is longer].
+    #[arg(long)]
+    pub trials: Option<usize>,
     /// `[analysis] workers` during the time-to-cut phases (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub workers: usize,
@@ -75,6 +87,90 @@ pub struct CutBenchArgs {
     /// detail and noise the encoder spends bits on).
     #[arg(long, default_value = BENIGN_SOURCE)]
     pub benign_source: String,
+    /// Classifier-driven cuts: `nudenet` (NudeNet's `320n.onnx` from the virtualenv of
+    /// `--python`) or the path of an ONNX file with NudeNet's inputs and labels.
+    #[arg(long, value_name = "nudenet|MODEL")]
+    pub classifier: Option<String>,
+    /// `[classifier] every_nth_sample`: the classifier sees one in this many analysed
+    /// keyframes of a stream (the first one included).
+    #[arg(long, default_value_t = 5)]
+    pub classifier_every: u32,
+    /// Python of the virtualenv holding nudenet and scikit-image (the photograph).
+    #[arg(long, default_value = ".venv/bin/python")]
+    pub python: PathBuf,
+}
+
+impl CutBenchArgs {
+    fn benign_counts(&self) -> Vec<usize> {
+        match (self.benign.is_empty(), self.classifier.is_some()) {
+            (false, _) => self.benign.clone(),
+            (true, false) => vec![1, 50, 200],
+            (true, true) => vec![1, 50],
+        }
+    }
+
+    fn trials(&self) -> usize {
+        self.trials
+            .unwrap_or(if self.classifier.is_some() { 5 } else { 15 })
+    }
+}
+
+/// The classifier's rule: NudeNet's face class, at the threshold of
+/// `tests/classifier_stream.rs`.
+const CLASSIFIER_LABEL: &str = "FACE_FEMALE";
+const CLASSIFIER_THRESHOLD: f32 = 0.5;
+/// The streams per core are reported for the classifier on every Nth keyframe.
+const CLASSIFIER_EVERY_REPORTED: [u32; 3] = [1, 5, 10];
+
+/// `--classifier`'s model and rule, and the photograph its listed stream shows.
+struct ClassifierSetup {
+    config: ClassifierConfig,
+    photo: PathBuf,
+}
+
+impl ClassifierSetup {
+    fn locate(args: &CutBenchArgs) -> anyhow::Result<Option<ClassifierSetup>> {
+        let Some(model) = &args.classifier else {
+            return Ok(None);
+        };
+        ensure!(
+            args.classifier_every > 0,
+            "--classifier-every must be at least 1"
+        );
+        let model = if model == "nudenet" {
+            venv_path(
+                &args.python,
+                "os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx')",
+            )?
+        } else {
+            PathBuf::from(model)
+        };
+        let mut config = nudenet_config(model)?;
+        config.every_nth_sample = args.classifier_every;
+        config.rules = vec![ClassifierRule {
+            label: CLASSIFIER_LABEL.into(),
+            threshold: CLASSIFIER_THRESHOLD,
+            action: RuleAction::Cut,
+            confirm_matches: 1,
+            confirm_window: 1,
+        }];
+        if let Err((key, message)) = config.validate() {
+            bail!("{key}: {message}");
+        }
+        let photo = venv_path(
+            &args.python,
+            "os.path.join(os.path.dirname(skimage.__file__), 'data', 'astronaut.png')",
+        )?;
+        Ok(Some(ClassifierSetup { config, photo }))
+    }
+
+    /// Seconds of photograph in the listed stream: up to and including the first
+    /// classified keyframe after the lead (keyframe `every_nth_sample`, the stream's
+    /// first keyframe being classified).
+    fn photo_seconds(&self) -> u32 {
+        (self.config.every_nth_sample * GOP_SECONDS as u32).saturating_sub(LISTED_LEAD_SECONDS)
+            + GOP_SECONDS as u32
+    }
 }
 
 /// 720p30 with a 2 s GOP, as a streamer's encoder sends it (OBS's default x264 preset,
@@ -118,23 +214,39 @@ const APP: &str = "live";
 const AUTO_PER_CORE_SHARE: f64 = 0.9;
 
 pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
-    ensure!(args.trials > 0, "--trials must be at least 1");
+    ensure!(args.trials() > 0, "--trials must be at least 1");
     ensure!(args.stage_seconds > 0.0, "--stage-seconds must be positive");
+    let classifier = ClassifierSetup::locate(&args)?;
     let dir = tempfile::tempdir().context("creating a directory for the media")?;
     let started = Instant::now();
-    let media = Media::encode(dir.path(), &args.benign_source, args.benign_seconds)?;
+    let media = Media::encode(
+        dir.path(),
+        &args.benign_source,
+        args.benign_seconds,
+        classifier.as_ref(),
+    )?;
     println!(
-        "media: benign {} s ({} keyframes, {:.0} kbit/s), listed {} s (clip from {} s), list of {} hashes; made in {:.1} s",
+        "media: benign {} s ({} keyframes, {:.0} kbit/s), listed {} s ({} from {} s), list of {} hashes; made in {:.1} s",
         media.benign.duration_ms as f64 / 1000.0,
         media.benign.keyframes().count(),
         media.benign.bitrate_kbits(),
         media.listed.duration_ms as f64 / 1000.0,
+        if classifier.is_some() {
+            "photograph"
+        } else {
+            "clip"
+        },
         LISTED_LEAD_SECONDS,
         media.list_lines,
         started.elapsed().as_secs_f64()
     );
 
-    let costs = measure_keyframe_costs(&media, Duration::from_secs_f64(args.stage_seconds))?;
+    let classifier_config = classifier.map(|setup| setup.config);
+    let costs = measure_keyframe_costs(
+        &media,
+        Duration::from_secs_f64(args.stage_seconds),
+        classifier_config.as_ref(),
+    )?;
     let yardstick = measure_every_frame_decode(&media, args.stage_seconds)?;
     report_costs(&costs, &yardstick);
 
@@ -142,12 +254,22 @@ pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut failed = runtime.block_on(time_to_cut(&args, &media))?;
+    let proxy_config = ProxyConfig {
+        list_path: &media.list_path,
+        classifier: classifier_config.as_ref(),
+    };
+    let mut failed = runtime.block_on(time_to_cut(&args, &media, &proxy_config))?;
     let per_core_streams = args
         .per_core_streams
         .unwrap_or((costs.streams_per_core() * AUTO_PER_CORE_SHARE) as usize);
     if per_core_streams > 0 {
-        failed |= runtime.block_on(live_per_core(&args, per_core_streams, &media, &costs))?;
+        failed |= runtime.block_on(live_per_core(
+            &args,
+            per_core_streams,
+            &media,
+            &proxy_config,
+            &costs,
+        ))?;
     }
     println!("wall {:.0} s", started.elapsed().as_secs_f64());
     Ok(if failed {
@@ -188,7 +310,14 @@ fn path_str(path: &Path) -> anyhow::Result<&str> {
 }
 
 impl Media {
-    fn encode(dir: &Path, benign_source: &str, benign_seconds: u32) -> anyhow::Result<Media> {
+    /// With `classifier`, the listed stream shows its photograph after the lead instead
+    /// of the known clip.
+    fn encode(
+        dir: &Path,
+        benign_source: &str,
+        benign_seconds: u32,
+        classifier: Option<&ClassifierSetup>,
+    ) -> anyhow::Result<Media> {
         let (benign, known, listed) = (
             dir.join("benign.flv"),
             dir.join("known.flv"),
@@ -206,18 +335,32 @@ impl Media {
         ffmpeg(&args)?;
 
         let lead = format!("{benign_source},trim=duration={LISTED_LEAD_SECONDS}");
-        let mut args = vec![
-            "-f",
-            "lavfi",
-            "-i",
-            &lead,
-            "-i",
-            path_str(&known)?,
-            "-filter_complex",
-            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
-            "-map",
-            "[v]",
-        ];
+        let mut args = vec!["-f", "lavfi", "-i", &lead];
+        let photo_seconds = classifier.map(|setup| setup.photo_seconds().to_string());
+        match (classifier, &photo_seconds) {
+            (Some(setup), Some(seconds)) => args.extend_from_slice(&[
+                "-loop",
+                "1",
+                "-framerate",
+                "30",
+                "-t",
+                seconds,
+                "-i",
+                path_str(&setup.photo)?,
+                "-filter_complex",
+                // The photograph fills the frame's height, pillarboxed to 1280x720.
+                "[0:v]format=yuv420p,setsar=1[lead];\
+                 [1:v]scale=-2:720,pad=1280:720:(ow-iw)/2:0,format=yuv420p,setsar=1[photo];\
+                 [lead][photo]concat=n=2:v=1:a=0[v]",
+            ]),
+            _ => args.extend_from_slice(&[
+                "-i",
+                path_str(&known)?,
+                "-filter_complex",
+                "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            ]),
+        }
+        args.extend_from_slice(&["-map", "[v]"]);
         args.extend_from_slice(ENCODE);
         args.push(path_str(&listed)?);
         ffmpeg(&args)?;
@@ -423,6 +566,9 @@ struct KeyframeCosts {
     /// The worker's calls end to end (decode, `hash_frame_for_matching`, lookups), timed
     /// as one: the figure streams per core come from.
     pipeline: f64,
+    /// The classifier on one keyframe's RGB picture (preprocessing, inference, NMS), when
+    /// `--classifier` is given.
+    classify: Option<f64>,
     /// Keyframes with black bars (whose inside is hashed too).
     with_bars: usize,
     keyframes: usize,
@@ -431,6 +577,12 @@ struct KeyframeCosts {
 impl KeyframeCosts {
     fn streams_per_core(&self) -> f64 {
         GOP_SECONDS * 1000.0 / self.pipeline
+    }
+
+    /// Per keyframe: the hash pipeline plus the classifier's cost shared by `every`
+    /// keyframes.
+    fn with_classifier_every(&self, classify: f64, every: u32) -> f64 {
+        self.pipeline + classify / f64::from(every)
     }
 }
 
@@ -454,7 +606,11 @@ fn cpu_ms_per_call(
 
 const VPDQ_LAYOUT: PixelLayout = PixelLayout::Rgb8(LumaFormula::Float32);
 
-fn measure_keyframe_costs(media: &Media, budget: Duration) -> anyhow::Result<KeyframeCosts> {
+fn measure_keyframe_costs(
+    media: &Media,
+    budget: Duration,
+    classifier: Option<&ClassifierConfig>,
+) -> anyhow::Result<KeyframeCosts> {
     let keyframes: Vec<Keyframe<'_>> = media.benign.keyframes().collect();
     ensure!(!keyframes.is_empty(), "the benign footage has no keyframe");
     let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
@@ -578,7 +734,18 @@ fn measure_keyframe_costs(media: &Media, budget: Duration) -> anyhow::Result<Key
         lists.lookup_into(&query.hashes, query.quality, &mut scratch, &mut matches);
         Ok(())
     })?;
+    let classify = match classifier {
+        Some(config) => {
+            let mut classifier = Classifier::load(Arc::new(config.clone()))?;
+            Some(cpu_ms_per_call(budget, || {
+                std::hint::black_box(classifier.classify(&next_image())?);
+                Ok(())
+            })?)
+        }
+        None => None,
+    };
     Ok(KeyframeCosts {
+        classify,
         decode,
         convert,
         pdq_full,
@@ -655,6 +822,20 @@ fn report_costs(costs: &KeyframeCosts, yardstick: &EveryFrameDecode) {
             "missed"
         }
     );
+    if let Some(classify) = costs.classify {
+        println!(
+            "  {:<32} {classify:>7.3} ms per classified keyframe (NudeNet 320x320, one thread)",
+            "classifier"
+        );
+        for every in CLASSIFIER_EVERY_REPORTED {
+            let per_keyframe = costs.with_classifier_every(classify, every);
+            println!(
+                "  {:<32} {per_keyframe:>7.3} ms  -> {:.0} streams per core",
+                format!("pipeline + classifier / {every}"),
+                GOP_SECONDS * 1000.0 / per_keyframe
+            );
+        }
+    }
     let keyframe_only = costs.pipeline / 1000.0 / GOP_SECONDS;
     let every_frame = yardstick.core_fraction_per_stream();
     println!(
@@ -687,6 +868,23 @@ async fn start_sink() -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
+/// What the in-process livegate is configured with besides its ingest.
+struct ProxyConfig<'a> {
+    list_path: &'a Path,
+    classifier: Option<&'a ClassifierConfig>,
+}
+
+impl ProxyConfig<'_> {
+    /// The audit signal kind the listed stream is cut by.
+    fn signal_kind(&self) -> &'static str {
+        if self.classifier.is_some() {
+            "classifier"
+        } else {
+            "pdq"
+        }
+    }
+}
+
 /// An in-process livegate relaying to `origin`.
 struct Proxy {
     listen: SocketAddr,
@@ -698,12 +896,12 @@ struct Proxy {
 
 impl Proxy {
     async fn start(
-        media: &Media,
+        proxy_config: &ProxyConfig<'_>,
         origin: SocketAddr,
         workers: usize,
         streams: usize,
     ) -> anyhow::Result<Proxy> {
-        let config = Config::parse(
+        let mut config = Config::parse(
             &format!(
                 "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{origin}\"\n\
                  max_connections = {}\n\
@@ -712,10 +910,11 @@ impl Proxy {
                  [actuator]\naudit_memory = 4096\n\
                  [server]\nshutdown_grace_ms = 200\n",
                 streams + 16,
-                media.list_path.display()
+                proxy_config.list_path.display()
             ),
             "(bench)",
         )?;
+        config.classifier = proxy_config.classifier.cloned();
         let server = Server::bind(config).await?;
         let listen = server.local_addrs()[0];
         let services = server.services();
@@ -769,13 +968,22 @@ struct Snapshot {
     analysed: u64,
     decoder_errors: u64,
     latency_micros: u64,
+    classified: u64,
+    classifier_shed: u64,
     analysis: ThreadTimes,
     process_cpu: f64,
 }
 
 impl Snapshot {
-    fn take(stats: &AnalysisStats) -> Snapshot {
+    fn take(proxy: &Proxy) -> Snapshot {
+        let stats = &proxy.stats;
+        let classifier = proxy.services.analysis.classifier().map(|pool| &pool.stats);
+        let classifier_count = |counter: fn(&ClassifierStats) -> &AtomicU64| {
+            classifier.map_or(0, |stats| counter(stats).load(Ordering::Relaxed))
+        };
         Snapshot {
+            classified: classifier_count(|stats| &stats.pictures_classified),
+            classifier_shed: classifier_count(|stats| &stats.pictures_shed),
             at: Instant::now(),
             offered: stats.keyframes_offered.load(Ordering::Relaxed),
             shed: stats.samples_shed.load(Ordering::Relaxed),
@@ -796,6 +1004,8 @@ struct Interval {
     analysed: u64,
     decoder_errors: u64,
     mean_latency_ms: f64,
+    classified: u64,
+    classifier_shed: u64,
     analysis_cpu: f64,
     analysis_waiting: f64,
     process_cpu: f64,
@@ -813,6 +1023,8 @@ impl Interval {
             mean_latency_ms: (after.latency_micros - before.latency_micros) as f64
                 / analysed.max(1) as f64
                 / 1000.0,
+            classified: after.classified - before.classified,
+            classifier_shed: after.classifier_shed - before.classifier_shed,
             analysis_cpu: after.analysis.running - before.analysis.running,
             analysis_waiting: after.analysis.waiting - before.analysis.waiting,
             process_cpu: after.process_cpu - before.process_cpu,
@@ -998,15 +1210,21 @@ fn warm_up() -> Duration {
 
 /// Runs every `--benign` phase; true when something failed (a trial not cut, a benign
 /// stream cut).
-async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool> {
+async fn time_to_cut(
+    args: &CutBenchArgs,
+    media: &Media,
+    proxy_config: &ProxyConfig<'_>,
+) -> anyhow::Result<bool> {
     let sink = start_sink().await?;
-    let largest = args.benign.iter().copied().max().unwrap_or(0);
-    let proxy = Proxy::start(media, sink, args.workers, largest + 1).await?;
+    let (benign_counts, trials) = (args.benign_counts(), args.trials());
+    let largest = benign_counts.iter().copied().max().unwrap_or(0);
+    let proxy = Proxy::start(proxy_config, sink, args.workers, largest + 1).await?;
+    let signal_kind = proxy_config.signal_kind();
     let clip_from_ms = LISTED_LEAD_SECONDS * 1000;
     println!(
-        "\n== time to cut: matching keyframe's first byte in -> both sockets closed (relay's audit figure); \
+        "\n== time to cut ({signal_kind}-driven): matching keyframe's first byte in -> both sockets closed (relay's audit figure); \
          {} trials per phase, analysis workers = {}",
-        args.trials,
+        trials,
         if args.workers == 0 {
             "one per core".to_string()
         } else {
@@ -1031,13 +1249,14 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
         "process%"
     );
     let mut failed = false;
-    for (phase, &count) in args.benign.iter().enumerate() {
+    for (phase, &count) in benign_counts.iter().enumerate() {
         let load = BenignLoad::start(proxy.listen, &media.benign, count, phase as u64 + 1);
         tokio::time::sleep(warm_up()).await;
-        let before = Snapshot::take(&proxy.stats);
-        let mut times_ms = Vec::with_capacity(args.trials);
-        let mut publisher_ms = Vec::with_capacity(args.trials);
-        for trial in 0..args.trials {
+        let before = Snapshot::take(&proxy);
+        let mut times_ms = Vec::with_capacity(trials);
+        let mut publisher_ms = Vec::with_capacity(trials);
+        let mut cut_pts = Vec::with_capacity(trials);
+        for trial in 0..trials {
             let key = format!("bench-listed-{phase}-{trial}");
             let fingerprint = RedactedKey::new(&key).fingerprint().to_string();
             let running = Arc::new(AtomicBool::new(true));
@@ -1054,12 +1273,19 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
                 publisher_ms.push(elapsed.as_secs_f64() * 1000.0);
             }
             let record = proxy.cut_record(&fingerprint).await;
-            match record.and_then(|record| {
+            let by_signal = record.filter(|record| {
+                record
+                    .signal
+                    .as_ref()
+                    .is_some_and(|signal| signal.kind == signal_kind)
+            });
+            match by_signal.and_then(|record| {
                 let pts = record.pts_seconds.unwrap_or_default();
                 record.time_to_cut_ms.map(|ms| (ms, pts))
             }) {
                 Some((ms, pts)) if pts + 0.05 >= f64::from(LISTED_LEAD_SECONDS) => {
-                    times_ms.push(ms)
+                    times_ms.push(ms);
+                    cut_pts.push(pts);
                 }
                 Some((_, pts)) => {
                     println!("  trial {trial}: cut during the benign lead, at {pts} s");
@@ -1067,14 +1293,14 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
                 }
                 None => {
                     println!(
-                        "  trial {trial}: not cut (publisher closed: {})",
+                        "  trial {trial}: not cut by a {signal_kind} signal (publisher closed: {})",
                         published.cut
                     );
                     failed = true;
                 }
             }
         }
-        let interval = Interval::between(&before, &Snapshot::take(&proxy.stats));
+        let interval = Interval::between(&before, &Snapshot::take(&proxy));
         let benign_cut = load.stop().await?;
         if benign_cut > 0 {
             println!("  {benign_cut} benign streams were cut");
@@ -1084,7 +1310,7 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
             "{:>7} {:>3}/{:<2} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9} {:>8} {:>5} {:>7} {:>11.1} {:>9.1} {:>9.1} {:>9.1}",
             count,
             times_ms.len(),
-            args.trials,
+            trials,
             percentile(&times_ms, 0.50),
             percentile(&times_ms, 0.99),
             times_ms.iter().copied().fold(f64::NAN, f64::max),
@@ -1098,6 +1324,17 @@ async fn time_to_cut(args: &CutBenchArgs, media: &Media) -> anyhow::Result<bool>
             interval.analysis_waiting / interval.seconds * 100.0,
             interval.process_cpu / interval.seconds * 100.0,
         );
+        if let Some(classifier) = proxy_config.classifier {
+            println!(
+                "  cut keyframe's pts p50 {:.1} s (photograph from {LISTED_LEAD_SECONDS} s; the classifier sees \
+                 keyframes 0, {n}, {}… of a stream); classifier: {} pictures classified, {} shed",
+                percentile(&cut_pts, 0.50),
+                2 * classifier.every_nth_sample,
+                interval.classified,
+                interval.classifier_shed,
+                n = classifier.every_nth_sample,
+            );
+        }
         // Let the stopped publishers' sessions close before the next phase.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -1119,15 +1356,16 @@ async fn live_per_core(
     args: &CutBenchArgs,
     streams: usize,
     media: &Media,
+    proxy_config: &ProxyConfig<'_>,
     costs: &KeyframeCosts,
 ) -> anyhow::Result<bool> {
     let sink = start_sink().await?;
-    let proxy = Proxy::start(media, sink, 1, streams).await?;
+    let proxy = Proxy::start(proxy_config, sink, 1, streams).await?;
     let load = BenignLoad::start(proxy.listen, &media.benign, streams, 1000);
     tokio::time::sleep(warm_up()).await;
-    let before = Snapshot::take(&proxy.stats);
+    let before = Snapshot::take(&proxy);
     tokio::time::sleep(Duration::from_secs(args.per_core_seconds)).await;
-    let interval = Interval::between(&before, &Snapshot::take(&proxy.stats));
+    let interval = Interval::between(&before, &Snapshot::take(&proxy));
     let benign_cut = load.stop().await?;
     proxy.shut_down().await;
     let busy = interval.analysis_cpu / interval.seconds;
