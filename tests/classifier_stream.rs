@@ -14,29 +14,12 @@ use std::process::Command;
 use std::time::Duration;
 use support::{Livegate, NginxOrigin, Publisher, free_port, key_fingerprint, local};
 
-/// `[1, 3, 8, 8]` → `[mean(ch0), 2 * mean(ch1) + 0.25]`: the second score is always > 0.25.
-const TINY_MODEL: &str = r#"
-import sys, onnx
-from onnx import helper, TensorProto
-weights = helper.make_tensor('w', TensorProto.FLOAT, [3, 2], [1, 0, 0, 2, 0, 0])
-bias = helper.make_tensor('b', TensorProto.FLOAT, [2], [0, 0.25])
-graph = helper.make_graph(
-    [helper.make_node('ReduceMean', ['image'], ['means'], axes=[2, 3], keepdims=0),
-     helper.make_node('MatMul', ['means', 'w'], ['scaled']),
-     helper.make_node('Add', ['scaled', 'b'], ['scores'])],
-    'tiny', [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 8, 8])],
-    [helper.make_tensor_value_info('scores', TensorProto.FLOAT, [1, 2])], [weights, bias])
-model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
-model.ir_version = 8
-onnx.save(model, sys.argv[1])
-"#;
-
 fn tiny_model(dir: &Path) -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let path = dir.join("tiny.onnx");
     let output = Command::new(&python)
         .arg("-c")
-        .arg(TINY_MODEL)
+        .arg(support::TINY_ONNX_MODEL)
         .arg(&path)
         .output()
         .expect("run .venv/bin/python (scripts/install-deps.sh)");

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Python that writes a tiny ONNX model with exactly known outputs to `argv[1]`.
+pub const TINY_ONNX_MODEL: &str = include_str!("tiny_onnx_model.py");
+
 /// The fingerprint livegate logs for a stream key (first 16 hex digits of its SHA-256).
 pub fn key_fingerprint(key: &str) -> String {
     Sha256::digest(key.as_bytes())[..8]

@@ -145,21 +145,12 @@ pub fn run(args: ClassifierBenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&tensor_path, bytes)?;
     let script = dir.path().join("classifier_reference.py");
     std::fs::write(&script, REFERENCE_SCRIPT)?;
-    let output = Command::new(&args.python)
-        .arg(&script)
-        .arg(&model)
-        .arg(&tensor_path)
-        .arg(args.seconds.to_string())
-        .output()
-        .with_context(|| format!("running {}", args.python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "reference timing failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let reference: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("parsing the reference's timings")?;
+    let seconds = args.seconds.to_string();
+    let reference = super::run_python_reference(
+        &args.python,
+        &script,
+        &[model.as_os_str(), tensor_path.as_os_str(), seconds.as_ref()],
+    )?;
     let python_ms = reference["run_ms"].as_f64().context("run_ms")?;
     let python_top = reference["top_score"].as_f64().context("top_score")?;
 

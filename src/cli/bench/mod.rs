@@ -7,8 +7,10 @@ mod index;
 mod pdq;
 mod relay;
 
+use anyhow::{Context, bail};
 use clap::Subcommand;
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -35,4 +37,25 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
     }
+}
+
+/// Runs a reference implementation's timing script with the project's Python and parses
+/// the JSON it prints.
+fn run_python_reference(
+    python: &Path,
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<serde_json::Value> {
+    let output = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "reference timing failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("parsing the reference's timings")
 }

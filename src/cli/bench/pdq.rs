@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -105,20 +105,12 @@ pub fn run(args: PdqBenchArgs) -> anyhow::Result<ExitCode> {
     )?;
     let script = dir.path().join("pdq_reference.py");
     std::fs::write(&script, REFERENCE_SCRIPT)?;
-    let output = Command::new(&args.python)
-        .arg(&script)
-        .arg(dir.path())
-        .arg(args.seconds.to_string())
-        .output()
-        .with_context(|| format!("running {}", args.python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "reference timing failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let reference: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("parsing the reference's timings")?;
+    let seconds = args.seconds.to_string();
+    let reference = super::run_python_reference(
+        &args.python,
+        &script,
+        &[dir.path().as_os_str(), seconds.as_ref()],
+    )?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
