@@ -4,7 +4,10 @@
 //! Each read from the publisher is parsed by the tap, then written to the origin: the
 //! tap only parses and offers keyframes to the analysis pool (a push onto a bounded
 //! queue, never a wait), so inspection adds parsing time to a read, not a queue — and a
-//! banned key's `publish`, or bytes livegate cannot parse, never reach the origin. A
+//! banned key's `publish`, or bytes livegate cannot parse, never reach the origin.
+//! Commands and other non-media messages (small, capped by `limits.max_command_bytes`)
+//! are held from their first byte until the demuxer has parsed them whole, so none of
+//! an unparseable or refused command reaches the origin either. A
 //! session ends when either side closes, a timeout fires, the stream cannot be parsed
 //! (with `on_parse_error = "cut"`), its key is banned, or someone requests a cut (policy,
 //! operator, shutdown); ending drops both sockets at once.
@@ -23,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::actuator::{Actuator, AuditEvent, AuditRecord};
 use crate::analysis::{Analysis, StreamAnalysis};
 use crate::config::{IngestConfig, OnParseError};
+use crate::held_bytes::HeldBytes;
 use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
 use crate::session::{Closer, CutEvidence, CutRequest, RedactedKey, SessionRegistry, SessionState};
 
@@ -156,6 +160,7 @@ async fn pump_publisher_to_origin(
     state: &SessionState,
 ) -> SessionEnd {
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut held = HeldBytes::new(0);
     let publish_deadline = Instant::now() + ingest.publish_timeout();
     loop {
         let (wait, waiting_for_publish) = if tap.awaits_publish() {
@@ -207,12 +212,24 @@ async fn pump_publisher_to_origin(
         if let Some(request) = state.pending_cut() {
             return SessionEnd::from(request);
         }
-        if let Err(error) = origin.write_all(&chunk).await {
-            return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));
+        held.push(chunk);
+        if held.len() > tap.max_held_bytes {
+            return SessionEnd::new(
+                Closer::Publisher,
+                format!(
+                    "{} bytes held behind an incomplete command message, above limits.max_buffered_bytes",
+                    held.len()
+                ),
+            );
         }
-        state
-            .bytes_from_publisher
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        for piece in held.release_before(tap.release_limit()) {
+            if let Err(error) = origin.write_all(&piece).await {
+                return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));
+            }
+            state
+                .bytes_from_publisher
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -260,6 +277,8 @@ struct Tap {
     /// Stream offset just past each recent read, with when that read completed.
     arrivals: VecDeque<(u64, Instant)>,
     offset: u64,
+    /// Most bytes held back behind an incomplete command before the session ends.
+    max_held_bytes: usize,
 }
 
 impl Tap {
@@ -279,7 +298,17 @@ impl Tap {
             actuator: Arc::clone(services.analysis.actuator()),
             arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
             offset: 0,
+            max_held_bytes: ingest.limits.max_buffered_bytes,
         }
+    }
+
+    /// Stream offset before which every byte read may go to the origin: all of them,
+    /// except from the start of a command the demuxer has not yet parsed.
+    fn release_limit(&self) -> u64 {
+        self.demuxer
+            .as_ref()
+            .and_then(Demuxer::held_from)
+            .unwrap_or(self.offset)
     }
 
     /// True while the publish deadline applies: the stream is inspected and has not
