@@ -509,3 +509,23 @@ impl ChunkReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header declaring an 8 MiB message costs memory only as its bytes arrive.
+    #[test]
+    fn a_declared_length_is_not_allocated_up_front() {
+        let mut reader = ChunkReader::new(DemuxLimits::default(), 0);
+        let mut header = vec![0x06, 0, 0, 0, 0x80, 0, 0, MSG_VIDEO, 1, 0, 0, 0];
+        header.extend([0x17; 100]);
+        reader.feed(&header, &mut Vec::new()).unwrap();
+        let allocated = reader.streams[&6]
+            .partial
+            .as_ref()
+            .map(|partial| partial.payload.capacity());
+        assert_eq!(allocated, Some(DEFAULT_CHUNK_SIZE as usize));
+        assert_eq!(reader.held_from(), None);
+    }
+}
