@@ -86,6 +86,10 @@ pub struct IngestConfig {
     pub idle_timeout_ms: u64,
     #[serde(default = "defaults::on_parse_error")]
     pub on_parse_error: OnParseError,
+    /// Video flowing this long without a keyframe is uninspectable (`on_parse_error`):
+    /// livegate inspects keyframes, and intra-refresh or mislabelled streams have none.
+    #[serde(default = "defaults::max_keyframe_interval_ms")]
+    pub max_keyframe_interval_ms: u64,
     #[serde(default)]
     pub limits: RtmpLimitsConfig,
 }
@@ -176,6 +180,9 @@ mod defaults {
     pub fn idle_timeout_ms() -> u64 {
         30_000
     }
+    pub fn max_keyframe_interval_ms() -> u64 {
+        20_000
+    }
     pub fn on_parse_error() -> OnParseError {
         OnParseError::Cut
     }
@@ -214,6 +221,9 @@ impl IngestConfig {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn max_keyframe_interval(&self) -> Duration {
+        Duration::from_millis(self.max_keyframe_interval_ms)
     }
     pub fn demux_limits(&self) -> DemuxLimits {
         DemuxLimits {
@@ -298,6 +308,7 @@ impl Config {
                 ("connect_timeout_ms", ingest.connect_timeout_ms),
                 ("publish_timeout_ms", ingest.publish_timeout_ms),
                 ("idle_timeout_ms", ingest.idle_timeout_ms),
+                ("max_keyframe_interval_ms", ingest.max_keyframe_interval_ms),
             ] {
                 if value == 0 {
                     return Err(invalid(key(name), "must be greater than 0"));

@@ -279,6 +279,12 @@ struct Tap {
     offset: u64,
     /// Most bytes held back behind an incomplete command before the session ends.
     max_held_bytes: usize,
+    /// When the read being observed completed.
+    read_at: Instant,
+    /// Since when video has flowed without a keyframe (`None`: none yet, or a keyframe
+    /// was the last).
+    keyframe_gap_since: Option<Instant>,
+    max_keyframe_interval: Duration,
 }
 
 impl Tap {
@@ -299,6 +305,9 @@ impl Tap {
             arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
             offset: 0,
             max_held_bytes: ingest.limits.max_buffered_bytes,
+            read_at: Instant::now(),
+            keyframe_gap_since: None,
+            max_keyframe_interval: ingest.max_keyframe_interval(),
         }
     }
 
@@ -330,6 +339,7 @@ impl Tap {
     /// the session: the stream cannot be inspected (`on_parse_error = "cut"`), or its
     /// key is banned.
     fn observe(&mut self, bytes: &[u8], now: Instant) -> Result<(), SessionEnd> {
+        self.read_at = now;
         self.offset += bytes.len() as u64;
         if self.arrivals.len() == ARRIVALS_KEPT {
             self.arrivals.pop_front();
@@ -424,8 +434,17 @@ impl Tap {
                 state.frames_seen.fetch_add(1, Ordering::Relaxed);
                 if frame.keyframe {
                     state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
+                    self.keyframe_gap_since = None;
                     let arrived = self.arrival_of(frame.start_offset);
                     self.stream.offer_keyframe(frame, arrived);
+                } else {
+                    let since = *self.keyframe_gap_since.get_or_insert(self.read_at);
+                    if self.read_at.duration_since(since) > self.max_keyframe_interval {
+                        return Err(EventProblem::Uninspectable(format!(
+                            "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
+                            self.max_keyframe_interval.as_millis()
+                        )));
+                    }
                 }
             }
             DemuxEvent::Metadata(metadata) => {

@@ -366,3 +366,46 @@ fn refused_commands_never_reach_the_origin() {
         );
     }
 }
+
+/// livegate inspects keyframes: video that keeps flowing without one (intra refresh, or
+/// IDR pictures flagged as inter frames and then none at all) cannot be inspected.
+#[test]
+fn video_without_keyframes_is_uninspectable() {
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    let config = format!(
+        "{}max_keyframe_interval_ms = 1000\n",
+        ingest(listen, origin.addr)
+    );
+    let livegate = Livegate::start(&config, 1);
+    let writer = ChunkWriter::default();
+    let mut client = RawClient::connect(listen);
+    client.send(&encode::publish_preamble(
+        &writer,
+        "live",
+        "no-keyframes-key",
+    ));
+    // Non-IDR slices (NAL type 1), flagged as inter frames, at 25 frames per second.
+    let inter = encode::avc_video_tag(false, &[0, 0, 0, 3, 0x41, 0x9A, 0x00]);
+    let mut closed = false;
+    for frame in 0..100u32 {
+        let mut media = Vec::new();
+        writer.write_message(
+            &mut media,
+            encode::CSID_VIDEO,
+            frame * 40,
+            encode::TYPE_VIDEO,
+            1,
+            &inter,
+        );
+        client.send(&media);
+        if client.closed_within(Duration::from_millis(40)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a stream without keyframes flowed for 4 s");
+    let line = livegate.session_closed_for(client.local, Duration::from_secs(10));
+    let reason = line["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("without a keyframe"), "{line}");
+}

@@ -303,6 +303,8 @@ pub struct Demuxer {
     messages: Vec<Message>,
     video_clock: TimestampUnwrapper,
     unsupported_reported: bool,
+    /// Bytes of each NAL unit's length prefix (AVC/HEVC), from the last configuration.
+    nal_length_size: usize,
 }
 
 impl Default for Demuxer {
@@ -322,6 +324,7 @@ impl Demuxer {
             messages: Vec::new(),
             video_clock: TimestampUnwrapper::default(),
             unsupported_reported: false,
+            nal_length_size: DEFAULT_NAL_LENGTH_SIZE,
         }
     }
 
@@ -512,6 +515,7 @@ impl Demuxer {
         })?;
         match tag {
             VideoTag::Config { codec, extradata } => {
+                self.nal_length_size = nal_length_size(codec, &extradata);
                 events.push(DemuxEvent::VideoConfig { codec, extradata })
             }
             VideoTag::Frame {
@@ -521,7 +525,10 @@ impl Demuxer {
                 data,
             } => events.push(DemuxEvent::VideoFrame(VideoFrame {
                 codec,
-                keyframe,
+                // The FLV frame type is the publisher's word; players decode the NAL
+                // units. An IDR/IRAP picture flagged as an inter frame is still a
+                // picture viewers see, so it is inspected as a keyframe.
+                keyframe: keyframe || has_random_access_nal(codec, &data, self.nal_length_size),
                 dts_ms,
                 pts_ms: dts_ms + i64::from(composition_time_ms),
                 data,
@@ -581,6 +588,44 @@ impl Demuxer {
         }
         Ok(())
     }
+}
+
+/// NAL length prefix of every common encoder, used until a configuration says otherwise.
+const DEFAULT_NAL_LENGTH_SIZE: usize = 4;
+
+/// The NAL length prefix size an avcC (byte 4) or hvcC (byte 21) declares.
+fn nal_length_size(codec: VideoCodec, extradata: &[u8]) -> usize {
+    let field = match codec {
+        VideoCodec::Avc => extradata.get(4),
+        VideoCodec::Hevc => extradata.get(21),
+        VideoCodec::Av1 | VideoCodec::Vp9 => None,
+    };
+    field.map_or(DEFAULT_NAL_LENGTH_SIZE, |byte| usize::from(byte & 3) + 1)
+}
+
+/// True when an AVC access unit holds an IDR slice (NAL type 5) or an HEVC one an IRAP
+/// picture (NAL types 16–23). Stops at the first length that runs past the data.
+fn has_random_access_nal(codec: VideoCodec, data: &[u8], length_size: usize) -> bool {
+    let mut rest = data;
+    while rest.len() > length_size {
+        let length = rest[..length_size]
+            .iter()
+            .fold(0usize, |acc, &byte| (acc << 8) | usize::from(byte));
+        rest = &rest[length_size..];
+        let Some(&header) = rest.first().filter(|_| length > 0 && length <= rest.len()) else {
+            return false;
+        };
+        let random_access = match codec {
+            VideoCodec::Avc => header & 0x1F == 5,
+            VideoCodec::Hevc => (16..=23).contains(&((header >> 1) & 0x3F)),
+            VideoCodec::Av1 | VideoCodec::Vp9 => return false,
+        };
+        if random_access {
+            return true;
+        }
+        rest = &rest[length..];
+    }
+    false
 }
 
 /// Wraps an AMF0 error with the message it was found in.
@@ -1267,6 +1312,33 @@ mod tests {
         assert_eq!(origin_app("live?vhost=x"), "live");
         assert_eq!(origin_app("live\0/other"), "live");
         assert_eq!(origin_app("live//"), "live/");
+    }
+
+    /// An IDR picture sent with the FLV "inter frame" type is still a keyframe to the
+    /// viewers' decoders, so it is one to livegate too.
+    #[test]
+    fn an_idr_flagged_as_inter_frame_is_a_keyframe() {
+        let nal = |header: u8| [&[0, 0, 0, 3, header][..], &[0xAA, 0xBB]].concat();
+        let mut w = ChunkWriter::new();
+        // avcC with a 4-byte length prefix.
+        w.message(
+            6,
+            0,
+            MSG_VIDEO,
+            &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0],
+        );
+        let sei_then_idr = [&[0x27, 1, 0, 0, 0][..], &nal(0x06), &nal(0x65)].concat();
+        w.message(6, 40, MSG_VIDEO, &sei_then_idr);
+        let non_idr = [&[0x27, 1, 0, 0, 0][..], &nal(0x41)].concat();
+        w.message(6, 80, MSG_VIDEO, &non_idr);
+        // An HEVC IDR_W_RADL (type 19) in a legacy CodecID 12 tag.
+        let hevc_idr = [&[0x2C, 1, 0, 0, 0][..], &[0, 0, 0, 3, 19 << 1, 1, 0xAA]].concat();
+        w.message(6, 120, MSG_VIDEO, &hevc_idr);
+        let keyframes: Vec<bool> = frames(&demux(&w.out).unwrap())
+            .iter()
+            .map(|frame| frame.keyframe)
+            .collect();
+        assert_eq!(keyframes, [true, false, true]);
     }
 
     #[test]
