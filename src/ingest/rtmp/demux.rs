@@ -9,6 +9,19 @@
 //!
 //! After an error the demuxer is dead: every later `feed` returns the same error again
 //! and emits nothing.
+//!
+//! What the origin (nginx-rtmp) makes of the bytes is what this demuxer reports; the
+//! chunk-layer ambiguities are listed in [`super::chunk`]. Above it:
+//! - a property repeated in a command object: the last one wins (nginx-rtmp's reader
+//!   overwrites), so `{app: "allowed", app: "other"}` is `other`;
+//! - `app` and the publishing name as nginx-rtmp reads them ([`origin_name`],
+//!   [`origin_app`]): cut at a NUL byte and at 255 bytes, `app` without a trailing `/`,
+//!   `/_definst_` or `?args`;
+//! - AMF3-typed commands (type 17): the format byte is skipped whatever its value;
+//! - every `publish` is reported, not only the first (the relay admits each);
+//! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit in a frame
+//!   flagged otherwise — decoders show such a picture whatever the flag says;
+//! - AMF nesting deeper than [`super::amf0::MAX_DEPTH`] is refused (nginx-rtmp recurses).
 
 use bytes::Bytes;
 
