@@ -17,7 +17,13 @@
 //! - `app` and the publishing name as nginx-rtmp reads them ([`origin_name`],
 //!   [`origin_app`]): cut at a NUL byte and at 255 bytes, `app` without a trailing `/`,
 //!   `/_definst_` or `?args`;
-//! - AMF3-typed commands (type 17): the format byte is skipped whatever its value;
+//! - every AMF message type (commands 20/17, data 18/15, shared objects 19/16) runs the
+//!   handler its function name selects, looked up case-insensitively and cut at a NUL,
+//!   as nginx-rtmp does: `PUBLISH` in a data message is a publish; the AMF3 format byte
+//!   is skipped whatever its value;
+//! - aggregate messages may carry audio and video only (nginx-rtmp would act on a
+//!   command or a Set Chunk Size inside one; it reads the whole tag type byte): others
+//!   are refused;
 //! - every `publish` is reported, not only the first (the relay admits each);
 //! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit in a frame
 //!   flagged otherwise — decoders show such a picture whatever the flag says;
@@ -34,12 +40,18 @@ pub const HANDSHAKE_LEN: u64 = 1 + 1536 + 1536;
 /// The only C0 version plain RTMP uses (6 would be RTMPE).
 const RTMP_VERSION: u8 = 3;
 
+const MSG_AUDIO: u8 = 8;
 const MSG_VIDEO: u8 = 9;
 const MSG_AMF3_DATA: u8 = 15;
+const MSG_AMF3_SHARED_OBJECT: u8 = 16;
 const MSG_AMF3_COMMAND: u8 = 17;
 const MSG_AMF0_DATA: u8 = 18;
+const MSG_AMF0_SHARED_OBJECT: u8 = 19;
 const MSG_AMF0_COMMAND: u8 = 20;
 const MSG_AGGREGATE: u8 = 22;
+
+/// Longest AMF function name nginx-rtmp keeps (its 128-byte buffer less the NUL).
+const ORIGIN_MAX_FUNCTION_BYTES: usize = 127;
 
 /// Size of the FLV tag header in front of every sub-message of an aggregate message,
 /// and of the back-pointer after it.
@@ -225,6 +237,14 @@ pub enum DemuxError {
     },
     #[error("video message at byte {offset}: {source}")]
     Video { offset: u64, source: FlvError },
+    #[error(
+        "aggregate message at byte {offset}: sub-message of type {type_id} at message offset {position}: only audio and video may be aggregated (an origin would act on it)"
+    )]
+    AggregateSubMessage {
+        offset: u64,
+        position: usize,
+        type_id: u8,
+    },
     #[error(
         "aggregate message at byte {offset}: sub-message at message offset {position} needs {needed} bytes, {remaining} left"
     )]
@@ -415,47 +435,68 @@ impl Demuxer {
         events: &mut Vec<DemuxEvent>,
     ) -> Result<(), DemuxError> {
         match message.type_id {
-            MSG_AMF0_COMMAND => self.handle_command(&message.payload, 0, &message, events),
-            MSG_AMF3_COMMAND | MSG_AMF3_DATA => {
-                // AMF3-typed messages from publishers carry AMF0 after a format byte
-                // (0x00). Like nginx-rtmp, skip that byte whatever its value, so both
-                // read the same command.
-                let skip = usize::from(!message.payload.is_empty());
-                let body = &message.payload[skip..];
-                if message.type_id == MSG_AMF3_COMMAND {
-                    self.handle_command(body, skip, &message, events)
-                } else {
-                    handle_data(body, skip, &message, events)
-                }
-            }
-            MSG_AMF0_DATA => handle_data(&message.payload, 0, &message, events),
+            MSG_AMF3_DATA
+            | MSG_AMF3_SHARED_OBJECT
+            | MSG_AMF3_COMMAND
+            | MSG_AMF0_DATA
+            | MSG_AMF0_SHARED_OBJECT
+            | MSG_AMF0_COMMAND => self.handle_amf(&message, events),
             MSG_VIDEO => {
                 let dts = self.video_clock.unwrap(message.timestamp);
                 self.handle_video(&message.payload, dts, message.start_offset, events)
             }
             MSG_AGGREGATE => self.handle_aggregate(&message, events),
-            // Audio, acknowledgements, window sizes, user control, shared objects.
+            // Audio, acknowledgements, window sizes, user control.
+            _ => Ok(()),
+        }
+    }
+
+    /// Every AMF message type is read as nginx-rtmp's `ngx_rtmp_amf_message_handler`
+    /// reads it: a function name, then the handler registered for that name, whatever
+    /// the message type. A `publish` sent as a data or shared-object message is a publish
+    /// to the origin, so it is one here.
+    fn handle_amf(
+        &mut self,
+        message: &Message,
+        events: &mut Vec<DemuxEvent>,
+    ) -> Result<(), DemuxError> {
+        let amf_error = amf_error_in(message);
+        // AMF3-typed messages from publishers carry AMF0 after a format byte; nginx-rtmp
+        // skips that byte whatever its value.
+        let skip = usize::from(
+            matches!(
+                message.type_id,
+                MSG_AMF3_DATA | MSG_AMF3_SHARED_OBJECT | MSG_AMF3_COMMAND
+            ) && !message.payload.is_empty(),
+        );
+        let mut decoder = Amf0Decoder::new(&message.payload[skip..], skip);
+        let name = if matches!(
+            message.type_id,
+            MSG_AMF0_SHARED_OBJECT | MSG_AMF3_SHARED_OBJECT
+        ) {
+            decoder.typeless_string().map_err(amf_error)?
+        } else {
+            match decoder.next_value().map_err(amf_error)? {
+                Amf0Value::String(name) => name,
+                _ => return Ok(()),
+            }
+        };
+        match origin_function_name(&name).as_str() {
+            "connect" => self.handle_command("connect", decoder, message, events),
+            "publish" => self.handle_command("publish", decoder, message, events),
+            "@setdataframe" | "onmetadata" => handle_metadata(&name, decoder, message, events),
             _ => Ok(()),
         }
     }
 
     fn handle_command(
         &mut self,
-        body: &[u8],
-        base_offset: usize,
+        command: &'static str,
+        mut decoder: Amf0Decoder<'_>,
         message: &Message,
         events: &mut Vec<DemuxEvent>,
     ) -> Result<(), DemuxError> {
         let amf_error = amf_error_in(message);
-        let mut decoder = Amf0Decoder::new(body, base_offset);
-        let Amf0Value::String(name) = decoder.next_value().map_err(amf_error)? else {
-            return Ok(());
-        };
-        let command = match name.as_str() {
-            "connect" => "connect",
-            "publish" => "publish",
-            _ => return Ok(()),
-        };
         let args = decoder.remaining_values().map_err(amf_error)?;
         let field_error = |field, expected, found: &Amf0Value| DemuxError::CommandField {
             command,
@@ -579,7 +620,16 @@ impl Demuxer {
             let Some(header) = payload.get(position..position + AGGREGATE_TAG_HEADER_LEN) else {
                 return Err(truncated(AGGREGATE_TAG_HEADER_LEN));
             };
-            let type_id = header[0] & 0x1F;
+            // nginx-rtmp dispatches the whole byte as a message type, and would run a
+            // command or a Set Chunk Size found here: only media may be aggregated.
+            let type_id = header[0];
+            if type_id != MSG_AUDIO && type_id != MSG_VIDEO {
+                return Err(DemuxError::AggregateSubMessage {
+                    offset: message.start_offset,
+                    position,
+                    type_id,
+                });
+            }
             let size = (usize::from(header[1]) << 16)
                 | (usize::from(header[2]) << 8)
                 | usize::from(header[3]);
@@ -650,24 +700,36 @@ fn amf_error_in(message: &Message) -> impl Fn(Amf0Error) -> DemuxError + Copy + 
     }
 }
 
-/// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})`; other data messages
-/// are ignored.
-fn handle_data(
-    body: &[u8],
-    base_offset: usize,
+/// AMF function names as nginx-rtmp looks them up: cut at a NUL byte and at 127 bytes,
+/// ASCII-lowercased (its handler table is case-insensitive).
+fn origin_function_name(sent: &str) -> String {
+    let bytes = sent.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(bytes.len())
+        .min(ORIGIN_MAX_FUNCTION_BYTES);
+    String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase()
+}
+
+/// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})` (`function` is the name
+/// already read); other shapes are ignored.
+fn handle_metadata(
+    function: &str,
+    mut decoder: Amf0Decoder<'_>,
     message: &Message,
     events: &mut Vec<DemuxEvent>,
 ) -> Result<(), DemuxError> {
     let amf_error = amf_error_in(message);
-    let mut decoder = Amf0Decoder::new(body, base_offset);
-    let mut name = decoder.next_value().map_err(amf_error)?;
-    if name == Amf0Value::String("@setDataFrame".into()) {
+    if origin_function_name(function) == "@setdataframe" {
         if decoder.is_empty() {
             return Ok(());
         }
-        name = decoder.next_value().map_err(amf_error)?;
+        if decoder.next_value().map_err(amf_error)? != Amf0Value::String("onMetaData".into()) {
+            return Ok(());
+        }
     }
-    if name != Amf0Value::String("onMetaData".into()) || decoder.is_empty() {
+    if decoder.is_empty() {
         return Ok(());
     }
     let value = decoder.next_value().map_err(amf_error)?;
@@ -1406,6 +1468,75 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Only media may be aggregated: nginx-rtmp would execute a command or a Set Chunk
+    /// Size inside an aggregate, and dispatches the whole type byte (0x29 is no video).
+    #[test]
+    fn aggregated_non_media_is_refused() {
+        for type_byte in [MSG_AMF0_COMMAND, 1, 0x20 | MSG_VIDEO] {
+            let mut body = vec![type_byte];
+            body.extend(be24(4));
+            body.extend([0; 7]);
+            body.extend([0, 0, 0, 128]);
+            body.extend(15u32.to_be_bytes());
+            let mut w = ChunkWriter::new();
+            w.message(6, 0, MSG_AGGREGATE, &body);
+            assert!(
+                matches!(
+                    demux_err(&w.out),
+                    DemuxError::AggregateSubMessage { type_id, position: 0, .. } if type_id == type_byte
+                ),
+                "type {type_byte}"
+            );
+        }
+    }
+
+    /// nginx-rtmp runs the handler named by the function name of any AMF message type,
+    /// looked up case-insensitively, cut at a NUL: each of these is a publish.
+    #[test]
+    fn publish_in_any_amf_message_shape_is_a_publish() {
+        let args =
+            |name: &str| encode_all(&[string(name), Number(5.0), Null, string("hidden-key")]);
+        let shared_object = {
+            // A typeless name, then bytes the publish handler reads as its arguments.
+            let mut payload = vec![0, 7];
+            payload.extend(b"publish");
+            payload.extend(encode_all(&[Number(5.0), Null, string("hidden-key")]));
+            payload
+        };
+        let cases: [(&str, u8, Vec<u8>); 6] = [
+            ("upper case", MSG_AMF0_COMMAND, args("PUBLISH")),
+            ("NUL suffix", MSG_AMF0_COMMAND, args("publish\0ignored")),
+            ("data message", MSG_AMF0_DATA, args("publish")),
+            (
+                "AMF3 data",
+                MSG_AMF3_DATA,
+                [&[0][..], &args("Publish")].concat(),
+            ),
+            (
+                "shared object",
+                MSG_AMF0_SHARED_OBJECT,
+                shared_object.clone(),
+            ),
+            (
+                "AMF3 shared object",
+                MSG_AMF3_SHARED_OBJECT,
+                [&[0][..], &shared_object].concat(),
+            ),
+        ];
+        for (name, type_id, payload) in cases {
+            let mut w = ChunkWriter::new();
+            w.message(3, 0, type_id, &payload);
+            let events = demux(&w.out).unwrap();
+            assert!(
+                matches!(
+                    &events[..],
+                    [DemuxEvent::Publish { stream_key, .. }] if stream_key == "hidden-key"
+                ),
+                "{name}: {events:?}"
+            );
+        }
     }
 
     #[test]
