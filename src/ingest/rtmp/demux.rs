@@ -27,6 +27,8 @@
 //! - every `publish` is reported, not only the first (the relay admits each);
 //! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit in a frame
 //!   flagged otherwise — decoders show such a picture whatever the flag says;
+//! - Enhanced RTMP multitrack video: a track other than 0 makes the stream
+//!   uninspectable (a player may show it; livegate inspects one picture);
 //! - AMF nesting deeper than [`super::amf0::MAX_DEPTH`] is refused (nginx-rtmp recurses).
 
 use bytes::Bytes;
@@ -152,8 +154,8 @@ pub enum DemuxEvent {
     },
     VideoFrame(VideoFrame),
     /// The publisher sends video this demuxer cannot analyse (legacy non-AVC codecs,
-    /// VP8, unknown FourCC, Enhanced RTMP ModEx). Reported once per session. Of a
-    /// multitrack video message only track 0 is analysed.
+    /// VP8, unknown FourCC, Enhanced RTMP ModEx, a multitrack track other than 0).
+    /// Reported once per session.
     UnsupportedVideo {
         description: String,
     },
