@@ -80,7 +80,10 @@ impl Default for DemuxLimits {
         DemuxLimits {
             max_message_bytes: 8 * 1024 * 1024,
             max_command_bytes: 64 * 1024,
-            max_chunk_size: 0x00FF_FFFF,
+            // nginx-rtmp's NGX_RTMP_MAX_CHUNK_SIZE: it ignores a larger Set Chunk Size
+            // (keeping the old size), so applying one would desynchronise the readings;
+            // refusing it is safe for every origin.
+            max_chunk_size: 10 * 1024 * 1024,
             max_chunk_streams: 64,
             max_buffered_bytes: 32 * 1024 * 1024,
         }
@@ -1577,7 +1580,7 @@ mod tests {
             ),
             (
                 0x7FFF_FFFF,
-                "chunk size 2147483647 exceeds cap 16777215 (at byte 3073)",
+                "chunk size 2147483647 exceeds cap 10485760 (at byte 3073)",
             ),
         ] {
             let mut w = ChunkWriter::new();
