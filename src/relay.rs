@@ -299,7 +299,11 @@ fn stalled(state: &SessionState, what: String) -> SessionEnd {
 }
 
 /// Ends the session once no bytes have moved in either direction for `idle_timeout_ms`.
-async fn idle_watch(ingest: &IngestConfig, state: &SessionState, activity: &Activity) -> SessionEnd {
+async fn idle_watch(
+    ingest: &IngestConfig,
+    state: &SessionState,
+    activity: &Activity,
+) -> SessionEnd {
     loop {
         let deadline = activity.last() + ingest.idle_timeout();
         if Instant::now() >= deadline {

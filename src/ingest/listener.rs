@@ -173,9 +173,7 @@ fn client_of(ip: IpAddr) -> IpAddr {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from_bits(
-                v6.to_bits() & !((1u128 << 64) - 1),
-            )),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
         },
     }
 }
@@ -231,7 +229,10 @@ mod tests {
         assert_eq!(client_of(a), client_of(b));
         assert_ne!(client_of(a), client_of(other));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
-        assert_eq!(client_of(mapped), "192.0.2.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            client_of(mapped),
+            "192.0.2.7".parse::<IpAddr>().expect("ip")
+        );
     }
 
     #[test]
@@ -243,7 +244,10 @@ mod tests {
         assert!(counts.take(ip).is_none(), "third over the cap");
         assert!(counts.take("192.0.2.2".parse().expect("ip")).is_some());
         drop(first);
-        assert!(counts.take(ip).is_some(), "a slot freed by an ended session");
+        assert!(
+            counts.take(ip).is_some(),
+            "a slot freed by an ended session"
+        );
         drop(second);
         let unlimited = Arc::new(ClientCounts::new(0));
         let held: Vec<_> = (0..100).filter_map(|_| unlimited.take(ip)).collect();
