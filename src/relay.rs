@@ -15,9 +15,11 @@
 
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
@@ -330,8 +332,7 @@ enum WriteFailure {
 }
 
 /// Writes `bytes` to `to` within `limit`, ending early if `from` (the socket they came
-/// from) closes while the write is stalled. Most writes complete at once, before any
-/// timer is armed.
+/// from) closes while the write is stalled.
 async fn forward(
     to: &mut OwnedWriteHalf,
     bytes: &[u8],
@@ -340,6 +341,11 @@ async fn forward(
 ) -> Result<(), WriteFailure> {
     let write = to.write_all(bytes);
     tokio::pin!(write);
+    // Most writes complete at once: they cost no timer and no readiness check.
+    let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(written) = first {
+        return written.map_err(WriteFailure::Failed);
+    }
     tokio::select! {
         biased;
         written = &mut write => return written.map_err(WriteFailure::Failed),
@@ -386,7 +392,8 @@ impl BitrateCap {
     fn new(kbps: u64, now: Instant) -> Option<Self> {
         (kbps > 0).then(|| BitrateCap {
             kbps,
-            budget: kbps * 1000 / 8 * BITRATE_WINDOW.as_secs(),
+            // 1 kbit/s = 125 bytes/s.
+            budget: kbps.saturating_mul(125 * BITRATE_WINDOW.as_secs()),
             window_start: now,
             window_bytes: 0,
         })
