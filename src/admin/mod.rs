@@ -1,7 +1,8 @@
 //! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, and
 //! the bearer-token API under `/v1/` to list and cut streams, reload and extend hash
 //! lists, and read recent audit records. Routes are in [`routes`], metrics in
-//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop.
+//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop
+//! (with its connection cap, at which idle connections give way to new ones).
 //!
 //! The token comes from `admin.token`, else `admin.token_file`, else the environment
 //! variable `LIVEGATE_ADMIN_TOKEN` (the config wins over the environment). Without any,
