@@ -216,7 +216,7 @@ fn an_origin_that_stops_reading_is_closed_at_the_write_timeout() {
     let listen = local(free_port());
     let livegate = Livegate::start(&ingest(listen, origin.addr, "write_timeout_ms = 1000"), 1);
     let pusher = Pusher::start(listen, "stalled-origin-key");
-    pusher.wait_until_stalled(Duration::from_millis(300));
+    pusher.wait_until_stalled(Duration::from_millis(500));
     let stalled = Instant::now();
     let closed = livegate.session_closed_for(pusher.local, Duration::from_secs(10));
     assert!(
@@ -245,7 +245,7 @@ fn a_publisher_leaving_while_the_origin_is_stalled_ends_the_session_promptly() {
     // A write timeout far beyond the test: only noticing the publisher can end it.
     let livegate = Livegate::start(&ingest(listen, origin.addr, "write_timeout_ms = 600000"), 1);
     let pusher = Pusher::start(listen, "leaving-publisher-key");
-    pusher.wait_until_stalled(Duration::from_millis(300));
+    pusher.wait_until_stalled(Duration::from_millis(500));
     let client = pusher.local;
     pusher.abort();
     let left = Instant::now();
