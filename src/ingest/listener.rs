@@ -66,21 +66,17 @@ impl IngestListener {
                     continue;
                 }
             };
-            let slots = self.clients.take(client.ip()).map(|slot| {
-                let permit = Arc::clone(&self.connections).try_acquire_owned();
-                (slot, permit)
-            });
-            let (slot, permit) = match slots {
-                Some((slot, Ok(permit))) => (slot, permit),
-                refused => {
-                    let refusal = match refused {
-                        None => Refusal::PerClient,
-                        Some(_) => Refusal::MaxConnections,
-                    };
-                    services.registry.count_refused(refusal);
-                    refusals.refused(&self.ingest, client, refusal);
-                    continue;
-                }
+            let mut refuse = |refusal| {
+                services.registry.count_refused(refusal);
+                refusals.refused(&self.ingest, client, refusal);
+            };
+            let Some(slot) = self.clients.take(client.ip()) else {
+                refuse(Refusal::PerClient);
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
+                refuse(Refusal::MaxConnections);
+                continue;
             };
             let ingest = Arc::clone(&self.ingest);
             let services = Arc::clone(&services);
