@@ -775,3 +775,32 @@ fn log_close(state: &SessionState, end: &SessionEnd) {
         "session closed"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bitrate_cap_averages_over_its_window() {
+        let start = Instant::now();
+        assert!(BitrateCap::new(0, start).is_none(), "0 is off");
+        // 800 kbit/s = 100 000 bytes/s = 500 000 bytes per 5 s window.
+        let mut cap = BitrateCap::new(800, start).expect("a cap");
+        let second = Duration::from_secs(1);
+        for i in 0..5 {
+            // A burst within the window's average passes.
+            cap.add(100_000, start + second * i).expect("at the cap");
+        }
+        // A new window starts afresh.
+        cap.add(400_000, start + second * 5).expect("new window");
+        let end = cap
+            .add(100_001, start + second * 6)
+            .expect_err("over the window's budget");
+        assert_eq!(end.closer, Closer::Publisher);
+        assert!(
+            end.reason.contains("max_publisher_kbps = 800"),
+            "{}",
+            end.reason
+        );
+    }
+}
