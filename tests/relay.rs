@@ -95,7 +95,7 @@ fn bad_inputs() -> Vec<BadInput> {
         BadInput {
             name: "HTTP request",
             bytes: b"GET / HTTP/1.1\r\nHost: livegate\r\n\r\n".to_vec(),
-            reason: "cannot be inspected",
+            reason: "not RTMP",
         },
     ]
 }
@@ -152,7 +152,9 @@ fn relays_a_real_publish_byte_for_byte_while_bad_clients_are_rejected() {
             bad.reason
         );
     }
+    // The origin is dialled once the publisher has started its handshake.
     let mut unreachable = RawClient::connect(unreachable_listen);
+    unreachable.send(&encode::client_handshake());
     assert!(
         unreachable.closed_within(Duration::from_secs(5)),
         "origin unreachable: connection left open"
