@@ -13,9 +13,10 @@
 //! demuxer cannot parse do: the session is cut, or analysis of it stops (logged and
 //! counted in `livegate_streams_uninspectable_total`).
 //!
-//! Memory: a stream keeps only its decoder (one picture and per-macroblock tables, at
-//! most `max_picture_pixels`); the RGB picture and PDQ's float buffers, about 11 bytes
-//! per pixel, belong to the worker and are reused across the streams it serves.
+//! Memory: a stream keeps only its decoder (a pool of one or two pictures of 1.5 bytes
+//! per pixel, and per-macroblock tables, at most `max_picture_pixels`); the RGB picture
+//! and PDQ's float buffers, about 11 bytes per pixel, belong to the worker and are reused
+//! across the streams it serves.
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -87,8 +88,8 @@ mod defaults {
     }
     /// 4096×2304: admits UHD (3840×2160) and DCI 4K (4096×2160), the largest sizes
     /// platforms take for live ingest, and refuses 5K and up. Analysis holds about
-    /// 11 bytes per pixel per worker (RGB picture, PDQ buffers) and a decoded picture
-    /// per stream, about 100 MB and 14 MB at this size.
+    /// 11 bytes per pixel per worker (RGB picture, PDQ buffers) and one or two decoded
+    /// pictures per stream: about 100 MB per worker and 15–30 MB per stream at this size.
     pub fn max_picture_pixels() -> u64 {
         4096 * 2304
     }

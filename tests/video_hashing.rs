@@ -295,21 +295,40 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
         assert_eq!(refused(error), (640, 480, limit), "{name}");
         assert!(KeyframeDecoder::new(codec, &extradata, 640 * 480).is_ok());
     }
-    // VP9 has no size in a configuration record: FFmpeg's max_pixels refuses the frame.
-    let path = dir.path().join("vp9.webm");
-    generate_video(
-        &path,
-        "testsrc2=size=640x480:rate=25:duration=0.2",
-        &["-c:v", "libvpx-vp9", "-deadline", "realtime"],
-    );
-    let (codec, _, keyframes) = demuxed_keyframes(&path);
-    let (data, pts) = &keyframes[0];
-    let mut decoder = KeyframeDecoder::new(codec, &[], limit).unwrap();
-    let error = decoder.decode_keyframe(data, *pts).err().unwrap();
-    assert_eq!(refused(error), (640, 480, limit));
-    let mut decoder = KeyframeDecoder::new(codec, &[], 640 * 480).unwrap();
-    assert_eq!(
-        decoder.decode_keyframe(data, *pts).unwrap().picture.width(),
-        640
-    );
+    // VP9 and AV1 sizes are not read by livegate: FFmpeg's max_pixels refuses them, for
+    // VP9 at the frame, for AV1 when libdav1d opens on the av1C sequence header (or, as
+    // its frame size limit, at the frame).
+    for (name, args) in [
+        (
+            "vp9.webm",
+            &["-c:v", "libvpx-vp9", "-deadline", "realtime"][..],
+        ),
+        (
+            "av1.mp4",
+            &["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime"][..],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        generate_video(&path, "testsrc2=size=640x480:rate=25:duration=0.2", args);
+        let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+        let (data, pts) = &keyframes[0];
+        let error = match KeyframeDecoder::new(codec, &extradata, limit) {
+            Ok(mut decoder) => decoder.decode_keyframe(data, *pts).err().unwrap(),
+            Err(error) => error,
+        };
+        assert_eq!(refused(error), (640, 480, limit), "{name}");
+        if name == "av1.mp4" {
+            // An av1C without the sequence header: libdav1d refuses the frame.
+            let mut decoder = KeyframeDecoder::new(codec, &extradata[..4], limit).unwrap();
+            let error = decoder.decode_keyframe(data, *pts).err().unwrap();
+            assert_eq!(
+                refused(error),
+                (640, 480, limit),
+                "{name} without configOBUs"
+            );
+        }
+        let mut decoder = KeyframeDecoder::new(codec, &extradata, 640 * 480).unwrap();
+        let decoded = decoder.decode_keyframe(data, *pts).unwrap();
+        assert_eq!(decoded.picture.width(), 640, "{name}");
+    }
 }

@@ -313,11 +313,25 @@ impl KeyframeDecoder {
             (*raw).thread_count = 1;
             (*raw).thread_type = 0;
         }
-        let decoder = context
-            .decoder()
-            .open_as(found)
-            .and_then(|opened| opened.video())
-            .map_err(|source| MediaError::OpenDecoder { codec, source })?;
+        // Some decoders size themselves from the record when opened (libdav1d reads the
+        // AV1 sequence header), and refuse it there with the same report.
+        let (opened, captured) = log::capture(|| {
+            context
+                .decoder()
+                .open_as(found)
+                .and_then(|opened| opened.video())
+        });
+        let decoder = match (opened, captured.refused_size) {
+            (Ok(decoder), _) => decoder,
+            (Err(_), Some((width, height))) => {
+                return Err(MediaError::PictureTooLarge {
+                    width: width.into(),
+                    height: height.into(),
+                    max_pixels,
+                });
+            }
+            (Err(source), None) => return Err(MediaError::OpenDecoder { codec, source }),
+        };
         Ok(Self {
             decoder,
             frame: frame::Video::empty(),

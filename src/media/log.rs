@@ -34,9 +34,9 @@ pub fn install() {
     static INSTALLED: Once = Once::new();
     INSTALLED.call_once(|| {
         // SAFETY: both calls only store a global; the callback matches the signature the
-        // sys crate's bindings declare for av_log_set_callback. AV_LOG_INFO keeps the
-        // concealment report (logged at info) flowing to the callback and drops FFmpeg's
-        // verbose/debug chatter before it is formatted.
+        // sys crate's bindings declare for av_log_set_callback. The callback drops lines
+        // above this level: AV_LOG_INFO keeps the concealment report (logged at info) and
+        // drops FFmpeg's verbose/debug chatter before it is formatted.
         unsafe {
             ffi::av_log_set_level(ffi::AV_LOG_INFO);
             ffi::av_log_set_callback(Some(on_ffmpeg_log));
@@ -50,7 +50,7 @@ pub struct Captured {
     /// The error-resilience report of a decoded picture: macroblocks with DC, AC and
     /// motion-vector errors that were concealed (summed if reported more than once).
     pub concealed: Option<ConcealedCounts>,
-    /// A picture size refused by `max_pixels` (`av_image_check_size2`'s report).
+    /// A picture size refused by `max_pixels` (FFmpeg's or libdav1d's report).
     pub refused_size: Option<(u32, u32)>,
 }
 
@@ -93,6 +93,12 @@ unsafe extern "C" fn on_ffmpeg_log(
     fmt: *const c_char,
     args: *mut ffi::__va_list_tag,
 ) {
+    // av_log leaves filtering by level to the callback; verbose and debug lines (the
+    // demuxers and parsers write many) are dropped before any formatting.
+    // SAFETY: reads a global integer.
+    if level & 0xff > unsafe { ffi::av_log_get_level() } {
+        return;
+    }
     let mut buffer = [0 as c_char; LINE_BYTES];
     let mut print_prefix: c_int = 0;
     // SAFETY: FFmpeg passes a valid format and argument list, consumed exactly once here;
@@ -192,12 +198,16 @@ fn parse_concealing(line: &str) -> Option<ConcealedCounts> {
     })
 }
 
-/// `Picture size 7680x4320 exceeds specified max pixel count 9437184, …`
-/// (libavutil/imgutils.c, the check behind `max_pixels`).
+/// A picture size refused by the pixel limit: `Picture size 7680x4320 exceeds specified
+/// max pixel count 9437184, …` (libavutil/imgutils.c, the check behind `max_pixels`) or
+/// `Frame size 7680x4320 exceeds limit 9437184` (libdav1d's frame size limit).
 fn parse_refused_size(line: &str) -> Option<(u32, u32)> {
-    let rest = line.strip_prefix("Picture size ")?;
+    let rest = line
+        .strip_prefix("Picture size ")
+        .or_else(|| line.strip_prefix("Frame size "))?;
     let (size, tail) = rest.split_once(' ')?;
-    if !tail.starts_with("exceeds specified max pixel count") {
+    if !(tail.starts_with("exceeds specified max pixel count") || tail.starts_with("exceeds limit"))
+    {
         return None;
     }
     let (width, height) = size.split_once('x')?;
@@ -285,6 +295,10 @@ mod tests {
                  documentation if you wish to increase it"
             ),
             Some((640, 480))
+        );
+        assert_eq!(
+            parse_refused_size("Frame size 7680x4320 exceeds limit 9437184"),
+            Some((7680, 4320))
         );
         assert_eq!(parse_refused_size("Picture size 0x0 is invalid"), None);
     }

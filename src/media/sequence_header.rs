@@ -5,8 +5,10 @@
 //! sequence parameter set before `max_pixels` is checked (it is checked when a picture
 //! buffer is requested), so the size is read here from every SPS of an `avcC` or `hvcC`
 //! record, and the largest counts. Other codecs (AV1, VP9) rely on `max_pixels` alone:
-//! VP9 checks it as soon as a frame header sets the size, and libdav1d gets it as its
-//! frame size limit.
+//! VP9 checks it as soon as a frame header sets the size; FFmpeg's libdav1d wrapper
+//! checks it against the `av1C` sequence header when the decoder opens, and passes it to
+//! libdav1d as its frame size limit. Sizes in-band (a new SPS inside a keyframe packet)
+//! are likewise left to `max_pixels`.
 
 use ffmpeg_next::codec::Id;
 
