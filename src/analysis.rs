@@ -159,8 +159,8 @@ pub struct AnalysisStats {
     pub decoder_errors: AtomicU64,
     /// Keyframes FFmpeg decoded with error concealment, whatever the share.
     pub keyframes_concealed: AtomicU64,
-    /// Streams analysis could not inspect, by [`Uninspectable`] kind and `on_parse_error`.
-    pub streams_uninspectable: [[AtomicU64; 2]; 2],
+    /// Streams analysis could not inspect, by [`UninspectableReason`] and `on_parse_error`.
+    streams_uninspectable: [[AtomicU64; 2]; 2],
     pub matches: AtomicU64,
     /// Sum of (analysis finished − keyframe arrived), for the mean.
     pub analysis_latency_micros_total: AtomicU64,
@@ -177,18 +177,33 @@ pub enum Uninspectable {
     KeyframeConcealed(Concealment),
 }
 
-impl Uninspectable {
-    pub const ALL_REASONS: [&'static str; 2] = ["picture_too_large", "keyframe_concealed"];
+/// The kind of an [`Uninspectable`], as the `reason` label of
+/// `livegate_streams_uninspectable_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UninspectableReason {
+    PictureTooLarge,
+    KeyframeConcealed,
+}
 
-    /// The `reason` label of `livegate_streams_uninspectable_total`.
-    pub fn label(&self) -> &'static str {
-        Self::ALL_REASONS[self.index()]
-    }
+impl UninspectableReason {
+    pub const ALL: [UninspectableReason; 2] = [
+        UninspectableReason::PictureTooLarge,
+        UninspectableReason::KeyframeConcealed,
+    ];
 
-    fn index(&self) -> usize {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Uninspectable::PictureTooLarge { .. } => 0,
-            Uninspectable::KeyframeConcealed(_) => 1,
+            UninspectableReason::PictureTooLarge => "picture_too_large",
+            UninspectableReason::KeyframeConcealed => "keyframe_concealed",
+        }
+    }
+}
+
+impl Uninspectable {
+    pub fn reason(&self) -> UninspectableReason {
+        match self {
+            Uninspectable::PictureTooLarge { .. } => UninspectableReason::PictureTooLarge,
+            Uninspectable::KeyframeConcealed(_) => UninspectableReason::KeyframeConcealed,
         }
     }
 
@@ -213,18 +228,26 @@ impl Uninspectable {
 }
 
 impl AnalysisStats {
-    /// Streams counted as uninspectable for `reason` (a label of
-    /// [`Uninspectable::ALL_REASONS`]) under `on_parse_error`.
-    pub fn streams_uninspectable(&self, reason: usize, on_parse_error: OnParseError) -> u64 {
-        self.streams_uninspectable[reason][on_parse_error_index(on_parse_error)]
+    /// Streams found uninspectable for `reason` and handled by `on_parse_error`.
+    pub fn streams_uninspectable(
+        &self,
+        reason: UninspectableReason,
+        on_parse_error: OnParseError,
+    ) -> u64 {
+        self.uninspectable_counter(reason, on_parse_error)
             .load(Ordering::Relaxed)
     }
-}
 
-fn on_parse_error_index(on_parse_error: OnParseError) -> usize {
-    match on_parse_error {
-        OnParseError::Cut => 0,
-        OnParseError::Pass => 1,
+    fn uninspectable_counter(
+        &self,
+        reason: UninspectableReason,
+        on_parse_error: OnParseError,
+    ) -> &AtomicU64 {
+        let mode = match on_parse_error {
+            OnParseError::Cut => 0,
+            OnParseError::Pass => 1,
+        };
+        &self.streams_uninspectable[reason as usize][mode]
     }
 }
 
@@ -650,9 +673,7 @@ impl StreamAnalysis {
             format!("learned,session {}", self.session.id),
         );
     }
-}
 
-impl StreamAnalysis {
     /// Analysis cannot inspect this stream: it is cut or left uninspected, as its
     /// listener's `on_parse_error` says, and analysed no more either way.
     fn uninspectable(&self, why: Uninspectable) {
@@ -663,14 +684,15 @@ impl StreamAnalysis {
             .get(&self.session.ingest)
             .copied()
             .unwrap_or(OnParseError::Cut);
-        self.analysis.stats.streams_uninspectable[why.index()]
-            [on_parse_error_index(on_parse_error)]
-        .fetch_add(1, Ordering::Relaxed);
+        self.analysis
+            .stats
+            .uninspectable_counter(why.reason(), on_parse_error)
+            .fetch_add(1, Ordering::Relaxed);
         let description = why.describe(&self.analysis.config);
         match on_parse_error {
             OnParseError::Pass => warn!(
                 session = self.session.id,
-                reason = why.label(),
+                reason = why.reason().as_str(),
                 error = %description,
                 "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
             ),

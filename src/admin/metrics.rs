@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::actuator::{AuditEvent, AuditRecord};
-use crate::analysis::Uninspectable;
+use crate::analysis::UninspectableReason;
 use crate::config::OnParseError;
 use crate::relay::Services;
 use crate::signals::lists::{ListMatch, ListSet};
@@ -282,13 +282,13 @@ impl Collector for LiveCounters {
             None,
             MetricType::Counter,
         )?;
-        for (index, reason) in Uninspectable::ALL_REASONS.into_iter().enumerate() {
+        for reason in UninspectableReason::ALL {
             for (on_parse_error, label) in
                 [(OnParseError::Cut, "cut"), (OnParseError::Pass, "pass")]
             {
-                ConstCounter::new(stats.streams_uninspectable(index, on_parse_error)).encode(
+                ConstCounter::new(stats.streams_uninspectable(reason, on_parse_error)).encode(
                     uninspectable
-                        .encode_family(&[("reason", reason), ("on_parse_error", label)])?,
+                        .encode_family(&[("reason", reason.as_str()), ("on_parse_error", label)])?,
                 )?;
             }
         }
