@@ -6,19 +6,32 @@
 //! (`samples_shed`), so a slow worker pool costs analysis coverage, never relay latency.
 //! Each stream is worked on by one worker at a time (its decoder and policy state are
 //! sequential); streams are scheduled round-robin through a shared channel.
+//!
+//! A stream analysis cannot inspect — pictures over `max_picture_pixels`, or a keyframe
+//! mostly made up by FFmpeg's error concealment (what a stream livegate reads differently
+//! from the origin decodes to) — follows its listener's `on_parse_error`, as bytes the
+//! demuxer cannot parse do: the session is cut, or analysis of it stops (logged and
+//! counted in `livegate_streams_uninspectable_total`).
+//!
+//! Memory: a stream keeps only its decoder (a pool of one or two pictures of 1.5 bytes
+//! per pixel, and per-macroblock tables, at most `max_picture_pixels`); the RGB picture
+//! and PDQ's float buffers, about 11 bytes per pixel, belong to the worker and are reused
+//! across the streams it serves.
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::actuator::{Actuator, AuditEvent, AuditRecord, SignalRecord};
+use crate::config::OnParseError;
 use crate::ingest::rtmp::{VideoCodec, VideoFrame};
-use crate::media::decode::KeyframeDecoder;
+use crate::media::decode::{Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
@@ -44,6 +57,14 @@ pub struct AnalysisConfig {
     /// with very short GOPs would otherwise cost a decode per fraction of a second).
     #[serde(default = "defaults::max_samples_per_second")]
     pub max_samples_per_second: f64,
+    /// Largest picture (width × height) decoded; a stream with larger pictures cannot be
+    /// inspected (`on_parse_error`).
+    #[serde(default = "defaults::max_picture_pixels")]
+    pub max_picture_pixels: u64,
+    /// A keyframe with more than this share of its macroblocks concealed by the decoder
+    /// makes the stream uninspectable (`on_parse_error`).
+    #[serde(default = "defaults::max_concealed_fraction")]
+    pub max_concealed_fraction: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -52,6 +73,8 @@ impl Default for AnalysisConfig {
             workers: 0,
             queue_per_stream: defaults::queue_per_stream(),
             max_samples_per_second: defaults::max_samples_per_second(),
+            max_picture_pixels: defaults::max_picture_pixels(),
+            max_concealed_fraction: defaults::max_concealed_fraction(),
         }
     }
 }
@@ -63,7 +86,23 @@ mod defaults {
     pub fn max_samples_per_second() -> f64 {
         2.0
     }
+    /// 4096×2304: admits UHD (3840×2160) and DCI 4K (4096×2160), the largest sizes
+    /// platforms take for live ingest, and refuses 5K and up. Analysis holds about
+    /// 11 bytes per pixel per worker (RGB picture, PDQ buffers) and one or two decoded
+    /// pictures per stream: about 100 MB per worker and 15–30 MB per stream at this size.
+    pub fn max_picture_pixels() -> u64 {
+        4096 * 2304
+    }
+    /// Over TCP an honest encoder's keyframe decodes cleanly; a quarter of it made up
+    /// means the bytes are not what the encoder wrote (or not what the origin reads).
+    pub fn max_concealed_fraction() -> f64 {
+        0.25
+    }
 }
+
+/// Bounds of `analysis.max_picture_pixels`: 64×64, and 16384×16384 (FFmpeg's decoders
+/// refuse larger pictures anyway).
+const PICTURE_PIXELS_RANGE: std::ops::RangeInclusive<u64> = 64 * 64..=16384 * 16384;
 
 impl AnalysisConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -81,6 +120,22 @@ impl AnalysisConfig {
         }
         if self.workers > 1024 {
             return Err(("analysis.workers".into(), "must be at most 1024".into()));
+        }
+        if !PICTURE_PIXELS_RANGE.contains(&self.max_picture_pixels) {
+            return Err((
+                "analysis.max_picture_pixels".into(),
+                format!(
+                    "must be between {} and {}",
+                    PICTURE_PIXELS_RANGE.start(),
+                    PICTURE_PIXELS_RANGE.end()
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.max_concealed_fraction) {
+            return Err((
+                "analysis.max_concealed_fraction".into(),
+                "must be between 0 and 1".into(),
+            ));
         }
         Ok(())
     }
@@ -102,11 +157,98 @@ pub struct AnalysisStats {
     pub samples_shed: AtomicU64,
     pub samples_analysed: AtomicU64,
     pub decoder_errors: AtomicU64,
+    /// Keyframes FFmpeg decoded with error concealment, whatever the share.
+    pub keyframes_concealed: AtomicU64,
+    /// Streams analysis could not inspect, by [`UninspectableReason`] and `on_parse_error`.
+    streams_uninspectable: [[AtomicU64; 2]; 2],
     pub matches: AtomicU64,
     /// Sum of (analysis finished − keyframe arrived), for the mean.
     pub analysis_latency_micros_total: AtomicU64,
     /// Histograms and labelled counters for `/metrics`.
     pub observations: crate::admin::metrics::Observations,
+}
+
+/// Why analysis cannot inspect a stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Uninspectable {
+    /// Its pictures are larger than `analysis.max_picture_pixels`.
+    PictureTooLarge { width: u64, height: u64 },
+    /// A keyframe decoded with more than `analysis.max_concealed_fraction` concealed.
+    KeyframeConcealed(Concealment),
+}
+
+/// The kind of an [`Uninspectable`], as the `reason` label of
+/// `livegate_streams_uninspectable_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UninspectableReason {
+    PictureTooLarge,
+    KeyframeConcealed,
+}
+
+impl UninspectableReason {
+    pub const ALL: [UninspectableReason; 2] = [
+        UninspectableReason::PictureTooLarge,
+        UninspectableReason::KeyframeConcealed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UninspectableReason::PictureTooLarge => "picture_too_large",
+            UninspectableReason::KeyframeConcealed => "keyframe_concealed",
+        }
+    }
+}
+
+impl Uninspectable {
+    pub fn reason(&self) -> UninspectableReason {
+        match self {
+            Uninspectable::PictureTooLarge { .. } => UninspectableReason::PictureTooLarge,
+            Uninspectable::KeyframeConcealed(_) => UninspectableReason::KeyframeConcealed,
+        }
+    }
+
+    /// What went wrong, naming the config key that drew the line.
+    fn describe(&self, config: &AnalysisConfig) -> String {
+        match self {
+            Uninspectable::PictureTooLarge { width, height } => format!(
+                "picture size {width}x{height} ({} pixels) exceeds analysis.max_picture_pixels = {}",
+                width.saturating_mul(*height),
+                config.max_picture_pixels
+            ),
+            Uninspectable::KeyframeConcealed(concealment) => format!(
+                "a keyframe decoded with {} of its {} macroblocks concealed ({:.0} %), over \
+                 analysis.max_concealed_fraction = {}",
+                concealment.concealed,
+                concealment.macroblocks,
+                concealment.fraction() * 100.0,
+                config.max_concealed_fraction
+            ),
+        }
+    }
+}
+
+impl AnalysisStats {
+    /// Streams found uninspectable for `reason` and handled by `on_parse_error`.
+    pub fn streams_uninspectable(
+        &self,
+        reason: UninspectableReason,
+        on_parse_error: OnParseError,
+    ) -> u64 {
+        self.uninspectable_counter(reason, on_parse_error)
+            .load(Ordering::Relaxed)
+    }
+
+    fn uninspectable_counter(
+        &self,
+        reason: UninspectableReason,
+        on_parse_error: OnParseError,
+    ) -> &AtomicU64 {
+        let mode = match on_parse_error {
+            OnParseError::Cut => 0,
+            OnParseError::Pass => 1,
+        };
+        &self.streams_uninspectable[reason as usize][mode]
+    }
 }
 
 /// The codec configuration a stream's frames decode with.
@@ -130,19 +272,24 @@ pub struct Analysis {
     lists: Arc<ListSet>,
     actuator: Arc<Actuator>,
     classifier: Option<Arc<ClassifierPool>>,
+    /// Each ingest listener's (bound address) `on_parse_error`.
+    on_parse_error: HashMap<SocketAddr, OnParseError>,
     ready: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
 }
 
 impl Analysis {
     /// Starts the worker threads; `classifier`, when given, gets every
-    /// `every_nth_sample`-th analysed picture of each stream.
+    /// `every_nth_sample`-th analysed picture of each stream. `on_parse_error` maps each
+    /// ingest listener's bound address to what happens to its streams analysis cannot
+    /// inspect (a stream of a listener not in it is cut).
     pub fn start(
         config: AnalysisConfig,
         policy: PolicyConfig,
         lists: Arc<ListSet>,
         actuator: Arc<Actuator>,
         classifier: Option<Arc<ClassifierPool>>,
+        on_parse_error: HashMap<SocketAddr, OnParseError>,
     ) -> Arc<Self> {
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let stats = Arc::new(AnalysisStats::default());
@@ -163,6 +310,7 @@ impl Analysis {
             lists,
             actuator,
             classifier,
+            on_parse_error,
             ready,
             stats,
         })
@@ -375,27 +523,53 @@ impl StreamAnalysis {
 
     fn analyse(self: &Arc<Self>, sample: Sample, scratch: &mut WorkerScratch) {
         let stats = &self.analysis.stats;
+        let config = &self.analysis.config;
         let mut worker = lock(&self.worker);
         let state =
             worker.get_or_insert_with(|| WorkerState::new(&self.analysis.policy, &self.session));
-        if let Err(error) = state.use_codec(&sample.config) {
-            stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
-            warn!(session = self.session.id, %error, "cannot open a decoder for the stream");
-            return;
+        match state.use_codec(&sample.config, config.max_picture_pixels) {
+            Ok(()) => {}
+            Err(MediaError::PictureTooLarge { width, height, .. }) => {
+                // The decoder and its tables go with the stream's analysis.
+                *worker = None;
+                return self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+            }
+            Err(error) => {
+                stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(session = self.session.id, %error, "cannot open a decoder for the stream");
+                return;
+            }
         }
         let Some((_, decoder)) = state.decoder.as_mut() else {
             return;
         };
-        let decoded = decoder
-            .decode_keyframe(&sample.frame.data, sample.frame.pts_ms)
-            .map_err(|error| error.to_string())
-            .and_then(|picture| {
-                state
-                    .hasher
-                    .hash_frame_for_matching(picture)
-                    .map_err(|error| error.to_string())
-            });
-        let hashes = match decoded {
+        let decoded = match decoder.decode_keyframe(&sample.frame.data, sample.frame.pts_ms) {
+            Ok(decoded) => decoded,
+            Err(MediaError::PictureTooLarge { width, height, .. }) => {
+                *worker = None;
+                return self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+            }
+            Err(error) => {
+                stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+                debug!(session = self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
+                return;
+            }
+        };
+        if let Some(concealment) = decoded.concealment {
+            stats.keyframes_concealed.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                session = self.session.id,
+                pts_ms = sample.frame.pts_ms,
+                concealed = concealment.concealed,
+                macroblocks = concealment.macroblocks,
+                "keyframe decoded with error concealment"
+            );
+            if concealment.fraction() > config.max_concealed_fraction {
+                *worker = None;
+                return self.uninspectable(Uninspectable::KeyframeConcealed(concealment));
+            }
+        }
+        let hashes = match scratch.hasher.hash_frame_for_matching(decoded.picture) {
             Ok(hashes) => hashes,
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +630,7 @@ impl StreamAnalysis {
             if due {
                 classifier.offer(
                     self,
-                    &state.hasher.rgb_picture(),
+                    &scratch.hasher.rgb_picture(),
                     sample.arrived,
                     sample.frame.pts_ms,
                 );
@@ -498,6 +672,42 @@ impl StreamAnalysis {
             state.recent_hashes.drain(..).collect(),
             format!("learned,session {}", self.session.id),
         );
+    }
+
+    /// Analysis cannot inspect this stream: it is cut or left uninspected, as its
+    /// listener's `on_parse_error` says, and analysed no more either way.
+    fn uninspectable(&self, why: Uninspectable) {
+        self.end();
+        let on_parse_error = self
+            .analysis
+            .on_parse_error
+            .get(&self.session.ingest)
+            .copied()
+            .unwrap_or(OnParseError::Cut);
+        self.analysis
+            .stats
+            .uninspectable_counter(why.reason(), on_parse_error)
+            .fetch_add(1, Ordering::Relaxed);
+        let description = why.describe(&self.analysis.config);
+        match on_parse_error {
+            OnParseError::Pass => warn!(
+                session = self.session.id,
+                reason = why.reason().as_str(),
+                error = %description,
+                "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
+            ),
+            OnParseError::Cut => {
+                // As the relay ends a stream its demuxer cannot parse: the publisher sent
+                // what cannot be inspected.
+                self.session.request_cut(CutRequest {
+                    closer: Closer::Publisher,
+                    reason: format!(
+                        "stream cannot be inspected (on_parse_error = \"cut\"): {description}"
+                    ),
+                    evidence: None,
+                });
+            }
+        }
     }
 }
 
@@ -547,11 +757,10 @@ fn signal_record(
     )
 }
 
-/// Decoder, hasher and policy of one stream, used by one worker at a time.
+/// Decoder and policy of one stream, used by one worker at a time.
 struct WorkerState {
     /// Opened at the first keyframe and again whenever the sequence header changes.
     decoder: Option<(Arc<CodecConfig>, KeyframeDecoder)>,
-    hasher: FrameHasher,
     policy: StreamPolicy,
     recent_hashes: VecDeque<(Hash256, u8)>,
     /// Analysed samples since the classifier was last offered one, modulo
@@ -568,7 +777,6 @@ impl WorkerState {
             .map(|key| key.fingerprint().to_string());
         WorkerState {
             decoder: None,
-            hasher: FrameHasher::new(),
             policy: StreamPolicy::new(
                 Arc::clone(policy),
                 identity.app.as_deref().unwrap_or(""),
@@ -581,10 +789,7 @@ impl WorkerState {
 
     /// Makes sure the decoder matches `codec`, reopening it when the stream sent a new
     /// sequence header.
-    fn use_codec(
-        &mut self,
-        codec: &Arc<CodecConfig>,
-    ) -> Result<(), crate::media::decode::MediaError> {
+    fn use_codec(&mut self, codec: &Arc<CodecConfig>, max_pixels: u64) -> Result<(), MediaError> {
         if self
             .decoder
             .as_ref()
@@ -601,7 +806,7 @@ impl WorkerState {
         };
         self.decoder = Some((
             Arc::clone(codec),
-            KeyframeDecoder::new(id, &codec.extradata)?,
+            KeyframeDecoder::new(id, &codec.extradata, max_pixels)?,
         ));
         Ok(())
     }
@@ -617,9 +822,11 @@ impl WorkerState {
     }
 }
 
-/// Per-worker buffers reused across samples.
+/// Per-worker buffers reused across samples. The hasher's picture-sized buffers live
+/// here rather than per stream: memory grows with workers, not with streams.
 #[derive(Default)]
 struct WorkerScratch {
+    hasher: FrameHasher,
     lookup: LookupScratch,
     matches: Vec<ListMatch>,
     more_matches: Vec<ListMatch>,

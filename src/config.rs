@@ -478,6 +478,16 @@ mod tests {
                 "analysis.queue_per_stream",
             ),
             (
+                format!("{base}origin = \"127.0.0.1:1\"\n[analysis]\nmax_picture_pixels = 10\n"),
+                "analysis.max_picture_pixels",
+            ),
+            (
+                format!(
+                    "{base}origin = \"127.0.0.1:1\"\n[analysis]\nmax_concealed_fraction = 1.5\n"
+                ),
+                "analysis.max_concealed_fraction",
+            ),
+            (
                 format!("{base}origin = \"127.0.0.1:1\"\n[actuator]\nlearn_into = \"nope\"\n"),
                 "actuator.learn_into",
             ),

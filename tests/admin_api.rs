@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::http::{HttpResponse, Request};
+use support::http::{HttpResponse, Request, metric, scrape};
 use support::{Livegate, NginxOrigin, free_port, local};
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -34,20 +34,6 @@ fn start(origin: SocketAddr, list: &Path, admin: &str) -> (Livegate, SocketAddr,
 
 fn token_config() -> String {
     format!("token = \"{TOKEN}\"")
-}
-
-/// The value of one sample line (`name{labels} value`) of a metrics scrape.
-fn metric(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-}
-
-fn scrape(admin: SocketAddr) -> String {
-    let response = Request::get("/metrics").send(admin);
-    assert_eq!(response.status, 200, "{response:?}");
-    response.body
 }
 
 fn assert_status(response: &HttpResponse, status: u16) {

@@ -1,7 +1,9 @@
 //! The mission end to end: streams showing listed footage — as is, and altered the way
 //! re-uploaders alter it — are cut within a fraction of a second of the first matching
 //! keyframe, benign streams are never cut, shadow mode only audits, and a cut key is
-//! refused when it comes back. Real nginx-rtmp origin, real ffmpeg publishers.
+//! refused when it comes back. Streams analysis cannot inspect (pictures over
+//! `max_picture_pixels`, keyframes decoded mostly by concealment) follow `on_parse_error`,
+//! and FFmpeg's own log lines stay JSON. Real nginx-rtmp origin, real ffmpeg publishers.
 
 mod support;
 
@@ -10,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use support::{Livegate, NginxOrigin, free_port, key_fingerprint, local};
+use support::http::{metric, scrape};
+use support::{Livegate, NginxOrigin, Publisher, free_port, key_fingerprint, local};
 
 /// Seconds of benign footage before the listed clip starts.
 const BENIGN_SECONDS: u32 = 10;
@@ -374,5 +377,205 @@ fn shadow_mode_audits_what_it_would_cut_and_cuts_nothing() {
         probe.frames >= 30 * (BENIGN_SECONDS + CLIP_SECONDS - 1) as u64,
         "origin got {} frames",
         probe.frames
+    );
+}
+
+/// livegate with two listeners to one origin, one per `on_parse_error`, and metrics.
+struct ParseErrorStack {
+    origin: NginxOrigin,
+    livegate: Livegate,
+    cut: std::net::SocketAddr,
+    pass: std::net::SocketAddr,
+}
+
+fn start_parse_error_stack(analysis: &str) -> ParseErrorStack {
+    let origin = NginxOrigin::start();
+    let (cut, pass) = (local(free_port()), local(free_port()));
+    let ingest = |listen, mode| {
+        format!(
+            "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
+             on_parse_error = \"{mode}\"\n",
+            origin.addr
+        )
+    };
+    let config = format!(
+        "{}{}[analysis]\n{analysis}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        ingest(cut, "cut"),
+        ingest(pass, "pass")
+    );
+    let livegate = Livegate::start(&config, 2);
+    ParseErrorStack {
+        origin,
+        livegate,
+        cut,
+        pass,
+    }
+}
+
+impl ParseErrorStack {
+    /// The "session closed" line whose reason contains `part`.
+    fn wait_for_close_mentioning(&self, part: &str) -> Value {
+        let mentions = |line: &Value| {
+            line["message"] == "session closed"
+                && line["reason"]
+                    .as_str()
+                    .is_some_and(|reason| reason.contains(part))
+        };
+        self.livegate.wait_for_logs(
+            |lines| lines.iter().any(mentions),
+            Duration::from_secs(20),
+            &format!("a session closed for {part:?}"),
+        );
+        self.livegate
+            .logs()
+            .into_iter()
+            .find(mentions)
+            .unwrap_or_default()
+    }
+
+    /// `livegate_streams_uninspectable_total` for `reason` under `on_parse_error`.
+    fn uninspectable(&self, metrics: &str, reason: &str, on_parse_error: &str) -> f64 {
+        metric(
+            metrics,
+            &format!(
+                "livegate_streams_uninspectable_total{{reason=\"{reason}\",on_parse_error=\"{on_parse_error}\"}}"
+            ),
+        )
+    }
+
+    /// Asserts the origin recorded `key`'s stream: relayed although uninspected.
+    fn assert_recorded(&self, key: &str) {
+        let recording = self.origin.recording(key);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !recording.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let probe = support::probe_video(&recording);
+        assert!(probe.frames > 0, "origin recording of {key}: {probe:?}");
+    }
+}
+
+#[test]
+fn pictures_over_max_picture_pixels_are_cut_or_relayed_uninspected() {
+    // The publishers send 640x360; the cap is 320x240.
+    let stack = start_parse_error_stack("max_picture_pixels = 76800");
+    let cut = Publisher::start(&format!("rtmp://{}/live/big-cut", stack.cut), 6, 1);
+    let pass = Publisher::start(&format!("rtmp://{}/live/big-pass", stack.pass), 3, 1);
+
+    let closed = stack.wait_for_close_mentioning("640x360");
+    assert_eq!(closed["closer"], "publisher", "{closed}");
+    let reason = closed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("on_parse_error = \"cut\"")
+            && reason.contains("analysis.max_picture_pixels = 76800"),
+        "{reason}"
+    );
+    let (cut_ok, _) = cut.finish(Duration::from_secs(20));
+    assert!(!cut_ok, "the oversized stream was not cut");
+
+    let (passed, stderr) = pass.finish(Duration::from_secs(20));
+    assert!(passed, "the pass-mode publisher failed: {stderr}");
+    stack.assert_recorded("big-pass");
+    let metrics = scrape(stack.livegate.admin_addr());
+    assert_eq!(
+        stack.uninspectable(&metrics, "picture_too_large", "cut"),
+        1.0
+    );
+    assert_eq!(
+        stack.uninspectable(&metrics, "picture_too_large", "pass"),
+        1.0
+    );
+    assert!(stack.livegate.logs().iter().any(|line| {
+        line["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("relaying it uninspected"))
+            && line["reason"] == "picture_too_large"
+    }));
+}
+
+/// An FLV of 640x480 H.264 whose every keyframe has the middle of its slice overwritten:
+/// what livegate decodes when it reads a stream's bytes other than the encoder wrote them.
+fn concealed_keyframes_flv(dir: &Path) -> PathBuf {
+    let path = dir.join("concealed.flv");
+    let gop = support::x264_args(25);
+    let mut args = vec!["-f", "lavfi", "-i", "testsrc2=s=640x480:r=25:d=5"];
+    args.extend(gop.iter().map(String::as_str));
+    args.extend(["-f", "flv", path.to_str().expect("utf-8 path")]);
+    support::ffmpeg(&args);
+    let mut flv = std::fs::read(&path).expect("read the FLV");
+    // FLV: a header of DataOffset bytes, then (previous tag size, tag) pairs; a tag is
+    // type, 24-bit size, timestamp (4), stream id (3), then its data.
+    let mut offset = u32::from_be_bytes(flv[5..9].try_into().expect("FLV header")) as usize + 4;
+    let mut corrupted = 0;
+    while offset + 11 <= flv.len() {
+        let size =
+            u32::from_be_bytes([0, flv[offset + 1], flv[offset + 2], flv[offset + 3]]) as usize;
+        let data = offset + 11..offset + 11 + size;
+        // Video (9), keyframe AVC (0x17), a coded frame (AVCPacketType 1): NAL units after
+        // the 3-byte composition time.
+        if flv[offset] == 9 && flv[data.start] == 0x17 && flv[data.start + 1] == 1 {
+            support::corrupt_largest_nal_unit(&mut flv[data.start + 5..data.end]);
+            corrupted += 1;
+        }
+        offset = data.end + 4;
+    }
+    assert_eq!(corrupted, 5, "one keyframe a second for 5 s");
+    std::fs::write(&path, flv).expect("write the FLV");
+    path
+}
+
+#[test]
+fn mostly_concealed_keyframes_make_a_stream_uninspectable_and_ffmpeg_logs_stay_json() {
+    let stack = start_parse_error_stack("");
+    let dir = support::scratch_dir();
+    let file = concealed_keyframes_flv(dir.path());
+    let mut cut = publish(&file, &format!("rtmp://{}/live/concealed-cut", stack.cut));
+    let mut pass = publish(&file, &format!("rtmp://{}/live/concealed-pass", stack.pass));
+
+    let closed = stack.wait_for_close_mentioning("macroblocks concealed");
+    assert_eq!(closed["closer"], "publisher", "{closed}");
+    let reason = closed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("of its 1200 macroblocks concealed")
+            && reason.contains("analysis.max_concealed_fraction = 0.25"),
+        "{reason}"
+    );
+    assert!(cut.wait_for(Duration::from_secs(20)).is_some());
+    assert!(
+        pass.wait_for(Duration::from_secs(20))
+            .is_some_and(|status| status.success())
+    );
+    stack.assert_recorded("concealed-pass");
+    let metrics = scrape(stack.livegate.admin_addr());
+    assert_eq!(
+        stack.uninspectable(&metrics, "keyframe_concealed", "cut"),
+        1.0
+    );
+    assert_eq!(
+        stack.uninspectable(&metrics, "keyframe_concealed", "pass"),
+        1.0
+    );
+    assert!(metric(&metrics, "livegate_keyframes_concealed_total") >= 2.0);
+
+    // FFmpeg reported the concealment, as a JSON line of its own (log.level = "debug"),
+    // and no line of stderr is anything but JSON.
+    let raw = stack.livegate.raw_log();
+    for line in raw.lines() {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not a JSON log line: {line:?}"
+        );
+    }
+    assert!(
+        stack
+            .livegate
+            .logs()
+            .iter()
+            .any(|line| line["target"] == "ffmpeg"
+                && line["component"] == "h264"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|message| message.starts_with("concealing"))),
+        "no FFmpeg concealment line in:\n{raw}"
     );
 }

@@ -1,5 +1,8 @@
 //! Video frame hashing: interoperability with Meta's vPDQ (PyPI `vpdq` in `.venv`) on
-//! generated videos, and prompt decoding of lone keyframes with B-frames present.
+//! generated videos, prompt decoding of lone keyframes with B-frames present, and the
+//! live decoder's bounds: concealed keyframes reported, oversized pictures refused.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -180,6 +183,28 @@ fn lone_keyframes_decode_promptly_from_extradata() {
 
     // Live-path style: a decoder built from the codec id and the avcC record, fed only the
     // keyframe packets demuxed by FFmpeg.
+    let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+    assert!(!extradata.is_empty(), "mp4 H.264 carries an avcC record");
+    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX).unwrap();
+    let mut lone = Vec::new();
+    for (data, pts) in keyframes {
+        let decoded = decoder.decode_keyframe(&data, pts).unwrap();
+        assert_eq!(decoded.picture.timestamp(), Some(pts));
+        assert_eq!(
+            decoded.concealment, None,
+            "a clean keyframe decodes cleanly"
+        );
+        lone.push((Some(pts), frames.hash_frame(decoded.picture).unwrap()));
+    }
+    assert_eq!(lone, sequential);
+}
+
+/// A keyframe packet's data and pts.
+type Keyframe = (Vec<u8>, i64);
+
+/// The codec, configuration record and keyframe packets of a file's video stream, as the
+/// live path gets them from RTMP.
+fn demuxed_keyframes(path: &Path) -> (ffmpeg::codec::Id, Vec<u8>, Vec<Keyframe>) {
     ffmpeg::init().unwrap();
     let mut input = ffmpeg::format::input(&path).unwrap();
     let stream = input.streams().best(ffmpeg::media::Type::Video).unwrap();
@@ -189,21 +214,121 @@ fn lone_keyframes_decode_promptly_from_extradata() {
     // parameters that outlive the copy.
     let extradata = unsafe {
         let raw = parameters.as_ptr();
-        std::slice::from_raw_parts((*raw).extradata, (*raw).extradata_size as usize).to_vec()
-    };
-    assert!(!extradata.is_empty(), "mp4 H.264 carries an avcC record");
-    let mut decoder = KeyframeDecoder::new(parameters.id(), &extradata).unwrap();
-    let mut lone = Vec::new();
-    for (stream, packet) in input.packets() {
-        if stream.index() != index || !packet.is_key() {
-            continue;
+        match (*raw).extradata_size {
+            0 => Vec::new(),
+            size => std::slice::from_raw_parts((*raw).extradata, size as usize).to_vec(),
         }
-        let pts = packet.pts().unwrap();
-        let frame = decoder
-            .decode_keyframe(packet.data().unwrap(), pts)
-            .unwrap();
-        assert_eq!(frame.timestamp(), Some(pts));
-        lone.push((Some(pts), frames.hash_frame(frame).unwrap()));
+    };
+    let keyframes = input
+        .packets()
+        .filter(|(stream, packet)| stream.index() == index && packet.is_key())
+        .map(|(_, packet)| (packet.data().unwrap().to_vec(), packet.pts().unwrap()))
+        .collect();
+    (parameters.id(), extradata, keyframes)
+}
+
+#[test]
+fn keyframes_decoded_with_concealment_say_how_much_was_made_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clean.mp4");
+    // Slices of whole pictures, as the live path gets them; rich content so that the
+    // slice is large.
+    generate_video(
+        &path,
+        "testsrc2=size=640x480:rate=25:duration=2",
+        H264_WITH_B_FRAMES,
+    );
+    let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+    let (clean, pts) = keyframes.into_iter().next().unwrap();
+    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX).unwrap();
+    assert_eq!(
+        decoder.decode_keyframe(&clean, pts).unwrap().concealment,
+        None
+    );
+
+    let mut corrupted = clean.clone();
+    support::corrupt_largest_nal_unit(&mut corrupted);
+    let concealment = decoder
+        .decode_keyframe(&corrupted, pts)
+        .unwrap()
+        .concealment
+        .expect("the corrupted keyframe is reported as concealed");
+    assert_eq!(concealment.macroblocks, 40 * 30);
+    assert!(
+        concealment.fraction() > 0.25,
+        "half the slice overwritten, yet only {concealment:?}"
+    );
+    // The decoder is not left in a concealing state.
+    assert_eq!(
+        decoder.decode_keyframe(&clean, pts).unwrap().concealment,
+        None
+    );
+}
+
+#[test]
+fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 320 * 240;
+    let refused = |error: MediaError| match error {
+        MediaError::PictureTooLarge {
+            width,
+            height,
+            max_pixels,
+        } => (width, height, max_pixels),
+        other => panic!("expected PictureTooLarge, got {other}"),
+    };
+    // H.264 and HEVC: from the SPS of the configuration record, before FFmpeg sizes its
+    // tables. The limit itself is fine.
+    for (name, args) in [
+        ("h264.mp4", H264_WITH_B_FRAMES),
+        (
+            "hevc.mp4",
+            &["-c:v", "libx265", "-x265-params", "log-level=error"][..],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        generate_video(&path, "testsrc2=size=640x480:rate=25:duration=0.2", args);
+        let (codec, extradata, _) = demuxed_keyframes(&path);
+        let error = KeyframeDecoder::new(codec, &extradata, limit)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: a 640x480 stream opened under a 320x240 limit"));
+        assert_eq!(refused(error), (640, 480, limit), "{name}");
+        assert!(KeyframeDecoder::new(codec, &extradata, 640 * 480).is_ok());
     }
-    assert_eq!(lone, sequential);
+    // VP9 and AV1 sizes are not read by livegate: FFmpeg's max_pixels refuses them, for
+    // VP9 at the frame, for AV1 when libdav1d opens on the av1C sequence header (or, as
+    // its frame size limit, at the frame).
+    for (name, args) in [
+        (
+            "vp9.webm",
+            &["-c:v", "libvpx-vp9", "-deadline", "realtime"][..],
+        ),
+        (
+            "av1.mp4",
+            &["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime"][..],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        generate_video(&path, "testsrc2=size=640x480:rate=25:duration=0.2", args);
+        let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+        let (data, pts) = &keyframes[0];
+        let error = match KeyframeDecoder::new(codec, &extradata, limit) {
+            Ok(mut decoder) => decoder.decode_keyframe(data, *pts).err().unwrap(),
+            Err(error) => error,
+        };
+        assert_eq!(refused(error), (640, 480, limit), "{name}");
+        if name == "av1.mp4" {
+            // An av1C without the sequence header: libdav1d refuses the frame.
+            let mut decoder = KeyframeDecoder::new(codec, &extradata[..4], limit).unwrap();
+            let error = decoder.decode_keyframe(data, *pts).err().unwrap();
+            assert_eq!(
+                refused(error),
+                (640, 480, limit),
+                "{name} without configOBUs"
+            );
+        }
+        let mut decoder = KeyframeDecoder::new(codec, &extradata, 640 * 480).unwrap();
+        let decoded = decoder.decode_keyframe(data, *pts).unwrap();
+        assert_eq!(decoded.picture.width(), 640, "{name}");
+    }
 }

@@ -20,6 +20,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::actuator::{AuditEvent, AuditRecord};
+use crate::analysis::UninspectableReason;
+use crate::config::OnParseError;
 use crate::relay::Services;
 use crate::session::Refusal;
 use crate::signals::lists::{ListMatch, ListSet};
@@ -269,8 +271,31 @@ impl Collector for LiveCounters {
                 "Keyframes that could not be decoded or hashed",
                 &stats.decoder_errors,
             ),
+            (
+                "livegate_keyframes_concealed",
+                "Keyframes decoded with error concealment (part of the picture made up)",
+                &stats.keyframes_concealed,
+            ),
         ] {
             counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+        }
+        let mut uninspectable = encoder.encode_descriptor(
+            "livegate_streams_uninspectable",
+            "Streams analysis could not inspect (picture over analysis.max_picture_pixels, \
+             keyframe over analysis.max_concealed_fraction concealed), by reason and by the \
+             on_parse_error applied (cut, or pass: relayed unanalysed)",
+            None,
+            MetricType::Counter,
+        )?;
+        for reason in UninspectableReason::ALL {
+            for (on_parse_error, label) in
+                [(OnParseError::Cut, "cut"), (OnParseError::Pass, "pass")]
+            {
+                ConstCounter::new(stats.streams_uninspectable(reason, on_parse_error)).encode(
+                    uninspectable
+                        .encode_family(&[("reason", reason.as_str()), ("on_parse_error", label)])?,
+                )?;
+            }
         }
         if let Some(classifier) = self.services.analysis.classifier() {
             let stats = &classifier.stats;

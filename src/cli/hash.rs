@@ -5,7 +5,8 @@
 //! `--dihedral` prints 8 lines per image or frame, the variant's name appended as the last
 //! field (`...,FILENAME,rot90` / `...,FILENAME,PTS_SECONDS,rot90`), `original` first.
 //! `--json` prints one JSON object per line with `hash`, `quality`, `file`, `pts` (videos
-//! only) and `variant` (with `--dihedral` only).
+//! only) and `variant` (with `--dihedral` only). Warnings and errors, FFmpeg's included,
+//! go to stderr (`RUST_LOG` can raise the level).
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Write};
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use livegate::config::{LogConfig, LogFormat};
 use livegate::media::decode::{MediaError, Sampling, VideoFile};
 use livegate::media::frame::{FrameError, FrameHasher};
 use livegate::signals::hash256::Hash256;
@@ -84,6 +86,12 @@ impl Record<'_> {
 }
 
 pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
+    // Warnings and errors (FFmpeg's among them) on stderr; hashes alone on stdout.
+    super::run::init_logging(&LogConfig {
+        format: LogFormat::Text,
+        level: "warn".to_string(),
+    })?;
+    livegate::media::log::install();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pdq = PdqHasher::new();

@@ -32,6 +32,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Config::embedded_default()?,
     };
     init_logging(&config.log)?;
+    // FFmpeg's own lines go through the same subscriber (one format on stderr).
+    livegate::media::log::install();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,7 +53,8 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
+/// Installs the `tracing` subscriber writing to stderr.
+pub fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(from_env) if !from_env.is_empty() => EnvFilter::try_new(&from_env)
             .with_context(|| format!("RUST_LOG={from_env:?} is not a valid log filter"))?,

@@ -1,5 +1,13 @@
 //! FFmpeg decoding: sampled frames of a video file (for `livegate hash`) and prompt
 //! decoding of lone keyframe packets (for the live path, one decoder per stream).
+//!
+//! A live decoder is bounded: pictures over its pixel limit are refused from the
+//! sequence header when it can be read ([`super::sequence_header`]) and by FFmpeg's own
+//! `max_pixels` otherwise, before a picture buffer is allocated; it decodes on the
+//! calling thread only (no frame- or slice-thread pools, so its memory is one picture
+//! plus per-macroblock tables, and FFmpeg's reports about a decode come from that thread).
+//! What FFmpeg says only in its log — error concealment, a refused size — is read
+//! through [`super::log::capture`].
 
 use std::os::raw::c_int;
 use std::path::{Path, PathBuf};
@@ -7,6 +15,9 @@ use std::path::{Path, PathBuf};
 use ffmpeg_next::codec::{self, decoder, packet};
 use ffmpeg_next::ffi;
 use ffmpeg_next::{Packet, Rational, format, frame, media};
+
+use super::log::{self, Captured};
+use super::sequence_header;
 
 /// Largest codec configuration record accepted (avcC/hvcC/av1C are a few hundred bytes).
 pub const MAX_EXTRADATA_BYTES: usize = 1 << 20;
@@ -43,6 +54,12 @@ pub enum MediaError {
     NoPicture,
     #[error("empty keyframe packet (FFmpeg would take it for end of stream)")]
     EmptyPacket,
+    #[error("picture size {width}x{height} exceeds the limit of {max_pixels} pixels")]
+    PictureTooLarge {
+        width: u64,
+        height: u64,
+        max_pixels: u64,
+    },
 }
 
 /// Which frames of a video file are hashed.
@@ -69,6 +86,7 @@ pub struct VideoFile {
 
 impl VideoFile {
     pub fn open(path: &Path) -> Result<Self, MediaError> {
+        log::install();
         ffmpeg_next::init().map_err(|source| MediaError::Open {
             path: path.to_owned(),
             source,
@@ -199,7 +217,7 @@ impl VideoFile {
             if !packet.is_key() {
                 continue;
             }
-            let frame = decoder.decode_packet(&packet)?;
+            let frame = decoder.decode_packet(&packet)?.picture;
             let pts = self.pts_seconds(frame.timestamp(), keyframe_number);
             on_frame(frame, pts)?;
             keyframe_number += 1;
@@ -224,23 +242,60 @@ fn open_decoder(parameters: codec::Parameters) -> Result<decoder::Video, MediaEr
 pub struct KeyframeDecoder {
     decoder: decoder::Video,
     frame: frame::Video,
+    max_pixels: u64,
+}
+
+/// A decoded keyframe.
+#[derive(Clone, Copy)]
+pub struct Decoded<'a> {
+    pub picture: &'a frame::Video,
+    /// How much of it error concealment made up; `None` for a clean decode.
+    pub concealment: Option<Concealment>,
+}
+
+/// How much of a decoded picture FFmpeg's error resilience made up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concealment {
+    /// Macroblocks replaced by concealment.
+    pub concealed: u32,
+    /// Macroblocks (16×16) in the picture.
+    pub macroblocks: u32,
+}
+
+impl Concealment {
+    /// Share of the picture that was concealed (0 to 1).
+    pub fn fraction(&self) -> f64 {
+        f64::from(self.concealed.min(self.macroblocks)) / f64::from(self.macroblocks.max(1))
+    }
 }
 
 impl KeyframeDecoder {
     /// A decoder for `codec` configured by its configuration record (the payload of an
     /// FLV/MP4 `avcC`, `hvcC` or `av1C` sequence header); packets are then in the
-    /// container's length-prefixed form.
-    pub fn new(codec: codec::Id, extradata: &[u8]) -> Result<Self, MediaError> {
+    /// container's length-prefixed form. Pictures of more than `max_pixels` are refused:
+    /// here when the record announces them, at decoding otherwise.
+    pub fn new(codec: codec::Id, extradata: &[u8], max_pixels: u64) -> Result<Self, MediaError> {
+        log::install();
         ffmpeg_next::init().map_err(|source| MediaError::OpenDecoder { codec, source })?;
         if extradata.len() > MAX_EXTRADATA_BYTES {
             return Err(MediaError::ExtradataTooLarge(extradata.len()));
+        }
+        if let Some(size) = sequence_header::largest_picture(codec, extradata)
+            && size.pixels() > max_pixels
+        {
+            return Err(MediaError::PictureTooLarge {
+                width: size.width,
+                height: size.height,
+                max_pixels,
+            });
         }
         let found = decoder::find(codec).ok_or(MediaError::NoDecoder(codec))?;
         let mut context = codec::context::Context::new_with_codec(found);
         let padded = extradata.len() + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
         // SAFETY: the context owns `extradata` and frees it with av_free in
         // avcodec_free_context; the buffer comes from av_mallocz, is zero-padded as libavcodec
-        // requires, and the length fits a c_int (capped above).
+        // requires, and the length fits a c_int (capped above). The other fields are plain
+        // options read by avcodec_open2.
         unsafe {
             let buffer = ffi::av_mallocz(padded) as *mut u8;
             if buffer.is_null() {
@@ -250,29 +305,53 @@ impl KeyframeDecoder {
             let raw = context.as_mut_ptr();
             (*raw).extradata = buffer;
             (*raw).extradata_size = extradata.len() as c_int;
+            // Checked by FFmpeg before any picture buffer is allocated (and passed to
+            // libdav1d as its frame size limit).
+            (*raw).max_pixels = i64::try_from(max_pixels).unwrap_or(i64::MAX);
+            // One thread: no per-thread copies of the pictures and tables, and FFmpeg's
+            // log lines about a decode come from the thread that asked for it.
+            (*raw).thread_count = 1;
+            (*raw).thread_type = 0;
         }
-        let decoder = context
-            .decoder()
-            .open_as(found)
-            .and_then(|opened| opened.video())
-            .map_err(|source| MediaError::OpenDecoder { codec, source })?;
+        // Some decoders size themselves from the record when opened (libdav1d reads the
+        // AV1 sequence header), and refuse it there with the same report.
+        let (opened, captured) = log::capture(|| {
+            context
+                .decoder()
+                .open_as(found)
+                .and_then(|opened| opened.video())
+        });
+        let decoder = match (opened, captured.refused_size) {
+            (Ok(decoder), _) => decoder,
+            (Err(_), Some((width, height))) => {
+                return Err(MediaError::PictureTooLarge {
+                    width: width.into(),
+                    height: height.into(),
+                    max_pixels,
+                });
+            }
+            (Err(source), None) => return Err(MediaError::OpenDecoder { codec, source }),
+        };
         Ok(Self {
             decoder,
             frame: frame::Video::empty(),
+            max_pixels,
         })
     }
 
-    /// A decoder configured from a demuxed stream's parameters.
+    /// A decoder configured from a demuxed stream's parameters (no pixel limit: the
+    /// operator's own files).
     pub fn from_parameters(parameters: codec::Parameters) -> Result<Self, MediaError> {
         Ok(Self {
             decoder: open_decoder(parameters)?,
             frame: frame::Video::empty(),
+            max_pixels: u64::MAX,
         })
     }
 
     /// Decodes one keyframe packet (`data`, presentation timestamp `pts` in the stream's
     /// time base) into its picture.
-    pub fn decode_keyframe(&mut self, data: &[u8], pts: i64) -> Result<&frame::Video, MediaError> {
+    pub fn decode_keyframe(&mut self, data: &[u8], pts: i64) -> Result<Decoded<'_>, MediaError> {
         if data.is_empty() {
             return Err(MediaError::EmptyPacket);
         }
@@ -283,12 +362,22 @@ impl KeyframeDecoder {
         self.decode_packet(&packet)
     }
 
-    fn decode_packet(&mut self, packet: &Packet) -> Result<&frame::Video, MediaError> {
-        let decoded = self.decode_alone(packet);
+    fn decode_packet(&mut self, packet: &Packet) -> Result<Decoded<'_>, MediaError> {
+        let (decoded, captured) = log::capture(|| self.decode_alone(packet));
         // Flushing resets the end-of-stream state so the next keyframe can be sent.
         self.decoder.flush();
-        decoded?;
-        Ok(&self.frame)
+        match (decoded, captured.refused_size) {
+            (Err(_), Some((width, height))) => Err(MediaError::PictureTooLarge {
+                width: width.into(),
+                height: height.into(),
+                max_pixels: self.max_pixels,
+            }),
+            (Err(error), None) => Err(error),
+            (Ok(()), _) => Ok(Decoded {
+                concealment: concealment_of(&self.frame, &captured),
+                picture: &self.frame,
+            }),
+        }
     }
 
     fn decode_alone(&mut self, packet: &Packet) -> Result<(), MediaError> {
@@ -304,5 +393,26 @@ impl KeyframeDecoder {
             }
             Err(error) => Err(MediaError::Decode(error)),
         }
+    }
+}
+
+/// FFmpeg 5.1 counts concealed macroblocks only in its log ("concealing N DC, N AC, N MV
+/// errors"); the frame's `decode_error_flags` say that concealment ran.
+fn concealment_of(picture: &frame::Video, captured: &Captured) -> Option<Concealment> {
+    // SAFETY: reads a plain field of the decoded AVFrame owned by `picture`.
+    let flags = unsafe { (*picture.as_ptr()).decode_error_flags };
+    let flagged = flags & ffi::FF_DECODE_ERROR_CONCEALMENT_ACTIVE != 0;
+    let macroblocks = picture.width().div_ceil(16) * picture.height().div_ceil(16);
+    match &captured.concealed {
+        Some(counts) => Some(Concealment {
+            concealed: counts.macroblocks(),
+            macroblocks,
+        }),
+        // Flagged without a count: how much is unknown, so all of it is assumed.
+        None if flagged => Some(Concealment {
+            concealed: macroblocks,
+            macroblocks,
+        }),
+        None => None,
     }
 }

@@ -1,5 +1,8 @@
-//! Decoding sampled frames with FFmpeg and scaling them for the signals.
+//! Decoding sampled frames with FFmpeg and scaling them for the signals, and FFmpeg's
+//! logging routed into `tracing`.
 
 pub mod borders;
 pub mod decode;
 pub mod frame;
+pub mod log;
+pub mod sequence_header;

@@ -131,3 +131,18 @@ fn parse(raw: &[u8]) -> HttpResponse {
         body: body.to_string(),
     }
 }
+
+/// The value of one sample line (`name{labels} value`) of a metrics scrape.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+}
+
+/// `/metrics` of the admin server at `admin` (no token needed).
+pub fn scrape(admin: SocketAddr) -> String {
+    let response = Request::get("/metrics").send(admin);
+    assert_eq!(response.status, 200, "{response:?}");
+    response.body
+}

@@ -204,6 +204,25 @@ pub fn x264_args(gop_frames: u32) -> Vec<String> {
     .collect()
 }
 
+/// Overwrites the middle half of the largest NAL unit of a length-prefixed (avcC) packet
+/// — the keyframe's slice data — with a byte pattern no encoder wrote.
+pub fn corrupt_largest_nal_unit(packet: &mut [u8]) {
+    let mut units = Vec::new();
+    let mut offset = 0;
+    while offset + 4 <= packet.len() {
+        let length = u32::from_be_bytes(packet[offset..offset + 4].try_into().unwrap()) as usize;
+        units.push((offset + 4, length));
+        offset += 4 + length;
+    }
+    let (start, length) = units.into_iter().max_by_key(|(_, length)| *length).unwrap();
+    for (index, byte) in packet[start + length / 4..start + 3 * length / 4]
+        .iter_mut()
+        .enumerate()
+    {
+        *byte = [0x5a, 0xc3, 0x00, 0xff][index % 4];
+    }
+}
+
 /// What ffprobe reports of a file's first video stream.
 #[derive(Debug)]
 pub struct VideoProbe {

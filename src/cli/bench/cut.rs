@@ -616,7 +616,8 @@ fn measure_keyframe_costs(
     let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
         .context("loading the list")?;
     let h264 = ffmpeg_next::codec::Id::H264;
-    let mut decoder = KeyframeDecoder::new(h264, media.benign.extradata())?;
+    let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
+    let mut decoder = KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels)?;
     let mut hasher = FrameHasher::new();
     let mut scratch = LookupScratch::default();
     let mut matches: Vec<ListMatch> = Vec::new();
@@ -629,8 +630,8 @@ fn measure_keyframe_costs(
     // The worker's path, end to end.
     let pipeline = cpu_ms_per_call(budget, || {
         let keyframe = pick();
-        let picture = decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
-        let hashes = hasher.hash_frame_for_matching(picture)?;
+        let decoded = decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
+        let hashes = hasher.hash_frame_for_matching(decoded.picture)?;
         lists.lookup_into(
             &hashes.full.hashes,
             hashes.full.quality,
@@ -654,6 +655,7 @@ fn measure_keyframe_costs(
         pictures.push(
             decoder
                 .decode_keyframe(keyframe.nalus, keyframe.pts_ms)?
+                .picture
                 .clone(),
         );
     }
