@@ -1,13 +1,16 @@
 //! The admin API over real HTTP against the livegate binary: probes, metrics, auth,
 //! errors, list reloads and additions, live streams, manual cuts, and a hash added
-//! through the API cutting a stream that is already running.
+//! through the API cutting a stream that is already running; and the binary giving freed
+//! memory back after connection floods (what an operator sees of it).
 
 mod support;
 
 use serde_json::Value;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 use support::http::{HttpResponse, Request};
 use support::{Livegate, NginxOrigin, free_port, local};
@@ -616,6 +619,52 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
     assert!(
         message.contains(&format!("shrank from {listed} to 1 hashes")),
         "{message}"
+    );
+}
+
+/// A process's resident set in MiB, from `/proc`.
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+    kib / 1024.0
+}
+
+#[test]
+fn memory_freed_after_connection_floods_goes_back_to_the_kernel() {
+    let origin = NginxOrigin::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (livegate, listen, _admin) = start(origin.addr, &list, "");
+    let pid = livegate.process.child.id();
+    thread::sleep(Duration::from_secs(2));
+    let before = resident_mib(pid);
+    // Each flooding connection starts a session (C0 + C1) and makes livegate dial the
+    // origin; glibc kept what they freed, ~10 MiB more per round of 600.
+    for _ in 0..4 {
+        let flood: Vec<std::net::TcpStream> = (0..600)
+            .map(|_| {
+                let mut socket = std::net::TcpStream::connect(listen).expect("connect");
+                socket.write_all(&[3; 1537]).expect("C0 + C1");
+                socket
+            })
+            .collect();
+        thread::sleep(Duration::from_secs(1));
+        drop(flood);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = resident_mib(pid);
+    while after > before + 8.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(250));
+        after = resident_mib(pid);
+    }
+    assert!(
+        after <= before + 8.0,
+        "RSS {before:.1} MiB before the floods, still {after:.1} MiB 10 s after"
     );
 }
 
