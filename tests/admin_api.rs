@@ -260,7 +260,7 @@ fn routes_answer_with_auth_and_json_errors() {
 fn without_a_token_the_api_is_locked() {
     let dir = tempfile::tempdir().expect("dir");
     let list = dir.path().join("known.csv");
-    std::fs::write(&list, "").expect("list");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
     let (_livegate, _listen, admin) = start(support::start_closing_origin(usize::MAX), &list, "");
     assert_status(&Request::get("/healthz").send(admin), 200);
     for token in [None, Some("anything")] {
