@@ -511,7 +511,11 @@ mod tests {
     fn lists(dir: &tempfile::TempDir) -> Arc<ListSet> {
         let path = dir.path().join("learned.csv");
         std::fs::write(&path, "# learned hashes\n").expect("write list");
-        Arc::new(ListSet::load(&[HashListConfig::new("learned", &path)]).expect("load"))
+        let config = HashListConfig {
+            allow_empty: true,
+            ..HashListConfig::new("learned", &path)
+        };
+        Arc::new(ListSet::load(&[config]).expect("load"))
     }
 
     /// An HTTP server answering each request with the next status of `statuses`

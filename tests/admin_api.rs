@@ -1,6 +1,7 @@
 //! The admin API over real HTTP against the livegate binary: probes, metrics, auth,
 //! errors, list reloads and additions, live streams, manual cuts, and a hash added
-//! through the API cutting a stream that is already running.
+//! through the API cutting a stream that is already running; and the binary giving freed
+//! memory back after connection floods (what an operator sees of it).
 
 mod support;
 
@@ -9,6 +10,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 use support::http::{HttpResponse, Request, metric, scrape};
 use support::{Livegate, NginxOrigin, free_port, local};
@@ -17,17 +19,28 @@ const TOKEN: &str = "test-admin-token-0123456789";
 /// A PDQ hash no test frame is near.
 const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// livegate with one ingest to `origin`, the list `known` at `list`, and an admin
-/// server on a free port with `admin` (e.g. the token) appended.
-fn start(origin: SocketAddr, list: &Path, admin: &str) -> (Livegate, SocketAddr, SocketAddr) {
-    let listen = local(free_port());
-    let config = format!(
+/// A config with one ingest on `listen` to `origin`, the list `known` at `list` (with
+/// `list_keys` appended to its table), and an admin server on a free port with `admin`
+/// (e.g. the token) appended.
+fn config(
+    listen: SocketAddr,
+    origin: SocketAddr,
+    list: &Path,
+    list_keys: &str,
+    admin: &str,
+) -> String {
+    format!(
         "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{origin}\"\n\
-         [[hashlist]]\nname = \"known\"\npath = {list:?}\n\
+         [[hashlist]]\nname = \"known\"\npath = {list:?}\n{list_keys}\n\
          [admin]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 2048\n{admin}\n",
         list = list.display().to_string(),
-    );
-    let livegate = Livegate::start(&config, 1);
+    )
+}
+
+/// livegate running [`config`] with no extra list keys.
+fn start(origin: SocketAddr, list: &Path, admin: &str) -> (Livegate, SocketAddr, SocketAddr) {
+    let listen = local(free_port());
+    let livegate = Livegate::start(&config(listen, origin, list, "", admin), 1);
     let admin = livegate.admin_addr();
     (livegate, listen, admin)
 }
@@ -166,6 +179,21 @@ fn routes_answer_with_auth_and_json_errors() {
     assert_eq!(added.json()["version"], 2);
     assert_eq!(added.json()["hashes"], 2);
     assert_eq!(added.json()["added"], 1);
+    // The same batch posted twice (one hash already added, one repeated within it)
+    // grows the list once; the answers count what was already present.
+    let batch = format!(
+        "{{\"hashes\":[{{\"hash\":\"{added_hash}\"}},{{\"hash\":\"{new}\"}},{{\"hash\":\"{new}\"}}]}}",
+        new = "e".repeat(64)
+    );
+    for (version, added, already_present) in [(3, 1, 2), (3, 0, 3)] {
+        let answer = add(batch.as_bytes());
+        assert_status(&answer, 200);
+        let answer = answer.json();
+        assert_eq!(answer["version"], version, "{answer}");
+        assert_eq!(answer["hashes"], 3, "{answer}");
+        assert_eq!(answer["added"], added, "{answer}");
+        assert_eq!(answer["already_present"], already_present, "{answer}");
+    }
 
     let reload = || {
         Request::post("/v1/hashlists/known/reload", b"")
@@ -174,10 +202,10 @@ fn routes_answer_with_auth_and_json_errors() {
     };
     let reloaded = reload();
     assert_status(&reloaded, 200);
-    assert_eq!(reloaded.json()["version"], 3);
+    assert_eq!(reloaded.json()["version"], 4);
     assert_eq!(
         reloaded.json()["hashes"],
-        2,
+        3,
         "run-time additions survive reloads"
     );
     assert_status(
@@ -194,13 +222,14 @@ fn routes_answer_with_auth_and_json_errors() {
         message.contains(&format!("{}:2", list.display())),
         "{message}"
     );
-    assert!(message.contains("version 3 stays active"), "{message}");
+    assert!(message.contains("version 4 stays active"), "{message}");
     let lists = Request::get("/v1/hashlists")
         .token(TOKEN)
         .send(admin)
         .json();
-    assert_eq!(lists["hashlists"][0]["version"], 3);
-    assert_eq!(lists["hashlists"][0]["hashes"], 2);
+    assert_eq!(lists["hashlists"][0]["version"], 4);
+    assert_eq!(lists["hashlists"][0]["hashes"], 3);
+    assert_eq!(lists["hashlists"][0]["added_at_runtime"], 2);
 
     let events = Request::get("/v1/events?limit=5").token(TOKEN).send(admin);
     assert_status(&events, 200);
@@ -217,7 +246,7 @@ fn routes_answer_with_auth_and_json_errors() {
 fn without_a_token_the_api_is_locked() {
     let dir = tempfile::tempdir().expect("dir");
     let list = dir.path().join("known.csv");
-    std::fs::write(&list, "").expect("list");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
     let (_livegate, _listen, admin) = start(support::start_closing_origin(usize::MAX), &list, "");
     assert_status(&Request::get("/healthz").send(admin), 200);
     for token in [None, Some("anything")] {
@@ -420,6 +449,20 @@ fn keyframe_hashes(clip: &Path) -> Vec<String> {
         .collect()
 }
 
+/// ffmpeg publishing `clip` to `url` at its real rate, over and over.
+fn publish_looping(clip: &Path, url: &str) -> support::ChildGuard {
+    support::ChildGuard::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "ffmpeg",
+    )
+}
+
 #[test]
 fn a_hash_added_through_the_api_cuts_a_running_stream() {
     let origin = NginxOrigin::start();
@@ -432,17 +475,7 @@ fn a_hash_added_through_the_api_cuts_a_running_stream() {
     std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
     let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
 
-    let mut publisher = support::ChildGuard::spawn(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(&clip)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://{listen}/live/looping-clip-key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        "ffmpeg",
-    );
+    let mut publisher = publish_looping(&clip, &format!("rtmp://{listen}/live/looping-clip-key"));
     // Analysed, not matched: the list does not know the clip yet.
     wait_for_stream(
         admin,
@@ -489,6 +522,183 @@ fn a_hash_added_through_the_api_cuts_a_running_stream() {
     );
     assert_eq!(metric(&metrics, "livegate_time_to_cut_seconds_count"), 1.0);
     assert!(metric(&metrics, "livegate_matches_total{list=\"known\"}") >= 1.0);
+}
+
+/// What livegate says when the list file holds no hash and `allow_empty` is off.
+fn no_hash_refusal(list: &Path) -> String {
+    format!(
+        "{} holds no hash (empty or only comments); set allow_empty = true on [[hashlist]] \"known\" if that is intended",
+        list.display()
+    )
+}
+
+#[test]
+fn a_list_file_holding_no_hash_fails_startup_unless_the_list_allows_it() {
+    let dir = support::scratch_dir();
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, "# hash,quality,file\n\n").expect("list");
+    let origin = support::start_closing_origin(usize::MAX);
+    let config_path = dir.path().join("livegate.toml");
+    let listen = local(free_port());
+    std::fs::write(&config_path, config(listen, origin, &list, "", "")).expect("config");
+    let stderr = dir.path().join("stderr.log");
+    let mut refused = support::ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_livegate"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file")),
+        "livegate",
+    );
+    let status = refused.wait_for(Duration::from_secs(10));
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "{status:?}\n{log}"
+    );
+    assert!(log.contains(&no_hash_refusal(&list)), "{log}");
+
+    let allowed = Livegate::start(
+        &config(listen, origin, &list, "allow_empty = true", &token_config()),
+        1,
+    );
+    let lists = Request::get("/v1/hashlists")
+        .token(TOKEN)
+        .send(allowed.admin_addr())
+        .json();
+    assert_eq!(lists["hashlists"][0]["hashes"], 0, "{lists}");
+}
+
+#[test]
+fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
+    let origin = NginxOrigin::start();
+    let dir = support::scratch_dir();
+    let clip = dir.path().join("mandelbrot.flv");
+    mandelbrot_clip(&clip, 4);
+    let hashes = keyframe_hashes(&clip);
+    assert!(hashes.len() >= 3, "{hashes:?}");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{}\n{UNRELATED_HASH}\n", hashes.join("\n"))).expect("list");
+    let listed = hashes.len() + 1;
+    let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
+    let list_status = || {
+        Request::get("/v1/hashlists")
+            .token(TOKEN)
+            .send(admin)
+            .json()["hashlists"][0]
+            .clone()
+    };
+
+    // A truncated deploy: through the API, then on SIGHUP.
+    std::fs::write(&list, "# hash,quality,file\n").expect("truncate list");
+    let refused = Request::post("/v1/hashlists/known/reload", b"")
+        .token(TOKEN)
+        .send(admin);
+    assert_status(&refused, 422);
+    assert!(
+        refused.error().contains(&no_hash_refusal(&list)),
+        "{refused:?}"
+    );
+    assert!(
+        refused.error().contains("version 1 stays active"),
+        "{refused:?}"
+    );
+    let hangup = Command::new("kill")
+        .args(["-HUP", &livegate.process.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hangup.success());
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "hash list reload failed; previous version stays active"
+                    && line["error"]
+                        .as_str()
+                        .is_some_and(|error| error.contains(&no_hash_refusal(&list)))
+            })
+        },
+        Duration::from_secs(10),
+        "the SIGHUP reload refused",
+    );
+    let status = list_status();
+    assert_eq!(
+        (status["version"].as_u64(), status["hashes"].as_u64()),
+        (Some(1), Some(listed as u64)),
+        "{status}"
+    );
+
+    // The previous version still matches: the listed clip is cut.
+    let publisher = publish_looping(&clip, &format!("rtmp://{listen}/live/listed-clip-key"));
+    let closed = livegate.wait_for_closed_session(Duration::from_secs(15));
+    assert_eq!(closed["closer"], "policy", "{closed}");
+    drop(publisher);
+
+    // A file that shrank sharply is accepted, with a warning naming both counts.
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("shrink list");
+    let reloaded = Request::post("/v1/hashlists/known/reload", b"")
+        .token(TOKEN)
+        .send(admin);
+    assert_status(&reloaded, 200);
+    assert_eq!(reloaded.json()["hashes"], 1);
+    let shrank = livegate
+        .logs()
+        .into_iter()
+        .find(|line| line["level"] == "WARN" && line["previous_hashes"] == listed)
+        .unwrap_or_else(|| panic!("no shrink warning in:\n{}", livegate.raw_log()));
+    assert_eq!(shrank["hashes"], 1, "{shrank}");
+    let message = shrank["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("shrank from {listed} to 1 hashes")),
+        "{message}"
+    );
+}
+
+/// A process's resident set in MiB, from `/proc`.
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+    kib / 1024.0
+}
+
+#[test]
+fn memory_freed_after_connection_floods_goes_back_to_the_kernel() {
+    let origin = NginxOrigin::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (livegate, listen, _admin) = start(origin.addr, &list, "");
+    let pid = livegate.process.child.id();
+    thread::sleep(Duration::from_secs(2));
+    let before = resident_mib(pid);
+    // Each flooding connection starts a session (C0 + C1) and makes livegate dial the
+    // origin; glibc kept what they freed, ~10 MiB more per round of 600.
+    for _ in 0..4 {
+        let flood: Vec<std::net::TcpStream> = (0..600)
+            .map(|_| {
+                let mut socket = std::net::TcpStream::connect(listen).expect("connect");
+                socket.write_all(&[3; 1537]).expect("C0 + C1");
+                socket
+            })
+            .collect();
+        thread::sleep(Duration::from_secs(1));
+        drop(flood);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = resident_mib(pid);
+    while after > before + 8.0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(250));
+        after = resident_mib(pid);
+    }
+    assert!(
+        after <= before + 8.0,
+        "RSS {before:.1} MiB before the floods, still {after:.1} MiB 10 s after"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::{AdminContext, Phase};
 use crate::actuator::{AuditEvent, AuditRecord};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
 use crate::signals::hash256::Hash256;
-use crate::signals::lists::{AddedHash, ListSetError};
+use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,32 +578,58 @@ struct ListUpdated {
     build_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     added: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    already_present: Option<usize>,
+}
+
+impl From<ReloadReport> for ListUpdated {
+    fn from(report: ReloadReport) -> Self {
+        ListUpdated {
+            name: report.name,
+            version: report.version,
+            hashes: report.hashes,
+            build_ms: report.build_time.as_secs_f64() * 1000.0,
+            added: None,
+            already_present: None,
+        }
+    }
+}
+
+impl From<AddReport> for ListUpdated {
+    fn from(report: AddReport) -> Self {
+        ListUpdated {
+            name: report.name,
+            version: report.version,
+            hashes: report.hashes,
+            build_ms: report.build_time.as_secs_f64() * 1000.0,
+            added: Some(report.added),
+            already_present: Some(report.already_present),
+        }
+    }
 }
 
 /// Runs a list update on a blocking thread and maps its outcome: 404 for an unknown
-/// list, 422 for a bad file (the active version is named: it stays in use).
-async fn update_list(
+/// list, 422 for a bad or empty file (the active version is named: it stays in use).
+async fn update_list<R: Into<ListUpdated> + Send + 'static>(
     context: &AdminContext,
     name: &str,
-    added: Option<usize>,
-    update: impl FnOnce() -> Result<crate::signals::lists::ReloadReport, ListSetError> + Send + 'static,
+    update: impl FnOnce() -> Result<R, ListSetError> + Send + 'static,
 ) -> Result<Response<Body>, ApiError> {
     let outcome = tokio::task::spawn_blocking(update)
         .await
         .map_err(|error| ApiError::internal(format!("list update task failed: {error}")))?;
     match outcome {
         Ok(report) => {
-            info!(list = %report.name, version = report.version, hashes = report.hashes, "hash list updated through the admin API");
-            Ok(json(
-                StatusCode::OK,
-                &ListUpdated {
-                    name: report.name,
-                    version: report.version,
-                    hashes: report.hashes,
-                    build_ms: report.build_time.as_secs_f64() * 1000.0,
-                    added,
-                },
-            ))
+            let updated: ListUpdated = report.into();
+            info!(
+                list = %updated.name,
+                version = updated.version,
+                hashes = updated.hashes,
+                added = updated.added,
+                already_present = updated.already_present,
+                "hash list updated through the admin API"
+            );
+            Ok(json(StatusCode::OK, &updated))
         }
         Err(error @ ListSetError::UnknownList(_)) => Err(ApiError::not_found(error.to_string())),
         Err(error) => {
@@ -622,7 +648,7 @@ async fn update_list(
 async fn reload_hashlist(context: &AdminContext, name: &str) -> Result<Response<Body>, ApiError> {
     let lists = Arc::clone(&context.lists);
     let owned = name.to_string();
-    update_list(context, name, None, move || lists.reload(&owned)).await
+    update_list(context, name, move || lists.reload(&owned)).await
 }
 
 #[derive(Deserialize)]
@@ -672,11 +698,7 @@ async fn add_hashes(
     }
     let lists = Arc::clone(&context.lists);
     let owned = name.to_string();
-    let count = added.len();
-    update_list(context, name, Some(count), move || {
-        lists.add_hashes(&owned, &added)
-    })
-    .await
+    update_list(context, name, move || lists.add_hashes(&owned, &added)).await
 }
 
 fn events(context: &AdminContext, query: Option<&str>) -> Result<Response<Body>, ApiError> {

@@ -275,6 +275,15 @@ impl HashListBuilder {
         }
     }
 
+    /// Entries pushed so far (duplicates included).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// Opens the builder's path and reads it.
     pub fn read_file(&mut self) -> Result<(), HashListError> {
         let io_error = |source| HashListError::Io {

@@ -5,12 +5,20 @@
 //! and indexes the file on the calling thread (callers run it on a blocking thread, never
 //! on a stream's path), then swaps the new version in atomically. A file that fails to
 //! load leaves the previous version active and the error, naming `file:line`, is returned
-//! and logged. Hashes added at run time ([`ListSet::add_hashes`]) are visible at once (a
-//! new version shares the index and scans the few additions linearly until they are
-//! indexed), kept in memory and merged into every later reload of their list.
+//! and logged. A file holding no hash (empty or only comments: typically a truncated
+//! deploy) fails to load too, unless the list says `allow_empty = true`: a list that
+//! silently stops matching is worse than one that keeps its previous version. A reload
+//! that drops more than half of a list's hashes is accepted with a warning.
+//!
+//! Hashes added at run time ([`ListSet::add_hashes`]) are visible at once (a new version
+//! shares the index and scans the few additions linearly until they are indexed), kept in
+//! memory and merged into every later reload of their list. An addition already in the
+//! list (its file or earlier additions) or repeated within one call is skipped and
+//! counted, so repeated posts or re-learned keyframes do not grow the list.
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -55,6 +63,10 @@ pub struct HashListConfig {
     /// Cap on lines carrying a hash; a longer file is refused.
     #[serde(default = "defaults::max_hashes")]
     pub max_hashes: usize,
+    /// Accept a file holding no hash. Off: an empty or comment-only file is refused (at
+    /// startup and on reload) since it is far more often a truncated deploy than intended.
+    #[serde(default)]
+    pub allow_empty: bool,
 }
 
 mod defaults {
@@ -88,6 +100,7 @@ impl HashListConfig {
             action: defaults::action(),
             dihedral: defaults::dihedral(),
             max_hashes: defaults::max_hashes(),
+            allow_empty: false,
         }
     }
 
@@ -109,7 +122,7 @@ pub struct ConfigKeyError {
 
 /// Checks the `[[hashlist]]` entries (the files themselves are read by [`ListSet::load`]).
 pub fn validate_configs(lists: &[HashListConfig]) -> Result<(), ConfigKeyError> {
-    let mut names = std::collections::HashSet::new();
+    let mut names = HashSet::new();
     for (i, list) in lists.iter().enumerate() {
         let invalid = |name: &str, message: &str| ConfigKeyError {
             key: format!("hashlist[{i}].{name}"),
@@ -155,13 +168,19 @@ pub enum ListSetError {
     Index { name: String, source: IndexError },
     #[error("hash list {name:?}: adding would exceed its cap of {max} hashes (max_hashes)")]
     Full { name: String, max: usize },
+    #[error(
+        "hash list {name:?}: {} holds no hash (empty or only comments); set allow_empty = true on [[hashlist]] {name:?} if that is intended",
+        path.display()
+    )]
+    Empty { name: String, path: PathBuf },
 }
 
 /// Run-time additions are scanned linearly until there are more than this many since the
 /// list was last indexed; then the list is re-indexed with them.
 const MAX_UNINDEXED_ADDITIONS: usize = 4096;
 
-/// A list's hashes with their index and metadata (ids are positions in both).
+/// A list's hashes with their index and metadata (ids are positions in both; the hashes
+/// are sorted, as [`HashListBuilder::finish`] leaves them).
 struct IndexedList {
     index: HashIndex,
     metadata: ListMetadata,
@@ -197,6 +216,18 @@ impl LoadedList {
     /// Run-time additions not yet in the index (looked up by a linear scan).
     pub fn unindexed_additions(&self) -> usize {
         self.unindexed.len()
+    }
+
+    /// `hashes` less those this version already holds and repeats within `hashes` (the
+    /// first occurrence is kept), in their order.
+    fn new_hashes(&self, hashes: &[AddedHash]) -> Vec<AddedHash> {
+        let mut seen: HashSet<Hash256> = self.unindexed.iter().map(|added| added.hash).collect();
+        let indexed = self.indexed.index.hashes();
+        hashes
+            .iter()
+            .filter(|added| indexed.binary_search(&added.hash).is_err() && seen.insert(added.hash))
+            .cloned()
+            .collect()
     }
 
     /// Bytes held by the index, the metadata and the unindexed additions.
@@ -293,6 +324,24 @@ pub struct ReloadReport {
     pub hashes: usize,
     pub build_time: Duration,
 }
+
+/// Outcome of [`ListSet::add_hashes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddReport {
+    pub name: String,
+    /// The active version: a new one, or the previous one when nothing was new.
+    pub version: u64,
+    pub hashes: usize,
+    /// Building the new version (zero when nothing was new).
+    pub build_time: Duration,
+    /// Hashes that were new to the list.
+    pub added: usize,
+    /// Hashes skipped: already in the list, or repeated earlier in the same call.
+    pub already_present: usize,
+}
+
+/// A reload keeping less than this fraction of the list's hashes logs a warning.
+const SHRINK_WARNING_FRACTION: f64 = 0.5;
 
 impl ListSet {
     /// Loads every configured list; any missing or bad file is an error (at startup a
@@ -419,8 +468,11 @@ impl ListSet {
         let list = self.find(name)?;
         let _reloading = lock(&list.reloading);
         let added = lock(&list.added).clone();
-        let version = list.current.load().version + 1;
-        let result = build(&list.config, None, &added, version);
+        let previous = list.current.load_full();
+        let result = build(&list.config, None, &added, previous.version + 1);
+        if let Ok(loaded) = &result {
+            warn_if_shrunk(&list.config, previous.len(), loaded.len());
+        }
         self.swap_in(list, result)
     }
 
@@ -433,22 +485,32 @@ impl ListSet {
     }
 
     /// Adds hashes to a list at run time (kept across reloads, not written to its file).
-    /// They are visible to lookups on return. Cheap: the new version shares the current
-    /// index and scans the additions linearly, until more than 4096 have accumulated and
-    /// the list is re-indexed (from memory, without re-reading the file).
-    pub fn add_hashes(
-        &self,
-        name: &str,
-        hashes: &[AddedHash],
-    ) -> Result<ReloadReport, ListSetError> {
+    /// They are visible to lookups on return. Hashes the list already holds, and repeats
+    /// within `hashes`, are skipped (counted in the report); when nothing is new the
+    /// version stays. Cheap: the new version shares the current index and scans the
+    /// additions linearly, until more than 4096 have accumulated and the list is
+    /// re-indexed (from memory, without re-reading the file).
+    pub fn add_hashes(&self, name: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
         let list = self.find(name)?;
         let _reloading = lock(&list.reloading);
         let started = Instant::now();
         let current = list.current.load_full();
+        let new = current.new_hashes(hashes);
+        let report = |version, total, build_time| AddReport {
+            name: list.config.name.clone(),
+            version,
+            hashes: total,
+            build_time,
+            added: new.len(),
+            already_present: hashes.len() - new.len(),
+        };
+        if new.is_empty() {
+            return Ok(report(current.version, current.len(), Duration::ZERO));
+        }
         let version = current.version + 1;
         let mut unindexed = current.unindexed.clone();
-        unindexed.extend_from_slice(hashes);
-        let result = if current.len() + hashes.len() > list.config.max_hashes {
+        unindexed.extend_from_slice(&new);
+        let result = if current.len() + new.len() > list.config.max_hashes {
             Err(ListSetError::Full {
                 name: list.config.name.clone(),
                 max: list.config.max_hashes,
@@ -465,9 +527,10 @@ impl ListSet {
             })
         };
         if result.is_ok() {
-            lock(&list.added).extend_from_slice(hashes);
+            lock(&list.added).extend_from_slice(&new);
         }
-        self.swap_in(list, result)
+        let swapped = self.swap_in(list, result)?;
+        Ok(report(swapped.version, swapped.hashes, swapped.build_time))
     }
 
     fn swap_in(
@@ -498,6 +561,23 @@ impl ListSet {
             .iter()
             .find(|list| list.config.name == name)
             .ok_or_else(|| ListSetError::UnknownList(name.to_string()))
+    }
+}
+
+/// Warns when a reload keeps less than [`SHRINK_WARNING_FRACTION`] of a list's hashes: a
+/// file cut short by a deploy still parses, and a list that lost most of its hashes
+/// matches little, so an operator should look (it is not refused: lists do get pruned).
+fn warn_if_shrunk(config: &HashListConfig, previous: usize, hashes: usize) {
+    if (hashes as f64) < previous as f64 * SHRINK_WARNING_FRACTION {
+        tracing::warn!(
+            list = %config.name,
+            path = %config.path.display(),
+            previous_hashes = previous,
+            hashes,
+            "hash list {:?} shrank from {previous} to {hashes} hashes on reload; check that {} is complete",
+            config.name,
+            config.path.display()
+        );
     }
 }
 
@@ -535,7 +615,15 @@ fn build(
         Some(indexed) => builder
             .extend_from(indexed.index.hashes(), &indexed.metadata)
             .map_err(load_error)?,
-        None => builder.read_file().map_err(load_error)?,
+        None => {
+            builder.read_file().map_err(load_error)?;
+            if builder.is_empty() && !config.allow_empty {
+                return Err(ListSetError::Empty {
+                    name: config.name.clone(),
+                    path: config.path.clone(),
+                });
+            }
+        }
     }
     for entry in added {
         builder
@@ -813,6 +901,94 @@ mod tests {
     }
 
     #[test]
+    fn a_file_holding_no_hash_is_refused_unless_the_list_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known.csv");
+        let refusal = format!(
+            "hash list \"known\": {} holds no hash (empty or only comments); \
+             set allow_empty = true on [[hashlist]] \"known\" if that is intended",
+            path.display()
+        );
+        let config = HashListConfig::new("known", &path);
+        for content in ["", "\n\n", "# hash,quality,file\n  # truncated\n\n"] {
+            std::fs::write(&path, content).unwrap();
+            let error = ListSet::load(std::slice::from_ref(&config)).err().unwrap();
+            assert_eq!(error.to_string(), refusal, "{content:?}");
+        }
+
+        write_list(&path, &[hash(1).to_hex(), hash(2).to_hex()]);
+        let set = ListSet::load(std::slice::from_ref(&config)).unwrap();
+        std::fs::write(&path, "# nothing left\n").unwrap();
+        assert_eq!(set.reload("known").unwrap_err().to_string(), refusal);
+        let current = set.current("known").unwrap();
+        assert_eq!((current.version, current.len()), (1, 2));
+        assert_eq!(set.lookup(&[hash(2)], 100).len(), 1, "still matching");
+
+        let allowed = HashListConfig {
+            allow_empty: true,
+            ..config
+        };
+        let set = ListSet::load(std::slice::from_ref(&allowed)).unwrap();
+        assert!(set.current("known").unwrap().is_empty());
+        assert!(set.lookup(&[hash(2)], 100).is_empty());
+        write_list(&path, &[hash(1).to_hex()]);
+        assert_eq!(set.reload("known").unwrap().hashes, 1);
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(set.reload("known").unwrap().hashes, 0);
+        let parsed: HashListConfig =
+            toml::from_str("name = \"k\"\npath = \"k.csv\"\nallow_empty = true\n").unwrap();
+        assert!(parsed.allow_empty);
+    }
+
+    #[test]
+    fn additions_already_in_the_list_or_repeated_are_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known.csv");
+        write_list(&path, &[hash(1).to_hex()]);
+        let set = ListSet::load(&[HashListConfig::new("known", &path)]).unwrap();
+        let added = |seed| AddedHash {
+            hash: hash(seed),
+            quality: None,
+            label: format!("n{seed}"),
+        };
+        // One in the file, one repeated within the call.
+        let batch = [added(1), added(2), added(3), added(2)];
+        let report = set.add_hashes("known", &batch).unwrap();
+        assert_eq!(
+            (
+                report.version,
+                report.hashes,
+                report.added,
+                report.already_present
+            ),
+            (2, 3, 2, 2)
+        );
+        // The same batch again: nothing new, the version stays.
+        let report = set.add_hashes("known", &batch).unwrap();
+        assert_eq!(
+            (
+                report.version,
+                report.hashes,
+                report.added,
+                report.already_present
+            ),
+            (2, 3, 0, 4)
+        );
+        // Against indexed additions too (a batch over 4096 re-indexes).
+        let large: Vec<AddedHash> = (100..5_100).map(added).collect();
+        assert_eq!(set.add_hashes("known", &large).unwrap().added, 5_000);
+        assert_eq!(set.current("known").unwrap().unindexed_additions(), 0);
+        let report = set.add_hashes("known", &large).unwrap();
+        assert_eq!((report.added, report.already_present), (0, 5_000));
+        set.reload("known").unwrap();
+        let report = set.add_hashes("known", &batch).unwrap();
+        assert_eq!((report.hashes, report.added), (5_003, 0));
+        assert_eq!(set.status()[0].added_at_runtime, 5_002);
+        let found = set.lookup(&[hash(2)], 100);
+        assert_eq!((found.len(), found[0].fields.as_str()), (1, "n2"));
+    }
+
+    #[test]
     fn many_additions_are_indexed_and_the_cap_holds() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned.csv");
@@ -841,7 +1017,14 @@ mod tests {
         assert_eq!((found[0].fields.as_str(), found[0].line), ("n4199", None));
         assert_eq!(set.lookup(&[hash(1)], 100)[0].line, Some(1));
 
-        let error = set.add_hashes("learned", &additions[..800]).unwrap_err();
+        let more: Vec<AddedHash> = (0..800)
+            .map(|i| AddedHash {
+                hash: hash(10_000 + i),
+                quality: None,
+                label: String::new(),
+            })
+            .collect();
+        let error = set.add_hashes("learned", &more).unwrap_err();
         assert_eq!(
             error.to_string(),
             "hash list \"learned\": adding would exceed its cap of 5000 hashes (max_hashes)"
