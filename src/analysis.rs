@@ -21,8 +21,7 @@
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -272,24 +271,19 @@ pub struct Analysis {
     lists: Arc<ListSet>,
     actuator: Arc<Actuator>,
     classifier: Option<Arc<ClassifierPool>>,
-    /// Each ingest listener's (bound address) `on_parse_error`.
-    on_parse_error: HashMap<SocketAddr, OnParseError>,
     ready: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
 }
 
 impl Analysis {
     /// Starts the worker threads; `classifier`, when given, gets every
-    /// `every_nth_sample`-th analysed picture of each stream. `on_parse_error` maps each
-    /// ingest listener's bound address to what happens to its streams analysis cannot
-    /// inspect (a stream of a listener not in it is cut).
+    /// `every_nth_sample`-th analysed picture of each stream.
     pub fn start(
         config: AnalysisConfig,
         policy: PolicyConfig,
         lists: Arc<ListSet>,
         actuator: Arc<Actuator>,
         classifier: Option<Arc<ClassifierPool>>,
-        on_parse_error: HashMap<SocketAddr, OnParseError>,
     ) -> Arc<Self> {
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let stats = Arc::new(AnalysisStats::default());
@@ -310,7 +304,6 @@ impl Analysis {
             lists,
             actuator,
             classifier,
-            on_parse_error,
             ready,
             stats,
         })
@@ -324,11 +317,17 @@ impl Analysis {
         self.classifier.as_ref()
     }
 
-    /// The analysis state of a new session.
-    pub fn open_stream(self: &Arc<Self>, session: Arc<SessionState>) -> Arc<StreamAnalysis> {
+    /// The analysis state of a new session; `on_parse_error` is its listener's answer
+    /// to a stream analysis cannot inspect.
+    pub fn open_stream(
+        self: &Arc<Self>,
+        session: Arc<SessionState>,
+        on_parse_error: OnParseError,
+    ) -> Arc<StreamAnalysis> {
         Arc::new(StreamAnalysis {
             analysis: Arc::clone(self),
             session,
+            on_parse_error,
             queue: Mutex::new(StreamQueue::default()),
             worker: Mutex::new(None),
             codec: Mutex::new(None),
@@ -353,6 +352,8 @@ struct StreamQueue {
 pub struct StreamAnalysis {
     analysis: Arc<Analysis>,
     session: Arc<SessionState>,
+    /// What the stream's listener does with a stream that cannot be inspected.
+    on_parse_error: OnParseError,
     queue: Mutex<StreamQueue>,
     worker: Mutex<Option<WorkerState>>,
     codec: Mutex<Option<Arc<CodecConfig>>>,
@@ -678,12 +679,7 @@ impl StreamAnalysis {
     /// listener's `on_parse_error` says, and analysed no more either way.
     fn uninspectable(&self, why: Uninspectable) {
         self.end();
-        let on_parse_error = self
-            .analysis
-            .on_parse_error
-            .get(&self.session.ingest)
-            .copied()
-            .unwrap_or(OnParseError::Cut);
+        let on_parse_error = self.on_parse_error;
         self.analysis
             .stats
             .uninspectable_counter(why.reason(), on_parse_error)

@@ -91,7 +91,9 @@ pub async fn run_session(
         origin = %ingest.origin,
         "session opened"
     );
-    let stream = services.analysis.open_stream(Arc::clone(&state));
+    let stream = services
+        .analysis
+        .open_stream(Arc::clone(&state), ingest.on_parse_error);
     let tap = Tap::new(&ingest, Arc::clone(&state), Arc::clone(&stream), &services);
     let end = relay(publisher, &ingest, &state, tap).await;
     // Both sockets are closed once `relay` returns.

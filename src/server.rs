@@ -3,7 +3,6 @@
 //! sessions for `shutdown_grace_ms` before cutting the rest; the admin server (with
 //! `/readyz` answering "draining") stops last.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,7 +76,6 @@ impl Server {
         };
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
-        let mut on_parse_error = HashMap::with_capacity(config.ingest.len());
         for (index, ingest) in config.ingest.iter().enumerate() {
             let listener =
                 TcpListener::bind(ingest.listen)
@@ -94,19 +92,15 @@ impl Server {
             })?;
             let mut ingest = ingest.clone();
             ingest.listen = local;
-            on_parse_error.insert(local, ingest.on_parse_error);
             local_addrs.push(local);
             listeners.push(IngestListener::new(listener, ingest));
         }
-        // Analysis learns each listener's on_parse_error by its bound address, which is
-        // what a session records.
         let analysis = Analysis::start(
             config.analysis.clone(),
             config.policy.clone(),
             Arc::clone(&lists),
             actuator,
             classifier,
-            on_parse_error,
         );
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),
