@@ -337,6 +337,29 @@ enum WriteFailure {
     SourceGone,
 }
 
+impl WriteFailure {
+    /// How the session ends when a write to `receiver` did not complete; `sender` is the
+    /// side the bytes came from.
+    fn end(self, receiver: Closer, sender: Closer, write_timeout_ms: u64) -> SessionEnd {
+        let (to, from) = (receiver.as_str(), sender.as_str());
+        match self {
+            WriteFailure::Failed(error) => {
+                SessionEnd::new(receiver, format!("writing to {to}: {error}"))
+            }
+            WriteFailure::TimedOut => SessionEnd::new(
+                receiver,
+                format!(
+                    "{to} stopped reading: a write to it did not complete within {write_timeout_ms} ms (write_timeout_ms)"
+                ),
+            ),
+            WriteFailure::SourceGone => SessionEnd::new(
+                sender,
+                format!("{from} closed the connection while the {to} was not reading"),
+            ),
+        }
+    }
+}
+
 /// Writes `bytes` to `to` within `limit`, ending early if `from` (the socket they came
 /// from) closes while the write is stalled.
 async fn forward(
@@ -505,26 +528,10 @@ async fn pump_publisher_to_origin(
             );
         }
         for piece in held.release_before(tap.release_limit()) {
-            match forward(&mut origin, &piece, &publisher, ingest.write_timeout()).await {
-                Ok(()) => {}
-                Err(WriteFailure::Failed(error)) => {
-                    return SessionEnd::new(Closer::Origin, format!("writing to origin: {error}"));
-                }
-                Err(WriteFailure::TimedOut) => {
-                    return SessionEnd::new(
-                        Closer::Origin,
-                        format!(
-                            "origin stopped reading: a write to it did not complete within {} ms (write_timeout_ms)",
-                            ingest.write_timeout_ms
-                        ),
-                    );
-                }
-                Err(WriteFailure::SourceGone) => {
-                    return SessionEnd::new(
-                        Closer::Publisher,
-                        "publisher closed the connection while the origin was not reading",
-                    );
-                }
+            if let Err(failure) =
+                forward(&mut origin, &piece, &publisher, ingest.write_timeout()).await
+            {
+                return failure.end(Closer::Origin, Closer::Publisher, ingest.write_timeout_ms);
             }
             state
                 .bytes_from_publisher
@@ -554,29 +561,9 @@ async fn pump_origin_to_publisher(
         }
         activity.mark(&activity.origin, Instant::now());
         let chunk = buffer.split().freeze();
-        match forward(&mut publisher, &chunk, &origin, ingest.write_timeout()).await {
-            Ok(()) => {}
-            Err(WriteFailure::Failed(error)) => {
-                return SessionEnd::new(
-                    Closer::Publisher,
-                    format!("writing to publisher: {error}"),
-                );
-            }
-            Err(WriteFailure::TimedOut) => {
-                return SessionEnd::new(
-                    Closer::Publisher,
-                    format!(
-                        "publisher stopped reading: a write to it did not complete within {} ms (write_timeout_ms)",
-                        ingest.write_timeout_ms
-                    ),
-                );
-            }
-            Err(WriteFailure::SourceGone) => {
-                return SessionEnd::new(
-                    Closer::Origin,
-                    "origin closed the connection while the publisher was not reading",
-                );
-            }
+        if let Err(failure) = forward(&mut publisher, &chunk, &origin, ingest.write_timeout()).await
+        {
+            return failure.end(Closer::Publisher, Closer::Origin, ingest.write_timeout_ms);
         }
         state
             .bytes_from_origin

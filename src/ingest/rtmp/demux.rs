@@ -270,12 +270,18 @@ const ORIGIN_MAX_NAME_BYTES: usize = 255;
 /// sees, or `key\0anything` would be a new key to livegate and the banned one to the
 /// origin.
 pub fn origin_name(sent: &str) -> String {
+    c_string(sent, ORIGIN_MAX_NAME_BYTES)
+}
+
+/// A string as nginx-rtmp copies it into a fixed C buffer: up to the first NUL, at most
+/// `max_bytes` bytes.
+fn c_string(sent: &str, max_bytes: usize) -> String {
     let bytes = sent.as_bytes();
     let end = bytes
         .iter()
         .position(|&b| b == 0)
         .unwrap_or(bytes.len())
-        .min(ORIGIN_MAX_NAME_BYTES);
+        .min(max_bytes);
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
@@ -708,13 +714,7 @@ fn amf_error_in(message: &Message) -> impl Fn(Amf0Error) -> DemuxError + Copy + 
 /// AMF function names as nginx-rtmp looks them up: cut at a NUL byte and at 127 bytes,
 /// ASCII-lowercased (its handler table is case-insensitive).
 fn origin_function_name(sent: &str) -> String {
-    let bytes = sent.as_bytes();
-    let end = bytes
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(bytes.len())
-        .min(ORIGIN_MAX_FUNCTION_BYTES);
-    String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase()
+    c_string(sent, ORIGIN_MAX_FUNCTION_BYTES).to_ascii_lowercase()
 }
 
 /// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})` (`function` is the name
