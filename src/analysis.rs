@@ -159,7 +159,7 @@ pub struct AnalysisStats {
     /// Keyframes FFmpeg decoded with error concealment, whatever the share.
     pub keyframes_concealed: AtomicU64,
     /// Streams analysis could not inspect, by [`UninspectableReason`] and `on_parse_error`.
-    streams_uninspectable: [[AtomicU64; 2]; 2],
+    streams_uninspectable: [[AtomicU64; 2]; UninspectableReason::ALL.len()],
     pub matches: AtomicU64,
     /// Sum of (analysis finished − keyframe arrived), for the mean.
     pub analysis_latency_micros_total: AtomicU64,
@@ -182,18 +182,30 @@ pub enum Uninspectable {
 pub enum UninspectableReason {
     PictureTooLarge,
     KeyframeConcealed,
+    /// Bytes the demuxer refuses (malformed, or read differently by origins).
+    Unparseable,
+    /// Video livegate cannot decode (a codec, or a multitrack track other than 0).
+    UnsupportedVideo,
+    /// Video flowing without a keyframe for `max_keyframe_interval_ms`.
+    NoKeyframe,
 }
 
 impl UninspectableReason {
-    pub const ALL: [UninspectableReason; 2] = [
+    pub const ALL: [UninspectableReason; 5] = [
         UninspectableReason::PictureTooLarge,
         UninspectableReason::KeyframeConcealed,
+        UninspectableReason::Unparseable,
+        UninspectableReason::UnsupportedVideo,
+        UninspectableReason::NoKeyframe,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             UninspectableReason::PictureTooLarge => "picture_too_large",
             UninspectableReason::KeyframeConcealed => "keyframe_concealed",
+            UninspectableReason::Unparseable => "unparseable",
+            UninspectableReason::UnsupportedVideo => "unsupported_video",
+            UninspectableReason::NoKeyframe => "no_keyframe",
         }
     }
 }
@@ -675,15 +687,21 @@ impl StreamAnalysis {
         );
     }
 
+    /// Counts this stream in `livegate_streams_uninspectable_total` under `reason` and
+    /// its listener's `on_parse_error`.
+    pub fn count_uninspectable(&self, reason: UninspectableReason) {
+        self.analysis
+            .stats
+            .uninspectable_counter(reason, self.on_parse_error)
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Analysis cannot inspect this stream: it is cut or left uninspected, as its
     /// listener's `on_parse_error` says, and analysed no more either way.
     fn uninspectable(&self, why: Uninspectable) {
         self.end();
         let on_parse_error = self.on_parse_error;
-        self.analysis
-            .stats
-            .uninspectable_counter(why.reason(), on_parse_error)
-            .fetch_add(1, Ordering::Relaxed);
+        self.count_uninspectable(why.reason());
         let description = why.describe(&self.analysis.config);
         match on_parse_error {
             OnParseError::Pass => warn!(

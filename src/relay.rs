@@ -30,7 +30,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::{debug, info, warn};
 
 use crate::actuator::{Actuator, AuditEvent, AuditRecord};
-use crate::analysis::{Analysis, StreamAnalysis};
+use crate::analysis::{Analysis, StreamAnalysis, UninspectableReason};
 use crate::config::{IngestConfig, OnParseError};
 use crate::held_bytes::HeldBytes;
 use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
@@ -661,22 +661,25 @@ impl Tap {
         };
         let parsed = demuxer
             .feed(bytes, &mut self.events)
-            .map_err(|error| error.to_string());
+            .map_err(|error| (UninspectableReason::Unparseable, error.to_string()));
         let mut events = std::mem::take(&mut self.events);
         let mut uninspectable = parsed.err();
         for event in events.drain(..) {
             match self.handle(event) {
                 Ok(()) => {}
-                Err(EventProblem::Uninspectable(why)) => {
-                    uninspectable.get_or_insert(why);
+                Err(EventProblem::Uninspectable(reason, why)) => {
+                    uninspectable.get_or_insert((reason, why));
                 }
                 Err(EventProblem::End(end)) => return Err(end),
             }
         }
         self.events = events;
-        match uninspectable {
-            None => Ok(()),
-            Some(why) if self.on_parse_error == OnParseError::Pass => {
+        let Some((reason, why)) = uninspectable else {
+            return Ok(());
+        };
+        self.stream.count_uninspectable(reason);
+        match self.on_parse_error {
+            OnParseError::Pass => {
                 warn!(
                     session = self.state.id,
                     error = %why,
@@ -685,7 +688,7 @@ impl Tap {
                 self.demuxer = None;
                 Ok(())
             }
-            Some(why) => Err(SessionEnd::new(
+            OnParseError::Cut => Err(SessionEnd::new(
                 Closer::Publisher,
                 format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
             )),
@@ -751,10 +754,13 @@ impl Tap {
                 } else {
                     let since = *self.keyframe_gap_since.get_or_insert(self.read_at);
                     if self.read_at.duration_since(since) > self.max_keyframe_interval {
-                        return Err(EventProblem::Uninspectable(format!(
-                            "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
-                            self.max_keyframe_interval.as_millis()
-                        )));
+                        return Err(EventProblem::Uninspectable(
+                            UninspectableReason::NoKeyframe,
+                            format!(
+                                "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
+                                self.max_keyframe_interval.as_millis()
+                            ),
+                        ));
                     }
                 }
             }
@@ -772,9 +778,10 @@ impl Tap {
                 });
             }
             DemuxEvent::UnsupportedVideo { description } => {
-                return Err(EventProblem::Uninspectable(format!(
-                    "unsupported video: {description}"
-                )));
+                return Err(EventProblem::Uninspectable(
+                    UninspectableReason::UnsupportedVideo,
+                    format!("unsupported video: {description}"),
+                ));
             }
         }
         Ok(())
@@ -796,7 +803,7 @@ impl Tap {
 /// Why an event stops the stream being relayed as it is.
 enum EventProblem {
     /// Video livegate cannot inspect: `on_parse_error` decides.
-    Uninspectable(String),
+    Uninspectable(UninspectableReason, String),
     /// The session must end, whatever the config.
     End(SessionEnd),
 }

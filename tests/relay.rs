@@ -376,7 +376,7 @@ fn video_without_keyframes_is_uninspectable() {
     let origin = NginxOrigin::start();
     let listen = local(free_port());
     let config = format!(
-        "{}max_keyframe_interval_ms = 1000\n",
+        "{}max_keyframe_interval_ms = 1000\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         ingest(listen, origin.addr)
     );
     let livegate = Livegate::start(&config, 1);
@@ -410,4 +410,8 @@ fn video_without_keyframes_is_uninspectable() {
     let line = livegate.session_closed_for(client.local, Duration::from_secs(10));
     let reason = line["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("without a keyframe"), "{line}");
+    let metrics = support::http::scrape(livegate.admin_addr());
+    let sample =
+        "livegate_streams_uninspectable_total{reason=\"no_keyframe\",on_parse_error=\"cut\"}";
+    assert_eq!(support::http::metric(&metrics, sample), 1.0);
 }
