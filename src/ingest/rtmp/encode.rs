@@ -364,6 +364,13 @@ pub fn command(name: &str, transaction: f64, arguments: &[Amf0<'_>]) -> Vec<u8> 
 /// (A real client waits for the server's replies in between; a relay test need not.)
 pub fn publish_preamble(writer: &ChunkWriter, app: &str, stream_key: &str) -> Vec<u8> {
     let mut out = client_handshake();
+    out.extend(publish_commands(writer, app, stream_key));
+    out
+}
+
+/// connect, createStream and publish (on message stream 1), as chunks.
+pub fn publish_commands(writer: &ChunkWriter, app: &str, stream_key: &str) -> Vec<u8> {
+    let mut out = Vec::new();
     let tc_url = format!("rtmp://127.0.0.1/{app}");
     let connect = command(
         "connect",
