@@ -16,8 +16,8 @@ mod support;
 
 use bytes::Bytes;
 use livegate::ingest::rtmp::encode::{
-    self, AggregatePart, CSID_VIDEO, ChunkCrafter, MessageHeader, TYPE_AGGREGATE, TYPE_AUDIO,
-    TYPE_VIDEO,
+    self, AggregatePart, CSID_CONTROL, CSID_VIDEO, ChunkCrafter, MessageHeader, TYPE_ABORT,
+    TYPE_AGGREGATE, TYPE_AUDIO, TYPE_VIDEO,
 };
 use livegate::ingest::rtmp::flv::{VideoTag, parse_video_tag};
 use livegate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer, VideoCodec};
@@ -560,8 +560,13 @@ fn relay_attack(stack: &GateStack, key: &str, crafted: &[u8], event: &str) {
 
 /// Checks a session livegate had to refuse: it was closed with the demuxer's reason, and
 /// the origin recorded only frames the demuxer saw before the refusal (nothing of the
-/// ambiguous message, nor after it).
-fn assert_refused_before_origin(stack: &GateStack, key: &str, sent: &[u8], refusal: &DemuxError) {
+/// ambiguous message, nor after it). Returns how many frames the origin recorded.
+fn assert_refused_before_origin(
+    stack: &GateStack,
+    key: &str,
+    sent: &[u8],
+    refusal: &DemuxError,
+) -> usize {
     let closed = stack.livegate.session_closed_for_key(key, WAIT);
     let reason = closed["reason"].as_str().unwrap_or_default();
     assert!(
@@ -578,4 +583,101 @@ fn assert_refused_before_origin(stack: &GateStack, key: &str, sent: &[u8], refus
         before.len()
     );
     assert_same_frames(key, &before[..origin.len()], &origin);
+    origin.len()
+}
+
+/// How a refusal case writes the ambiguous part: given the crafter, the output, the
+/// keyframe it hides and that keyframe's timestamp.
+type AmbiguousPart = fn(&mut ChunkCrafter, &mut Vec<u8>, &[u8], u32);
+
+/// Bytes RTMP servers read in different ways, which livegate must refuse: a Set Chunk
+/// Size lowering the size (nginx-rtmp may drop bytes it already read), a fmt 1 header in
+/// the middle of a message, an Abort in the middle of a message. Each session sends a
+/// clean first GOP, pauses so that it reaches the origin, then the ambiguous part at the
+/// second keyframe: livegate must close the session with the demuxer's reason, the origin
+/// must have the whole first GOP and nothing after it.
+#[test]
+fn ambiguous_chunk_streams_are_refused_before_the_origin_sees_them() {
+    let media = media();
+    let stack = GateStack::start(&media.list, "mode = \"shadow\"");
+    let first_gop = 1 + media.frames[1..]
+        .iter()
+        .position(is_keyframe)
+        .expect("a second keyframe");
+    let cases: [(&str, AmbiguousPart); 3] = [
+        (
+            "refused-lowered-chunk-size",
+            |crafter, out, keyframe, timestamp| {
+                crafter.set_chunk_size(out, 1000);
+                crafter.message(out, 0, CSID_VIDEO, &video_header(timestamp), keyframe, None);
+            },
+        ),
+        (
+            "refused-header-mid-message",
+            |crafter, out, keyframe, timestamp| {
+                crafter.start(out, 0, CSID_VIDEO, &video_header(timestamp), keyframe);
+                // nginx-rtmp takes the new length and type and keeps the bytes received.
+                crafter.start(out, 1, CSID_VIDEO, &video_header(33), &keyframe[..200]);
+            },
+        ),
+        (
+            "refused-abort-mid-message",
+            |crafter, out, keyframe, timestamp| {
+                crafter.start(out, 0, CSID_VIDEO, &video_header(timestamp), keyframe);
+                let abort = MessageHeader {
+                    timestamp: 0,
+                    type_id: TYPE_ABORT,
+                    stream_id: 0,
+                };
+                let aborted = CSID_VIDEO.to_be_bytes();
+                crafter.message(out, 0, CSID_CONTROL, &abort, &aborted, None);
+                while crafter.next_chunk(out, CSID_VIDEO, None) {}
+            },
+        ),
+    ];
+    for (key, ambiguous_part) in cases {
+        let mut publisher = AttackPublisher::connect(stack.listen, "live", key);
+        let mut crafter = ChunkCrafter::default();
+        let mut clean = Vec::new();
+        crafter.set_chunk_size(&mut clean, 4096);
+        let config = video_header(EXTENDED_BASE);
+        crafter.message(&mut clean, 0, CSID_VIDEO, &config, &media.config, None);
+        let frame = |crafter: &mut ChunkCrafter, out: &mut Vec<u8>, tag: &FlvTag| {
+            let header = video_header(EXTENDED_BASE + tag.timestamp);
+            crafter.message(out, 0, CSID_VIDEO, &header, &tag.body, None);
+        };
+        for tag in &media.frames[..first_gop] {
+            frame(&mut crafter, &mut clean, tag);
+        }
+        publisher.send(&clean);
+        thread::sleep(Duration::from_millis(500));
+        let mut ambiguous = Vec::new();
+        let keyframe = &media.frames[first_gop];
+        ambiguous_part(
+            &mut crafter,
+            &mut ambiguous,
+            &keyframe.body,
+            EXTENDED_BASE + keyframe.timestamp,
+        );
+        // The rest of the footage, which a reader that did not refuse would go on to.
+        for tag in &media.frames[first_gop + 1..] {
+            frame(&mut crafter, &mut ambiguous, tag);
+        }
+        publisher.send(&ambiguous);
+        let (before, error) = demuxed(&publisher.sent);
+        let refusal = error.unwrap_or_else(|| {
+            panic!("{key}: livegate's demuxer accepted bytes origins read in different ways")
+        });
+        assert_eq!(before.len(), first_gop, "{key}: frames before the refusal");
+        assert!(
+            publisher.closed_within(WAIT),
+            "{key}: livegate did not close the session"
+        );
+        let sent = publisher.close();
+        let recorded = assert_refused_before_origin(&stack, key, &sent, &refusal);
+        assert_eq!(
+            recorded, first_gop,
+            "{key}: the origin lacks part of the clean GOP"
+        );
+    }
 }
