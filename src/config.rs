@@ -95,6 +95,8 @@ pub struct IngestConfig {
 pub struct RtmpLimitsConfig {
     #[serde(default = "defaults::max_message_bytes")]
     pub max_message_bytes: u32,
+    #[serde(default = "defaults::max_command_bytes")]
+    pub max_command_bytes: u32,
     #[serde(default = "defaults::max_chunk_size")]
     pub max_chunk_size: u32,
     #[serde(default = "defaults::max_chunk_streams")]
@@ -108,6 +110,7 @@ impl Default for RtmpLimitsConfig {
         let limits = DemuxLimits::default();
         RtmpLimitsConfig {
             max_message_bytes: limits.max_message_bytes,
+            max_command_bytes: limits.max_command_bytes,
             max_chunk_size: limits.max_chunk_size,
             max_chunk_streams: limits.max_chunk_streams,
             max_buffered_bytes: limits.max_buffered_bytes,
@@ -179,6 +182,9 @@ mod defaults {
     pub fn max_message_bytes() -> u32 {
         DemuxLimits::default().max_message_bytes
     }
+    pub fn max_command_bytes() -> u32 {
+        DemuxLimits::default().max_command_bytes
+    }
     pub fn max_chunk_size() -> u32 {
         DemuxLimits::default().max_chunk_size
     }
@@ -212,6 +218,7 @@ impl IngestConfig {
     pub fn demux_limits(&self) -> DemuxLimits {
         DemuxLimits {
             max_message_bytes: self.limits.max_message_bytes,
+            max_command_bytes: self.limits.max_command_bytes,
             max_chunk_size: self.limits.max_chunk_size,
             max_chunk_streams: self.limits.max_chunk_streams,
             max_buffered_bytes: self.limits.max_buffered_bytes,
@@ -306,6 +313,12 @@ impl Config {
             if limits.max_message_bytes == 0 || limits.max_message_bytes > 0x00FF_FFFF {
                 return Err(invalid(
                     key("limits.max_message_bytes"),
+                    "must be between 1 and 16777215 (RTMP's 24-bit message length)",
+                ));
+            }
+            if limits.max_command_bytes == 0 || limits.max_command_bytes > 0x00FF_FFFF {
+                return Err(invalid(
+                    key("limits.max_command_bytes"),
                     "must be between 1 and 16777215 (RTMP's 24-bit message length)",
                 ));
             }

@@ -9,6 +9,7 @@ pub mod actuator;
 pub mod admin;
 pub mod analysis;
 pub mod config;
+pub mod held_bytes;
 pub mod ingest;
 pub mod media;
 pub mod policy;

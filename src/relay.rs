@@ -360,20 +360,25 @@ impl Tap {
                 let identity = state.identity();
                 let app = identity.app.as_deref().unwrap_or("");
                 info!(session = state.id, app, %key, "publish");
-                let banned = self.actuator.ban_remaining(key.fingerprint());
+                // Every publish is admitted, not just the first: after closeStream or
+                // deleteStream a connection may publish again, and the origin takes it.
+                // One connection carries one stream key: bans, allowlists, the audit and
+                // analysis all hang on it.
+                if let Some(admitted) = &identity.key
+                    && admitted.fingerprint() != key.fingerprint()
+                {
+                    let reason = format!(
+                        "publish of stream key {key} on a connection already publishing {admitted}: one stream key per connection"
+                    );
+                    return Err(self.reject(app, &key, reason));
+                }
                 state.update_identity(|identity| identity.key = Some(key.clone()));
-                if let Some(remaining) = banned {
+                if let Some(remaining) = self.actuator.ban_remaining(key.fingerprint()) {
                     let reason = format!(
                         "stream key {key} is banned for {} more seconds",
                         remaining.as_secs().max(1)
                     );
-                    let mut record =
-                        AuditRecord::now(AuditEvent::Rejected, state.id, reason.clone());
-                    record.app = app.to_string();
-                    record.key_fingerprint = Some(key.fingerprint().to_string());
-                    record.client = state.client.to_string();
-                    self.actuator.record(record);
-                    return Err(EventProblem::End(SessionEnd::new(Closer::Policy, reason)));
+                    return Err(self.reject(app, &key, reason));
                 }
             }
             DemuxEvent::VideoConfig { codec, extradata } => {
@@ -414,6 +419,18 @@ impl Tap {
             }
         }
         Ok(())
+    }
+}
+
+impl Tap {
+    /// Refuses a `publish` before it reaches the origin, with a `rejected` audit record.
+    fn reject(&self, app: &str, key: &RedactedKey, reason: String) -> EventProblem {
+        let mut record = AuditRecord::now(AuditEvent::Rejected, self.state.id, reason.clone());
+        record.app = app.to_string();
+        record.key_fingerprint = Some(key.fingerprint().to_string());
+        record.client = self.state.client.to_string();
+        self.actuator.record(record);
+        EventProblem::End(SessionEnd::new(Closer::Policy, reason))
     }
 }
 

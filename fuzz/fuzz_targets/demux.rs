@@ -8,6 +8,7 @@ use livegate::ingest::rtmp::{DemuxLimits, Demuxer};
 
 const LIMITS: DemuxLimits = DemuxLimits {
     max_message_bytes: 4096,
+    max_command_bytes: 1024,
     max_chunk_size: 1024,
     max_chunk_streams: 8,
     max_buffered_bytes: 8192,

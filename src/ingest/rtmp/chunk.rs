@@ -6,16 +6,32 @@
 //! payload bytes are copied once, straight from the caller's slice into the message
 //! being reassembled.
 //!
+//! The reader follows nginx-rtmp's `ngx_rtmp_recv` (the origin livegate is tested
+//! against) byte for byte, and refuses the stream — an error naming the offset — where
+//! RTMP servers read the same bytes differently and no choice is safe for every origin.
+//! A publisher who knows livegate is there can otherwise show the origin other frames
+//! than livegate inspects. The ambiguities and the choices made:
+//!
+//! | bytes | nginx-rtmp | others | livegate |
+//! |---|---|---|---|
+//! | fmt 3 chunk on a chunk stream whose message began with an extended timestamp | always skips 4 bytes | SRS: skips them only if they equal the timestamp, else payload | reads the 4 bytes; on a continuation chunk they must equal the message's first extended timestamp, else refused |
+//! | fmt 3 header starting a new message after an extended timestamp | its 4 bytes are the new delta | | as nginx-rtmp |
+//! | fmt 3 starting a message | adds the last fmt 1/2 delta, nothing after fmt 0 | | as nginx-rtmp |
+//! | fmt 0–2 header in the middle of a message | overwrites length/type, keeps the bytes received | spec: undefined | refused |
+//! | fmt 1–3 on a chunk stream never opened by fmt 0 | reads zeroed state | | refused |
+//! | Set Chunk Size lowering the size | may drop bytes already read past it (buffer shrinks) | | refused |
+//! | Set Chunk Size 0, ≥ 2^31 or above the cap; shorter than 4 bytes | ignores it / loops | | refused |
+//! | Abort in the middle of a message | ignored (keeps reassembling) | spec: drop the partial message | refused (accepted between messages) |
+//! | message stream id of media | ignored (one stream per connection) | | ignored: video on any message stream is inspected |
+//! | chunk stream id ≥ 32 (`max_streams`) | closes the session | | accepted up to [`DemuxLimits::max_chunk_streams`] ids |
+//!
 //! Timestamps follow nginx-rtmp: a fmt 3 header that starts a message adds the delta
 //! of the stream's last fmt 1/2 header, or nothing after a fmt 0 header.
 //!
-//! Extended timestamps on fmt 3 chunks: FFmpeg, librtmp (OBS) and nginx-rtmp write the
-//! 4-byte extended timestamp again on every fmt 3 chunk of a stream whose last full
-//! header had one, and nginx-rtmp and FFmpeg always read it; some other clients do not
-//! write it. Like SRS, this reader looks at the 4 bytes after such a fmt 3 header: if
-//! they equal the stream's last extended timestamp they are the repeat, otherwise they
-//! are payload. (A publisher that sends other bytes there is read differently by
-//! nginx-rtmp, which skips them.)
+//! Messages other than audio, video and aggregates (commands, data, control) are small:
+//! [`ChunkReader::held_from`] tells the relay where the oldest incomplete one begins, so
+//! that it holds those bytes until the message is parsed; an unparseable command then
+//! never reaches the origin, not even in part.
 
 use std::collections::HashMap;
 
@@ -31,6 +47,15 @@ const EXTENDED_TIMESTAMP_MARK: u32 = 0x00FF_FFFF;
 
 const MSG_SET_CHUNK_SIZE: u8 = 1;
 const MSG_ABORT: u8 = 2;
+const MSG_AUDIO: u8 = 8;
+const MSG_VIDEO: u8 = 9;
+const MSG_AGGREGATE: u8 = 22;
+
+/// Media messages stream through the relay as they arrive; every other message is held
+/// until it is complete and parsed.
+fn is_media(type_id: u8) -> bool {
+    matches!(type_id, MSG_AUDIO | MSG_VIDEO | MSG_AGGREGATE)
+}
 
 /// One reassembled RTMP message.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +78,8 @@ struct ChunkStream {
     length: u32,
     type_id: u8,
     stream_id: u32,
-    /// Value of the extended timestamp field in the last fmt 0–2 header, if it had one.
+    /// The extended timestamp of the header that started the current (or last)
+    /// message, if it had one: every fmt 3 chunk then carries 4 more header bytes.
     extended_timestamp: Option<u32>,
     /// The message being reassembled; `None` between messages.
     partial: Option<PartialMessage>,
@@ -106,9 +132,6 @@ struct ParsedHeader {
     length: u32,
     type_id: u8,
     stream_id: u32,
-    /// For fmt 3 with an expected repeated extended timestamp: bytes that turned out to
-    /// be payload and must be read again.
-    replay: usize,
 }
 
 fn be24(b: &[u8]) -> u32 {
@@ -167,7 +190,10 @@ impl ChunkReader {
                             self.offset += n as u64;
                             data = &data[n..];
                         }
-                        HeaderProgress::Complete(header) => self.complete_header(header, out)?,
+                        HeaderProgress::Complete(header) => {
+                            self.header_len = 0;
+                            self.start_chunk(header, out)?;
+                        }
                     }
                 }
             }
@@ -178,24 +204,23 @@ impl ChunkReader {
             && self.header_len > 0
             && let HeaderProgress::Complete(header) = self.header_progress()?
         {
-            self.complete_header(header, out)?;
+            self.header_len = 0;
+            self.start_chunk(header, out)?;
         }
         Ok(())
     }
 
-    /// Consumes a complete staged header, then re-reads the bytes that followed a fmt 3
-    /// header when they proved not to be a repeated extended timestamp.
-    fn complete_header(
-        &mut self,
-        header: ParsedHeader,
-        out: &mut Vec<Message>,
-    ) -> Result<(), DemuxError> {
-        let mut replay = [0u8; 4];
-        replay[..header.replay].copy_from_slice(&self.header[header.len..self.header_len]);
-        self.header_len = 0;
-        self.offset -= header.replay as u64;
-        self.start_chunk(header, out)?;
-        self.feed(&replay[..header.replay], out)
+    /// Stream offset of the first byte the relay must hold back: the start of the oldest
+    /// non-media message still being reassembled, or of a chunk header not yet complete
+    /// (whose message type may be a command). `None` when every byte read so far may go.
+    pub fn held_from(&self) -> Option<u64> {
+        let staged_header = (self.header_len > 0).then_some(self.header_start);
+        self.streams
+            .values()
+            .filter(|stream| !is_media(stream.type_id))
+            .filter_map(|stream| stream.partial.as_ref().map(|p| p.start_offset))
+            .chain(staged_header)
+            .min()
     }
 
     fn header_progress(&self) -> Result<HeaderProgress, DemuxError> {
@@ -240,32 +265,48 @@ impl ChunkReader {
             length: 0,
             type_id: 0,
             stream_id: 0,
-            replay: 0,
         };
         if fmt == 3 {
-            let Some(expected) = stream.and_then(|s| s.extended_timestamp) else {
+            // nginx-rtmp reads 4 extended-timestamp bytes after every fmt 3 header of a
+            // chunk stream whose message began with an extended timestamp.
+            let Some(first) = stream.and_then(|s| s.extended_timestamp) else {
                 return Ok(HeaderProgress::Complete(header));
             };
             let with_ext = base_len + 4;
             if h.len() < with_ext {
                 return Ok(HeaderProgress::Need(with_ext));
             }
-            if be32(&h[base_len..with_ext]) == expected {
-                header.len = with_ext;
-            } else {
-                header.replay = 4;
+            let value = be32(&h[base_len..with_ext]);
+            let continuation = stream.is_some_and(|s| s.partial.is_some());
+            if continuation && value != first {
+                // nginx-rtmp skips these bytes, SRS reads them as payload: refuse.
+                return Err(DemuxError::ExtendedTimestampMismatch {
+                    csid,
+                    expected: first,
+                    found: value,
+                    offset: self.header_start,
+                });
             }
+            header.len = with_ext;
+            header.timestamp_field = value;
+            header.extended = !continuation;
             return Ok(HeaderProgress::Complete(header));
         }
         header.timestamp_field = be24(&mh[0..3]);
         if fmt <= 1 {
             header.length = be24(&mh[3..6]);
             header.type_id = mh[6];
-            if header.length > self.limits.max_message_bytes {
+            let cap = if is_media(header.type_id) {
+                self.limits.max_message_bytes
+            } else {
+                self.limits.max_command_bytes
+            };
+            if header.length > cap {
                 return Err(DemuxError::MessageTooLarge {
                     length: header.length,
+                    type_id: header.type_id,
                     csid,
-                    cap: self.limits.max_message_bytes,
+                    cap,
                     offset: self.header_start,
                 });
             }
@@ -334,9 +375,16 @@ impl ChunkReader {
                         stream.type_id = header.type_id;
                     }
                 }
-                _ => stream.timestamp = stream.timestamp.wrapping_add(stream.delta),
+                _ => {
+                    // After an extended timestamp, a fmt 3 header's 4 bytes are the
+                    // new delta (nginx-rtmp).
+                    if header.extended {
+                        stream.delta = header.timestamp_field;
+                    }
+                    stream.timestamp = stream.timestamp.wrapping_add(stream.delta);
+                }
             }
-            if header.fmt != 3 {
+            if header.fmt != 3 || header.extended {
                 stream.extended_timestamp = header.extended.then_some(header.timestamp_field);
             }
             let length = stream.length as usize;
@@ -348,8 +396,9 @@ impl ChunkReader {
                 });
             }
             self.buffered += length;
+            // Memory follows the bytes that arrive, not the length a header declares.
             stream.partial = Some(PartialMessage {
-                payload: Vec::with_capacity(length),
+                payload: Vec::with_capacity(length.min(self.chunk_size as usize)),
                 start_offset: header_start,
             });
         }
@@ -424,6 +473,16 @@ impl ChunkReader {
             return Err(DemuxError::ChunkSizeTooLarge {
                 size,
                 cap: self.limits.max_chunk_size,
+                offset: message.start_offset,
+            });
+        }
+        // nginx-rtmp reallocates its read buffer at the new size and may drop bytes it
+        // had already read past a smaller one: what the origin then parses depends on
+        // TCP segmentation. No encoder lowers its chunk size.
+        if size < self.chunk_size {
+            return Err(DemuxError::ChunkSizeLowered {
+                from: self.chunk_size,
+                to: size,
                 offset: message.start_offset,
             });
         }

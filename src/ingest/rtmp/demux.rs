@@ -35,8 +35,11 @@ const AGGREGATE_BACK_POINTER_LEN: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DemuxLimits {
-    /// Largest message (declared length) accepted.
+    /// Largest audio, video or aggregate message (declared length) accepted.
     pub max_message_bytes: u32,
+    /// Largest other message (commands, data, control) accepted: the relay holds these
+    /// until they are parsed.
+    pub max_command_bytes: u32,
     /// Largest Set Chunk Size accepted.
     pub max_chunk_size: u32,
     /// Most distinct chunk stream ids in one session.
@@ -49,6 +52,7 @@ impl Default for DemuxLimits {
     fn default() -> Self {
         DemuxLimits {
             max_message_bytes: 8 * 1024 * 1024,
+            max_command_bytes: 64 * 1024,
             max_chunk_size: 0x00FF_FFFF,
             max_chunk_streams: 64,
             max_buffered_bytes: 32 * 1024 * 1024,
@@ -106,9 +110,11 @@ pub enum DemuxEvent {
         /// Enhanced RTMP `fourCcList` (codecs the client says it can send).
         four_cc_list: Vec<String>,
     },
-    /// The first `publish` command; later ones are ignored.
+    /// A `publish` command: every one is reported (a connection may send several, after
+    /// `closeStream`/`deleteStream`), and each must be admitted.
     Publish {
-        /// The publishing name as sent, `?query` included (see [`split_stream_key`]).
+        /// The publishing name as nginx-rtmp reads it ([`origin_name`]), `?query`
+        /// included (see [`split_stream_key`]).
         stream_key: String,
         /// "live", "record" or "append" when given.
         publish_type: Option<String>,
@@ -138,13 +144,29 @@ pub enum DemuxError {
         "fmt {fmt} chunk on chunk stream {csid} while a message is still being received there (at byte {offset})"
     )]
     HeaderMidMessage { fmt: u8, csid: u32, offset: u64 },
-    #[error("message length {length} on chunk stream {csid} exceeds cap {cap} (at byte {offset})")]
+    #[error(
+        "message length {length} (type {type_id}) on chunk stream {csid} exceeds cap {cap} (at byte {offset})"
+    )]
     MessageTooLarge {
         length: u32,
+        type_id: u8,
         csid: u32,
         cap: u32,
         offset: u64,
     },
+    #[error(
+        "fmt 3 chunk on chunk stream {csid} carries extended timestamp {found:#x} where the message began with {expected:#x} (at byte {offset}): origins disagree whether these 4 bytes are payload"
+    )]
+    ExtendedTimestampMismatch {
+        csid: u32,
+        expected: u32,
+        found: u32,
+        offset: u64,
+    },
+    #[error(
+        "Set Chunk Size lowers the chunk size from {from} to {to} (at byte {offset}): origins may drop bytes already read"
+    )]
+    ChunkSizeLowered { from: u32, to: u32, offset: u64 },
     #[error("more than {cap} chunk streams: chunk stream {csid} at byte {offset}")]
     TooManyChunkStreams { cap: usize, csid: u32, offset: u64 },
     #[error(
@@ -201,6 +223,39 @@ pub enum DemuxError {
     },
 }
 
+/// Longest `app` or publishing name nginx-rtmp keeps (`NGX_RTMP_MAX_NAME` less its
+/// terminating NUL): it silently truncates longer ones.
+const ORIGIN_MAX_NAME_BYTES: usize = 255;
+
+/// A name (`app`, publishing name) as nginx-rtmp reads it into a C string: cut at the
+/// first NUL and at 255 bytes. Identity, bans and allowlists must see what the origin
+/// sees, or `key\0anything` would be a new key to livegate and the banned one to the
+/// origin.
+pub fn origin_name(sent: &str) -> String {
+    let bytes = sent.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(bytes.len())
+        .min(ORIGIN_MAX_NAME_BYTES);
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// The `app` of a `connect` as nginx-rtmp uses it: [`origin_name`], less a trailing
+/// `/_definst_` or `/`, less any `?args`.
+pub fn origin_app(sent: &str) -> String {
+    let mut app = origin_name(sent);
+    if app.len() > 10 && app.ends_with("/_definst_") {
+        app.truncate(app.len() - 10);
+    } else if app.ends_with('/') {
+        app.pop();
+    }
+    if let Some(query) = app.find('?') {
+        app.truncate(query);
+    }
+    app
+}
+
 /// Splits a publishing name into the stream key and its `?query`, the way nginx-rtmp
 /// separates `name` from `args`.
 pub fn split_stream_key(publishing_name: &str) -> (&str, Option<&str>) {
@@ -247,7 +302,6 @@ pub struct Demuxer {
     /// Messages completed by the current `feed`, reused between feeds.
     messages: Vec<Message>,
     video_clock: TimestampUnwrapper,
-    published: bool,
     unsupported_reported: bool,
 }
 
@@ -267,13 +321,22 @@ impl Demuxer {
             chunks: ChunkReader::new(limits, HANDSHAKE_LEN),
             messages: Vec::new(),
             video_clock: TimestampUnwrapper::default(),
-            published: false,
             unsupported_reported: false,
         }
     }
 
     pub fn limits(&self) -> DemuxLimits {
         self.limits
+    }
+
+    /// Stream offset from which the relay must hold the bytes it read: a command or
+    /// other non-media message (or a chunk header) is still incomplete there. `None`
+    /// once the demuxer has failed: the caller decides what happens to the stream.
+    pub fn held_from(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Chunks => self.chunks.held_from(),
+            Phase::Handshake { .. } | Phase::Failed(_) => None,
+        }
     }
 
     /// Feeds the next bytes the publisher sent. Events for every message completed by
@@ -374,7 +437,7 @@ impl Demuxer {
         };
         let command = match name.as_str() {
             "connect" => "connect",
-            "publish" if !self.published => "publish",
+            "publish" => "publish",
             _ => return Ok(()),
         };
         let args = decoder.remaining_values().map_err(amf_error)?;
@@ -408,14 +471,14 @@ impl Demuxer {
                 Some(other) => return Err(field_error("fourCcList", "strict array", other)),
             };
             events.push(DemuxEvent::Connect {
-                app: string_property("app")?.unwrap_or_default(),
+                app: origin_app(&string_property("app")?.unwrap_or_default()),
                 tc_url: string_property("tcUrl")?,
                 flash_ver: string_property("flashVer")?,
                 four_cc_list,
             });
         } else {
             let stream_key = match args.get(2) {
-                Some(Amf0Value::String(s)) => s.clone(),
+                Some(Amf0Value::String(s)) => origin_name(s),
                 other => {
                     return Err(field_error(
                         "publishing name",
@@ -428,7 +491,6 @@ impl Demuxer {
                 Some(Amf0Value::String(s)) => Some(s.clone()),
                 _ => None,
             };
-            self.published = true;
             events.push(DemuxEvent::Publish {
                 stream_key,
                 publish_type,
@@ -874,6 +936,10 @@ mod tests {
                 DemuxEvent::Publish {
                     stream_key: "k".into(),
                     publish_type: None
+                },
+                DemuxEvent::Publish {
+                    stream_key: "other".into(),
+                    publish_type: None
                 }
             ]
         );
@@ -969,27 +1035,61 @@ mod tests {
     }
 
     #[test]
-    fn extended_timestamps_with_and_without_fmt3_repeat() {
+    fn extended_timestamps_repeated_on_fmt3_chunks() {
         let payload: Vec<u8> = [0x17, 1, 0, 0, 0]
             .into_iter()
             .chain((0..300).map(|i| i as u8))
             .collect();
-        for repeat in [true, false] {
-            let mut w = ChunkWriter::new();
-            w.repeat_extended = repeat;
-            w.message(6, 0x0100_0000, MSG_VIDEO, &payload);
-            // 130 bytes: the second chunk carries 2 bytes, so without the repeat the
-            // 4 bytes peeked after its fmt 3 header run into the next message's header.
-            w.message(6, 0x0100_0010, MSG_VIDEO, &payload[..130]);
-            w.message(6, 0x0100_0020, MSG_VIDEO, &payload);
-            let events = demux(&w.out).unwrap();
-            let frames = frames(&events);
-            assert_eq!(frames.len(), 3, "repeat {repeat}");
-            assert_eq!(frames[0].dts_ms, 0x0100_0000);
-            assert_eq!(frames[0].data[..], payload[5..]);
-            assert_eq!(frames[1].data[..], payload[5..130]);
-            assert_eq!(frames[2].dts_ms, 0x0100_0020);
-        }
+        let mut w = ChunkWriter::new();
+        w.message(6, 0x0100_0000, MSG_VIDEO, &payload);
+        w.message(6, 0x0100_0010, MSG_VIDEO, &payload[..130]);
+        w.message(6, 0x0100_0020, MSG_VIDEO, &payload);
+        let events = demux(&w.out).unwrap();
+        let frames = frames(&events);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].dts_ms, 0x0100_0000);
+        assert_eq!(frames[0].data[..], payload[5..]);
+        assert_eq!(frames[1].data[..], payload[5..130]);
+        assert_eq!(frames[2].dts_ms, 0x0100_0020);
+    }
+
+    /// nginx-rtmp always skips the 4 bytes after a fmt 3 header of a message that began
+    /// with an extended timestamp; SRS reads them as payload unless they repeat the
+    /// timestamp. Other bytes there would make the two read different frames: refused,
+    /// and so is an encoder that does not repeat the timestamp at all.
+    #[test]
+    fn other_bytes_in_a_fmt3_extended_timestamp_are_refused() {
+        let payload: Vec<u8> = [0x17, 1, 0, 0, 0]
+            .into_iter()
+            .chain((0..300).map(|i| i as u8))
+            .collect();
+        let mut w = ChunkWriter::new();
+        w.header(0, 6, 0x0100_0000, payload.len(), MSG_VIDEO);
+        w.out.extend_from_slice(&payload[..128]);
+        let continuation = w.out.len() as u64;
+        w.out.extend(basic_header(3, 6));
+        w.out.extend([0xDE, 0xAD, 0xBE, 0xEF]);
+        w.out.extend_from_slice(&payload[128..256]);
+        assert_eq!(
+            demux_err(&w.out),
+            DemuxError::ExtendedTimestampMismatch {
+                csid: 6,
+                expected: 0x0100_0000,
+                found: 0xDEAD_BEEF,
+                offset: continuation
+            }
+        );
+
+        let mut w = ChunkWriter::new();
+        w.repeat_extended = false;
+        w.message(6, 0x0100_0000, MSG_VIDEO, &payload);
+        assert!(matches!(
+            demux_err(&w.out),
+            DemuxError::ExtendedTimestampMismatch {
+                found: 0x7b7c_7d7e,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1088,12 +1188,104 @@ mod tests {
         w.set_chunk_size(4096);
         let big: Vec<u8> = [0x17, 1, 0, 0, 0].into_iter().chain([0x11; 9000]).collect();
         w.message(6, 0, MSG_VIDEO, &big);
-        w.set_chunk_size(1);
-        w.message(6, 5, MSG_VIDEO, &big[..20]);
+        w.set_chunk_size(8192);
+        w.message(6, 5, MSG_VIDEO, &big);
         let events = demux(&w.out).unwrap();
         let frames = frames(&events);
         assert_eq!(frames[0].data.len(), 9000);
-        assert_eq!(frames[1].data.len(), 15);
+        assert_eq!(frames[1].data.len(), 9000);
+    }
+
+    #[test]
+    fn a_lowered_chunk_size_is_refused() {
+        let mut w = ChunkWriter::new();
+        w.set_chunk_size(4096);
+        let offset = w.out.len() as u64;
+        w.set_chunk_size(1024);
+        assert_eq!(
+            demux_err(&w.out).to_string(),
+            format!(
+                "Set Chunk Size lowers the chunk size from 4096 to 1024 (at byte {offset}): origins may drop bytes already read"
+            )
+        );
+    }
+
+    #[test]
+    fn commands_are_held_until_complete() {
+        let mut w = ChunkWriter::new();
+        w.message(6, 0, MSG_VIDEO, &[0x27, 1, 0, 0, 0, 1]);
+        let command_start = w.out.len();
+        w.connect_and_publish();
+        let mut demuxer = Demuxer::default();
+        let mut events = Vec::new();
+        // Part of the video message's header: held (its type is not known yet).
+        demuxer
+            .feed(&w.out[..HANDSHAKE_LEN as usize + 3], &mut events)
+            .unwrap();
+        assert_eq!(demuxer.held_from(), Some(HANDSHAKE_LEN));
+        // The video message and the start of the connect command.
+        demuxer
+            .feed(
+                &w.out[HANDSHAKE_LEN as usize + 3..command_start + 20],
+                &mut events,
+            )
+            .unwrap();
+        assert_eq!(demuxer.held_from(), Some(command_start as u64));
+        demuxer
+            .feed(&w.out[command_start + 20..], &mut events)
+            .unwrap();
+        assert_eq!(demuxer.held_from(), None);
+        assert!(matches!(events.last(), Some(DemuxEvent::Publish { .. })));
+
+        // A media message being received is not held.
+        let mut w = ChunkWriter::new();
+        w.header(0, 6, 0, 300, MSG_VIDEO);
+        w.out.extend([0x17; 100]);
+        let mut demuxer = Demuxer::default();
+        demuxer.feed(&w.out, &mut events).unwrap();
+        assert_eq!(demuxer.held_from(), None);
+    }
+
+    #[test]
+    fn oversized_command_is_rejected_at_its_header() {
+        let mut w = ChunkWriter::new();
+        w.header(0, 3, 0, 70_000, MSG_AMF0_COMMAND);
+        assert_eq!(
+            demux_err(&w.out).to_string(),
+            "message length 70000 (type 20) on chunk stream 3 exceeds cap 65536 (at byte 3073)"
+        );
+    }
+
+    #[test]
+    fn names_are_read_as_nginx_rtmp_reads_them() {
+        assert_eq!(origin_name("key\0evil"), "key");
+        let long = "k".repeat(300);
+        assert_eq!(origin_name(&long), "k".repeat(255));
+        assert_eq!(origin_name("plain?token=1"), "plain?token=1");
+        assert_eq!(origin_app("live/"), "live");
+        assert_eq!(origin_app("live/_definst_"), "live");
+        assert_eq!(origin_app("live?vhost=x"), "live");
+        assert_eq!(origin_app("live\0/other"), "live");
+        assert_eq!(origin_app("live//"), "live/");
+    }
+
+    #[test]
+    fn every_publish_is_reported() {
+        let mut w = ChunkWriter::new();
+        w.connect_and_publish();
+        w.command(
+            MSG_AMF0_COMMAND,
+            &[string("publish"), Number(6.0), Null, string("other\0tail")],
+        );
+        let keys: Vec<_> = demux(&w.out)
+            .unwrap()
+            .into_iter()
+            .filter_map(|event| match event {
+                DemuxEvent::Publish { stream_key, .. } => Some(stream_key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys, ["key?t=1", "other"]);
     }
 
     #[test]
@@ -1189,7 +1381,7 @@ mod tests {
         let err = demux_err(&w.out);
         assert_eq!(
             err.to_string(),
-            "message length 16777215 on chunk stream 4 exceeds cap 8388608 (at byte 3073)"
+            "message length 16777215 (type 9) on chunk stream 4 exceeds cap 8388608 (at byte 3073)"
         );
     }
 

@@ -12,5 +12,5 @@ pub mod flv;
 
 pub use demux::{
     DemuxError, DemuxEvent, DemuxLimits, Demuxer, StreamMetadata, VideoCodec, VideoFrame,
-    split_stream_key,
+    origin_app, origin_name, split_stream_key,
 };
