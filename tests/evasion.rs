@@ -17,7 +17,7 @@ mod support;
 use bytes::Bytes;
 use livegate::ingest::rtmp::encode::{
     self, AggregatePart, CSID_CONTROL, CSID_VIDEO, ChunkCrafter, MessageHeader, TYPE_ABORT,
-    TYPE_AGGREGATE, TYPE_AUDIO, TYPE_VIDEO,
+    TYPE_AGGREGATE, TYPE_AUDIO, TYPE_SET_CHUNK_SIZE, TYPE_VIDEO, nginx,
 };
 use livegate::ingest::rtmp::flv::{VideoTag, parse_video_tag};
 use livegate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer, VideoCodec};
@@ -301,18 +301,25 @@ fn craft_video(
 /// A 3-byte message on the spare chunk stream: what the attack's keyframe tails imitate.
 const SPARE_PAYLOAD: [u8; 3] = [0xAF, 0x01, 0x21];
 
-/// The keyframe `body` padded with an H.264 filler-data NAL unit (which decoders skip)
-/// to `length` bytes, its last 4 bytes a whole fmt 3 chunk of a 3-byte message on the
-/// spare chunk stream.
-fn padded_keyframe(body: &[u8], length: usize) -> Vec<u8> {
+/// `body` (an AVC frame) padded to `length` bytes with an H.264 filler-data NAL unit,
+/// which decoders skip, whose last bytes are `tail`.
+fn padded_with_filler(body: &[u8], length: usize, tail: &[u8]) -> Vec<u8> {
     let filler_len = length - body.len() - 4;
     let mut out = body.to_vec();
     out.extend_from_slice(&(filler_len as u32).to_be_bytes());
     out.push(0x0C);
-    out.extend(std::iter::repeat_n(0xFF, filler_len - 5));
-    out.push(0xC0 | CSID_SPARE as u8);
-    out.extend_from_slice(&SPARE_PAYLOAD);
+    out.extend(std::iter::repeat_n(0xFF, filler_len - 1 - tail.len()));
+    out.extend_from_slice(tail);
     out
+}
+
+/// A whole fmt 3 chunk of a message of `SPARE_PAYLOAD`'s length on the spare chunk
+/// stream.
+fn spare_fmt3_chunk() -> Vec<u8> {
+    let mut chunk = Vec::new();
+    encode::write_basic_header(&mut chunk, 3, CSID_SPARE);
+    chunk.extend_from_slice(&SPARE_PAYLOAD);
+    chunk
 }
 
 /// The parser differential of issue 10: each keyframe is one chunk of `chunk_size` bytes
@@ -336,7 +343,7 @@ fn extended_slot_attack(crafter: &mut ChunkCrafter, out: &mut Vec<u8>) {
         let header = video_header(timestamp);
         let keyframe = index.is_some_and(|i| is_keyframe(&media.frames[i]));
         if keyframe {
-            let payload = padded_keyframe(body, chunk_size as usize + 64);
+            let payload = padded_with_filler(body, chunk_size as usize + 64, &spare_fmt3_chunk());
             crafter.message(
                 out,
                 0,
@@ -532,6 +539,7 @@ fn relay_attack(stack: &GateStack, key: &str, crafted: &[u8], event: &str) {
     let (_, error) = demuxed(&publisher.sent);
     match error {
         None => {
+            eprintln!("{key}: livegate's demuxer reads the session");
             let record = stack.wait_for_record(key, event, WAIT);
             let cut = publisher.closed_within(Duration::from_millis(500));
             let sent = publisher.close();
@@ -548,6 +556,7 @@ fn relay_attack(stack: &GateStack, key: &str, crafted: &[u8], event: &str) {
             assert_matched(stack, key, event);
         }
         Some(refusal) => {
+            eprintln!("{key}: livegate's demuxer refuses the session: {refusal}");
             assert!(
                 publisher.closed_within(WAIT),
                 "{key}: livegate did not close a session it cannot read"
@@ -680,4 +689,73 @@ fn ambiguous_chunk_streams_are_refused_before_the_origin_sees_them() {
             "{key}: the origin lacks part of the clean GOP"
         );
     }
+}
+
+/// A Set Chunk Size above nginx-rtmp's maximum (10 MiB), which nginx-rtmp ignores: the
+/// publisher goes on chunking at the old size, as nginx-rtmp reads it. A reader that
+/// applies the size reads each frame's continuation headers as payload and the frame's
+/// last bytes as chunks: every multi-chunk frame is padded (filler NAL unit) so that
+/// those bytes are a whole fmt 1 chunk of an audio message on the spare chunk stream,
+/// which resynchronises such a reader.
+#[test]
+fn chunk_size_the_origin_ignores_is_not_applied() {
+    const CHUNK_SIZE: usize = 4096;
+    // fmt 3 basic header + extended-timestamp slot, per continuation chunk.
+    const CONTINUATION_HEADER: usize = 5;
+    let media = media();
+    let mut crafter = ChunkCrafter::default();
+    let mut crafted = Vec::new();
+    crafter.set_chunk_size(&mut crafted, CHUNK_SIZE as u32);
+    // A plain message rather than `set_chunk_size`, so the crafter keeps the old size.
+    let ignored = MessageHeader {
+        timestamp: 0,
+        type_id: TYPE_SET_CHUNK_SIZE,
+        stream_id: 0,
+    };
+    let size = nginx::MAX_CHUNK_SIZE + 1;
+    crafter.message(
+        &mut crafted,
+        0,
+        CSID_CONTROL,
+        &ignored,
+        &size.to_be_bytes(),
+        None,
+    );
+    let spare = MessageHeader {
+        timestamp: 0,
+        type_id: TYPE_AUDIO,
+        stream_id: 1,
+    };
+    crafter.message(&mut crafted, 0, CSID_SPARE, &spare, &SPARE_PAYLOAD, None);
+    craft_video(
+        &mut crafter,
+        &mut crafted,
+        |crafter, out, _, timestamp, body| {
+            let header = video_header(timestamp);
+            if body.len() <= CHUNK_SIZE {
+                crafter.message(out, 0, CSID_VIDEO, &header, body, None);
+                return;
+            }
+            // Pad to a length whose continuation headers (and so the bytes left over by a
+            // reader that skips none) number at least 8 bytes, all inside the last chunk.
+            let (length, tail) = (body.len() + CHUNK_SIZE..)
+                .map(|length| (length, (length - 1) / CHUNK_SIZE * CONTINUATION_HEADER))
+                .find(|&(length, tail)| {
+                    tail >= 8 && length % CHUNK_SIZE >= tail && length - body.len() >= tail + 5
+                })
+                .expect("a padded length");
+            let mut fake = Vec::new();
+            encode::write_chunk_header(&mut fake, 1, CSID_SPARE, &spare, tail - 8);
+            fake.resize(tail, 0xAF);
+            let payload = padded_with_filler(body, length, &fake);
+            crafter.message(out, 0, CSID_VIDEO, &header, &payload, None);
+        },
+    );
+    let stack = GateStack::start(&media.list, "mode = \"shadow\"");
+    relay_attack(
+        &stack,
+        "chunk-size-the-origin-ignores",
+        &crafted,
+        "shadow_cut",
+    );
 }
