@@ -412,9 +412,8 @@ fn crafted_sessions_reach_the_origin_as_livegate_saw_them() {
     let sent = publish_crafted(&stack, key, |crafter, out| {
         let sizes = [200u32, 333, 1000, 4096, 5000, 65536];
         craft_video(crafter, out, |crafter, out, index, timestamp, body| {
-            if let Some(&size) = index
-                .and_then(|i| sizes.get(i / 10))
-                .filter(|_| index.is_some_and(|i| i % 10 == 0))
+            if let Some(index) = index.filter(|index| index % 10 == 0)
+                && let Some(&size) = sizes.get(index / 10)
             {
                 crafter.set_chunk_size(out, size);
             }
@@ -423,9 +422,10 @@ fn crafted_sessions_reach_the_origin_as_livegate_saw_them() {
     });
     assert_origin_saw_what_livegate_saw(&stack, key, &sent);
 
-    // Video alternating between two chunk streams with fmt 1 and fmt 2 headers (deltas,
-    // extended when large), each video chunk followed by a chunk of an audio message in
-    // progress on the spare chunk stream.
+    // Video alternating between two chunk streams, each opened by an extended fmt 0
+    // header and then fmt 1 (or, for an equal length, fmt 2) headers with small deltas;
+    // every video chunk followed by a chunk of an audio message in progress on the spare
+    // chunk stream.
     let key = "crafted-interleaved-chunk-streams";
     let sent = publish_crafted(&stack, key, |crafter, out| {
         let audio = MessageHeader {

@@ -23,10 +23,12 @@ use livegate::ingest::rtmp::encode::{
 };
 use livegate::ingest::rtmp::{DemuxError, DemuxLimits};
 
-/// Caps small enough to be reached (livegate's chunk size cap below nginx-rtmp's), and a
-/// message cap equal to nginx-rtmp's `max_message` so both stop at the same lengths.
+/// Caps small enough to be reached (livegate's chunk size and command caps below what
+/// the moves produce), and a media message cap equal to nginx-rtmp's `max_message` so
+/// both stop at the same lengths.
 const LIMITS: DemuxLimits = DemuxLimits {
     max_message_bytes: nginx::MAX_MESSAGE,
+    max_command_bytes: 512,
     max_chunk_size: 4096,
     max_chunk_streams: 64,
     max_buffered_bytes: 64 * 1024 * 1024,

@@ -1,5 +1,7 @@
-//! Real components for integration tests: an nginx-rtmp origin, ffmpeg publishers, the
-//! livegate binary, and a recording TCP tee. Every process is started on free 127.0.0.1
+//! Real components for integration tests: an nginx-rtmp origin (and its recordings, read
+//! as FLV), ffmpeg publishers, the livegate binary (alone or as a [`GateStack`] in front
+//! of a recording origin, with its audit log), a recording TCP tee, and an attack
+//! publisher whose chunks the test crafts. Every process is started on free 127.0.0.1
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 

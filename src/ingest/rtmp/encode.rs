@@ -828,8 +828,9 @@ mod tests {
 
     #[test]
     fn nginx_model_stops_where_readers_disagree() {
+        type Craft<'a> = &'a dyn Fn(&mut ChunkCrafter, &mut Vec<u8>);
         let header = video(0);
-        let cases: [(&dyn Fn(&mut ChunkCrafter, &mut Vec<u8>), nginx::Ambiguity); 4] = [
+        let cases: [(Craft<'_>, nginx::Ambiguity); 4] = [
             (
                 &|c, out| {
                     c.set_chunk_size(out, 4096);
