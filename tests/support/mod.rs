@@ -113,7 +113,7 @@ fn set_mode(path: &Path, mode: u32) {
 pub struct NginxOrigin {
     pub addr: SocketAddr,
     pub record_dir: PathBuf,
-    _process: ChildGuard,
+    process: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -155,9 +155,13 @@ impl NginxOrigin {
         NginxOrigin {
             addr,
             record_dir,
-            _process: process,
+            process,
             _dir: dir,
         }
+    }
+
+    pub fn process_id(&self) -> u32 {
+        self.process.child.id()
     }
 
     /// The recording of a stream; present once the publisher has gone.
@@ -637,17 +641,26 @@ pub fn flv_tags(file: &[u8]) -> Vec<FlvTag> {
     tags
 }
 
-/// The recording nginx wrote of `stream_key`, once it stopped growing (nginx writes every
+/// The recording nginx wrote of `stream_key`, once nginx has closed it (it writes every
 /// message as it arrives and closes the file when the publisher is gone); empty when
-/// nginx recorded nothing (no keyframe ever reached it).
+/// nginx recorded nothing (no keyframe ever reached it). Call it once the session ended.
 pub fn finished_recording(origin: &NginxOrigin, stream_key: &str) -> Vec<u8> {
     let path = origin.recording(stream_key);
+    let fds = PathBuf::from(format!("/proc/{}/fd", origin.process_id()));
+    let held_open = || {
+        std::fs::read_dir(&fds).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        })
+    };
     let mut last = None;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        thread::sleep(Duration::from_millis(250));
+        thread::sleep(Duration::from_millis(200));
+        // Closed and no longer growing: a loaded machine may delay nginx's reads.
         let size = std::fs::metadata(&path).map(|meta| meta.len()).ok();
-        if size == last || Instant::now() >= deadline {
+        if (size == last && !held_open()) || Instant::now() >= deadline {
             return std::fs::read(&path).unwrap_or_default();
         }
         last = size;

@@ -486,6 +486,9 @@ pub mod nginx {
         ShortControlMessage,
         /// Set Chunk Size above livegate's cap (but one nginx-rtmp applies).
         ChunkSizeAboveCap,
+        /// A header livegate must refuse, cut short by the end of the input: a reader may
+        /// refuse it already or wait for the rest.
+        HeaderCutShort,
     }
 
     /// Why nginx-rtmp's reading ended before the bytes did.
@@ -568,12 +571,24 @@ pub mod nginx {
             }
             let stream = streams.entry(csid).or_default();
             let in_progress = !stream.payload.is_empty() && stream.length != 0;
-            if !stream.opened && fmt != 0 {
-                reading.stop = stop(Ambiguity::NoPreviousHeader);
-                return reading;
-            }
-            if in_progress && fmt <= 2 {
-                reading.stop = stop(Ambiguity::HeaderMidMessage);
+            let ambiguity = if !stream.opened && fmt != 0 {
+                Some(Ambiguity::NoPreviousHeader)
+            } else if in_progress && fmt <= 2 {
+                Some(Ambiguity::HeaderMidMessage)
+            } else {
+                None
+            };
+            if let Some(what) = ambiguity {
+                // Cut short by the end of the input, the header may or may not be
+                // refused yet (a reader may wait for all of it).
+                if header_complete(&data[at..], fmt) {
+                    reading.stop = stop(what);
+                } else {
+                    let done = reading.messages.len();
+                    reading
+                        .optional
+                        .push((start, done, Optional::HeaderCutShort));
+                }
                 return reading;
             }
             let mut ext = stream.ext;
@@ -691,6 +706,22 @@ pub mod nginx {
                 _ => reading.messages.push(message),
             }
         }
+    }
+
+    /// Whether `rest` (what follows a basic header of `fmt`) holds the whole message
+    /// header, and the extended timestamp its timestamp field calls for (a fmt 3 header
+    /// where this is asked for has none: no message began on its chunk stream).
+    fn header_complete(rest: &[u8], fmt: u8) -> bool {
+        let fields = [11, 7, 3, 0][usize::from(fmt)];
+        let extended = rest
+            .get(..3)
+            .is_some_and(|field| be24(field) == EXTENDED_TIMESTAMP_MARK);
+        let needed = if fmt <= 2 && extended {
+            fields + 4
+        } else {
+            fields
+        };
+        rest.len() >= needed
     }
 
     fn be24(b: &[u8]) -> u32 {
