@@ -901,6 +901,19 @@ mod tests {
                 "{expected:?}: {reading:?}"
             );
         }
+        // The same fmt 1 header cut short by the end of the input: a reader may refuse
+        // it already or wait for the rest.
+        let mut out = Vec::new();
+        let mut crafter = ChunkCrafter::default();
+        crafter.start(&mut out, 0, 6, &header, &[0; 300]);
+        let cut_at = out.len();
+        crafter.start(&mut out, 1, 6, &header, &[0; 10]);
+        let reading = nginx::read(&out[..cut_at + 3], u32::MAX);
+        assert_eq!(reading.stop, None);
+        assert_eq!(
+            reading.optional,
+            [(cut_at, 0, nginx::Optional::HeaderCutShort)]
+        );
         let mut out = Vec::new();
         ChunkCrafter::default().message(&mut out, 0, 40, &header, &[1], None);
         assert_eq!(
