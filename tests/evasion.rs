@@ -273,8 +273,8 @@ fn assert_origin_saw_what_livegate_saw(stack: &GateStack, key: &str, sent: &[u8]
     stack.livegate.session_closed_for_key(key, WAIT);
     let (seen, error) = demuxed(sent);
     assert_eq!(error, None, "{key}: livegate's demuxer refused the session");
-    assert_eq!(seen.len(), media().frames.len(), "{key}: frames seen");
     assert_same_frames(key, &seen, &recorded(stack, key));
+    assert_eq!(seen.len(), media().frames.len(), "{key}: frames seen");
 }
 
 /// Writes the media's video (sequence header, then every frame) the way `write` chunks
@@ -454,41 +454,54 @@ fn crafted_sessions_reach_the_origin_as_livegate_saw_them() {
 
     // Every five frames in one aggregate message.
     let key = "crafted-aggregate-messages";
-    let sent = publish_crafted(&stack, key, |crafter, out| {
-        crafter.set_chunk_size(out, 4096);
-        crafter.message(
-            out,
-            0,
-            CSID_VIDEO,
-            &video_header(EXTENDED_BASE),
-            &media.config,
-            None,
-        );
-        for group in media.frames.chunks(5) {
-            let parts: Vec<AggregatePart<'_>> = group
-                .iter()
-                .map(|tag| AggregatePart {
-                    type_id: TYPE_VIDEO,
-                    timestamp: tag.timestamp,
-                    body: &tag.body,
-                })
-                .collect();
-            let header = MessageHeader {
-                timestamp: EXTENDED_BASE + group[0].timestamp,
-                type_id: TYPE_AGGREGATE,
-                stream_id: 1,
-            };
-            crafter.message(
-                out,
-                0,
-                CSID_VIDEO,
-                &header,
-                &encode::aggregate(&parts),
-                None,
-            );
-        }
-    });
+    let sent = publish_crafted(&stack, key, |crafter, out| aggregated(crafter, out, false));
     assert_origin_saw_what_livegate_saw(&stack, key, &sent);
+}
+
+/// The media's frames five by five in aggregate messages (after the sequence header on
+/// its own); `nested`: each aggregate the only part of an outer aggregate, which
+/// nginx-rtmp unpacks recursively (its aggregate handler hands every part, whatever its
+/// type, to its message handlers).
+fn aggregated(crafter: &mut ChunkCrafter, out: &mut Vec<u8>, nested: bool) {
+    let media = media();
+    crafter.set_chunk_size(out, 4096);
+    let config = video_header(EXTENDED_BASE);
+    crafter.message(out, 0, CSID_VIDEO, &config, &media.config, None);
+    for group in media.frames.chunks(5) {
+        let parts: Vec<AggregatePart<'_>> = group
+            .iter()
+            .map(|tag| AggregatePart {
+                type_id: TYPE_VIDEO,
+                timestamp: tag.timestamp,
+                body: &tag.body,
+            })
+            .collect();
+        let mut body = encode::aggregate(&parts);
+        if nested {
+            body = encode::aggregate(&[AggregatePart {
+                type_id: TYPE_AGGREGATE,
+                timestamp: group[0].timestamp,
+                body: &body,
+            }]);
+        }
+        let header = MessageHeader {
+            timestamp: EXTENDED_BASE + group[0].timestamp,
+            type_id: TYPE_AGGREGATE,
+            stream_id: 1,
+        };
+        crafter.message(out, 0, CSID_VIDEO, &header, &body, None);
+    }
+}
+
+/// Video inside an aggregate inside an aggregate: nginx-rtmp records it (its aggregate
+/// handler dispatches each part by type, aggregates included). livegate must read those
+/// frames or refuse the stream.
+#[test]
+fn video_in_nested_aggregates_is_inspected() {
+    let mut crafted = Vec::new();
+    aggregated(&mut ChunkCrafter::default(), &mut crafted, true);
+    let stack = GateStack::start(&media().list, "mode = \"shadow\"");
+    relay_attack(&stack, "nested-aggregates", &crafted, "shadow_cut");
 }
 
 /// Issue 10, item 1: 4 bytes other than the timestamp in the extended-timestamp slot of
