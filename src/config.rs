@@ -84,8 +84,26 @@ pub struct IngestConfig {
     pub publish_timeout_ms: u64,
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// The publisher must send the start of its handshake (C0 + C1) in this time; the
+    /// origin is dialled only once it has.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// A write to either side that does not complete in this time ends the session: that
+    /// side has stopped reading.
+    #[serde(default = "defaults::write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    /// Sessions one client address (one IPv6 /64) may hold on this listener; 0: no cap.
+    #[serde(default = "defaults::max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// A publisher sending more than this on average over a window is closed; 0: no cap.
+    #[serde(default)]
+    pub max_publisher_kbps: u64,
     #[serde(default = "defaults::on_parse_error")]
     pub on_parse_error: OnParseError,
+    /// Video flowing this long without a keyframe is uninspectable (`on_parse_error`):
+    /// livegate inspects keyframes, and intra-refresh or mislabelled streams have none.
+    #[serde(default = "defaults::max_keyframe_interval_ms")]
+    pub max_keyframe_interval_ms: u64,
     #[serde(default)]
     pub limits: RtmpLimitsConfig,
 }
@@ -176,6 +194,21 @@ mod defaults {
     pub fn idle_timeout_ms() -> u64 {
         30_000
     }
+    pub fn max_keyframe_interval_ms() -> u64 {
+        20_000
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn write_timeout_ms() -> u64 {
+        10_000
+    }
+    /// One address rarely needs more than a few streams (a studio or encoder farm behind
+    /// one NAT address runs a handful); 16 leaves room for that while one host can take
+    /// at most 16 of the default 1024 slots.
+    pub fn max_connections_per_client() -> usize {
+        16
+    }
     pub fn on_parse_error() -> OnParseError {
         OnParseError::Cut
     }
@@ -214,6 +247,15 @@ impl IngestConfig {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+    pub fn max_keyframe_interval(&self) -> Duration {
+        Duration::from_millis(self.max_keyframe_interval_ms)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
     }
     pub fn demux_limits(&self) -> DemuxLimits {
         DemuxLimits {
@@ -298,6 +340,9 @@ impl Config {
                 ("connect_timeout_ms", ingest.connect_timeout_ms),
                 ("publish_timeout_ms", ingest.publish_timeout_ms),
                 ("idle_timeout_ms", ingest.idle_timeout_ms),
+                ("max_keyframe_interval_ms", ingest.max_keyframe_interval_ms),
+                ("handshake_timeout_ms", ingest.handshake_timeout_ms),
+                ("write_timeout_ms", ingest.write_timeout_ms),
             ] {
                 if value == 0 {
                     return Err(invalid(key(name), "must be greater than 0"));
@@ -408,6 +453,10 @@ mod tests {
             (
                 format!("{base}origin = \"127.0.0.1:1\"\nidle_timeout_ms = 0\n"),
                 "ingest[0].idle_timeout_ms",
+            ),
+            (
+                format!("{base}origin = \"127.0.0.1:1\"\nwrite_timeout_ms = 0\n"),
+                "ingest[0].write_timeout_ms",
             ),
             (
                 format!("{base}origin = \"127.0.0.1:1\"\n[ingest.limits]\nmax_chunk_size = 1\n"),

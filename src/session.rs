@@ -80,6 +80,27 @@ impl Closer {
     }
 }
 
+/// Why a connection was refused at accept: the `reason` label of
+/// `livegate_connections_refused_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The listener's `max_connections`.
+    MaxConnections,
+    /// The listener's `max_connections_per_client`.
+    PerClient,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 2] = [Refusal::MaxConnections, Refusal::PerClient];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::MaxConnections => "max_connections",
+            Refusal::PerClient => "per_client",
+        }
+    }
+}
+
 /// A request to end a session from outside its pumps: shutdown, a policy cut, a
 /// manual cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -208,7 +229,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct SessionRegistry {
     next_id: AtomicU64,
     sessions: Mutex<HashMap<u64, Arc<SessionState>>>,
-    refused: AtomicU64,
+    /// Refused connections, indexed by [`Refusal`].
+    refused: [AtomicU64; Refusal::ALL.len()],
     /// Bytes relayed by sessions that have ended, updated under the `sessions` lock so
     /// that [`SessionRegistry::bytes_relayed`] never counts a session twice or not at all.
     ended_bytes: Mutex<BytesRelayed>,
@@ -286,12 +308,21 @@ impl SessionRegistry {
         self.len() == 0
     }
 
-    pub fn count_refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
+    pub fn count_refused(&self, refusal: Refusal) {
+        self.refused[refusal as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Connections refused for `refusal`.
+    pub fn refused_for(&self, refusal: Refusal) -> u64 {
+        self.refused[refusal as usize].load(Ordering::Relaxed)
+    }
+
+    /// Connections refused, whatever the reason.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        Refusal::ALL
+            .iter()
+            .map(|&refusal| self.refused_for(refusal))
+            .sum()
     }
 
     /// Bytes relayed since start, by ended and live sessions alike (for counters that

@@ -5,7 +5,8 @@
 mod support;
 
 use serde_json::Value;
-use std::net::SocketAddr;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -242,6 +243,53 @@ fn without_a_token_the_api_is_locked() {
             response.error().contains("LIVEGATE_ADMIN_TOKEN"),
             "{response:?}"
         );
+    }
+}
+
+#[test]
+fn probes_and_the_api_answer_while_idle_sockets_fill_every_connection_slot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let list = dir.path().join("known.csv");
+    std::fs::write(&list, format!("{UNRELATED_HASH},100,first\n")).expect("list");
+    let (_livegate, _listen, admin) = start(
+        support::start_closing_origin(usize::MAX),
+        &list,
+        &token_config(),
+    );
+    // Well over the server's 64 connections, twice: half never send a byte, half send
+    // an unfinished request head (slowloris).
+    for round in 0..2 {
+        let flood: Vec<TcpStream> = (0..100)
+            .map(|i| {
+                let mut socket = TcpStream::connect(admin).expect("connect to admin");
+                if i % 2 == 1 {
+                    socket
+                        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                        .expect("half a request head");
+                }
+                socket
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for request in [
+            Request::get("/healthz"),
+            Request::get("/readyz"),
+            Request::get("/metrics"),
+            Request::post("/v1/streams/999999/cut", b"{}").token(TOKEN),
+        ] {
+            let started = Instant::now();
+            let response = request.send(admin);
+            let took = started.elapsed();
+            assert!(
+                took < Duration::from_secs(1),
+                "round {round}: {} {} took {took:?} under an idle-socket flood",
+                request.method,
+                request.path
+            );
+            let expected = if request.method == "POST" { 404 } else { 200 };
+            assert_status(&response, expected);
+        }
+        drop(flood);
     }
 }
 

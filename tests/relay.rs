@@ -95,7 +95,7 @@ fn bad_inputs() -> Vec<BadInput> {
         BadInput {
             name: "HTTP request",
             bytes: b"GET / HTTP/1.1\r\nHost: livegate\r\n\r\n".to_vec(),
-            reason: "cannot be inspected",
+            reason: "not RTMP",
         },
     ]
 }
@@ -152,7 +152,9 @@ fn relays_a_real_publish_byte_for_byte_while_bad_clients_are_rejected() {
             bad.reason
         );
     }
+    // The origin is dialled once the publisher has started its handshake.
     let mut unreachable = RawClient::connect(unreachable_listen);
+    unreachable.send(&encode::client_handshake());
     assert!(
         unreachable.closed_within(Duration::from_secs(5)),
         "origin unreachable: connection left open"
@@ -271,4 +273,141 @@ fn tapped_client(livegate: &Livegate) -> SocketAddr {
         .and_then(|line| line["client"].as_str())
         .and_then(|client| client.parse().ok())
         .unwrap_or_else(|| panic!("no session opened line for session {session}"))
+}
+
+/// What livegate refuses at a command never reaches the origin, not even in part: an
+/// unparseable `connect` (held until parsed, then refused), and a second `publish`
+/// under another key on a connection already publishing (every publish is admitted).
+#[test]
+fn refused_commands_never_reach_the_origin() {
+    use encode::Amf0;
+    let origin = NginxOrigin::start();
+    let writer = ChunkWriter::default();
+    let command = |out: &mut Vec<u8>, stream: u32, payload: Vec<u8>| {
+        writer.write_message(out, CSID_COMMAND, 0, TYPE_COMMAND_AMF0, stream, &payload);
+    };
+    let handshake = encode::client_handshake();
+    // 16 000 nested AMF0 objects (64 KB, under max_command_bytes): beyond the decoder's
+    // depth cap, and sent in small pieces so most of it arrives before the close.
+    let mut deep_connect = encode::command("connect", 1.0, &[]);
+    for _ in 0..16_000 {
+        deep_connect.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+    }
+    let mut unparseable = handshake.clone();
+    command(&mut unparseable, 0, deep_connect);
+
+    let first_publish = encode::publish_preamble(&writer, "live", "first-key-0123456789");
+    let mut republish = Vec::new();
+    command(
+        &mut republish,
+        0,
+        encode::command("deleteStream", 4.0, &[Amf0::Null, Amf0::Number(1.0)]),
+    );
+    command(
+        &mut republish,
+        0,
+        encode::command("createStream", 5.0, &[Amf0::Null]),
+    );
+    command(
+        &mut republish,
+        1,
+        encode::command(
+            "publish",
+            6.0,
+            &[
+                Amf0::Null,
+                Amf0::String("second-key-0123456789"),
+                Amf0::String("live"),
+            ],
+        ),
+    );
+
+    // (case, what the client sends in phases, reason, closer, what the origin gets)
+    for (name, phases, reason, closer, reaches_origin) in [
+        (
+            "unparseable connect",
+            vec![unparseable],
+            "cannot be inspected",
+            "publisher",
+            handshake,
+        ),
+        (
+            "second publish",
+            vec![first_publish.clone(), republish],
+            "one stream key per connection",
+            "policy",
+            first_publish,
+        ),
+    ] {
+        let tee = Tee::start(origin.addr);
+        let listen = local(free_port());
+        let livegate = Livegate::start(&ingest(listen, tee.addr), 1);
+        let mut client = RawClient::connect(listen);
+        for phase in &phases {
+            for piece in phase.chunks(1000) {
+                client.send(piece);
+                thread::sleep(Duration::from_millis(1));
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            client.closed_within(Duration::from_secs(10)),
+            "{name}: left open"
+        );
+        let line = livegate.session_closed_for(client.local, Duration::from_secs(10));
+        let why = line["reason"].as_str().unwrap_or_default();
+        assert!(why.contains(reason), "{name}: reason {why:?}");
+        assert_eq!(line["closer"], closer, "{name}: {line}");
+        let (to_origin, _) = tee.digests(Duration::from_secs(10));
+        // Everything before the refused command reached the origin, nothing after it.
+        assert!(
+            to_origin.content == reaches_origin,
+            "{name}: the origin got {} bytes, expected the {} before the refused command",
+            to_origin.bytes,
+            reaches_origin.len()
+        );
+    }
+}
+
+/// livegate inspects keyframes: video that keeps flowing without one (intra refresh, or
+/// IDR pictures flagged as inter frames and then none at all) cannot be inspected.
+#[test]
+fn video_without_keyframes_is_uninspectable() {
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    let config = format!(
+        "{}max_keyframe_interval_ms = 1000\n",
+        ingest(listen, origin.addr)
+    );
+    let livegate = Livegate::start(&config, 1);
+    let writer = ChunkWriter::default();
+    let mut client = RawClient::connect(listen);
+    client.send(&encode::publish_preamble(
+        &writer,
+        "live",
+        "no-keyframes-key",
+    ));
+    // Non-IDR slices (NAL type 1), flagged as inter frames, at 25 frames per second.
+    let inter = encode::avc_video_tag(false, &[0, 0, 0, 3, 0x41, 0x9A, 0x00]);
+    let mut closed = false;
+    for frame in 0..100u32 {
+        let mut media = Vec::new();
+        writer.write_message(
+            &mut media,
+            encode::CSID_VIDEO,
+            frame * 40,
+            encode::TYPE_VIDEO,
+            1,
+            &inter,
+        );
+        client.send(&media);
+        if client.closed_within(Duration::from_millis(40)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a stream without keyframes flowed for 4 s");
+    let line = livegate.session_closed_for(client.local, Duration::from_secs(10));
+    let reason = line["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("without a keyframe"), "{line}");
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::actuator::{AuditEvent, AuditRecord};
 use crate::relay::Services;
+use crate::session::Refusal;
 use crate::signals::lists::{ListMatch, ListSet};
 
 /// Why a stream was cut, as the `reason` label of `livegate_cuts_total`.
@@ -219,12 +220,16 @@ impl Collector for LiveCounters {
             None,
             gauge.metric_type(),
         )?)?;
-        counter(
-            &mut encoder,
+        let mut refused = encoder.encode_descriptor(
             "livegate_connections_refused",
-            "Publisher connections refused at an ingest's max_connections",
-            registry.refused(),
+            "Publisher connections refused at accept, by reason (max_connections, per_client)",
+            None,
+            MetricType::Counter,
         )?;
+        for refusal in Refusal::ALL {
+            ConstCounter::new(registry.refused_for(refusal))
+                .encode(refused.encode_family(&[("reason", refusal.as_str())])?)?;
+        }
         let bytes = registry.bytes_relayed();
         let mut family = encoder.encode_descriptor(
             "livegate_bytes_relayed",

@@ -1,7 +1,8 @@
 //! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, and
 //! the bearer-token API under `/v1/` to list and cut streams, reload and extend hash
 //! lists, and read recent audit records. Routes are in [`routes`], metrics in
-//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop.
+//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop
+//! (with its connection cap, at which idle connections give way to new ones).
 //!
 //! The token comes from `admin.token`, else `admin.token_file`, else the environment
 //! variable `LIVEGATE_ADMIN_TOKEN` (the config wins over the environment). Without any,
@@ -19,10 +20,10 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::relay::Services;
@@ -242,10 +243,17 @@ pub struct AdminContext {
     metrics: metrics::Metrics,
 }
 
-/// Connections served at once; beyond, new ones wait in the accept queue.
+/// Connections held at once. Idle ones must not keep probes and the API out (64 sockets
+/// that never send a request used to stall `/healthz` for the whole header timeout): at
+/// the cap, the oldest connection with no request in progress — one still (or never)
+/// sending its request head, or a keep-alive between requests — is closed to admit the
+/// new one. A per-address limit would not do: probes often come from the same address as
+/// everything else (a node, a sidecar, a NAT). Only 64 requests actually being served
+/// make a new connection wait, and unauthenticated requests are answered at once.
 const MAX_CONNECTIONS: usize = 64;
-/// A client must send its request head within this, or the connection is closed.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its request head within this, or the connection is closed: short,
+/// since every real client (probe, scraper, operator tool) sends its request at once.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bound admin listener with everything its routes need.
 pub struct AdminServer {
@@ -306,15 +314,9 @@ impl AdminServer {
     pub async fn serve(self, mut stop: watch::Receiver<bool>) {
         info!(listen = %self.local_addr, "admin listening");
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let open = Arc::new(OpenConnections::default());
         let mut connections = tokio::task::JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-                () = stopped(&mut stop) => break,
-            };
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 () = stopped(&mut stop) => break,
@@ -326,13 +328,30 @@ impl AdminServer {
                     continue;
                 }
             };
+            let permit = match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    open.evict_oldest_idle();
+                    tokio::select! {
+                        permit = Arc::clone(&permits).acquire_owned() => match permit {
+                            Ok(permit) => permit,
+                            Err(_) => break,
+                        },
+                        () = stopped(&mut stop) => break,
+                    }
+                }
+            };
+            let slot = open.add();
             let context = Arc::clone(&self.context);
             let mut stop = stop.clone();
             connections.spawn(async move {
                 let _permit = permit;
+                let control = Arc::clone(&slot.control);
                 let service = hyper::service::service_fn(move |request| {
                     let context = Arc::clone(&context);
+                    let control = Arc::clone(&control);
                     async move {
+                        let _busy = Busy::mark(&control);
                         Ok::<_, std::convert::Infallible>(routes::handle(&context, request).await)
                     }
                 });
@@ -344,6 +363,10 @@ impl AdminServer {
                 let finished = tokio::select! {
                     result = connection.as_mut() => Some(result),
                     () = stopped(&mut stop) => None,
+                    () = slot.control.evict.notified() => {
+                        debug!(%peer, "idle admin connection closed to admit a new one (at the connection cap)");
+                        return;
+                    }
                 };
                 let result = match finished {
                     Some(result) => result,
@@ -361,6 +384,91 @@ impl AdminServer {
         }
         connections.shutdown().await;
         info!("admin server stopped");
+    }
+}
+
+/// The admin server's open connections, oldest first, for eviction at the cap.
+#[derive(Default)]
+struct OpenConnections {
+    inner: std::sync::Mutex<OpenInner>,
+}
+
+#[derive(Default)]
+struct OpenInner {
+    next_id: u64,
+    by_age: std::collections::BTreeMap<u64, Arc<ConnectionControl>>,
+}
+
+/// What the accept loop needs of a connection: whether a request is in progress, and a
+/// way to close it.
+#[derive(Default)]
+struct ConnectionControl {
+    busy: AtomicBool,
+    evict: Notify,
+}
+
+impl OpenConnections {
+    /// Poisoning only means a panic mid-update of a plain map; it stays usable.
+    fn lock(&self) -> std::sync::MutexGuard<'_, OpenInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(self: &Arc<Self>) -> OpenSlot {
+        let control = Arc::new(ConnectionControl::default());
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.by_age.insert(id, Arc::clone(&control));
+        OpenSlot {
+            open: Arc::clone(self),
+            id,
+            control,
+        }
+    }
+
+    /// Closes the oldest connection with no request in progress, if there is one.
+    fn evict_oldest_idle(&self) {
+        let mut inner = self.lock();
+        let oldest_idle = inner
+            .by_age
+            .iter()
+            .find(|(_, control)| !control.busy.load(Ordering::Relaxed))
+            .map(|(&id, _)| id);
+        if let Some(control) = oldest_idle.and_then(|id| inner.by_age.remove(&id)) {
+            // Stored if the task is not waiting yet: it sees the eviction on its next poll.
+            control.evict.notify_one();
+        }
+    }
+}
+
+/// A connection's entry in [`OpenConnections`], removed when the connection ends.
+struct OpenSlot {
+    open: Arc<OpenConnections>,
+    id: u64,
+    control: Arc<ConnectionControl>,
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.open.lock().by_age.remove(&self.id);
+    }
+}
+
+/// Marks a connection busy while one of its requests is being handled.
+struct Busy<'a>(&'a ConnectionControl);
+
+impl<'a> Busy<'a> {
+    fn mark(control: &'a ConnectionControl) -> Self {
+        control.busy.store(true, Ordering::Relaxed);
+        Busy(control)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Relaxed);
     }
 }
 

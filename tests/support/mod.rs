@@ -813,3 +813,32 @@ impl GateStack {
         }
     }
 }
+
+/// A fake origin that accepts and counts connections and never reads or answers: an
+/// origin that has stopped reading (its connections stay open until the test ends).
+pub struct StalledOrigin {
+    pub addr: SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StalledOrigin {
+    pub fn start() -> StalledOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind stalled origin");
+        let addr = listener.local_addr().expect("stalled origin addr");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        StalledOrigin { addr, accepted }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

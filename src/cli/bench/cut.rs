@@ -901,10 +901,11 @@ impl Proxy {
         workers: usize,
         streams: usize,
     ) -> anyhow::Result<Proxy> {
+        // Every publisher connects from 127.0.0.1: no per-client cap.
         let mut config = Config::parse(
             &format!(
                 "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{origin}\"\n\
-                 max_connections = {}\n\
+                 max_connections = {}\nmax_connections_per_client = 0\n\
                  [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
                  [analysis]\nworkers = {workers}\n\
                  [actuator]\naudit_memory = 4096\n\

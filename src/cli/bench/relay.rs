@@ -103,10 +103,11 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
+    // Every publisher connects from 127.0.0.1: no per-client cap.
     let config = Config::parse(
         &format!(
             "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{}\"\n\
-             max_connections = {}\n\
+             max_connections = {}\nmax_connections_per_client = 0\n\
              [[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{}\"\n",
             load_sink.addr,
             args.publishers.max(args.paced_publishers) + 8,

@@ -137,6 +137,12 @@ impl<'a> Amf0Decoder<'a> {
         self.value(0)
     }
 
+    /// Decodes a string without its type marker, as a shared-object message names its
+    /// object.
+    pub fn typeless_string(&mut self) -> Result<String, Amf0Error> {
+        self.string_body(2, "shared object name")
+    }
+
     /// Decodes every remaining value.
     pub fn remaining_values(&mut self) -> Result<Vec<Amf0Value>, Amf0Error> {
         let mut values = Vec::new();

@@ -20,7 +20,8 @@
 //! | fmt 0–2 header in the middle of a message | overwrites length/type, keeps the bytes received | spec: undefined | refused |
 //! | fmt 1–3 on a chunk stream never opened by fmt 0 | reads zeroed state | | refused |
 //! | Set Chunk Size lowering the size | may drop bytes already read past it (buffer shrinks) | | refused |
-//! | Set Chunk Size 0, ≥ 2^31 or above the cap; shorter than 4 bytes | ignores it / loops | | refused |
+//! | Set Chunk Size above 10 MiB (incl. ≥ 2^31) | ignores it, keeps the old size | | refused (default cap 10 MiB) |
+//! | Set Chunk Size 0, or a control message shorter than 4 bytes | loops / ignores it | | refused |
 //! | Abort in the middle of a message | ignored (keeps reassembling) | spec: drop the partial message | refused (accepted between messages) |
 //! | message stream id of media | ignored (one stream per connection) | | ignored: video on any message stream is inspected |
 //! | chunk stream id ≥ 32 (`max_streams`) | closes the session | | accepted up to [`DemuxLimits::max_chunk_streams`] ids |
@@ -507,5 +508,25 @@ impl ChunkReader {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header declaring an 8 MiB message costs memory only as its bytes arrive.
+    #[test]
+    fn a_declared_length_is_not_allocated_up_front() {
+        let mut reader = ChunkReader::new(DemuxLimits::default(), 0);
+        let mut header = vec![0x06, 0, 0, 0, 0x80, 0, 0, MSG_VIDEO, 1, 0, 0, 0];
+        header.extend([0x17; 100]);
+        reader.feed(&header, &mut Vec::new()).unwrap();
+        let allocated = reader.streams[&6]
+            .partial
+            .as_ref()
+            .map(|partial| partial.payload.capacity());
+        assert_eq!(allocated, Some(DEFAULT_CHUNK_SIZE as usize));
+        assert_eq!(reader.held_from(), None);
     }
 }

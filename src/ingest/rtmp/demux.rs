@@ -9,6 +9,27 @@
 //!
 //! After an error the demuxer is dead: every later `feed` returns the same error again
 //! and emits nothing.
+//!
+//! What the origin (nginx-rtmp) makes of the bytes is what this demuxer reports; the
+//! chunk-layer ambiguities are listed in [`super::chunk`]. Above it:
+//! - a property repeated in a command object: the last one wins (nginx-rtmp's reader
+//!   overwrites), so `{app: "allowed", app: "other"}` is `other`;
+//! - `app` and the publishing name as nginx-rtmp reads them ([`origin_name`],
+//!   [`origin_app`]): cut at a NUL byte and at 255 bytes, `app` without a trailing `/`,
+//!   `/_definst_` or `?args`;
+//! - every AMF message type (commands 20/17, data 18/15, shared objects 19/16) runs the
+//!   handler its function name selects, looked up case-insensitively and cut at a NUL,
+//!   as nginx-rtmp does: `PUBLISH` in a data message is a publish; the AMF3 format byte
+//!   is skipped whatever its value;
+//! - aggregate messages may carry audio and video only (nginx-rtmp would act on a
+//!   command or a Set Chunk Size inside one; it reads the whole tag type byte): others
+//!   are refused;
+//! - every `publish` is reported, not only the first (the relay admits each);
+//! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit in a frame
+//!   flagged otherwise — decoders show such a picture whatever the flag says;
+//! - Enhanced RTMP multitrack video: a track other than 0 makes the stream
+//!   uninspectable (a player may show it; livegate inspects one picture);
+//! - AMF nesting deeper than [`super::amf0::MAX_DEPTH`] is refused (nginx-rtmp recurses).
 
 use bytes::Bytes;
 
@@ -21,12 +42,18 @@ pub const HANDSHAKE_LEN: u64 = 1 + 1536 + 1536;
 /// The only C0 version plain RTMP uses (6 would be RTMPE).
 const RTMP_VERSION: u8 = 3;
 
+const MSG_AUDIO: u8 = 8;
 const MSG_VIDEO: u8 = 9;
 const MSG_AMF3_DATA: u8 = 15;
+const MSG_AMF3_SHARED_OBJECT: u8 = 16;
 const MSG_AMF3_COMMAND: u8 = 17;
 const MSG_AMF0_DATA: u8 = 18;
+const MSG_AMF0_SHARED_OBJECT: u8 = 19;
 const MSG_AMF0_COMMAND: u8 = 20;
 const MSG_AGGREGATE: u8 = 22;
+
+/// Longest AMF function name nginx-rtmp keeps (its 128-byte buffer less the NUL).
+const ORIGIN_MAX_FUNCTION_BYTES: usize = 127;
 
 /// Size of the FLV tag header in front of every sub-message of an aggregate message,
 /// and of the back-pointer after it.
@@ -53,7 +80,10 @@ impl Default for DemuxLimits {
         DemuxLimits {
             max_message_bytes: 8 * 1024 * 1024,
             max_command_bytes: 64 * 1024,
-            max_chunk_size: 0x00FF_FFFF,
+            // nginx-rtmp's NGX_RTMP_MAX_CHUNK_SIZE: it ignores a larger Set Chunk Size
+            // (keeping the old size), so applying one would desynchronise the readings;
+            // refusing it is safe for every origin.
+            max_chunk_size: 10 * 1024 * 1024,
             max_chunk_streams: 64,
             max_buffered_bytes: 32 * 1024 * 1024,
         }
@@ -127,8 +157,8 @@ pub enum DemuxEvent {
     },
     VideoFrame(VideoFrame),
     /// The publisher sends video this demuxer cannot analyse (legacy non-AVC codecs,
-    /// VP8, unknown FourCC, Enhanced RTMP ModEx). Reported once per session. Of a
-    /// multitrack video message only track 0 is analysed.
+    /// VP8, unknown FourCC, Enhanced RTMP ModEx, a multitrack track other than 0).
+    /// Reported once per session.
     UnsupportedVideo {
         description: String,
     },
@@ -212,6 +242,14 @@ pub enum DemuxError {
     },
     #[error("video message at byte {offset}: {source}")]
     Video { offset: u64, source: FlvError },
+    #[error(
+        "aggregate message at byte {offset}: sub-message of type {type_id} at message offset {position}: only audio and video may be aggregated (an origin would act on it)"
+    )]
+    AggregateSubMessage {
+        offset: u64,
+        position: usize,
+        type_id: u8,
+    },
     #[error(
         "aggregate message at byte {offset}: sub-message at message offset {position} needs {needed} bytes, {remaining} left"
     )]
@@ -303,6 +341,8 @@ pub struct Demuxer {
     messages: Vec<Message>,
     video_clock: TimestampUnwrapper,
     unsupported_reported: bool,
+    /// Bytes of each NAL unit's length prefix (AVC/HEVC), from the last configuration.
+    nal_length_size: usize,
 }
 
 impl Default for Demuxer {
@@ -322,6 +362,7 @@ impl Demuxer {
             messages: Vec::new(),
             video_clock: TimestampUnwrapper::default(),
             unsupported_reported: false,
+            nal_length_size: DEFAULT_NAL_LENGTH_SIZE,
         }
     }
 
@@ -399,47 +440,68 @@ impl Demuxer {
         events: &mut Vec<DemuxEvent>,
     ) -> Result<(), DemuxError> {
         match message.type_id {
-            MSG_AMF0_COMMAND => self.handle_command(&message.payload, 0, &message, events),
-            MSG_AMF3_COMMAND | MSG_AMF3_DATA => {
-                // AMF3-typed messages from publishers carry AMF0 after a format byte
-                // (0x00). Like nginx-rtmp, skip that byte whatever its value, so both
-                // read the same command.
-                let skip = usize::from(!message.payload.is_empty());
-                let body = &message.payload[skip..];
-                if message.type_id == MSG_AMF3_COMMAND {
-                    self.handle_command(body, skip, &message, events)
-                } else {
-                    handle_data(body, skip, &message, events)
-                }
-            }
-            MSG_AMF0_DATA => handle_data(&message.payload, 0, &message, events),
+            MSG_AMF3_DATA
+            | MSG_AMF3_SHARED_OBJECT
+            | MSG_AMF3_COMMAND
+            | MSG_AMF0_DATA
+            | MSG_AMF0_SHARED_OBJECT
+            | MSG_AMF0_COMMAND => self.handle_amf(&message, events),
             MSG_VIDEO => {
                 let dts = self.video_clock.unwrap(message.timestamp);
                 self.handle_video(&message.payload, dts, message.start_offset, events)
             }
             MSG_AGGREGATE => self.handle_aggregate(&message, events),
-            // Audio, acknowledgements, window sizes, user control, shared objects.
+            // Audio, acknowledgements, window sizes, user control.
+            _ => Ok(()),
+        }
+    }
+
+    /// Every AMF message type is read as nginx-rtmp's `ngx_rtmp_amf_message_handler`
+    /// reads it: a function name, then the handler registered for that name, whatever
+    /// the message type. A `publish` sent as a data or shared-object message is a publish
+    /// to the origin, so it is one here.
+    fn handle_amf(
+        &mut self,
+        message: &Message,
+        events: &mut Vec<DemuxEvent>,
+    ) -> Result<(), DemuxError> {
+        let amf_error = amf_error_in(message);
+        // AMF3-typed messages from publishers carry AMF0 after a format byte; nginx-rtmp
+        // skips that byte whatever its value.
+        let skip = usize::from(
+            matches!(
+                message.type_id,
+                MSG_AMF3_DATA | MSG_AMF3_SHARED_OBJECT | MSG_AMF3_COMMAND
+            ) && !message.payload.is_empty(),
+        );
+        let mut decoder = Amf0Decoder::new(&message.payload[skip..], skip);
+        let name = if matches!(
+            message.type_id,
+            MSG_AMF0_SHARED_OBJECT | MSG_AMF3_SHARED_OBJECT
+        ) {
+            decoder.typeless_string().map_err(amf_error)?
+        } else {
+            match decoder.next_value().map_err(amf_error)? {
+                Amf0Value::String(name) => name,
+                _ => return Ok(()),
+            }
+        };
+        match origin_function_name(&name).as_str() {
+            "connect" => self.handle_command("connect", decoder, message, events),
+            "publish" => self.handle_command("publish", decoder, message, events),
+            "@setdataframe" | "onmetadata" => handle_metadata(&name, decoder, message, events),
             _ => Ok(()),
         }
     }
 
     fn handle_command(
         &mut self,
-        body: &[u8],
-        base_offset: usize,
+        command: &'static str,
+        mut decoder: Amf0Decoder<'_>,
         message: &Message,
         events: &mut Vec<DemuxEvent>,
     ) -> Result<(), DemuxError> {
         let amf_error = amf_error_in(message);
-        let mut decoder = Amf0Decoder::new(body, base_offset);
-        let Amf0Value::String(name) = decoder.next_value().map_err(amf_error)? else {
-            return Ok(());
-        };
-        let command = match name.as_str() {
-            "connect" => "connect",
-            "publish" => "publish",
-            _ => return Ok(()),
-        };
         let args = decoder.remaining_values().map_err(amf_error)?;
         let field_error = |field, expected, found: &Amf0Value| DemuxError::CommandField {
             command,
@@ -512,6 +574,7 @@ impl Demuxer {
         })?;
         match tag {
             VideoTag::Config { codec, extradata } => {
+                self.nal_length_size = nal_length_size(codec, &extradata);
                 events.push(DemuxEvent::VideoConfig { codec, extradata })
             }
             VideoTag::Frame {
@@ -521,7 +584,10 @@ impl Demuxer {
                 data,
             } => events.push(DemuxEvent::VideoFrame(VideoFrame {
                 codec,
-                keyframe,
+                // The FLV frame type is the publisher's word; players decode the NAL
+                // units. An IDR/IRAP picture flagged as an inter frame is still a
+                // picture viewers see, so it is inspected as a keyframe.
+                keyframe: keyframe || has_random_access_nal(codec, &data, self.nal_length_size),
                 dts_ms,
                 pts_ms: dts_ms + i64::from(composition_time_ms),
                 data,
@@ -559,7 +625,16 @@ impl Demuxer {
             let Some(header) = payload.get(position..position + AGGREGATE_TAG_HEADER_LEN) else {
                 return Err(truncated(AGGREGATE_TAG_HEADER_LEN));
             };
-            let type_id = header[0] & 0x1F;
+            // nginx-rtmp dispatches the whole byte as a message type, and would run a
+            // command or a Set Chunk Size found here: only media may be aggregated.
+            let type_id = header[0];
+            if type_id != MSG_AUDIO && type_id != MSG_VIDEO {
+                return Err(DemuxError::AggregateSubMessage {
+                    offset: message.start_offset,
+                    position,
+                    type_id,
+                });
+            }
             let size = (usize::from(header[1]) << 16)
                 | (usize::from(header[2]) << 8)
                 | usize::from(header[3]);
@@ -583,6 +658,44 @@ impl Demuxer {
     }
 }
 
+/// NAL length prefix of every common encoder, used until a configuration says otherwise.
+const DEFAULT_NAL_LENGTH_SIZE: usize = 4;
+
+/// The NAL length prefix size an avcC (byte 4) or hvcC (byte 21) declares.
+fn nal_length_size(codec: VideoCodec, extradata: &[u8]) -> usize {
+    let field = match codec {
+        VideoCodec::Avc => extradata.get(4),
+        VideoCodec::Hevc => extradata.get(21),
+        VideoCodec::Av1 | VideoCodec::Vp9 => None,
+    };
+    field.map_or(DEFAULT_NAL_LENGTH_SIZE, |byte| usize::from(byte & 3) + 1)
+}
+
+/// True when an AVC access unit holds an IDR slice (NAL type 5) or an HEVC one an IRAP
+/// picture (NAL types 16–23). Stops at the first length that runs past the data.
+fn has_random_access_nal(codec: VideoCodec, data: &[u8], length_size: usize) -> bool {
+    let mut rest = data;
+    while rest.len() > length_size {
+        let length = rest[..length_size]
+            .iter()
+            .fold(0usize, |acc, &byte| (acc << 8) | usize::from(byte));
+        rest = &rest[length_size..];
+        let Some(&header) = rest.first().filter(|_| length > 0 && length <= rest.len()) else {
+            return false;
+        };
+        let random_access = match codec {
+            VideoCodec::Avc => header & 0x1F == 5,
+            VideoCodec::Hevc => (16..=23).contains(&((header >> 1) & 0x3F)),
+            VideoCodec::Av1 | VideoCodec::Vp9 => return false,
+        };
+        if random_access {
+            return true;
+        }
+        rest = &rest[length..];
+    }
+    false
+}
+
 /// Wraps an AMF0 error with the message it was found in.
 fn amf_error_in(message: &Message) -> impl Fn(Amf0Error) -> DemuxError + Copy + '_ {
     |source| DemuxError::Amf {
@@ -592,24 +705,36 @@ fn amf_error_in(message: &Message) -> impl Fn(Amf0Error) -> DemuxError + Copy + 
     }
 }
 
-/// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})`; other data messages
-/// are ignored.
-fn handle_data(
-    body: &[u8],
-    base_offset: usize,
+/// AMF function names as nginx-rtmp looks them up: cut at a NUL byte and at 127 bytes,
+/// ASCII-lowercased (its handler table is case-insensitive).
+fn origin_function_name(sent: &str) -> String {
+    let bytes = sent.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(bytes.len())
+        .min(ORIGIN_MAX_FUNCTION_BYTES);
+    String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase()
+}
+
+/// `@setDataFrame("onMetaData", {...})` or `onMetaData({...})` (`function` is the name
+/// already read); other shapes are ignored.
+fn handle_metadata(
+    function: &str,
+    mut decoder: Amf0Decoder<'_>,
     message: &Message,
     events: &mut Vec<DemuxEvent>,
 ) -> Result<(), DemuxError> {
     let amf_error = amf_error_in(message);
-    let mut decoder = Amf0Decoder::new(body, base_offset);
-    let mut name = decoder.next_value().map_err(amf_error)?;
-    if name == Amf0Value::String("@setDataFrame".into()) {
+    if origin_function_name(function) == "@setdataframe" {
         if decoder.is_empty() {
             return Ok(());
         }
-        name = decoder.next_value().map_err(amf_error)?;
+        if decoder.next_value().map_err(amf_error)? != Amf0Value::String("onMetaData".into()) {
+            return Ok(());
+        }
     }
-    if name != Amf0Value::String("onMetaData".into()) || decoder.is_empty() {
+    if decoder.is_empty() {
         return Ok(());
     }
     let value = decoder.next_value().map_err(amf_error)?;
@@ -1269,6 +1394,33 @@ mod tests {
         assert_eq!(origin_app("live//"), "live/");
     }
 
+    /// An IDR picture sent with the FLV "inter frame" type is still a keyframe to the
+    /// viewers' decoders, so it is one to livegate too.
+    #[test]
+    fn an_idr_flagged_as_inter_frame_is_a_keyframe() {
+        let nal = |header: u8| [&[0, 0, 0, 3, header][..], &[0xAA, 0xBB]].concat();
+        let mut w = ChunkWriter::new();
+        // avcC with a 4-byte length prefix.
+        w.message(
+            6,
+            0,
+            MSG_VIDEO,
+            &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1F, 0xFF, 0xE0, 0],
+        );
+        let sei_then_idr = [&[0x27, 1, 0, 0, 0][..], &nal(0x06), &nal(0x65)].concat();
+        w.message(6, 40, MSG_VIDEO, &sei_then_idr);
+        let non_idr = [&[0x27, 1, 0, 0, 0][..], &nal(0x41)].concat();
+        w.message(6, 80, MSG_VIDEO, &non_idr);
+        // An HEVC IDR_W_RADL (type 19) in a legacy CodecID 12 tag.
+        let hevc_idr = [&[0x2C, 1, 0, 0, 0][..], &[0, 0, 0, 3, 19 << 1, 1, 0xAA]].concat();
+        w.message(6, 120, MSG_VIDEO, &hevc_idr);
+        let keyframes: Vec<bool> = frames(&demux(&w.out).unwrap())
+            .iter()
+            .map(|frame| frame.keyframe)
+            .collect();
+        assert_eq!(keyframes, [true, false, true]);
+    }
+
     #[test]
     fn every_publish_is_reported() {
         let mut w = ChunkWriter::new();
@@ -1323,6 +1475,75 @@ mod tests {
         ));
     }
 
+    /// Only media may be aggregated: nginx-rtmp would execute a command or a Set Chunk
+    /// Size inside an aggregate, and dispatches the whole type byte (0x29 is no video).
+    #[test]
+    fn aggregated_non_media_is_refused() {
+        for type_byte in [MSG_AMF0_COMMAND, 1, 0x20 | MSG_VIDEO] {
+            let mut body = vec![type_byte];
+            body.extend(be24(4));
+            body.extend([0; 7]);
+            body.extend([0, 0, 0, 128]);
+            body.extend(15u32.to_be_bytes());
+            let mut w = ChunkWriter::new();
+            w.message(6, 0, MSG_AGGREGATE, &body);
+            assert!(
+                matches!(
+                    demux_err(&w.out),
+                    DemuxError::AggregateSubMessage { type_id, position: 0, .. } if type_id == type_byte
+                ),
+                "type {type_byte}"
+            );
+        }
+    }
+
+    /// nginx-rtmp runs the handler named by the function name of any AMF message type,
+    /// looked up case-insensitively, cut at a NUL: each of these is a publish.
+    #[test]
+    fn publish_in_any_amf_message_shape_is_a_publish() {
+        let args =
+            |name: &str| encode_all(&[string(name), Number(5.0), Null, string("hidden-key")]);
+        let shared_object = {
+            // A typeless name, then bytes the publish handler reads as its arguments.
+            let mut payload = vec![0, 7];
+            payload.extend(b"publish");
+            payload.extend(encode_all(&[Number(5.0), Null, string("hidden-key")]));
+            payload
+        };
+        let cases: [(&str, u8, Vec<u8>); 6] = [
+            ("upper case", MSG_AMF0_COMMAND, args("PUBLISH")),
+            ("NUL suffix", MSG_AMF0_COMMAND, args("publish\0ignored")),
+            ("data message", MSG_AMF0_DATA, args("publish")),
+            (
+                "AMF3 data",
+                MSG_AMF3_DATA,
+                [&[0][..], &args("Publish")].concat(),
+            ),
+            (
+                "shared object",
+                MSG_AMF0_SHARED_OBJECT,
+                shared_object.clone(),
+            ),
+            (
+                "AMF3 shared object",
+                MSG_AMF3_SHARED_OBJECT,
+                [&[0][..], &shared_object].concat(),
+            ),
+        ];
+        for (name, type_id, payload) in cases {
+            let mut w = ChunkWriter::new();
+            w.message(3, 0, type_id, &payload);
+            let events = demux(&w.out).unwrap();
+            assert!(
+                matches!(
+                    &events[..],
+                    [DemuxEvent::Publish { stream_key, .. }] if stream_key == "hidden-key"
+                ),
+                "{name}: {events:?}"
+            );
+        }
+    }
+
     #[test]
     fn unsupported_video_is_reported_once_and_audio_skipped() {
         let mut w = ChunkWriter::new();
@@ -1359,7 +1580,7 @@ mod tests {
             ),
             (
                 0x7FFF_FFFF,
-                "chunk size 2147483647 exceeds cap 16777215 (at byte 3073)",
+                "chunk size 2147483647 exceeds cap 10485760 (at byte 3073)",
             ),
         ] {
             let mut w = ChunkWriter::new();

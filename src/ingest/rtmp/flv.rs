@@ -163,8 +163,9 @@ fn parse_ex_video_tag(payload: &Bytes, first: u8) -> Result<VideoTag, FlvError> 
     parse_ex_body(frame_type, packet_type, &payload[1..5], payload.slice(5..))
 }
 
-/// A multitrack video message: only track 0 (the spec's default, highest-priority
-/// track) is analysed; the other tracks are skipped.
+/// A multitrack video message: track 0 (the spec's default, highest-priority track) is
+/// analysed; any other track is video a player may show that livegate does not
+/// inspect, so the stream is reported uninspectable.
 fn parse_multitrack(payload: &Bytes, frame_type: u8) -> Result<VideoTag, FlvError> {
     require(payload.len(), 2, "multitrack video header")?;
     let multitrack_type = payload[1] >> 4;
@@ -180,6 +181,7 @@ fn parse_multitrack(payload: &Bytes, frame_type: u8) -> Result<VideoTag, FlvErro
     }
     let mut position = 2;
     let mut four_cc_at = position;
+    let mut track_zero = None;
     if multitrack_type != MULTITRACK_MANY_TRACKS_MANY_CODECS {
         require(payload.len(), position + 4, "multitrack FourCC")?;
         position += 4;
@@ -205,15 +207,25 @@ fn parse_multitrack(payload: &Bytes, frame_type: u8) -> Result<VideoTag, FlvErro
             position += size;
             payload.slice(position - size..position)
         };
-        if track_id == 0 {
-            let four_cc = &payload[four_cc_at..four_cc_at + 4];
-            return parse_ex_body(frame_type, packet_type, four_cc, body);
+        if track_id != 0 {
+            return Ok(VideoTag::Unsupported(format!(
+                "Enhanced RTMP multitrack video track {track_id} (only track 0 is inspected)"
+            )));
         }
+        track_zero = Some((four_cc_at, body));
         if multitrack_type == MULTITRACK_ONE_TRACK {
             break;
         }
     }
-    Ok(VideoTag::Ignored)
+    match track_zero {
+        Some((four_cc_at, body)) => parse_ex_body(
+            frame_type,
+            packet_type,
+            &payload[four_cc_at..four_cc_at + 4],
+            body,
+        ),
+        None => Ok(VideoTag::Ignored),
+    }
 }
 
 /// The body of one track after its FourCC.
@@ -423,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn multitrack_yields_track_zero() {
+    fn multitrack_yields_track_zero_and_refuses_other_tracks() {
         let one_track = b"\x96\x01hvc1\x00\x00\x00\x05\xAB";
         assert_eq!(
             parse(one_track).unwrap(),
@@ -434,9 +446,9 @@ mod tests {
                 data: Bytes::from_static(&[0xAB])
             }
         );
-        let many_tracks = b"\xA6\x13av01\x01\x00\x00\x01\x11\x00\x00\x00\x02\x22\x33";
+        let track_zero = b"\xA6\x13av01\x00\x00\x00\x02\x22\x33";
         assert_eq!(
-            parse(many_tracks).unwrap(),
+            parse(track_zero).unwrap(),
             VideoTag::Frame {
                 codec: VideoCodec::Av1,
                 keyframe: false,
@@ -444,18 +456,20 @@ mod tests {
                 data: Bytes::from_static(&[0x22, 0x33])
             }
         );
-        let many_codecs = b"\x96\x20vp09\x01\x00\x00\x01\x01hvc1\x00\x00\x00\x01\x09";
-        assert_eq!(
-            parse(many_codecs).unwrap(),
-            VideoTag::Config {
-                codec: VideoCodec::Hevc,
-                extradata: Bytes::from_static(&[9])
-            }
-        );
-        assert_eq!(
-            parse(b"\x96\x13av01\x01\x00\x00\x01\x11").unwrap(),
-            VideoTag::Ignored
-        );
+        // Track 1 is video a player may show: not inspected, so not accepted.
+        for other_track in [
+            &b"\xA6\x13av01\x01\x00\x00\x01\x11\x00\x00\x00\x02\x22\x33"[..],
+            b"\xA6\x13av01\x00\x00\x00\x02\x22\x33\x01\x00\x00\x01\x11",
+            b"\x96\x20vp09\x01\x00\x00\x01\x01hvc1\x00\x00\x00\x01\x09",
+            b"\x96\x13av01\x01\x00\x00\x01\x11",
+        ] {
+            assert_eq!(
+                parse(other_track).unwrap(),
+                VideoTag::Unsupported(
+                    "Enhanced RTMP multitrack video track 1 (only track 0 is inspected)".into()
+                )
+            );
+        }
         assert_eq!(parse(b"\x96\x14").unwrap(), VideoTag::Ignored);
         assert_eq!(
             parse(&[0x96, 0x06]).unwrap_err(),
