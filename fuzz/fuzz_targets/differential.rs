@@ -2,7 +2,8 @@
 //! a publisher's moves — messages started on several chunk streams with a chosen fmt
 //! and timestamp (extended or not), their chunks interleaved in any order, arbitrary
 //! bytes in fmt 3 extended-timestamp slots, chunk size changes (also mid-message and
-//! lowering ones), aborts, and now and then raw bytes — written with the crafting encoder
+//! lowering ones), aborts, aggregate messages with parts of any type, and now and then
+//! raw bytes — written with the crafting encoder
 //! (`encode::ChunkCrafter`). The bytes are read by `encode::nginx::read`, the reference
 //! model of nginx-rtmp's reader, and by livegate's `ChunkReader`, fed in random splits.
 //!
@@ -11,17 +12,21 @@
 //! offset) are exactly nginx-rtmp's; when it refuses, the messages it reported before are
 //! nginx-rtmp's first ones, and the refusal is where livegate must or may refuse (an
 //! ambiguity of the model, one of its optional points, or a configured cap). Where the
-//! model says livegate must refuse, accepting is a finding.
+//! model says livegate must refuse, accepting is a finding. An aggregate message with a
+//! part nginx-rtmp acts on (control, command, data, another aggregate) must be refused by
+//! livegate's demuxer, the layer above the chunk reader.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use livegate::ingest::rtmp::chunk::{ChunkReader, Message};
-use livegate::ingest::rtmp::encode::nginx::{self, NginxMessage, Reading, Stop};
+use livegate::ingest::rtmp::demux::HANDSHAKE_LEN;
+use livegate::ingest::rtmp::encode::nginx::{self, Ambiguity, NginxMessage, Reading, Stop};
 use livegate::ingest::rtmp::encode::{
-    CSID_CONTROL, ChunkCrafter, EXTENDED_TIMESTAMP_MARK, MessageHeader, TYPE_ABORT,
+    self, AggregatePart, CSID_CONTROL, ChunkCrafter, EXTENDED_TIMESTAMP_MARK, MessageHeader,
+    TYPE_ABORT, TYPE_AGGREGATE,
 };
-use livegate::ingest::rtmp::{DemuxError, DemuxLimits};
+use livegate::ingest::rtmp::{DemuxError, DemuxLimits, Demuxer};
 
 /// A command cap small enough to be reached, and a media message cap equal to
 /// nginx-rtmp's `max_message` so both stop at the same lengths. The chunk size cap is
@@ -74,10 +79,15 @@ fn craft(u: &mut Unstructured<'_>) -> Vec<u8> {
                 } else {
                     u.int_in_range(0..=MAX_PAYLOAD).unwrap_or(0)
                 };
-                let payload: Vec<u8> = (0..length)
-                    .map(|i| u.arbitrary::<u8>().unwrap_or(i as u8))
-                    .collect();
-                lengths[index] = length;
+                let structured = fmt <= 1 && header.type_id == TYPE_AGGREGATE;
+                let payload = if structured && u.ratio(1, 2).unwrap_or(false) {
+                    aggregate_body(u)
+                } else {
+                    (0..length)
+                        .map(|i| u.arbitrary::<u8>().unwrap_or(i as u8))
+                        .collect()
+                };
+                lengths[index] = payload.len();
                 crafter.start(&mut out, fmt, CSIDS[index], &header, &payload);
             }
             // The next chunk of a message in progress, its slot repeated or not.
@@ -133,6 +143,32 @@ fn craft(u: &mut Unstructured<'_>) -> Vec<u8> {
     out
 }
 
+/// An aggregate body of a few well-formed parts of any type (now and then cut short).
+fn aggregate_body(u: &mut Unstructured<'_>) -> Vec<u8> {
+    let mut parts = Vec::new();
+    for _ in 0..u.int_in_range(1..=3).unwrap_or(1) {
+        let type_id = u.int_in_range(0..=23).unwrap_or(9);
+        let timestamp = u.int_in_range(0..=100).unwrap_or(0);
+        let size = u.int_in_range(0..=64).unwrap_or(0);
+        let body = u.bytes(size).unwrap_or_default().to_vec();
+        parts.push((type_id, timestamp, body));
+    }
+    let parts: Vec<AggregatePart<'_>> = parts
+        .iter()
+        .map(|(type_id, timestamp, body)| AggregatePart {
+            type_id: *type_id,
+            timestamp: *timestamp,
+            body,
+        })
+        .collect();
+    let mut body = encode::aggregate(&parts);
+    if u.ratio(1, 8).unwrap_or(false) {
+        let keep = u.choose_index(body.len()).unwrap_or(0);
+        body.truncate(keep);
+    }
+    body
+}
+
 /// livegate's reader on `data`, fed in pieces whose lengths come from the fuzzer.
 fn livegate_reading(
     data: &[u8],
@@ -172,7 +208,21 @@ fn is_cap(error: &DemuxError) -> bool {
     )
 }
 
-fn check(data: &[u8], reading: &Reading, livegate: &[Message], result: &Result<(), DemuxError>) {
+/// Whether livegate's demuxer (the relay's parser, above the chunk reader) refuses `data`.
+fn demuxer_refuses(data: &[u8], limits: DemuxLimits) -> bool {
+    let mut session = vec![0u8; HANDSHAKE_LEN as usize];
+    session[0] = 3;
+    session.extend_from_slice(data);
+    Demuxer::new(limits).feed(&session, &mut Vec::new()).is_err()
+}
+
+fn check(
+    data: &[u8],
+    limits: DemuxLimits,
+    reading: &Reading,
+    livegate: &[Message],
+    result: &Result<(), DemuxError>,
+) {
     let expected = &reading.messages;
     let shown = |what: &str| {
         format!(
@@ -185,6 +235,25 @@ fn check(data: &[u8], reading: &Reading, livegate: &[Message], result: &Result<(
         .zip(expected)
         .take_while(|(l, n)| same(l, n))
         .count();
+    if let Some(Stop::Ambiguous {
+        what: Ambiguity::NonMediaInAggregate,
+        ..
+    }) = reading.stop
+    {
+        // Refused above the chunk layer: the chunk reader goes on, the demuxer stops.
+        assert_eq!(
+            agreed,
+            livegate.len().min(expected.len()),
+            "{}",
+            shown("livegate read other messages")
+        );
+        assert!(
+            demuxer_refuses(data, limits),
+            "{}",
+            shown("livegate's demuxer accepted an aggregate nginx-rtmp acts on")
+        );
+        return;
+    }
     let closed = matches!(reading.stop, Some(Stop::Closed { .. }));
     let ambiguous = matches!(reading.stop, Some(Stop::Ambiguous { .. }));
     // Once nginx-rtmp closed the session nothing more reaches it: what livegate reads
@@ -239,5 +308,5 @@ fuzz_target!(|input: &[u8]| {
     let data = craft(&mut u);
     let reading = nginx::read(&data, limits.max_chunk_size);
     let (messages, result) = livegate_reading(&data, limits, &mut u);
-    check(&data, &reading, &messages, &result);
+    check(&data, limits, &reading, &messages, &result);
 });

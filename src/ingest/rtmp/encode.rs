@@ -435,7 +435,7 @@ pub fn avc_video_tag(keyframe: bool, nalus: &[u8]) -> Vec<u8> {
 pub mod nginx {
     use std::collections::HashMap;
 
-    use super::{EXTENDED_TIMESTAMP_MARK, TYPE_ABORT, TYPE_SET_CHUNK_SIZE};
+    use super::{EXTENDED_TIMESTAMP_MARK, TYPE_ABORT, TYPE_AGGREGATE, TYPE_SET_CHUNK_SIZE};
 
     /// `max_streams`: a chunk stream id at or above it closes the session.
     pub const MAX_STREAMS: u32 = 32;
@@ -474,6 +474,11 @@ pub mod nginx {
         /// Set Chunk Size 0 (nginx-rtmp stops making progress) or above
         /// [`MAX_CHUNK_SIZE`] (ignored; the specification would apply it).
         ChunkSizeInvalid,
+        /// An aggregate message with a part nginx-rtmp acts on other than audio and
+        /// video: its aggregate handler passes each part to the handlers of its type, so
+        /// a Set Chunk Size, a command or another aggregate inside one takes effect.
+        /// livegate's demuxer (not its chunk reader) must refuse it.
+        NonMediaInAggregate,
     }
 
     /// Points where livegate may refuse the stream but need not.
@@ -703,9 +708,32 @@ pub mod nginx {
                         return reading;
                     }
                 }
+                (TYPE_AGGREGATE, _) if acting_part(&message.payload) => {
+                    reading.stop = stop(Ambiguity::NonMediaInAggregate);
+                    return reading;
+                }
                 _ => reading.messages.push(message),
             }
         }
+    }
+
+    /// Whether nginx-rtmp's aggregate handler would hand a part of `body` other than
+    /// audio or video to a handler (types with none, above 22 or 7 and 10–14, do nothing).
+    /// Parts are read as it reads them: an 11-byte header (full-byte type, 24-bit size),
+    /// the body, and at least one more byte (the back pointer) or it stops with an error.
+    fn acting_part(body: &[u8]) -> bool {
+        let mut at = 0;
+        while let Some(header) = body.get(at..at + 11) {
+            let size = be24(&header[1..4]) as usize;
+            if body.len() <= at + 11 + size {
+                return false;
+            }
+            if matches!(header[0], 1..=6 | 15..=20 | 22) {
+                return true;
+            }
+            at += 11 + size + 4;
+        }
+        false
     }
 
     /// Whether `rest` (what follows a basic header of `fmt`) holds the whole message
@@ -861,7 +889,7 @@ mod tests {
     fn nginx_model_stops_where_readers_disagree() {
         type Craft<'a> = &'a dyn Fn(&mut ChunkCrafter, &mut Vec<u8>);
         let header = video(0);
-        let cases: [(Craft<'_>, nginx::Ambiguity); 4] = [
+        let cases: [(Craft<'_>, nginx::Ambiguity); 5] = [
             (
                 &|c, out| {
                     c.set_chunk_size(out, 4096);
@@ -890,6 +918,21 @@ mod tests {
                     c.message(out, 0, CSID_CONTROL, &abort, &6u32.to_be_bytes(), None);
                 },
                 nginx::Ambiguity::AbortMidMessage,
+            ),
+            (
+                &|c, out| {
+                    let hidden = aggregate(&[AggregatePart {
+                        type_id: TYPE_SET_CHUNK_SIZE,
+                        timestamp: 0,
+                        body: &4096u32.to_be_bytes(),
+                    }]);
+                    let header = MessageHeader {
+                        type_id: TYPE_AGGREGATE,
+                        ..header
+                    };
+                    c.message(out, 0, 6, &header, &hidden, None);
+                },
+                nginx::Ambiguity::NonMediaInAggregate,
             ),
         ];
         for (craft, expected) in cases {
