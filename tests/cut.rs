@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::http::{metric, scrape};
-use support::{Livegate, NginxOrigin, Publisher, free_port, key_fingerprint, local};
+use support::{GateStack, audit_records, records_for};
+use support::{Livegate, NginxOrigin, Publisher, free_port, local};
 
 /// Seconds of benign footage before the listed clip starts.
 const BENIGN_SECONDS: u32 = 10;
@@ -138,54 +139,8 @@ fn publish(file: &Path, url: &str) -> support::ChildGuard {
     )
 }
 
-fn audit_records(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
-}
-
-fn records_for<'a>(records: &'a [Value], key: &str, event: &str) -> Vec<&'a Value> {
-    let fingerprint = key_fingerprint(key);
-    records
-        .iter()
-        .filter(|record| {
-            record["key_fingerprint"] == fingerprint.as_str() && record["event"] == event
-        })
-        .collect()
-}
-
-struct Stack {
-    origin: NginxOrigin,
-    livegate: Livegate,
-    listen: std::net::SocketAddr,
-    audit: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn start_stack(policy: &str) -> Stack {
-    let origin = NginxOrigin::start();
-    let dir = support::scratch_dir();
-    let audit = dir.path().join("audit.jsonl");
-    let listen = local(free_port());
-    let config = format!(
-        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
-         [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
-         [policy]\n{policy}\n\
-         [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n",
-        origin.addr,
-        media().list.display(),
-        audit.display()
-    );
-    let livegate = Livegate::start(&config, 1);
-    Stack {
-        origin,
-        livegate,
-        listen,
-        audit,
-        _dir: dir,
-    }
+fn start_stack(policy: &str) -> GateStack {
+    GateStack::start(&media().list, policy)
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! Real components for integration tests: an nginx-rtmp origin, ffmpeg publishers, the
-//! livegate binary, and a recording TCP tee. Every process is started on free 127.0.0.1
+//! Real components for integration tests: an nginx-rtmp origin (and its recordings, read
+//! as FLV), ffmpeg publishers, the livegate binary (alone or as a [`GateStack`] in front
+//! of a recording origin, with its audit log), a recording TCP tee, and an attack
+//! publisher whose chunks the test crafts. Every process is started on free 127.0.0.1
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
@@ -111,7 +113,7 @@ fn set_mode(path: &Path, mode: u32) {
 pub struct NginxOrigin {
     pub addr: SocketAddr,
     pub record_dir: PathBuf,
-    _process: ChildGuard,
+    process: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
@@ -153,9 +155,13 @@ impl NginxOrigin {
         NginxOrigin {
             addr,
             record_dir,
-            _process: process,
+            process,
             _dir: dir,
         }
+    }
+
+    pub fn process_id(&self) -> u32 {
+        self.process.child.id()
     }
 
     /// The recording of a stream; present once the publisher has gone.
@@ -411,6 +417,23 @@ impl Livegate {
         self.closed_sessions().remove(0)
     }
 
+    /// Waits for the "session closed" line of the session that published `key`.
+    pub fn session_closed_for_key(&self, key: &str, limit: Duration) -> Value {
+        let fingerprint = format!("#{}", key_fingerprint(key));
+        let of_key = |line: &Value| {
+            line["message"] == "session closed"
+                && line["key"]
+                    .as_str()
+                    .is_some_and(|logged| logged.ends_with(&fingerprint))
+        };
+        self.wait_for_logs(
+            |lines| lines.iter().any(of_key),
+            limit,
+            &format!("the session of key {fingerprint} to close"),
+        );
+        self.logs().into_iter().find(of_key).unwrap_or_default()
+    }
+
     /// Waits for the "session closed" line of the session from `client`.
     pub fn session_closed_for(&self, client: SocketAddr, limit: Duration) -> Value {
         let client = client.to_string();
@@ -602,6 +625,212 @@ pub fn start_closing_origin(read_before_close: usize) -> SocketAddr {
         }
     });
     addr
+}
+
+/// One tag of an FLV file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlvTag {
+    pub type_id: u8,
+    /// 32-bit timestamp (24 bits + the extension byte).
+    pub timestamp: u32,
+    pub body: Vec<u8>,
+}
+
+/// The tags of an FLV file (what `ffmpeg -f flv` and nginx-rtmp's `record` write). A
+/// file cut short ends with its last whole tag.
+pub fn flv_tags(file: &[u8]) -> Vec<FlvTag> {
+    assert!(file.starts_with(b"FLV"), "not an FLV file");
+    let header_len = u32::from_be_bytes([file[5], file[6], file[7], file[8]]) as usize;
+    // The header, then PreviousTagSize0.
+    let mut position = header_len + 4;
+    let mut tags = Vec::new();
+    while let Some(header) = file.get(position..position + 11) {
+        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        let timestamp = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+        let Some(body) = file.get(position + 11..position + 11 + size) else {
+            break;
+        };
+        tags.push(FlvTag {
+            type_id: header[0] & 0x1F,
+            timestamp,
+            body: body.to_vec(),
+        });
+        position += 11 + size + 4;
+    }
+    tags
+}
+
+/// The recording nginx wrote of `stream_key`, once nginx has closed it (it writes every
+/// message as it arrives and closes the file when the publisher is gone); empty when
+/// nginx recorded nothing (no keyframe ever reached it). Call it once the session ended.
+pub fn finished_recording(origin: &NginxOrigin, stream_key: &str) -> Vec<u8> {
+    let path = origin.recording(stream_key);
+    let fds = PathBuf::from(format!("/proc/{}/fd", origin.process_id()));
+    let held_open = || {
+        std::fs::read_dir(&fds).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        })
+    };
+    let mut last = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        // Closed and no longer growing: a loaded machine may delay nginx's reads.
+        let size = std::fs::metadata(&path).map(|meta| meta.len()).ok();
+        if (size == last && !held_open()) || Instant::now() >= deadline {
+            return std::fs::read(&path).unwrap_or_default();
+        }
+        last = size;
+    }
+}
+
+/// The audit records livegate wrote to `path` (JSON lines).
+pub fn audit_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// The audit records of one stream key with the given `event`.
+pub fn records_for<'a>(records: &'a [Value], key: &str, event: &str) -> Vec<&'a Value> {
+    let fingerprint = key_fingerprint(key);
+    records
+        .iter()
+        .filter(|record| {
+            record["key_fingerprint"] == fingerprint.as_str() && record["event"] == event
+        })
+        .collect()
+}
+
+/// An RTMP publisher whose chunks the test crafts: it does a real handshake (sends C0+C1,
+/// reads S0/S1/S2, answers C2 with S1), sends connect, createStream and publish without
+/// waiting for replies, then whatever bytes the test writes with
+/// [`livegate::ingest::rtmp::encode::ChunkCrafter`]. A thread drains the server's replies
+/// and notices when the server closes. Every byte sent is kept, for the test's own
+/// demuxer.
+pub struct AttackPublisher {
+    stream: TcpStream,
+    pub local: SocketAddr,
+    /// Every byte sent so far, handshake included.
+    pub sent: Vec<u8>,
+    closed: Arc<Mutex<bool>>,
+}
+
+impl AttackPublisher {
+    pub fn connect(addr: SocketAddr, app: &str, stream_key: &str) -> AttackPublisher {
+        use livegate::ingest::rtmp::encode::{self, ChunkWriter, HANDSHAKE_PACKET_BYTES};
+        let mut stream = TcpStream::connect(addr).expect("connect to livegate");
+        let local = stream.local_addr().expect("local addr");
+        let c0_c1 = encode::client_handshake()[..1 + HANDSHAKE_PACKET_BYTES].to_vec();
+        stream.write_all(&c0_c1).expect("send C0+C1");
+        let mut s0_s1_s2 = vec![0u8; 1 + 2 * HANDSHAKE_PACKET_BYTES];
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream
+            .read_exact(&mut s0_s1_s2)
+            .expect("S0/S1/S2 from the origin through livegate");
+        assert_eq!(s0_s1_s2[0], 3, "S0 is not RTMP version 3");
+        let c2 = &s0_s1_s2[1..1 + HANDSHAKE_PACKET_BYTES];
+        let commands = encode::publish_commands(&ChunkWriter::default(), app, stream_key);
+        let mut publisher = AttackPublisher {
+            stream,
+            local,
+            sent: c0_c1,
+            closed: Arc::new(Mutex::new(false)),
+        };
+        publisher.send(c2);
+        publisher.send(&commands);
+        let mut replies = publisher.stream.try_clone().expect("clone socket");
+        let _ = replies.set_read_timeout(None);
+        let closed = publisher.closed.clone();
+        thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while matches!(replies.read(&mut buffer), Ok(n) if n > 0) {}
+            *closed.lock().expect("publisher state") = true;
+        });
+        publisher
+    }
+
+    /// Sends bytes; a write error (the server already closed) is not a test failure,
+    /// the test checks what got through.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.sent.extend_from_slice(bytes);
+        let _ = self.stream.write_all(bytes);
+    }
+
+    /// True when the server closes the connection within `limit`.
+    pub fn closed_within(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !*self.closed.lock().expect("publisher state") {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Closes the connection (the publisher leaves); returns every byte it sent.
+    pub fn close(self) -> Vec<u8> {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        self.sent
+    }
+}
+
+/// A recording nginx-rtmp origin behind livegate, with one cut list and an audit log.
+pub struct GateStack {
+    pub origin: NginxOrigin,
+    pub livegate: Livegate,
+    pub listen: SocketAddr,
+    pub audit: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GateStack {
+    /// `list` is the hash list `known` (action cut); `policy` the `[policy]` lines.
+    pub fn start(list: &Path, policy: &str) -> GateStack {
+        let origin = NginxOrigin::start();
+        let dir = scratch_dir();
+        let audit = dir.path().join("audit.jsonl");
+        let listen = local(free_port());
+        let config = format!(
+            "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
+             [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
+             [policy]\n{policy}\n\
+             [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n",
+            origin.addr,
+            list.display(),
+            audit.display()
+        );
+        let livegate = Livegate::start(&config, 1);
+        GateStack {
+            origin,
+            livegate,
+            listen,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for an audit record of `event` for `key`; `None` after `limit`.
+    pub fn wait_for_record(&self, key: &str, event: &str, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let records = audit_records(&self.audit);
+            if let Some(record) = records_for(&records, key, event).first() {
+                return Some((*record).clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
 }
 
 /// A fake origin that accepts and counts connections and never reads or answers: an
