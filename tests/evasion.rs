@@ -497,7 +497,7 @@ fn aggregated(crafter: &mut ChunkCrafter, out: &mut Vec<u8>, nested: bool) {
 /// handler dispatches each part by type, aggregates included). livegate must read those
 /// frames or refuse the stream.
 #[test]
-fn video_in_nested_aggregates_is_inspected() {
+fn video_in_nested_aggregates_is_inspected_or_refused() {
     let mut crafted = Vec::new();
     aggregated(&mut ChunkCrafter::default(), &mut crafted, true);
     let stack = GateStack::start(&media().list, "mode = \"shadow\"");
