@@ -436,13 +436,7 @@ fn mandelbrot_clip(path: &Path, seconds: u32) {
 
 /// The PDQ hashes of every keyframe of `clip`, from `livegate hash`.
 fn keyframe_hashes(clip: &Path) -> Vec<String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-        .args(["hash", "--keyframes"])
-        .arg(clip)
-        .output()
-        .expect("run livegate hash");
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout)
+    support::livegate_hash(&["--keyframes"], clip)
         .lines()
         .filter_map(|line| line.split(',').next())
         .map(str::to_string)

@@ -78,18 +78,9 @@ fn media() -> &'static Media {
             &dir.path().join("benign.mp4"),
         );
         // The list, made by livegate itself from the known footage.
-        let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-            .args(["hash", "--every", "1"])
-            .arg(&known)
-            .output()
-            .expect("run livegate hash");
-        assert!(
-            output.status.success(),
-            "livegate hash: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         let list = dir.path().join("known.csv");
-        std::fs::write(&list, &output.stdout).expect("write list");
+        std::fs::write(&list, support::livegate_hash(&["--every", "1"], &known))
+            .expect("write list");
         Media { dir, list }
     })
 }

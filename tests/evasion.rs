@@ -191,18 +191,8 @@ fn media() -> &'static Media {
         args.extend(x264.iter().map(String::as_str));
         args.extend(["-an", "-f", "flv", file.to_str().expect("utf-8 path")]);
         support::ffmpeg(&args);
-        let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-            .args(["hash", "--keyframes"])
-            .arg(&file)
-            .output()
-            .expect("run livegate hash");
-        assert!(
-            output.status.success(),
-            "livegate hash: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         let list = dir.path().join("known.csv");
-        std::fs::write(&list, &output.stdout).expect("write list");
+        std::fs::write(&list, support::livegate_hash(&["--keyframes"], &file)).expect("write list");
         let tags = flv_tags(&std::fs::read(&file).expect("read media"));
         let mut video = tags.into_iter().filter(|tag| tag.type_id == TYPE_VIDEO);
         let config = video.next().expect("AVC sequence header").body;

@@ -185,6 +185,23 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// `livegate hash ARGS FILE`: its output (a valid hash list), failing the test with
+/// livegate's error output.
+pub fn livegate_hash(args: &[&str], file: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("hash")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run livegate hash");
+    assert!(
+        output.status.success(),
+        "livegate hash: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// H.264 encoder options of the tests' streams: fast, 4:2:0, B-frames, and a keyframe
 /// exactly every `gop_frames` frames.
 pub fn x264_args(gop_frames: u32) -> Vec<String> {
