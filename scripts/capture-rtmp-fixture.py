@@ -5,7 +5,7 @@ Starts nginx-rtmp on a free loopback port, puts a TCP tee between ffmpeg and ngi
 records every byte ffmpeg sends, and publishes 3 s of 320x240 test video (x264 at QP 12,
 so keyframes span more than one of FFmpeg's 4096-byte chunks; B-frames; AAC audio) to
 rtmp://127.0.0.1:PORT/live/testkey123. The recorded bytes (handshake included) are the
-fixture `tests/fixtures/ffmpeg-publish-avc.rtmp` used by tests/demux_fixture.rs.
+fixture `tests/fixtures/ffmpeg-publish-avc.rtmp` used by tests/suite/demux_fixture.rs.
 
 Usage: scripts/capture-rtmp-fixture.py [OUTPUT]
 Needs: nginx with libnginx-mod-rtmp, ffmpeg (see scripts/install-deps.sh).

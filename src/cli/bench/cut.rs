@@ -116,7 +116,7 @@ impl CutBenchArgs {
 }
 
 /// The classifier's rule: NudeNet's face class, at the threshold of
-/// `tests/classifier_stream.rs`.
+/// `tests/suite/classifier_stream.rs`.
 const CLASSIFIER_LABEL: &str = "FACE_FEMALE";
 const CLASSIFIER_THRESHOLD: f32 = 0.5;
 /// The streams per core are reported for the classifier on every Nth keyframe.
@@ -201,7 +201,7 @@ const GOP_SECONDS: f64 = 2.0;
 /// Benign footage: a busy test pattern with temporal noise, like a camera's sensor noise,
 /// so the encoder spends its whole bitrate as on real footage.
 const BENIGN_SOURCE: &str = "testsrc2=s=1280x720:r=30,noise=alls=6:allf=t";
-/// The listed footage: rich, large-scale structure, as in `tests/cut.rs`.
+/// The listed footage: rich, large-scale structure, as in `tests/suite/cut.rs`.
 const KNOWN_SOURCE: &str = "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05";
 const KNOWN_SECONDS: &str = "6";
 /// Benign seconds before the clip in the listed stream: one GOP, so the decoder is open

@@ -4,7 +4,7 @@
 use livegate::ingest::rtmp::{DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};
 use proptest::prelude::*;
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/ffmpeg-publish-avc.rtmp");
+const FIXTURE: &[u8] = include_bytes!("../fixtures/ffmpeg-publish-avc.rtmp");
 /// 3 s at 15 frame/s with a keyframe every 15 frames.
 const EXPECTED_FRAMES: usize = 45;
 const EXPECTED_KEYFRAMES: usize = 3;

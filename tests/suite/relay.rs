@@ -1,7 +1,7 @@
 //! The relay end to end: Debian's ffmpeg publishes through livegate to a real
 //! nginx-rtmp origin while bad clients hit the same livegate on their own connections.
 
-mod support;
+use crate::support;
 
 use livegate::ingest::rtmp::encode::{
     self, CSID_COMMAND, ChunkWriter, TYPE_AUDIO, TYPE_COMMAND_AMF0,

@@ -3,7 +3,7 @@
 //! for it, write timeouts and a publisher leaving while the origin is stalled, the
 //! bitrate cap, `on_parse_error = "pass"`, and graceful shutdown on SIGTERM.
 
-mod support;
+use crate::support;
 
 use livegate::ingest::rtmp::encode::{self, ChunkWriter};
 use std::io::Write;

@@ -3,7 +3,7 @@
 //! through the API cutting a stream that is already running; and the binary giving freed
 //! memory back after connection floods (what an operator sees of it).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::Write;

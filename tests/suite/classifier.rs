@@ -4,7 +4,7 @@
 //! face in a photograph as NudeNet's own Python pipeline does; and the startup errors for
 //! a wrong input shape or output, a missing or invalid model and a missing runtime.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

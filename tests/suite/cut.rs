@@ -5,7 +5,7 @@
 //! `max_picture_pixels`, keyframes decoded mostly by concealment) follow `on_parse_error`,
 //! and FFmpeg's own log lines stay JSON. Real nginx-rtmp origin, real ffmpeg publishers.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

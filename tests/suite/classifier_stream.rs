@@ -6,7 +6,7 @@
 //! photograph: the face is alerted with its score and box. Real nginx-rtmp origin, real
 //! ffmpeg publisher.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

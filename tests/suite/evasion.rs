@@ -12,7 +12,7 @@
 //! Sessions livegate must refuse are closed with the demuxer's reason, and nothing of the
 //! ambiguous message reaches the origin.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use livegate::ingest::rtmp::encode::{
@@ -29,7 +29,7 @@ use std::thread;
 use std::time::Duration;
 use support::{AttackPublisher, FlvTag, GateStack, RawClient, Tee, flv_tags};
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/ffmpeg-publish-avc.rtmp");
+const FIXTURE: &[u8] = include_bytes!("../fixtures/ffmpeg-publish-avc.rtmp");
 /// The stream key the fixture publishes.
 const FIXTURE_KEY: &str = "testkey123";
 /// Video timestamps of crafted sessions start here, so every header needs the 4-byte

@@ -2,7 +2,7 @@
 //! generated videos, prompt decoding of lone keyframes with B-frames present, and the
 //! live decoder's bounds: concealed keyframes reported, oversized pictures refused.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,22 @@
+//! Every integration test in one binary: one link of livegate, FFmpeg's bindings and the
+//! support code instead of one per file. Each module is one area (named as the files
+//! were: `cargo test --test suite cut::` runs the cut tests); they share `support`, which
+//! starts real nginx-rtmp origins, ffmpeg publishers and the livegate binary on free
+//! 127.0.0.1 ports.
+
+mod support;
+
+mod admin_api;
+mod classifier;
+mod classifier_stream;
+mod cut;
+mod demo;
+mod demux_fixture;
+mod docker;
+mod evasion;
+mod lifecycle;
+mod match_cli;
+mod openapi;
+mod pdq_conformance;
+mod relay;
+mod video_hashing;
