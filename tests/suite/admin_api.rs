@@ -56,16 +56,24 @@ fn assert_status(response: &HttpResponse, status: u16) {
     }
 }
 
-#[test]
-fn routes_answer_with_auth_and_json_errors() {
+/// livegate with the token config and a one-hash list no test frame is near, its origin
+/// a plain TCP sink; returns what must live as long as the test, and the admin address.
+fn start_with_unrelated_list() -> (tempfile::TempDir, Livegate, SocketAddr) {
     let dir = tempfile::tempdir().expect("dir");
     let list = dir.path().join("known.csv");
     std::fs::write(&list, format!("{UNRELATED_HASH},100,first\n")).expect("list");
-    let (_livegate, _listen, admin) = start(
+    let (livegate, _listen, admin) = start(
         support::start_closing_origin(usize::MAX),
         &list,
         &token_config(),
     );
+    (dir, livegate, admin)
+}
+
+#[test]
+fn routes_answer_with_auth_and_json_errors() {
+    let (dir, _livegate, admin) = start_with_unrelated_list();
+    let list = dir.path().join("known.csv");
 
     let health = Request::get("/healthz").send(admin);
     assert_status(&health, 200);
@@ -263,14 +271,7 @@ fn without_a_token_the_api_is_locked() {
 
 #[test]
 fn probes_and_the_api_answer_while_idle_sockets_fill_every_connection_slot() {
-    let dir = tempfile::tempdir().expect("dir");
-    let list = dir.path().join("known.csv");
-    std::fs::write(&list, format!("{UNRELATED_HASH},100,first\n")).expect("list");
-    let (_livegate, _listen, admin) = start(
-        support::start_closing_origin(usize::MAX),
-        &list,
-        &token_config(),
-    );
+    let (_dir, _livegate, admin) = start_with_unrelated_list();
     // Well over the server's 64 connections, twice: half never send a byte, half send
     // an unfinished request head (slowloris).
     for round in 0..2 {

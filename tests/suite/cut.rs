@@ -9,7 +9,6 @@ use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use support::http::{metric, scrape};
@@ -110,26 +109,6 @@ fn long_benign_file(dir: &Path) -> PathBuf {
     out
 }
 
-/// ffmpeg pushing a pre-encoded file at real-time rate.
-fn publish(file: &Path, url: &str) -> support::ChildGuard {
-    support::ChildGuard::spawn(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-            ])
-            .arg(file)
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        "ffmpeg publisher",
-    )
-}
-
 fn start_stack(policy: &str) -> GateStack {
     GateStack::start(&media().list, policy)
 }
@@ -190,10 +169,10 @@ fn listed_footage_is_cut_altered_or_not_while_benign_streams_flow() {
     for (name, file) in &variants {
         let key = format!("listed-{name}-key");
         let url = format!("rtmp://{}/live/{key}", stack.listen);
-        publishers.push((name.to_string(), key, publish(file, &url)));
+        publishers.push((name.to_string(), key, support::publish_file(file, &url)));
     }
     let benign_key = "benign-long-stream-key";
-    let mut benign_publisher = publish(
+    let mut benign_publisher = support::publish_file(
         &benign,
         &format!("rtmp://{}/live/{benign_key}", stack.listen),
     );
@@ -250,7 +229,7 @@ fn listed_footage_is_cut_altered_or_not_while_benign_streams_flow() {
     // A cut key coming back within the ban window is refused at publish, whatever
     // query string it carries this time.
     let (_, banned_key, _) = &publishers[0];
-    let mut again = publish(
+    let mut again = support::publish_file(
         &variants[0].1,
         &format!("rtmp://{}/live/{banned_key}?attempt=2", stack.listen),
     );
@@ -294,7 +273,8 @@ fn shadow_mode_audits_what_it_would_cut_and_cuts_nothing() {
     let file = stream_file(dir, "shadow", "null", "null", &[]);
     let stack = start_stack("mode = \"shadow\"");
     let key = "shadow-mode-stream-key";
-    let mut publisher = publish(&file, &format!("rtmp://{}/live/{key}", stack.listen));
+    let mut publisher =
+        support::publish_file(&file, &format!("rtmp://{}/live/{key}", stack.listen));
     let status = publisher.wait_for(Duration::from_secs(
         (BENIGN_SECONDS + CLIP_SECONDS) as u64 + 30,
     ));
@@ -475,8 +455,9 @@ fn mostly_concealed_keyframes_make_a_stream_uninspectable_and_ffmpeg_logs_stay_j
     let stack = start_parse_error_stack("");
     let dir = support::scratch_dir();
     let file = concealed_keyframes_flv(dir.path());
-    let mut cut = publish(&file, &format!("rtmp://{}/live/concealed-cut", stack.cut));
-    let mut pass = publish(&file, &format!("rtmp://{}/live/concealed-pass", stack.pass));
+    let mut cut = support::publish_file(&file, &format!("rtmp://{}/live/concealed-cut", stack.cut));
+    let mut pass =
+        support::publish_file(&file, &format!("rtmp://{}/live/concealed-pass", stack.pass));
 
     let closed = stack.wait_for_close_mentioning("macroblocks concealed");
     assert_eq!(closed["closer"], "publisher", "{closed}");

@@ -23,7 +23,6 @@ use livegate::ingest::rtmp::flv::{VideoTag, parse_video_tag};
 use livegate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer, VideoCodec};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
@@ -368,23 +367,8 @@ fn captured_and_live_ffmpeg_sessions_reach_the_origin_as_livegate_saw_them() {
     // (b) A live ffmpeg publisher, the bytes it sent recorded by a tee.
     let key = "live-ffmpeg-differential";
     let tee = Tee::start(stack.listen);
-    let mut ffmpeg = support::ChildGuard::spawn(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-            ])
-            .arg(&media().file)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://{}/live/{key}", tee.addr))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        "ffmpeg publisher",
-    );
+    let mut ffmpeg =
+        support::publish_file(&media().file, &format!("rtmp://{}/live/{key}", tee.addr));
     let status = ffmpeg.wait_for(Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "ffmpeg: {status:?}");
     let (sent, _) = tee.digests(WAIT);

@@ -185,6 +185,26 @@ pub fn ffmpeg(args: &[&str]) {
     );
 }
 
+/// ffmpeg pushing a pre-encoded file to `url` at real-time rate, without re-encoding.
+pub fn publish_file(file: &Path, url: &str) -> ChildGuard {
+    ChildGuard::spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+            ])
+            .arg(file)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "ffmpeg publisher",
+    )
+}
+
 /// `livegate hash ARGS FILE`: its output (a valid hash list), failing the test with
 /// livegate's error output.
 pub fn livegate_hash(args: &[&str], file: &Path) -> String {
