@@ -28,10 +28,31 @@ pub fn key_fingerprint(key: &str) -> String {
         .collect()
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1, for a server a test starts.
+///
+/// Not an ephemeral port: between this call and the server's bind, an outgoing connection
+/// made by another test in this process could be given the same ephemeral port by the
+/// kernel (Linux draws both from `ip_local_port_range`, 32768–60999 by default). Ports
+/// come instead from 20000–32767, each handed out once per process, starting at an offset
+/// drawn from the process id so that two suites running at once rarely meet.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port left in {FIRST}..{}", FIRST + COUNT);
 }
 
 pub fn local(port: u16) -> SocketAddr {
