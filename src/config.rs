@@ -44,7 +44,7 @@ pub struct Config {
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
     #[serde(default)]
-    pub actuator: crate::actuator::ActuatorConfig,
+    pub actuator: crate::actions::ActuatorConfig,
     #[serde(default)]
     pub analysis: crate::analysis::AnalysisConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]

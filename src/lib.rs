@@ -1,19 +1,17 @@
 //! livegate: a live-stream interception proxy.
 //!
 //! The modules follow the data flow of `DESIGN.md`: bytes arrive at an [`ingest`]
-//! listener, the [`relay`] copies them verbatim to the origin while a passive demuxer
+//! listener, a [`session`] relays them verbatim to the origin while a passive demuxer
 //! reads a copy, [`media`] decodes sampled keyframes, [`signals`] hashes and looks them
-//! up. [`session`] keeps the registry of live streams; [`config`] is the TOML schema.
+//! up; [`policy`] decides and [`actions`] acts. [`config`] is the TOML schema.
 
-pub mod actuator;
+pub mod actions;
 pub mod admin;
 pub mod analysis;
 pub mod config;
-pub mod held_bytes;
 pub mod ingest;
 pub mod media;
 pub mod policy;
-pub mod relay;
 pub mod server;
 pub mod session;
 pub mod signals;

@@ -10,12 +10,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::actuator::{Actuator, ActuatorError};
+use crate::actions::{Actuator, ActuatorError};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
 use crate::analysis::Analysis;
 use crate::config::Config;
 use crate::ingest::listener::{ConnectionGauge, IngestListener};
-use crate::relay::Services;
+use crate::session::Services;
 use crate::session::{Closer, CutRequest, SessionRegistry};
 use crate::signals::lists::{ListSet, ListSetError};
 

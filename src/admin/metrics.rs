@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use crate::actuator::{AuditEvent, AuditRecord};
+use crate::actions::{AuditEvent, AuditRecord};
 use crate::analysis::UninspectableReason;
 use crate::config::OnParseError;
-use crate::relay::Services;
 use crate::session::Refusal;
+use crate::session::Services;
 use crate::signals::lists::{ListMatch, ListSet};
 
 /// Why a stream was cut, as the `reason` label of `livegate_cuts_total`.
@@ -372,7 +372,7 @@ impl Collector for LiveCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actuator::SignalRecord;
+    use crate::actions::SignalRecord;
 
     fn render(observations: Observations) -> String {
         let mut registry = Registry::default();

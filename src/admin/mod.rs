@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
 
-use crate::relay::Services;
+use crate::session::Services;
 use crate::signals::lists::ListSet;
 
 /// The environment variable read when the config names no token.

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use tracing::info;
 
 use super::{AdminContext, Phase};
-use crate::actuator::{AuditEvent, AuditRecord};
+use crate::actions::{AuditEvent, AuditRecord};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{StreamAnalysis, lock};
-use crate::actuator::{AuditEvent, SignalRecord};
+use crate::actions::{AuditEvent, SignalRecord};
 use crate::policy::Verdict;
 use crate::session::{Closer, CutEvidence, CutRequest};
 use crate::signals::classifier::{

@@ -14,8 +14,8 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{error, warn};
 
 use crate::config::IngestConfig;
-use crate::relay::{self, Services};
 use crate::session::Refusal;
+use crate::session::{self, Services};
 
 /// At most one refusal warning per this interval per listener.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
@@ -81,7 +81,7 @@ impl IngestListener {
             let ingest = Arc::clone(&self.ingest);
             let services = Arc::clone(&services);
             tokio::spawn(async move {
-                relay::run_session(socket, client, ingest, services).await;
+                session::run_session(socket, client, ingest, services).await;
                 drop(permit);
                 drop(slot);
             });

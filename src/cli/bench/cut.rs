@@ -44,7 +44,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::classifier::{nudenet_config, venv_path};
 use super::relay::{percentile, process_cpu_seconds};
-use livegate::actuator::{AuditEvent, AuditRecord};
+use livegate::actions::{AuditEvent, AuditRecord};
 use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
 use livegate::ingest::rtmp::encode::{self, ChunkWriter};
@@ -891,7 +891,7 @@ impl ProxyConfig<'_> {
 struct Proxy {
     listen: SocketAddr,
     stats: Arc<AnalysisStats>,
-    services: Arc<livegate::relay::Services>,
+    services: Arc<livegate::session::Services>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }

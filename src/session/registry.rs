@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
-use crate::actuator::AuditRecord;
+use crate::actions::AuditRecord;
 use crate::ingest::rtmp::VideoCodec;
 
 /// A stream key reduced to what may be logged: a few leading characters (only for keys

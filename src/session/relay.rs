@@ -17,7 +17,6 @@
 //! closed, did not read, or did not answer.
 
 use bytes::BytesMut;
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,14 +26,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::actuator::{Actuator, AuditEvent, AuditRecord};
-use crate::analysis::{Analysis, StreamAnalysis, UninspectableReason};
-use crate::config::{IngestConfig, OnParseError};
-use crate::held_bytes::HeldBytes;
-use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
-use crate::session::{Closer, CutEvidence, CutRequest, RedactedKey, SessionRegistry, SessionState};
+use super::held_bytes::HeldBytes;
+use super::registry::{Closer, CutEvidence, CutRequest, SessionRegistry, SessionState};
+use super::tap::Tap;
+use crate::analysis::Analysis;
+use crate::config::IngestConfig;
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -50,7 +48,7 @@ pub struct SessionEnd {
 }
 
 impl SessionEnd {
-    fn new(closer: Closer, reason: impl Into<String>) -> Self {
+    pub(super) fn new(closer: Closer, reason: impl Into<String>) -> Self {
         SessionEnd {
             closer,
             reason: reason.into(),
@@ -569,243 +567,6 @@ async fn pump_origin_to_publisher(
             .bytes_from_origin
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
-}
-
-/// Reads remembered to map a frame's stream offset back to its arrival time: enough
-/// for a keyframe spread over many reads.
-const ARRIVALS_KEPT: usize = 512;
-
-/// The passive observer of the publisher's bytes.
-struct Tap {
-    /// `None` once the stream proved unparseable under `on_parse_error = "pass"`.
-    demuxer: Option<Demuxer>,
-    events: Vec<DemuxEvent>,
-    on_parse_error: OnParseError,
-    published: bool,
-    state: Arc<SessionState>,
-    stream: Arc<StreamAnalysis>,
-    actuator: Arc<Actuator>,
-    /// Stream offset just past each recent read, with when that read completed.
-    arrivals: VecDeque<(u64, Instant)>,
-    offset: u64,
-    /// Most bytes held back behind an incomplete command before the session ends.
-    max_held_bytes: usize,
-    /// When the read being observed completed.
-    read_at: Instant,
-    /// Since when video has flowed without a keyframe (`None`: none yet, or a keyframe
-    /// was the last).
-    keyframe_gap_since: Option<Instant>,
-    max_keyframe_interval: Duration,
-}
-
-impl Tap {
-    fn new(
-        ingest: &IngestConfig,
-        state: Arc<SessionState>,
-        stream: Arc<StreamAnalysis>,
-        services: &Services,
-    ) -> Self {
-        Tap {
-            demuxer: Some(Demuxer::new(ingest.demux_limits())),
-            events: Vec::new(),
-            on_parse_error: ingest.on_parse_error,
-            published: false,
-            state,
-            stream,
-            actuator: Arc::clone(services.analysis.actuator()),
-            arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
-            offset: 0,
-            max_held_bytes: ingest.limits.max_buffered_bytes,
-            read_at: Instant::now(),
-            keyframe_gap_since: None,
-            max_keyframe_interval: ingest.max_keyframe_interval(),
-        }
-    }
-
-    /// Stream offset before which every byte read may go to the origin: all of them,
-    /// except from the start of a command the demuxer has not yet parsed.
-    fn release_limit(&self) -> u64 {
-        self.demuxer
-            .as_ref()
-            .and_then(Demuxer::held_from)
-            .unwrap_or(self.offset)
-    }
-
-    /// True while the publish deadline applies: the stream is inspected and has not
-    /// yet sent `publish`.
-    fn awaits_publish(&self) -> bool {
-        self.demuxer.is_some() && !self.published
-    }
-
-    /// When the byte at `offset` arrived (the oldest remembered read if it is older).
-    fn arrival_of(&self, offset: u64) -> Instant {
-        let index = self.arrivals.partition_point(|(end, _)| *end <= offset);
-        self.arrivals
-            .get(index)
-            .or(self.arrivals.front())
-            .map_or_else(Instant::now, |(_, arrived)| *arrived)
-    }
-
-    /// Parses bytes read from the publisher, before they are forwarded. An error ends
-    /// the session: the stream cannot be inspected (`on_parse_error = "cut"`), or its
-    /// key is banned.
-    fn observe(&mut self, bytes: &[u8], now: Instant) -> Result<(), SessionEnd> {
-        self.read_at = now;
-        self.offset += bytes.len() as u64;
-        if self.arrivals.len() == ARRIVALS_KEPT {
-            self.arrivals.pop_front();
-        }
-        self.arrivals.push_back((self.offset, now));
-        let Some(demuxer) = self.demuxer.as_mut() else {
-            return Ok(());
-        };
-        let parsed = demuxer
-            .feed(bytes, &mut self.events)
-            .map_err(|error| (UninspectableReason::Unparseable, error.to_string()));
-        let mut events = std::mem::take(&mut self.events);
-        let mut uninspectable = parsed.err();
-        for event in events.drain(..) {
-            match self.handle(event) {
-                Ok(()) => {}
-                Err(EventProblem::Uninspectable(reason, why)) => {
-                    uninspectable.get_or_insert((reason, why));
-                }
-                Err(EventProblem::End(end)) => return Err(end),
-            }
-        }
-        self.events = events;
-        let Some((reason, why)) = uninspectable else {
-            return Ok(());
-        };
-        self.stream.count_uninspectable(reason);
-        match self.on_parse_error {
-            OnParseError::Pass => {
-                warn!(
-                    session = self.state.id,
-                    error = %why,
-                    "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
-                );
-                self.demuxer = None;
-                Ok(())
-            }
-            OnParseError::Cut => Err(SessionEnd::new(
-                Closer::Publisher,
-                format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
-            )),
-        }
-    }
-
-    /// Records what an event tells about the stream and hands keyframes to analysis.
-    fn handle(&mut self, event: DemuxEvent) -> Result<(), EventProblem> {
-        let state = &self.state;
-        match event {
-            DemuxEvent::Connect { app, tc_url, .. } => {
-                debug!(session = state.id, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
-                state.update_identity(|identity| identity.app = Some(app));
-            }
-            DemuxEvent::Publish { stream_key, .. } => {
-                // The key alone identifies the stream (as nginx-rtmp's `name`): a
-                // `?query` (often a token) must neither be logged nor let a banned key
-                // back in under a new query.
-                let (key, _query) = split_stream_key(&stream_key);
-                let key = RedactedKey::new(key);
-                self.published = true;
-                let identity = state.identity();
-                let app = identity.app.as_deref().unwrap_or("");
-                info!(session = state.id, app, %key, "publish");
-                // Every publish is admitted, not just the first: after closeStream or
-                // deleteStream a connection may publish again, and the origin takes it.
-                // One connection carries one stream key: bans, allowlists, the audit and
-                // analysis all hang on it.
-                if let Some(admitted) = &identity.key
-                    && admitted.fingerprint() != key.fingerprint()
-                {
-                    let reason = format!(
-                        "publish of stream key {key} on a connection already publishing {admitted}: one stream key per connection"
-                    );
-                    return Err(self.reject(app, &key, reason));
-                }
-                state.update_identity(|identity| identity.key = Some(key.clone()));
-                if let Some(remaining) = self.actuator.ban_remaining(key.fingerprint()) {
-                    let reason = format!(
-                        "stream key {key} is banned for {} more seconds",
-                        remaining.as_secs().max(1)
-                    );
-                    return Err(self.reject(app, &key, reason));
-                }
-            }
-            DemuxEvent::VideoConfig { codec, extradata } => {
-                debug!(
-                    session = state.id,
-                    ?codec,
-                    extradata_bytes = extradata.len(),
-                    "video config"
-                );
-                state.update_identity(|identity| identity.codec = Some(codec));
-                self.stream.set_codec(codec, extradata);
-            }
-            DemuxEvent::VideoFrame(frame) => {
-                state.frames_seen.fetch_add(1, Ordering::Relaxed);
-                if frame.keyframe {
-                    state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
-                    self.keyframe_gap_since = None;
-                    let arrived = self.arrival_of(frame.start_offset);
-                    self.stream.offer_keyframe(frame, arrived);
-                } else {
-                    let since = *self.keyframe_gap_since.get_or_insert(self.read_at);
-                    if self.read_at.duration_since(since) > self.max_keyframe_interval {
-                        return Err(EventProblem::Uninspectable(
-                            UninspectableReason::NoKeyframe,
-                            format!(
-                                "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
-                                self.max_keyframe_interval.as_millis()
-                            ),
-                        ));
-                    }
-                }
-            }
-            DemuxEvent::Metadata(metadata) => {
-                debug!(
-                    session = state.id,
-                    width = metadata.width,
-                    height = metadata.height,
-                    framerate = metadata.framerate,
-                    encoder = metadata.encoder.as_deref().unwrap_or(""),
-                    "metadata"
-                );
-                state.update_identity(|identity| {
-                    identity.set_dimensions(metadata.width, metadata.height);
-                });
-            }
-            DemuxEvent::UnsupportedVideo { description } => {
-                return Err(EventProblem::Uninspectable(
-                    UninspectableReason::UnsupportedVideo,
-                    format!("unsupported video: {description}"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Tap {
-    /// Refuses a `publish` before it reaches the origin, with a `rejected` audit record.
-    fn reject(&self, app: &str, key: &RedactedKey, reason: String) -> EventProblem {
-        let mut record = AuditRecord::now(AuditEvent::Rejected, self.state.id, reason.clone());
-        record.app = app.to_string();
-        record.key_fingerprint = Some(key.fingerprint().to_string());
-        record.client = self.state.client.to_string();
-        self.actuator.record(record);
-        EventProblem::End(SessionEnd::new(Closer::Policy, reason))
-    }
-}
-
-/// Why an event stops the stream being relayed as it is.
-enum EventProblem {
-    /// Video livegate cannot inspect: `on_parse_error` decides.
-    Uninspectable(UninspectableReason, String),
-    /// The session must end, whatever the config.
-    End(SessionEnd),
 }
 
 fn log_close(state: &SessionState, end: &SessionEnd) {

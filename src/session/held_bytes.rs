@@ -11,7 +11,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
-pub struct HeldBytes {
+pub(super) struct HeldBytes {
     reads: VecDeque<Bytes>,
     /// Stream offset of the first held byte.
     start: u64,
@@ -37,10 +37,6 @@ impl HeldBytes {
     /// How many bytes are held.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Takes every held byte before stream offset `limit`, in order.
@@ -79,7 +75,7 @@ mod tests {
         held.push(read.clone());
         let released = held.release_before(16);
         assert_eq!(released, [read]);
-        assert!(held.is_empty());
+        assert_eq!(held.len(), 0);
     }
 
     #[test]
@@ -93,6 +89,6 @@ mod tests {
         held.push(Bytes::from_static(b"89"));
         assert_eq!(concat(&held.release_before(7)), b"23456");
         assert_eq!(concat(&held.release_before(100)), b"789");
-        assert!(held.is_empty());
+        assert_eq!(held.len(), 0);
     }
 }

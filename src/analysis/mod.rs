@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-use crate::actuator::{Actuator, AuditEvent, AuditRecord, SignalRecord};
+use crate::actions::{Actuator, AuditEvent, AuditRecord, SignalRecord};
 use crate::config::OnParseError;
 use crate::ingest::rtmp::{VideoCodec, VideoFrame};
 use crate::media::decode::{Concealment, KeyframeDecoder, MediaError};
