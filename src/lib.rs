@@ -15,3 +15,4 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod signals;
+pub mod stream;

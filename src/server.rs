@@ -16,7 +16,7 @@ use crate::analysis::Analysis;
 use crate::config::Config;
 use crate::ingest::listener::{ConnectionGauge, IngestListener};
 use crate::session::Services;
-use crate::session::{Closer, CutRequest, SessionRegistry};
+use crate::session::{Closer, CutRequest, EndKind, SessionRegistry};
 use crate::signals::lists::{ListSet, ListSetError};
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,7 @@ impl Server {
             for session in sessions {
                 session.request_cut(CutRequest {
                     closer: Closer::Shutdown,
+                    kind: EndKind::Shutdown,
                     reason: "livegate is shutting down".into(),
                     evidence: None,
                 });

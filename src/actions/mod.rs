@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddedHash, ListMatch, ListSet};
+use crate::stream::StreamId;
 
 /// `[actuator]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -220,7 +221,7 @@ impl SignalRecord {
 pub struct AuditRecord {
     pub time: String,
     pub event: AuditEvent,
-    pub stream_id: u64,
+    pub stream_id: StreamId,
     pub app: String,
     pub key_fingerprint: Option<String>,
     pub client: String,
@@ -235,7 +236,7 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    pub fn now(event: AuditEvent, stream_id: u64, reason: impl Into<String>) -> Self {
+    pub fn now(event: AuditEvent, stream_id: StreamId, reason: impl Into<String>) -> Self {
         AuditRecord {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             event,
@@ -593,14 +594,22 @@ mod tests {
             ..ActuatorConfig::default()
         };
         let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
-        actuator.record(AuditRecord::now(AuditEvent::Match, 1, "only audited"));
-        actuator.record(AuditRecord::now(AuditEvent::Cut, 2, "posted"));
+        actuator.record(AuditRecord::now(
+            AuditEvent::Match,
+            StreamId::local(1),
+            "only audited",
+        ));
+        actuator.record(AuditRecord::now(
+            AuditEvent::Cut,
+            StreamId::local(2),
+            "posted",
+        ));
         assert!(eventually(Duration::from_secs(5), || lock(&bodies).len() == 2).await);
         // The first attempt got 503 and was retried; both bodies are the cut record.
         for body in lock(&bodies).iter() {
             let record: serde_json::Value = serde_json::from_str(body).expect("json body");
             assert_eq!(record["event"], "cut");
-            assert_eq!(record["stream_id"], 2);
+            assert_eq!(record["stream_id"], StreamId::local(2).to_string());
         }
         assert_eq!(actuator.webhook_failures(), 0);
         assert_eq!(actuator.recent_records().len(), 2);
@@ -621,7 +630,11 @@ mod tests {
         };
         let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
         let started = std::time::Instant::now();
-        actuator.record(AuditRecord::now(AuditEvent::Cut, 3, "posted"));
+        actuator.record(AuditRecord::now(
+            AuditEvent::Cut,
+            StreamId::local(3),
+            "posted",
+        ));
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "record() waited on the webhook"
@@ -677,7 +690,7 @@ mod tests {
             ..ActuatorConfig::default()
         };
         let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
-        let mut record = AuditRecord::now(AuditEvent::Rejected, 9, "banned");
+        let mut record = AuditRecord::now(AuditEvent::Rejected, StreamId::local(9), "banned");
         record.key_fingerprint = Some("0123456789abcdef".into());
         actuator.record(record);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

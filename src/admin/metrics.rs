@@ -20,11 +20,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crate::actions::{AuditEvent, AuditRecord};
-use crate::analysis::UninspectableReason;
 use crate::config::OnParseError;
 use crate::session::Refusal;
 use crate::session::Services;
 use crate::signals::lists::{ListMatch, ListSet};
+use crate::stream::UninspectableReason;
 
 /// Why a stream was cut, as the `reason` label of `livegate_cuts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -373,6 +373,7 @@ impl Collector for LiveCounters {
 mod tests {
     use super::*;
     use crate::actions::SignalRecord;
+    use crate::stream::StreamId;
 
     fn render(observations: Observations) -> String {
         let mut registry = Registry::default();
@@ -390,7 +391,7 @@ mod tests {
     #[test]
     fn cuts_are_counted_by_reason_with_their_time() {
         let observations = Observations::default();
-        let mut policy = AuditRecord::now(AuditEvent::Cut, 1, "matched");
+        let mut policy = AuditRecord::now(AuditEvent::Cut, StreamId::local(1), "matched");
         policy.signal = Some(SignalRecord {
             kind: "pdq",
             list: "known".into(),
@@ -405,8 +406,16 @@ mod tests {
         });
         policy.time_to_cut_ms = Some(42.0);
         observations.record_cut(&policy);
-        observations.record_cut(&AuditRecord::now(AuditEvent::ManualCut, 2, "operator"));
-        observations.record_cut(&AuditRecord::now(AuditEvent::Match, 3, "not a cut"));
+        observations.record_cut(&AuditRecord::now(
+            AuditEvent::ManualCut,
+            StreamId::local(2),
+            "operator",
+        ));
+        observations.record_cut(&AuditRecord::now(
+            AuditEvent::Match,
+            StreamId::local(3),
+            "not a cut",
+        ));
         let text = render(observations);
         assert!(
             text.contains("livegate_cuts_total{reason=\"policy\"} 1"),

@@ -21,9 +21,10 @@ use tracing::info;
 
 use super::{AdminContext, Phase};
 use crate::actions::{AuditEvent, AuditRecord};
-use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
+use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
+use crate::stream::StreamId;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,7 +378,7 @@ fn rfc3339(time: SystemTime) -> String {
 /// One live stream as `GET /v1/streams` shows it.
 #[derive(Serialize)]
 struct StreamView {
-    id: u64,
+    id: StreamId,
     state: &'static str,
     app: Option<String>,
     /// The redacted key (`abc***#fingerprint`), never the key.
@@ -455,10 +456,8 @@ async fn cut_stream(
     id: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let session = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| context.services.registry.get(id))
+    let session = StreamId::parse_local(id)
+        .and_then(|id| context.services.registry.get(&id))
         .ok_or_else(|| ApiError::not_found(format!("no live stream with id {id:?}")))?;
     let body: CutBody = read_json(context, request).await?;
     let reason = body.reason.trim();
@@ -476,7 +475,8 @@ async fn cut_stream(
         .map(|key| key.fingerprint().to_string());
     record.client = session.client.to_string();
     let requested = session.request_cut(CutRequest {
-        closer: Closer::Policy,
+        closer: Closer::Operator,
+        kind: EndKind::OperatorCut,
         reason: reason.clone(),
         evidence: Some(Arc::new(CutEvidence {
             record,
@@ -493,10 +493,10 @@ async fn cut_stream(
         context.services.analysis.actuator().ban(key.fingerprint());
         key.fingerprint().to_string()
     });
-    info!(session = session.id, %reason, "manual cut requested through the admin API");
+    info!(session = %session.id, %reason, "manual cut requested through the admin API");
     #[derive(Serialize)]
     struct CutAccepted {
-        id: u64,
+        id: StreamId,
         status: &'static str,
         reason: String,
         banned_key_fingerprint: Option<String>,

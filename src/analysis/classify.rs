@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::{StreamAnalysis, lock};
 use crate::actions::{AuditEvent, SignalRecord};
 use crate::policy::Verdict;
-use crate::session::{Closer, CutEvidence, CutRequest};
+use crate::session::{Closer, CutEvidence, CutRequest, EndKind};
 use crate::signals::classifier::{
     Classifier, ClassifierConfig, ClassifierError, ClassifierPolicy, LabelScore,
 };
@@ -139,7 +139,7 @@ fn run_classifier(
             }
             Err(error) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                debug!(session = job.stream.session.id, %error, "picture not classified");
+                debug!(session = %job.stream.session.id, %error, "picture not classified");
             }
         }
     }
@@ -201,6 +201,7 @@ impl StreamAnalysis {
         }
         self.session.request_cut(CutRequest {
             closer: Closer::Policy,
+            kind: EndKind::PolicyCut,
             reason: decision.reason,
             evidence: Some(Arc::new(CutEvidence {
                 record,

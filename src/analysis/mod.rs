@@ -33,11 +33,12 @@ use crate::ingest::rtmp::{VideoCodec, VideoFrame};
 use crate::media::decode::{Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
-use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
+use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
 use crate::signals::classifier::ClassifierPolicy;
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::signals::pdq::{Dihedral, PdqDihedral};
+use crate::stream::UninspectableReason;
 
 mod classify;
 pub use classify::{ClassifierPool, ClassifierStats};
@@ -174,40 +175,6 @@ pub enum Uninspectable {
     PictureTooLarge { width: u64, height: u64 },
     /// A keyframe decoded with more than `analysis.max_concealed_fraction` concealed.
     KeyframeConcealed(Concealment),
-}
-
-/// The kind of an [`Uninspectable`], as the `reason` label of
-/// `livegate_streams_uninspectable_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UninspectableReason {
-    PictureTooLarge,
-    KeyframeConcealed,
-    /// Bytes the demuxer refuses (malformed, or read differently by origins).
-    Unparseable,
-    /// Video livegate cannot decode (a codec, or a multitrack track other than 0).
-    UnsupportedVideo,
-    /// Video flowing without a keyframe for `max_keyframe_interval_ms`.
-    NoKeyframe,
-}
-
-impl UninspectableReason {
-    pub const ALL: [UninspectableReason; 5] = [
-        UninspectableReason::PictureTooLarge,
-        UninspectableReason::KeyframeConcealed,
-        UninspectableReason::Unparseable,
-        UninspectableReason::UnsupportedVideo,
-        UninspectableReason::NoKeyframe,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UninspectableReason::PictureTooLarge => "picture_too_large",
-            UninspectableReason::KeyframeConcealed => "keyframe_concealed",
-            UninspectableReason::Unparseable => "unparseable",
-            UninspectableReason::UnsupportedVideo => "unsupported_video",
-            UninspectableReason::NoKeyframe => "no_keyframe",
-        }
-    }
 }
 
 impl Uninspectable {
@@ -435,7 +402,7 @@ impl StreamAnalysis {
         }
         if schedule && self.analysis.ready.send(Arc::clone(self)).is_err() {
             warn!(
-                session = self.session.id,
+                session = %self.session.id,
                 "analysis workers are gone: keyframe not analysed"
             );
         }
@@ -476,7 +443,7 @@ impl StreamAnalysis {
         match action {
             OverloadAction::Alert => {
                 warn!(
-                    session = self.session.id,
+                    session = %self.session.id,
                     "analysis cannot keep up: shedding samples (on_overload = open)"
                 );
                 actuator.record(
@@ -493,7 +460,8 @@ impl StreamAnalysis {
                     unanalysed_for.as_millis()
                 );
                 self.session.request_cut(CutRequest {
-                    closer: Closer::Policy,
+                    closer: Closer::Overload,
+                    kind: EndKind::OverloadCut,
                     reason: reason.clone(),
                     evidence: Some(Arc::new(CutEvidence {
                         record: self.audit_record(AuditEvent::Cut, reason),
@@ -549,7 +517,7 @@ impl StreamAnalysis {
             }
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(session = self.session.id, %error, "cannot open a decoder for the stream");
+                warn!(session = %self.session.id, %error, "cannot open a decoder for the stream");
                 return;
             }
         }
@@ -564,14 +532,14 @@ impl StreamAnalysis {
             }
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
-                debug!(session = self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
+                debug!(session = %self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
                 return;
             }
         };
         if let Some(concealment) = decoded.concealment {
             stats.keyframes_concealed.fetch_add(1, Ordering::Relaxed);
             debug!(
-                session = self.session.id,
+                session = %self.session.id,
                 pts_ms = sample.frame.pts_ms,
                 concealed = concealment.concealed,
                 macroblocks = concealment.macroblocks,
@@ -586,7 +554,7 @@ impl StreamAnalysis {
             Ok(hashes) => hashes,
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
-                debug!(session = self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
+                debug!(session = %self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
                 return;
             }
         };
@@ -670,6 +638,7 @@ impl StreamAnalysis {
         // time from this keyframe's arrival.
         self.session.request_cut(CutRequest {
             closer: Closer::Policy,
+            kind: EndKind::PolicyCut,
             reason: decision.reason,
             evidence: Some(Arc::new(CutEvidence {
                 record,
@@ -705,7 +674,7 @@ impl StreamAnalysis {
         let description = why.describe(&self.analysis.config);
         match on_parse_error {
             OnParseError::Pass => warn!(
-                session = self.session.id,
+                session = %self.session.id,
                 reason = why.reason().as_str(),
                 error = %description,
                 "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
@@ -715,6 +684,7 @@ impl StreamAnalysis {
                 // what cannot be inspected.
                 self.session.request_cut(CutRequest {
                     closer: Closer::Publisher,
+                    kind: EndKind::Uninspectable,
                     reason: format!(
                         "stream cannot be inspected (on_parse_error = \"cut\"): {description}"
                     ),

@@ -1,11 +1,9 @@
 //! The registry of live sessions: who is publishing what, and the handle that ends it.
 //!
 //! Stream keys are secrets: a session only ever holds a [`RedactedKey`], built once from
-//! the key the demuxer saw, which carries a short prefix and a SHA-256 fingerprint.
+//! the key the inspector saw, which carries a short prefix and a SHA-256 fingerprint.
 
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -13,69 +11,120 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 use crate::actions::AuditRecord;
-use crate::ingest::rtmp::VideoCodec;
+use crate::stream::{RedactedKey, StreamId, VideoCodec};
 
-/// A stream key reduced to what may be logged: a few leading characters (only for keys
-/// long enough that they reveal little) and the first 16 hex digits of its SHA-256.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedactedKey {
-    shown: String,
-    fingerprint: String,
-}
-
-impl RedactedKey {
-    /// Keys shorter than this show no characters at all.
-    const MIN_LEN_TO_SHOW_PREFIX: usize = 16;
-    const SHOWN_PREFIX_CHARS: usize = 3;
-
-    pub fn new(key: &str) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
-        let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        let shown = if key.chars().count() >= Self::MIN_LEN_TO_SHOW_PREFIX {
-            key.chars().take(Self::SHOWN_PREFIX_CHARS).collect()
-        } else {
-            String::new()
-        };
-        RedactedKey { shown, fingerprint }
-    }
-
-    /// The SHA-256 fingerprint (16 hex digits): stable, so ops can correlate sessions
-    /// and ban or allow a key without ever seeing it.
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-}
-
-impl fmt::Display for RedactedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}***#{}", self.shown, self.fingerprint)
-    }
-}
-
-impl fmt::Debug for RedactedKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Who ended a session, for logs and (later) metrics.
+/// Who ended a session: the `closer` of the "session closed" log line and the label of
+/// `livegate_sessions_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closer {
+    /// The publisher closed, reset, stalled, or sent what livegate refuses.
     Publisher,
+    /// The origin closed, reset, stalled, or could not be reached.
     Origin,
+    /// A verdict (a signal matched, or the key is banned or refused at `publish`).
     Policy,
+    /// An operator, through the admin API.
+    Operator,
+    /// Analysis fell behind with `on_overload = "closed"`.
+    Overload,
+    /// livegate is shutting down.
     Shutdown,
+    /// livegate itself failed.
     Internal,
 }
 
 impl Closer {
+    pub const ALL: [Closer; 7] = [
+        Closer::Publisher,
+        Closer::Origin,
+        Closer::Policy,
+        Closer::Operator,
+        Closer::Overload,
+        Closer::Shutdown,
+        Closer::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Closer::Publisher => "publisher",
             Closer::Origin => "origin",
             Closer::Policy => "policy",
+            Closer::Operator => "operator",
+            Closer::Overload => "overload",
             Closer::Shutdown => "shutdown",
             Closer::Internal => "internal",
+        }
+    }
+}
+
+/// How a session ended: the `kind` label of `livegate_sessions_closed_total`, so that
+/// dashboards tell routine ends from refusals and cuts without parsing reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// The closer ended its connection (end of stream).
+    Closed,
+    /// A read or write failed (reset, broken pipe).
+    Reset,
+    /// The closer did not send, answer or read in time (handshake, publish, idle, write).
+    Timeout,
+    /// The origin could not be reached.
+    Unreachable,
+    /// Not the protocol the listener speaks (e.g. not an RTMP handshake).
+    NotProtocol,
+    /// The stream cannot be inspected and `on_parse_error = "cut"`.
+    Uninspectable,
+    /// Over a limit (`max_publisher_kbps`, bytes held behind an incomplete command).
+    OverLimit,
+    /// `publish` of a banned key.
+    Banned,
+    /// A `publish` refused for another reason (a second key on one connection).
+    Rejected,
+    /// A verdict cut the stream.
+    PolicyCut,
+    /// An operator cut the stream.
+    OperatorCut,
+    /// Analysis fell behind (`on_overload = "closed"`).
+    OverloadCut,
+    /// livegate shut down.
+    Shutdown,
+    /// livegate itself failed.
+    Internal,
+}
+
+impl EndKind {
+    pub const ALL: [EndKind; 14] = [
+        EndKind::Closed,
+        EndKind::Reset,
+        EndKind::Timeout,
+        EndKind::Unreachable,
+        EndKind::NotProtocol,
+        EndKind::Uninspectable,
+        EndKind::OverLimit,
+        EndKind::Banned,
+        EndKind::Rejected,
+        EndKind::PolicyCut,
+        EndKind::OperatorCut,
+        EndKind::OverloadCut,
+        EndKind::Shutdown,
+        EndKind::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Closed => "closed",
+            EndKind::Reset => "reset",
+            EndKind::Timeout => "timeout",
+            EndKind::Unreachable => "unreachable",
+            EndKind::NotProtocol => "not_protocol",
+            EndKind::Uninspectable => "uninspectable",
+            EndKind::OverLimit => "over_limit",
+            EndKind::Banned => "banned",
+            EndKind::Rejected => "rejected",
+            EndKind::PolicyCut => "policy_cut",
+            EndKind::OperatorCut => "operator_cut",
+            EndKind::OverloadCut => "overload_cut",
+            EndKind::Shutdown => "shutdown",
+            EndKind::Internal => "internal",
         }
     }
 }
@@ -106,6 +155,7 @@ impl Refusal {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CutRequest {
     pub closer: Closer,
+    pub kind: EndKind,
     pub reason: String,
     /// For a cut to audit: written by the relay once both sockets are closed.
     pub evidence: Option<Arc<CutEvidence>>,
@@ -146,7 +196,7 @@ impl StreamIdentity {
 /// One live session's shared state: written by its pumps, read by the registry's users.
 #[derive(Debug)]
 pub struct SessionState {
-    pub id: u64,
+    pub id: StreamId,
     pub ingest: SocketAddr,
     pub client: SocketAddr,
     pub started_at: SystemTime,
@@ -228,7 +278,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     next_id: AtomicU64,
-    sessions: Mutex<HashMap<u64, Arc<SessionState>>>,
+    sessions: Mutex<HashMap<StreamId, Arc<SessionState>>>,
     /// Refused connections, indexed by [`Refusal`].
     refused: [AtomicU64; Refusal::ALL.len()],
     /// Bytes relayed by sessions that have ended, updated under the `sessions` lock so
@@ -266,7 +316,7 @@ impl Drop for Registration {
 
 impl SessionRegistry {
     pub fn register(self: &Arc<Self>, ingest: SocketAddr, client: SocketAddr) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = StreamId::local(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let state = Arc::new(SessionState {
             id,
             ingest,
@@ -289,8 +339,8 @@ impl SessionRegistry {
         }
     }
 
-    pub fn get(&self, id: u64) -> Option<Arc<SessionState>> {
-        lock(&self.sessions).get(&id).cloned()
+    pub fn get(&self, id: &StreamId) -> Option<Arc<SessionState>> {
+        lock(&self.sessions).get(id).cloned()
     }
 
     /// A snapshot of the live sessions, ordered by id.
@@ -342,29 +392,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacted_key_never_contains_a_short_key() {
-        let redacted = RedactedKey::new("secret42").to_string();
-        assert!(!redacted.contains("secret"), "{redacted}");
-        assert!(redacted.starts_with("***#"), "{redacted}");
-        assert_eq!(redacted.len(), 4 + 16);
-    }
-
-    #[test]
-    fn redacted_key_shows_only_a_prefix_of_a_long_key() {
-        let key = "live_1234567890abcdef?token=zzz";
-        let redacted = RedactedKey::new(key);
-        assert!(redacted.to_string().starts_with("liv***#"));
-        assert!(!redacted.to_string().contains("1234567890"));
-        assert!(!format!("{redacted:?}").contains("token"));
-        assert_eq!(redacted.fingerprint(), &sha_prefix(key));
-    }
-
-    fn sha_prefix(key: &str) -> String {
-        let digest = Sha256::digest(key.as_bytes());
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
     fn registration_removes_itself() {
         let registry = Arc::new(SessionRegistry::default());
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
@@ -374,7 +401,7 @@ mod tests {
         assert_eq!(registry.len(), 2);
         drop(first);
         assert_eq!(registry.list().len(), 1);
-        assert!(registry.get(second.state.id).is_some());
+        assert!(registry.get(&second.state.id).is_some());
     }
 
     #[test]
@@ -422,12 +449,14 @@ mod tests {
         let waiter = tokio::spawn(async move { state.cut_requested().await });
         assert!(session.state.request_cut(CutRequest {
             closer: Closer::Shutdown,
+            kind: EndKind::Shutdown,
             reason: "first".into(),
             evidence: None,
         }));
         assert!(session.state.cut_pending());
         assert!(!session.state.request_cut(CutRequest {
             closer: Closer::Policy,
+            kind: EndKind::PolicyCut,
             reason: "second".into(),
             evidence: None,
         }));

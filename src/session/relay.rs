@@ -83,7 +83,7 @@ pub async fn run_session(
     let registration = services.registry.register(ingest.listen, client);
     let state = Arc::clone(&registration.state);
     info!(
-        session = state.id,
+        session = %state.id,
         %client,
         listen = %ingest.listen,
         origin = %ingest.origin,
@@ -145,7 +145,7 @@ async fn relay(
     // commands, acks): Nagle's delay would show up as added latency.
     for socket in [&publisher, &origin] {
         if let Err(error) = socket.set_nodelay(true) {
-            debug!(session = state.id, %error, "cannot set TCP_NODELAY");
+            debug!(session = %state.id, %error, "cannot set TCP_NODELAY");
         }
     }
     let activity = Activity::new(started);
@@ -582,7 +582,7 @@ fn log_close(state: &SessionState, end: &SessionEnd) {
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64;
     info!(
-        session = state.id,
+        session = %state.id,
         client = %state.client,
         closer = end.closer.as_str(),
         reason = %end.reason,

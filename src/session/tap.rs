@@ -10,10 +10,12 @@ use tracing::{debug, info, warn};
 
 use super::relay::{Services, SessionEnd};
 use crate::actions::{Actuator, AuditEvent, AuditRecord};
-use crate::analysis::{StreamAnalysis, UninspectableReason};
+use crate::analysis::StreamAnalysis;
 use crate::config::{IngestConfig, OnParseError};
 use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
-use crate::session::{Closer, RedactedKey, SessionState};
+use crate::session::{Closer, SessionState};
+use crate::stream::RedactedKey;
+use crate::stream::UninspectableReason;
 
 /// Reads remembered to map a frame's stream offset back to its arrival time: enough
 /// for a keyframe spread over many reads.
@@ -125,7 +127,7 @@ impl Tap {
         match self.on_parse_error {
             OnParseError::Pass => {
                 warn!(
-                    session = self.state.id,
+                    session = %self.state.id,
                     error = %why,
                     "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
                 );
@@ -144,7 +146,7 @@ impl Tap {
         let state = &self.state;
         match event {
             DemuxEvent::Connect { app, tc_url, .. } => {
-                debug!(session = state.id, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+                debug!(session = %state.id, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
                 state.update_identity(|identity| identity.app = Some(app));
             }
             DemuxEvent::Publish { stream_key, .. } => {
@@ -156,7 +158,7 @@ impl Tap {
                 self.published = true;
                 let identity = state.identity();
                 let app = identity.app.as_deref().unwrap_or("");
-                info!(session = state.id, app, %key, "publish");
+                info!(session = %state.id, app, %key, "publish");
                 // Every publish is admitted, not just the first: after closeStream or
                 // deleteStream a connection may publish again, and the origin takes it.
                 // One connection carries one stream key: bans, allowlists, the audit and
@@ -180,12 +182,14 @@ impl Tap {
             }
             DemuxEvent::VideoConfig { codec, extradata } => {
                 debug!(
-                    session = state.id,
+                    session = %state.id,
                     ?codec,
                     extradata_bytes = extradata.len(),
                     "video config"
                 );
-                state.update_identity(|identity| identity.codec = Some(codec));
+                state.update_identity(|identity| {
+                    identity.codec = Some(crate::ingest::rtmp_codec(codec))
+                });
                 self.stream.set_codec(codec, extradata);
             }
             DemuxEvent::VideoFrame(frame) => {
@@ -210,7 +214,7 @@ impl Tap {
             }
             DemuxEvent::Metadata(metadata) => {
                 debug!(
-                    session = state.id,
+                    session = %state.id,
                     width = metadata.width,
                     height = metadata.height,
                     framerate = metadata.framerate,

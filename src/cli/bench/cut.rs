@@ -52,10 +52,10 @@ use livegate::media::borders::{crop, find_content_box};
 use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
 use livegate::server::Server;
-use livegate::session::RedactedKey;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
 use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
+use livegate::stream::RedactedKey;
 
 #[derive(Args)]
 pub struct CutBenchArgs {
