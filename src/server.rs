@@ -14,9 +14,10 @@ use crate::actions::{Actuator, ActuatorError};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
 use crate::analysis::Analysis;
 use crate::config::Config;
-use crate::ingest::listener::{ConnectionGauge, IngestListener};
 use crate::session::Services;
-use crate::session::{Closer, CutRequest, EndKind, SessionRegistry};
+use crate::session::{
+    Closer, ConnectionGauge, CutRequest, EndKind, IngestListener, SessionRegistry,
+};
 use crate::signals::lists::{ListSet, ListSetError};
 
 #[derive(Debug, thiserror::Error)]

@@ -29,8 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::actions::{Actuator, AuditEvent, AuditRecord, SignalRecord};
 use crate::config::OnParseError;
-use crate::ingest::rtmp::{VideoCodec, VideoFrame};
-use crate::media::decode::{Concealment, KeyframeDecoder, MediaError};
+use crate::media::decode::{self, Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
@@ -38,7 +37,7 @@ use crate::signals::classifier::ClassifierPolicy;
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::signals::pdq::{Dihedral, PdqDihedral};
-use crate::stream::UninspectableReason;
+use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
 
 mod classify;
 pub use classify::{ClassifierPool, ClassifierStats};
@@ -229,16 +228,11 @@ impl AnalysisStats {
     }
 }
 
-/// The codec configuration a stream's frames decode with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodecConfig {
-    pub codec: VideoCodec,
-    pub extradata: Bytes,
-}
-
 struct Sample {
+    /// The stream's codec config, or an empty one for a keyframe whose parameter sets
+    /// are in-band.
     config: Arc<CodecConfig>,
-    frame: VideoFrame,
+    frame: AccessUnit,
     /// When the keyframe's first byte arrived from the publisher.
     arrived: Instant,
 }
@@ -352,19 +346,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl StreamAnalysis {
     /// A new sequence header: later keyframes decode with it.
-    pub fn set_codec(&self, codec: VideoCodec, extradata: Bytes) {
-        *lock(&self.codec) = Some(Arc::new(CodecConfig { codec, extradata }));
+    pub fn set_codec(&self, config: CodecConfig) {
+        *lock(&self.codec) = Some(Arc::new(config));
     }
 
     /// Offers a keyframe; never blocks on analysis.
-    pub fn offer_keyframe(self: &Arc<Self>, frame: VideoFrame, arrived: Instant) {
+    pub fn offer_keyframe(self: &Arc<Self>, frame: AccessUnit, arrived: Instant) {
         let stats = &self.analysis.stats;
         stats.keyframes_offered.fetch_add(1, Ordering::Relaxed);
         if self.ended.load(Ordering::Relaxed) {
             return;
         }
-        let Some(config) = lock(&self.codec).clone() else {
-            // Keyframes before any sequence header cannot be decoded.
+        let config = lock(&self.codec).clone().or_else(|| {
+            // Annex B and OBU keyframes carry their parameter sets in-band.
+            (frame.format != BitstreamFormat::LengthPrefixed).then(|| {
+                Arc::new(CodecConfig {
+                    codec: frame.codec,
+                    extradata: Bytes::new(),
+                })
+            })
+        });
+        let Some(config) = config else {
+            // Length-prefixed keyframes before any sequence header cannot be decoded.
             stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
@@ -772,7 +775,7 @@ impl WorkerState {
     }
 
     /// Makes sure the decoder matches `codec`, reopening it when the stream sent a new
-    /// sequence header.
+    /// codec config.
     fn use_codec(&mut self, codec: &Arc<CodecConfig>, max_pixels: u64) -> Result<(), MediaError> {
         if self
             .decoder
@@ -782,15 +785,13 @@ impl WorkerState {
             return Ok(());
         }
         self.decoder = None;
-        let id = match codec.codec {
-            VideoCodec::Avc => ffmpeg_next::codec::Id::H264,
-            VideoCodec::Hevc => ffmpeg_next::codec::Id::HEVC,
-            VideoCodec::Av1 => ffmpeg_next::codec::Id::AV1,
-            VideoCodec::Vp9 => ffmpeg_next::codec::Id::VP9,
-        };
         self.decoder = Some((
             Arc::clone(codec),
-            KeyframeDecoder::new(id, &codec.extradata, max_pixels)?,
+            KeyframeDecoder::new(
+                decode::decoder_for(codec.codec),
+                &codec.extradata,
+                max_pixels,
+            )?,
         ));
         Ok(())
     }

@@ -1,16 +1,8 @@
-//! Ingest protocols: listeners that accept publishers, and the passive demuxers that
-//! understand a copy of what they send.
+//! The protocol edge: how publishers' bytes arrive ([`transport`]) and what they mean
+//! ([`inspect`]: one passive inspector per protocol, turning a copy of the bytes into the
+//! protocol-neutral [`crate::stream::StreamEvent`]s). Nothing here knows sessions,
+//! analysis or actions: the session drives both through their traits.
 
-pub mod listener;
+pub mod inspect;
 pub mod rtmp;
-
-/// The seam's codec for the RTMP demuxer's.
-pub fn rtmp_codec(codec: rtmp::VideoCodec) -> crate::stream::VideoCodec {
-    use crate::stream::VideoCodec;
-    match codec {
-        rtmp::VideoCodec::Avc => VideoCodec::Avc,
-        rtmp::VideoCodec::Hevc => VideoCodec::Hevc,
-        rtmp::VideoCodec::Av1 => VideoCodec::Av1,
-        rtmp::VideoCodec::Vp9 => VideoCodec::Vp9,
-    }
-}
+pub mod transport;

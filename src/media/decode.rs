@@ -18,6 +18,17 @@ use ffmpeg_next::{Packet, Rational, format, frame, media};
 
 use super::log::{self, Captured};
 use super::sequence_header;
+use crate::stream::VideoCodec;
+
+/// The FFmpeg decoder for a stream's codec.
+pub fn decoder_for(codec: VideoCodec) -> codec::Id {
+    match codec {
+        VideoCodec::Avc => codec::Id::H264,
+        VideoCodec::Hevc => codec::Id::HEVC,
+        VideoCodec::Av1 => codec::Id::AV1,
+        VideoCodec::Vp9 => codec::Id::VP9,
+    }
+}
 
 /// Largest codec configuration record accepted (avcC/hvcC/av1C are a few hundred bytes).
 pub const MAX_EXTRADATA_BYTES: usize = 1 << 20;
@@ -414,5 +425,93 @@ fn concealment_of(picture: &frame::Video, captured: &Captured) -> Option<Conceal
             macroblocks,
         }),
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::inspect::Inspector;
+    use crate::ingest::inspect::rtmp::RtmpInspector;
+    use crate::stream::{AccessUnit, StreamEvent};
+
+    /// A real ffmpeg → nginx-rtmp publish (H.264 in FLV: avcC + length-prefixed NALs).
+    const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/ffmpeg-publish-avc.rtmp");
+    const MAX_PIXELS: u64 = 4096 * 2304;
+
+    /// The fixture's avcC record and first keyframe.
+    fn avcc_and_keyframe() -> (Vec<u8>, AccessUnit) {
+        let mut inspector = RtmpInspector::new(Default::default());
+        let mut events = Vec::new();
+        inspector
+            .feed(FIXTURE, &mut events)
+            .expect("the fixture parses");
+        let mut config = None;
+        for event in events {
+            match event {
+                StreamEvent::CodecConfig(found) => config = Some(found.extradata.to_vec()),
+                StreamEvent::AccessUnit(unit) if unit.keyframe => {
+                    return (config.expect("config before the keyframe"), unit);
+                }
+                _ => {}
+            }
+        }
+        panic!("no keyframe in the fixture");
+    }
+
+    /// The same keyframe as an MPEG-TS would carry it: SPS and PPS in-band, every NAL
+    /// unit after a start code.
+    fn annex_b(avcc: &[u8], length_prefixed: &[u8]) -> Vec<u8> {
+        const START: [u8; 4] = [0, 0, 0, 1];
+        let mut out = Vec::new();
+        let length_size = usize::from(avcc[4] & 3) + 1;
+        let mut at = 5;
+        for sets in 0..2 {
+            let count = if sets == 0 { avcc[at] & 0x1f } else { avcc[at] };
+            at += 1;
+            for _ in 0..count {
+                let len = usize::from(u16::from_be_bytes([avcc[at], avcc[at + 1]]));
+                out.extend_from_slice(&START);
+                out.extend_from_slice(&avcc[at + 2..at + 2 + len]);
+                at += 2 + len;
+            }
+        }
+        let mut rest = length_prefixed;
+        while rest.len() > length_size {
+            let len = rest[..length_size]
+                .iter()
+                .fold(0usize, |len, byte| len << 8 | usize::from(*byte));
+            out.extend_from_slice(&START);
+            out.extend_from_slice(&rest[length_size..length_size + len]);
+            rest = &rest[length_size + len..];
+        }
+        out
+    }
+
+    fn luma(picture: &frame::Video) -> Vec<u8> {
+        let (width, stride) = (picture.width() as usize, picture.stride(0));
+        (0..picture.height() as usize)
+            .flat_map(|row| picture.data(0)[row * stride..row * stride + width].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn an_annex_b_keyframe_decodes_without_a_codec_config() {
+        let (avcc, keyframe) = avcc_and_keyframe();
+        let h264 = decoder_for(VideoCodec::Avc);
+        let mut with_config = KeyframeDecoder::new(h264, &avcc, MAX_PIXELS).expect("decoder");
+        let reference = with_config
+            .decode_keyframe(&keyframe.data, keyframe.pts_ms)
+            .expect("decodes with avcC");
+        assert!(reference.concealment.is_none());
+        let reference = luma(reference.picture);
+
+        let in_band = annex_b(&avcc, &keyframe.data);
+        let mut without_config = KeyframeDecoder::new(h264, &[], MAX_PIXELS).expect("decoder");
+        let decoded = without_config
+            .decode_keyframe(&in_band, keyframe.pts_ms)
+            .expect("decodes from in-band parameter sets");
+        assert!(decoded.concealment.is_none());
+        assert_eq!(luma(decoded.picture), reference, "the same picture");
     }
 }

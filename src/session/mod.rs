@@ -1,11 +1,16 @@
-//! A publisher's session from accept to close: the registry of live sessions, the relay
-//! that copies bytes both ways, the tap that inspects a copy, and the bytes held back
-//! until the tap has understood them.
+//! A publisher's session from accept to close: the accept loop with its caps, the
+//! registry of live sessions, the relay that copies bytes both ways over any
+//! [`crate::ingest::transport::Transport`], the tap that hands a copy to the protocol's
+//! inspector and acts on the [`crate::stream::StreamEvent`]s it reports, and the bytes
+//! held back until the inspector has understood them. Everything below the session
+//! (analysis, media, policy, actions) sees only stream events.
 
 mod held_bytes;
+mod listener;
 mod registry;
 mod relay;
 mod tap;
 
+pub use listener::{ConnectionGauge, IngestListener};
 pub use registry::*;
 pub use relay::{Services, SessionEnd, run_session};

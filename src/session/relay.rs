@@ -23,16 +23,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::{debug, info};
 
 use super::held_bytes::HeldBytes;
-use super::registry::{Closer, CutEvidence, CutRequest, SessionRegistry, SessionState};
+use super::registry::{Closer, CutEvidence, CutRequest, EndKind, SessionRegistry, SessionState};
 use super::tap::Tap;
 use crate::analysis::Analysis;
 use crate::config::IngestConfig;
+use crate::ingest::inspect::{self, Inspector};
+use crate::ingest::transport::{self, DialError, PeerClose, Transport};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -42,15 +42,17 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionEnd {
     pub closer: Closer,
+    pub kind: EndKind,
     pub reason: String,
     /// A cut to audit once the sockets are closed.
     pub evidence: Option<Arc<CutEvidence>>,
 }
 
 impl SessionEnd {
-    pub(super) fn new(closer: Closer, reason: impl Into<String>) -> Self {
+    pub(super) fn new(closer: Closer, kind: EndKind, reason: impl Into<String>) -> Self {
         SessionEnd {
             closer,
+            kind,
             reason: reason.into(),
             evidence: None,
         }
@@ -61,6 +63,7 @@ impl From<CutRequest> for SessionEnd {
     fn from(request: CutRequest) -> Self {
         SessionEnd {
             closer: request.closer,
+            kind: request.kind,
             reason: request.reason,
             evidence: request.evidence,
         }
@@ -74,8 +77,8 @@ pub struct Services {
 }
 
 /// Relays one accepted publisher connection until it ends, then logs how it ended.
-pub async fn run_session(
-    publisher: TcpStream,
+pub async fn run_session<P: Transport>(
+    publisher: P,
     client: SocketAddr,
     ingest: Arc<IngestConfig>,
     services: Arc<Services>,
@@ -92,7 +95,13 @@ pub async fn run_session(
     let stream = services
         .analysis
         .open_stream(Arc::clone(&state), ingest.on_parse_error);
-    let tap = Tap::new(&ingest, Arc::clone(&state), Arc::clone(&stream), &services);
+    let tap = Tap::new(
+        inspect::for_ingest(&ingest),
+        &ingest,
+        Arc::clone(&state),
+        Arc::clone(&stream),
+        &services,
+    );
     let end = relay(publisher, &ingest, &state, tap).await;
     // Both sockets are closed once `relay` returns.
     let closed_at = Instant::now();
@@ -109,86 +118,127 @@ pub async fn run_session(
     end
 }
 
-/// C0 (the version byte) and C1: what a publisher must send before the origin is dialled.
-const HANDSHAKE_START_LEN: usize = 1 + 1536;
-/// RTMP's C0 version byte; nginx-rtmp refuses any other (6 would be RTMPE).
-const RTMP_VERSION: u8 = 3;
-/// S0 + S1 + S2, the origin's side of the handshake: as long as the client's C0 + C1 + C2.
-const ORIGIN_HANDSHAKE_LEN: u64 = crate::ingest::rtmp::demux::HANDSHAKE_LEN;
-/// How often a stalled write re-checks whether the side it forwards from has gone: that
-/// socket usually holds unread bytes, so it stays readable and cannot simply be awaited.
-const STALL_POLL: Duration = Duration::from_millis(100);
 /// Once the sending side has gone during a stalled write, how long the last bytes get to
 /// drain before the session ends (an origin's brief pause must not truncate a stream's end).
 const SOURCE_GONE_GRACE: Duration = Duration::from_secs(1);
 /// `max_publisher_kbps` is a publisher's average over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(5);
 
-async fn relay(
-    mut publisher: TcpStream,
+async fn relay<P: Transport>(
+    mut publisher: P,
     ingest: &IngestConfig,
     state: &Arc<SessionState>,
     tap: Tap,
 ) -> SessionEnd {
     let started = Instant::now();
-    // The origin is dialled only for a publisher that starts an RTMP handshake: idle or
-    // non-RTMP sockets cost the origin nothing. A cut (shutdown) still ends the wait.
+    let Some(inspector) = tap.inspector() else {
+        return SessionEnd::new(
+            Closer::Internal,
+            EndKind::Internal,
+            "session started without an inspector",
+        );
+    };
+    let handshake = Handshake::of(inspector);
+    // The origin is dialled only for a publisher that starts the protocol's handshake:
+    // idle or foreign sockets cost the origin nothing. A cut (shutdown) still ends the wait.
     let connected = tokio::select! {
-        connected = connect(&mut publisher, ingest) => connected,
+        connected = connect(&mut publisher, inspector, ingest) => connected,
         request = state.cut_requested() => return SessionEnd::from(request),
     };
     let (origin, handshake_start) = match connected {
         Ok(connected) => connected,
         Err(end) => return end,
     };
-    // Both directions carry small, latency-sensitive control messages (handshake,
-    // commands, acks): Nagle's delay would show up as added latency.
-    for socket in [&publisher, &origin] {
-        if let Err(error) = socket.set_nodelay(true) {
-            debug!(session = %state.id, %error, "cannot set TCP_NODELAY");
+    for side in [publisher.send_without_delay(), origin.send_without_delay()] {
+        if let Err(error) = side {
+            debug!(session = %state.id, %error, "cannot disable Nagle's algorithm");
         }
     }
     let activity = Activity::new(started);
-    let (publisher_read, publisher_write) = publisher.into_split();
-    let (origin_read, origin_write) = origin.into_split();
+    let (publisher_read, publisher_write) = publisher.into_halves();
+    let (origin_read, origin_write) = origin.into_halves();
     let inbound = Inbound {
         publisher: publisher_read,
         origin: origin_write,
         pending: handshake_start,
         publish_deadline: started + ingest.publish_timeout(),
     };
+    let watch = Watch {
+        ingest,
+        state,
+        activity: &activity,
+        handshake,
+    };
     tokio::select! {
-        end = pump_publisher_to_origin(inbound, tap, ingest, state, &activity) => end,
-        end = pump_origin_to_publisher(origin_read, publisher_write, ingest, state, &activity) => end,
-        end = idle_watch(ingest, state, &activity) => end,
+        end = pump_publisher_to_origin(inbound, tap, &watch) => end,
+        end = pump_origin_to_publisher(origin_read, publisher_write, &watch) => end,
+        end = idle_watch(&watch) => end,
         request = state.cut_requested() => SessionEnd::from(request),
     }
 }
 
-/// Waits for the publisher's C0 + C1, then dials the origin. Returns the origin and the
-/// bytes read so far (to be observed and forwarded unchanged).
-async fn connect(
-    publisher: &mut TcpStream,
+/// What the session knows of its protocol's handshake, for timeouts and blame.
+#[derive(Clone, Copy)]
+struct Handshake {
+    protocol: &'static str,
+    /// Bytes the origin owes before the publisher can go on.
+    origin_len: u64,
+}
+
+impl Handshake {
+    fn of(inspector: &dyn Inspector) -> Self {
+        Handshake {
+            protocol: inspector.protocol(),
+            origin_len: inspector.origin_handshake_len(),
+        }
+    }
+}
+
+/// What the pumps and the idle watch share.
+struct Watch<'a> {
+    ingest: &'a IngestConfig,
+    state: &'a SessionState,
+    activity: &'a Activity,
+    handshake: Handshake,
+}
+
+/// Waits for the publisher's handshake start, then dials the origin. Returns the origin
+/// and the bytes read so far (to be observed and forwarded unchanged).
+async fn connect<P: Transport>(
+    publisher: &mut P,
+    inspector: &dyn Inspector,
     ingest: &IngestConfig,
-) -> Result<(TcpStream, BytesMut), SessionEnd> {
-    let handshake_start = read_handshake_start(publisher, ingest).await?;
-    let origin = dial_origin(ingest).await?;
+) -> Result<(tokio::net::TcpStream, BytesMut), SessionEnd> {
+    let handshake_start = read_handshake_start(publisher, inspector, ingest).await?;
+    let origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
+        .await
+        .map_err(|error| {
+            let kind = match error {
+                DialError::Unreachable { .. } => EndKind::Unreachable,
+                DialError::TimedOut { .. } => EndKind::Timeout,
+            };
+            SessionEnd::new(Closer::Origin, kind, error.to_string())
+        })?;
     Ok((origin, handshake_start))
 }
 
 async fn read_handshake_start(
-    publisher: &mut TcpStream,
+    publisher: &mut (impl AsyncRead + Unpin),
+    inspector: &dyn Inspector,
     ingest: &IngestConfig,
 ) -> Result<BytesMut, SessionEnd> {
+    let needed = inspector.dial_after();
+    let what = inspector.handshake_start();
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let read = async {
-        while buffer.len() < HANDSHAKE_START_LEN {
+        while buffer.len() < needed {
             match publisher.read_buf(&mut buffer).await {
                 Ok(0) => {
                     return Err(SessionEnd::new(
                         Closer::Publisher,
+                        EndKind::Closed,
                         format!(
-                            "publisher closed the connection after {} of the {HANDSHAKE_START_LEN} bytes of C0 + C1 (origin not dialled)",
+                            "publisher closed the connection after {} of the {needed} bytes of {what} (origin not dialled)",
                             buffer.len()
                         ),
                     ));
@@ -197,17 +247,16 @@ async fn read_handshake_start(
                 Err(error) => {
                     return Err(SessionEnd::new(
                         Closer::Publisher,
+                        EndKind::Reset,
                         format!("reading from publisher: {error}"),
                     ));
                 }
             }
-            if buffer[0] != RTMP_VERSION {
+            if let Err(error) = inspector.check_start(&buffer) {
                 return Err(SessionEnd::new(
                     Closer::Publisher,
-                    format!(
-                        "not RTMP: first byte {:#04x} is not RTMP version 3 (C0); origin not dialled",
-                        buffer[0]
-                    ),
+                    EndKind::NotProtocol,
+                    format!("{error}; origin not dialled"),
                 ));
             }
         }
@@ -218,33 +267,11 @@ async fn read_handshake_start(
         Ok(Err(end)) => Err(end),
         Err(_) => Err(SessionEnd::new(
             Closer::Publisher,
+            EndKind::Timeout,
             format!(
-                "publisher sent {} of the {HANDSHAKE_START_LEN} bytes of an RTMP handshake start (C0 + C1) within {} ms (origin not dialled)",
+                "publisher sent {} of the {needed} bytes of {what} within {} ms (origin not dialled)",
                 buffer.len(),
                 ingest.handshake_timeout_ms
-            ),
-        )),
-    }
-}
-
-async fn dial_origin(ingest: &IngestConfig) -> Result<TcpStream, SessionEnd> {
-    let origin = &ingest.origin;
-    match tokio::time::timeout(
-        ingest.connect_timeout(),
-        TcpStream::connect(origin.as_str()),
-    )
-    .await
-    {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(error)) => Err(SessionEnd::new(
-            Closer::Origin,
-            format!("origin {origin} unreachable: {error}"),
-        )),
-        Err(_) => Err(SessionEnd::new(
-            Closer::Origin,
-            format!(
-                "origin {origin} did not accept within {} ms",
-                ingest.connect_timeout_ms
             ),
         )),
     }
@@ -282,44 +309,41 @@ impl Activity {
     }
 }
 
-/// Who a silent session waits on. The publisher is the stream's source, so silence is
-/// its doing — except while the origin owes the rest of the handshake (S0 + S1 + S2):
-/// the publisher has sent C0 + C1 (the origin is dialled only then) and cannot go on.
-fn silent_side(state: &SessionState) -> Option<Closer> {
-    let from_origin = state.bytes_from_origin.load(Ordering::Relaxed);
-    (from_origin < ORIGIN_HANDSHAKE_LEN).then_some(Closer::Origin)
-}
-
-/// How a session that reached `what` without progress ends, blaming the side it waits on.
-fn stalled(state: &SessionState, what: String) -> SessionEnd {
-    match silent_side(state) {
-        Some(closer) => SessionEnd::new(
-            closer,
-            format!(
-                "{what}: the origin did not answer the RTMP handshake (sent {} of {ORIGIN_HANDSHAKE_LEN} bytes)",
-                state.bytes_from_origin.load(Ordering::Relaxed)
-            ),
-        ),
-        None => SessionEnd::new(Closer::Publisher, what),
+impl Watch<'_> {
+    /// How a session that reached `what` without progress ends, blaming the side it
+    /// waits on. The publisher is the stream's source, so silence is its doing — except
+    /// while the origin owes the rest of the handshake (RTMP's S0 + S1 + S2): the
+    /// publisher has sent its handshake start (the origin is dialled only then) and
+    /// cannot go on.
+    fn stalled(&self, what: String) -> SessionEnd {
+        let from_origin = self.state.bytes_from_origin.load(Ordering::Relaxed);
+        let Handshake {
+            protocol,
+            origin_len,
+        } = self.handshake;
+        if from_origin < origin_len {
+            return SessionEnd::new(
+                Closer::Origin,
+                EndKind::Timeout,
+                format!(
+                    "{what}: the origin did not answer the {protocol} handshake (sent {from_origin} of {origin_len} bytes)"
+                ),
+            );
+        }
+        SessionEnd::new(Closer::Publisher, EndKind::Timeout, what)
     }
 }
 
 /// Ends the session once no bytes have moved in either direction for `idle_timeout_ms`.
-async fn idle_watch(
-    ingest: &IngestConfig,
-    state: &SessionState,
-    activity: &Activity,
-) -> SessionEnd {
+async fn idle_watch(watch: &Watch<'_>) -> SessionEnd {
+    let ingest = watch.ingest;
     loop {
-        let deadline = activity.last() + ingest.idle_timeout();
+        let deadline = watch.activity.last() + ingest.idle_timeout();
         if Instant::now() >= deadline {
-            return stalled(
-                state,
-                format!(
-                    "no bytes in either direction for {} ms",
-                    ingest.idle_timeout_ms
-                ),
-            );
+            return watch.stalled(format!(
+                "no bytes in either direction for {} ms",
+                ingest.idle_timeout_ms
+            ));
         }
         tokio::time::sleep_until(deadline.into()).await;
     }
@@ -341,17 +365,21 @@ impl WriteFailure {
     fn end(self, receiver: Closer, sender: Closer, write_timeout_ms: u64) -> SessionEnd {
         let (to, from) = (receiver.as_str(), sender.as_str());
         match self {
-            WriteFailure::Failed(error) => {
-                SessionEnd::new(receiver, format!("writing to {to}: {error}"))
-            }
+            WriteFailure::Failed(error) => SessionEnd::new(
+                receiver,
+                EndKind::Reset,
+                format!("writing to {to}: {error}"),
+            ),
             WriteFailure::TimedOut => SessionEnd::new(
                 receiver,
+                EndKind::Timeout,
                 format!(
                     "{to} stopped reading: a write to it did not complete within {write_timeout_ms} ms (write_timeout_ms)"
                 ),
             ),
             WriteFailure::SourceGone => SessionEnd::new(
                 sender,
+                EndKind::Closed,
                 format!("{from} closed the connection while the {to} was not reading"),
             ),
         }
@@ -361,9 +389,9 @@ impl WriteFailure {
 /// Writes `bytes` to `to` within `limit`, ending early if `from` (the socket they came
 /// from) closes while the write is stalled.
 async fn forward(
-    to: &mut OwnedWriteHalf,
+    to: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
-    from: &OwnedReadHalf,
+    from: &impl PeerClose,
     limit: Duration,
 ) -> Result<(), WriteFailure> {
     let write = to.write_all(bytes);
@@ -377,7 +405,7 @@ async fn forward(
         biased;
         written = &mut write => return written.map_err(WriteFailure::Failed),
         () = tokio::time::sleep(limit) => return Err(WriteFailure::TimedOut),
-        () = closed_by_peer(from) => {}
+        () = from.closed_by_peer() => {}
     }
     match tokio::time::timeout(SOURCE_GONE_GRACE, write).await {
         Ok(written) => written.map_err(WriteFailure::Failed),
@@ -385,23 +413,11 @@ async fn forward(
     }
 }
 
-/// Resolves once the peer of `socket` has closed or reset it. A FIN or RST queued behind
-/// unread bytes that fill the receive window cannot be seen: `write_timeout_ms` bounds
-/// that case.
-async fn closed_by_peer(socket: &OwnedReadHalf) {
-    loop {
-        match socket.ready(Interest::READABLE).await {
-            Ok(ready) if !ready.is_read_closed() => tokio::time::sleep(STALL_POLL).await,
-            _ => return,
-        }
-    }
-}
-
 /// The publisher-to-origin direction: the sockets, the bytes read before the origin was
 /// dialled (forwarded first), and the deadline for `publish`.
-struct Inbound {
-    publisher: OwnedReadHalf,
-    origin: OwnedWriteHalf,
+struct Inbound<R, W> {
+    publisher: R,
+    origin: W,
     pending: BytesMut,
     publish_deadline: Instant,
 }
@@ -437,6 +453,7 @@ impl BitrateCap {
         }
         Err(SessionEnd::new(
             Closer::Publisher,
+            EndKind::OverLimit,
             format!(
                 "publisher exceeded max_publisher_kbps = {}: {} bytes within {} ms (at most {} per {} s)",
                 self.kbps,
@@ -450,12 +467,16 @@ impl BitrateCap {
 }
 
 async fn pump_publisher_to_origin(
-    inbound: Inbound,
+    inbound: Inbound<impl AsyncRead + PeerClose + Unpin, impl AsyncWrite + Unpin>,
     mut tap: Tap,
-    ingest: &IngestConfig,
-    state: &SessionState,
-    activity: &Activity,
+    watch: &Watch<'_>,
 ) -> SessionEnd {
+    let Watch {
+        ingest,
+        state,
+        activity,
+        handshake,
+    } = *watch;
     let Inbound {
         mut publisher,
         mut origin,
@@ -474,13 +495,10 @@ async fn pump_publisher_to_origin(
                 match tokio::time::timeout_at(publish_deadline.into(), read).await {
                     Ok(read) => read,
                     Err(_) => {
-                        return stalled(
-                            state,
-                            format!(
-                                "no RTMP publish command within {} ms",
-                                ingest.publish_timeout_ms
-                            ),
-                        );
+                        return watch.stalled(format!(
+                            "no {} publish command within {} ms",
+                            handshake.protocol, ingest.publish_timeout_ms
+                        ));
                     }
                 }
             } else {
@@ -488,12 +506,17 @@ async fn pump_publisher_to_origin(
             };
             match read {
                 Ok(0) => {
-                    return SessionEnd::new(Closer::Publisher, "publisher closed the connection");
+                    return SessionEnd::new(
+                        Closer::Publisher,
+                        EndKind::Closed,
+                        "publisher closed the connection",
+                    );
                 }
                 Ok(_) => {}
                 Err(error) => {
                     return SessionEnd::new(
                         Closer::Publisher,
+                        EndKind::Reset,
                         format!("reading from publisher: {error}"),
                     );
                 }
@@ -519,6 +542,7 @@ async fn pump_publisher_to_origin(
         if held.len() > tap.max_held_bytes {
             return SessionEnd::new(
                 Closer::Publisher,
+                EndKind::OverLimit,
                 format!(
                     "{} bytes held behind an incomplete command message, above limits.max_buffered_bytes",
                     held.len()
@@ -539,22 +563,36 @@ async fn pump_publisher_to_origin(
 }
 
 async fn pump_origin_to_publisher(
-    mut origin: OwnedReadHalf,
-    mut publisher: OwnedWriteHalf,
-    ingest: &IngestConfig,
-    state: &SessionState,
-    activity: &Activity,
+    mut origin: impl AsyncRead + PeerClose + Unpin,
+    mut publisher: impl AsyncWrite + Unpin,
+    watch: &Watch<'_>,
 ) -> SessionEnd {
+    let Watch {
+        ingest,
+        state,
+        activity,
+        ..
+    } = *watch;
     let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
         if buffer.capacity() - buffer.len() < READ_BUFFER_BYTES / 4 {
             buffer.reserve(READ_BUFFER_BYTES);
         }
         match origin.read_buf(&mut buffer).await {
-            Ok(0) => return SessionEnd::new(Closer::Origin, "origin closed the connection"),
+            Ok(0) => {
+                return SessionEnd::new(
+                    Closer::Origin,
+                    EndKind::Closed,
+                    "origin closed the connection",
+                );
+            }
             Ok(_) => {}
             Err(error) => {
-                return SessionEnd::new(Closer::Origin, format!("reading from origin: {error}"));
+                return SessionEnd::new(
+                    Closer::Origin,
+                    EndKind::Reset,
+                    format!("reading from origin: {error}"),
+                );
             }
         }
         activity.mark(&activity.origin, Instant::now());
@@ -585,6 +623,7 @@ fn log_close(state: &SessionState, end: &SessionEnd) {
         session = %state.id,
         client = %state.client,
         closer = end.closer.as_str(),
+        kind = end.kind.as_str(),
         reason = %end.reason,
         app = identity.app.as_deref().unwrap_or(""),
         %key,

@@ -1,6 +1,8 @@
 //! The passive observer of the publisher's bytes: feeds a copy of each read to the
-//! protocol's demuxer before the read is forwarded, admits every `publish`, and hands
-//! keyframes to analysis. It parses only; it never writes and never changes a byte.
+//! protocol's inspector before the read is forwarded, and acts on the protocol-neutral
+//! events it reports: records the stream's identity, admits every publish, hands
+//! keyframes to analysis, and notices video it cannot inspect. It never writes and
+//! never changes a byte.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,10 +14,9 @@ use super::relay::{Services, SessionEnd};
 use crate::actions::{Actuator, AuditEvent, AuditRecord};
 use crate::analysis::StreamAnalysis;
 use crate::config::{IngestConfig, OnParseError};
-use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
-use crate::session::{Closer, SessionState};
-use crate::stream::RedactedKey;
-use crate::stream::UninspectableReason;
+use crate::ingest::inspect::Inspector;
+use crate::session::{Closer, EndKind, SessionState};
+use crate::stream::{AccessUnit, RedactedKey, StreamEvent, UninspectableReason, VideoCodec};
 
 /// Reads remembered to map a frame's stream offset back to its arrival time: enough
 /// for a keyframe spread over many reads.
@@ -23,9 +24,9 @@ const ARRIVALS_KEPT: usize = 512;
 
 /// The passive observer of the publisher's bytes.
 pub(super) struct Tap {
-    /// `None` once the stream proved unparseable under `on_parse_error = "pass"`.
-    demuxer: Option<Demuxer>,
-    events: Vec<DemuxEvent>,
+    /// `None` once the stream proved uninspectable under `on_parse_error = "pass"`.
+    inspector: Option<Box<dyn Inspector>>,
+    events: Vec<StreamEvent>,
     on_parse_error: OnParseError,
     published: bool,
     state: Arc<SessionState>,
@@ -42,17 +43,20 @@ pub(super) struct Tap {
     /// was the last).
     keyframe_gap_since: Option<Instant>,
     max_keyframe_interval: Duration,
+    /// The codec of the latest codec config or access unit.
+    codec: Option<VideoCodec>,
 }
 
 impl Tap {
     pub(super) fn new(
+        inspector: Box<dyn Inspector>,
         ingest: &IngestConfig,
         state: Arc<SessionState>,
         stream: Arc<StreamAnalysis>,
         services: &Services,
     ) -> Self {
         Tap {
-            demuxer: Some(Demuxer::new(ingest.demux_limits())),
+            inspector: Some(inspector),
             events: Vec::new(),
             on_parse_error: ingest.on_parse_error,
             published: false,
@@ -65,22 +69,28 @@ impl Tap {
             read_at: Instant::now(),
             keyframe_gap_since: None,
             max_keyframe_interval: ingest.max_keyframe_interval(),
+            codec: None,
         }
     }
 
     /// Stream offset before which every byte read may go to the origin: all of them,
-    /// except from the start of a command the demuxer has not yet parsed.
+    /// except from where the inspector holds them (a command not yet parsed whole).
     pub(super) fn release_limit(&self) -> u64 {
-        self.demuxer
+        self.inspector
             .as_ref()
-            .and_then(Demuxer::held_from)
+            .and_then(|inspector| inspector.held_from())
             .unwrap_or(self.offset)
+    }
+
+    /// The protocol's inspector, while the stream is inspected.
+    pub(super) fn inspector(&self) -> Option<&dyn Inspector> {
+        self.inspector.as_deref()
     }
 
     /// True while the publish deadline applies: the stream is inspected and has not
     /// yet sent `publish`.
     pub(super) fn awaits_publish(&self) -> bool {
-        self.demuxer.is_some() && !self.published
+        self.inspector.is_some() && !self.published
     }
 
     /// When the byte at `offset` arrived (the oldest remembered read if it is older).
@@ -102,10 +112,10 @@ impl Tap {
             self.arrivals.pop_front();
         }
         self.arrivals.push_back((self.offset, now));
-        let Some(demuxer) = self.demuxer.as_mut() else {
+        let Some(inspector) = self.inspector.as_mut() else {
             return Ok(());
         };
-        let parsed = demuxer
+        let parsed = inspector
             .feed(bytes, &mut self.events)
             .map_err(|error| (UninspectableReason::Unparseable, error.to_string()));
         let mut events = std::mem::take(&mut self.events);
@@ -131,30 +141,27 @@ impl Tap {
                     error = %why,
                     "stream cannot be inspected; relaying it uninspected (on_parse_error = \"pass\")"
                 );
-                self.demuxer = None;
+                self.inspector = None;
                 Ok(())
             }
             OnParseError::Cut => Err(SessionEnd::new(
                 Closer::Publisher,
+                EndKind::Uninspectable,
                 format!("stream cannot be inspected (on_parse_error = \"cut\"): {why}"),
             )),
         }
     }
 
     /// Records what an event tells about the stream and hands keyframes to analysis.
-    fn handle(&mut self, event: DemuxEvent) -> Result<(), EventProblem> {
+    fn handle(&mut self, event: StreamEvent) -> Result<(), EventProblem> {
         let state = &self.state;
         match event {
-            DemuxEvent::Connect { app, tc_url, .. } => {
-                debug!(session = %state.id, %app, tc_url = tc_url.as_deref().unwrap_or(""), "connect");
+            StreamEvent::Application { app } => {
+                debug!(session = %state.id, %app, "application");
                 state.update_identity(|identity| identity.app = Some(app));
             }
-            DemuxEvent::Publish { stream_key, .. } => {
-                // The key alone identifies the stream (as nginx-rtmp's `name`): a
-                // `?query` (often a token) must neither be logged nor let a banned key
-                // back in under a new query.
-                let (key, _query) = split_stream_key(&stream_key);
-                let key = RedactedKey::new(key);
+            StreamEvent::Publish { key } => {
+                let key = RedactedKey::new(&key);
                 self.published = true;
                 let identity = state.identity();
                 let app = identity.app.as_deref().unwrap_or("");
@@ -169,7 +176,7 @@ impl Tap {
                     let reason = format!(
                         "publish of stream key {key} on a connection already publishing {admitted}: one stream key per connection"
                     );
-                    return Err(self.reject(app, &key, reason));
+                    return Err(self.reject(app, &key, EndKind::Rejected, reason));
                 }
                 state.update_identity(|identity| identity.key = Some(key.clone()));
                 if let Some(remaining) = self.actuator.ban_remaining(key.fingerprint()) {
@@ -177,42 +184,22 @@ impl Tap {
                         "stream key {key} is banned for {} more seconds",
                         remaining.as_secs().max(1)
                     );
-                    return Err(self.reject(app, &key, reason));
+                    return Err(self.reject(app, &key, EndKind::Banned, reason));
                 }
             }
-            DemuxEvent::VideoConfig { codec, extradata } => {
+            StreamEvent::CodecConfig(config) => {
                 debug!(
                     session = %state.id,
-                    ?codec,
-                    extradata_bytes = extradata.len(),
+                    codec = ?config.codec,
+                    extradata_bytes = config.extradata.len(),
                     "video config"
                 );
-                state.update_identity(|identity| {
-                    identity.codec = Some(crate::ingest::rtmp_codec(codec))
-                });
-                self.stream.set_codec(codec, extradata);
+                self.codec = Some(config.codec);
+                state.update_identity(|identity| identity.codec = Some(config.codec));
+                self.stream.set_codec(config);
             }
-            DemuxEvent::VideoFrame(frame) => {
-                state.frames_seen.fetch_add(1, Ordering::Relaxed);
-                if frame.keyframe {
-                    state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
-                    self.keyframe_gap_since = None;
-                    let arrived = self.arrival_of(frame.start_offset);
-                    self.stream.offer_keyframe(frame, arrived);
-                } else {
-                    let since = *self.keyframe_gap_since.get_or_insert(self.read_at);
-                    if self.read_at.duration_since(since) > self.max_keyframe_interval {
-                        return Err(EventProblem::Uninspectable(
-                            UninspectableReason::NoKeyframe,
-                            format!(
-                                "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
-                                self.max_keyframe_interval.as_millis()
-                            ),
-                        ));
-                    }
-                }
-            }
-            DemuxEvent::Metadata(metadata) => {
+            StreamEvent::AccessUnit(unit) => self.video(unit)?,
+            StreamEvent::Metadata(metadata) => {
                 debug!(
                     session = %state.id,
                     width = metadata.width,
@@ -225,10 +212,38 @@ impl Tap {
                     identity.set_dimensions(metadata.width, metadata.height);
                 });
             }
-            DemuxEvent::UnsupportedVideo { description } => {
+            StreamEvent::Uninspectable {
+                reason,
+                description,
+            } => return Err(EventProblem::Uninspectable(reason, description)),
+        }
+        Ok(())
+    }
+
+    /// Counts a video access unit, offers keyframes to analysis, and watches the gap
+    /// between keyframes.
+    fn video(&mut self, unit: AccessUnit) -> Result<(), EventProblem> {
+        let state = &self.state;
+        // Streams whose codec config is in-band (MPEG-TS) still show their codec.
+        if self.codec != Some(unit.codec) {
+            self.codec = Some(unit.codec);
+            state.update_identity(|identity| identity.codec = Some(unit.codec));
+        }
+        state.frames_seen.fetch_add(1, Ordering::Relaxed);
+        if unit.keyframe {
+            state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
+            self.keyframe_gap_since = None;
+            let arrived = self.arrival_of(unit.offset);
+            self.stream.offer_keyframe(unit, arrived);
+        } else {
+            let since = *self.keyframe_gap_since.get_or_insert(self.read_at);
+            if self.read_at.duration_since(since) > self.max_keyframe_interval {
                 return Err(EventProblem::Uninspectable(
-                    UninspectableReason::UnsupportedVideo,
-                    format!("unsupported video: {description}"),
+                    UninspectableReason::NoKeyframe,
+                    format!(
+                        "video without a keyframe for more than {} ms (max_keyframe_interval_ms): livegate inspects keyframes",
+                        self.max_keyframe_interval.as_millis()
+                    ),
                 ));
             }
         }
@@ -238,13 +253,13 @@ impl Tap {
 
 impl Tap {
     /// Refuses a `publish` before it reaches the origin, with a `rejected` audit record.
-    fn reject(&self, app: &str, key: &RedactedKey, reason: String) -> EventProblem {
+    fn reject(&self, app: &str, key: &RedactedKey, kind: EndKind, reason: String) -> EventProblem {
         let mut record = AuditRecord::now(AuditEvent::Rejected, self.state.id, reason.clone());
         record.app = app.to_string();
         record.key_fingerprint = Some(key.fingerprint().to_string());
         record.client = self.state.client.to_string();
         self.actuator.record(record);
-        EventProblem::End(SessionEnd::new(Closer::Policy, reason))
+        EventProblem::End(SessionEnd::new(Closer::Policy, kind, reason))
     }
 }
 

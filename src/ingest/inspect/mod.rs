@@ -1,0 +1,53 @@
+//! Passive inspectors: one per protocol, each fed a copy of every read from the
+//! publisher (in order, before the read is forwarded) and turning it into
+//! [`StreamEvent`]s. An inspector never writes and never changes a byte; it may ask for
+//! bytes to be held back until it has understood them ([`Inspector::held_from`]).
+
+pub mod rtmp;
+
+use crate::config::IngestConfig;
+use crate::config::Protocol;
+use crate::stream::StreamEvent;
+
+/// The publisher sent bytes the inspector refuses: malformed, over a limit, or bytes
+/// origins could read in more than one way. The stream cannot be inspected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InspectError(pub String);
+
+/// What a session needs from the protocol its publisher speaks.
+pub trait Inspector: Send + Sync {
+    /// The protocol's name in messages ("RTMP").
+    fn protocol(&self) -> &'static str;
+
+    /// What the first [`Inspector::dial_after`] bytes are called in messages.
+    fn handshake_start(&self) -> &'static str;
+
+    /// Bytes the publisher must send before the origin is dialled (its handshake start),
+    /// so that idle or foreign sockets cost the origin nothing; 0 when the transport has
+    /// already done a handshake of its own.
+    fn dial_after(&self) -> usize;
+
+    /// Checks the first bytes (up to [`Inspector::dial_after`] of them, possibly fewer)
+    /// before the origin is dialled; the error says what the bytes are not.
+    fn check_start(&self, start: &[u8]) -> Result<(), InspectError>;
+
+    /// Bytes the origin sends before the publisher can go on (its side of the handshake):
+    /// while it owes them, a silent session is the origin's doing.
+    fn origin_handshake_len(&self) -> u64;
+
+    /// Reads the next bytes from the publisher, appending what they tell to `events`.
+    /// After an error the inspector must not be fed again.
+    fn feed(&mut self, bytes: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), InspectError>;
+
+    /// Stream offset from which bytes must wait before going to the origin (the start of
+    /// a message the inspector has to read whole first); `None`: release everything.
+    fn held_from(&self) -> Option<u64>;
+}
+
+/// The inspector for a listener's protocol.
+pub fn for_ingest(ingest: &IngestConfig) -> Box<dyn Inspector> {
+    match ingest.protocol {
+        Protocol::Rtmp => Box::new(rtmp::RtmpInspector::new(ingest.demux_limits())),
+    }
+}
