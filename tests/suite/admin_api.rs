@@ -370,7 +370,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     assert_eq!(stream["last_match_distance"], Value::Null);
     assert_eq!(metric(&scrape(admin), "livegate_streams_active"), 1.0);
 
-    let id = stream["id"].as_u64().expect("id");
+    let id = stream["id"].as_str().expect("id").to_string();
     let path = format!("/v1/streams/{id}/cut");
     assert_status(&Request::post(&path, b"{}").token(TOKEN).send(admin), 400);
     let cut = Request::post(&path, br#"{"reason":"reported by a viewer"}"#)
@@ -384,7 +384,8 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
 
     let (_, _) = publisher.finish(Duration::from_secs(15));
     let closed = livegate.wait_for_closed_session(Duration::from_secs(10));
-    assert_eq!(closed["closer"], "policy", "{closed}");
+    assert_eq!(closed["closer"], "operator", "{closed}");
+    assert_eq!(closed["kind"], "operator_cut", "{closed}");
     let manual = events_of(admin, "manual_cut");
     assert_eq!(manual.len(), 1, "{manual:?}");
     assert!(

@@ -95,6 +95,7 @@ fn an_origin_that_never_answers_the_handshake_is_the_closer() {
     assert!(client.closed_within(Duration::from_secs(5)));
     let closed = livegate.session_closed_for(client.local, Duration::from_secs(5));
     assert_eq!(closed["closer"], "origin", "{closed}");
+    assert_eq!(closed["kind"], "timeout", "{closed}");
     assert!(
         closed["reason"]
             .as_str()
@@ -278,14 +279,20 @@ fn the_origin_is_dialled_only_after_a_valid_handshake_start() {
     partial.send(&encode::client_handshake()[..1000]);
     let mut garbage = RawClient::connect(listen);
     garbage.send(b"GET / HTTP/1.1\r\n\r\n");
-    for (client, reason) in [
+    for (client, kind, reason) in [
         (
             &mut idle,
+            "timeout",
             "publisher sent 0 of the 1537 bytes of an RTMP handshake start (C0 + C1) within 300 ms",
         ),
-        (&mut partial, "publisher sent 1000 of the 1537 bytes"),
+        (
+            &mut partial,
+            "timeout",
+            "publisher sent 1000 of the 1537 bytes",
+        ),
         (
             &mut garbage,
+            "not_protocol",
             "not RTMP: first byte 0x47 is not RTMP version 3 (C0)",
         ),
     ] {
@@ -295,6 +302,7 @@ fn the_origin_is_dialled_only_after_a_valid_handshake_start() {
         );
         let closed = livegate.session_closed_for(client.local, Duration::from_secs(3));
         assert_eq!(closed["closer"], "publisher", "{closed}");
+        assert_eq!(closed["kind"], kind, "{closed}");
         assert!(
             closed["reason"]
                 .as_str()

@@ -264,12 +264,10 @@ fn tapped_client(livegate: &Livegate) -> SocketAddr {
                 .as_str()
                 .is_some_and(|key| key.ends_with(&key_fingerprint(STREAM_KEY)))
         })
-        .and_then(|line| line["session"].as_u64())
+        .map(|line| line["session"].clone())
         .unwrap_or_else(|| panic!("no publish of the test key; log:\n{}", livegate.raw_log()));
     logs.iter()
-        .find(|line| {
-            line["message"] == "session opened" && line["session"].as_u64() == Some(session)
-        })
+        .find(|line| line["message"] == "session opened" && line["session"] == session)
         .and_then(|line| line["client"].as_str())
         .and_then(|client| client.parse().ok())
         .unwrap_or_else(|| panic!("no session opened line for session {session}"))
