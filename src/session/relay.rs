@@ -349,6 +349,24 @@ async fn idle_watch(watch: &Watch<'_>) -> SessionEnd {
     }
 }
 
+/// How the session ends after a read from `side` (`None`: it read bytes).
+fn read_ended(side: Closer, read: std::io::Result<usize>) -> Option<SessionEnd> {
+    let name = side.as_str();
+    match read {
+        Ok(0) => Some(SessionEnd::new(
+            side,
+            EndKind::Closed,
+            format!("{name} closed the connection"),
+        )),
+        Ok(_) => None,
+        Err(error) => Some(SessionEnd::new(
+            side,
+            EndKind::Reset,
+            format!("reading from {name}: {error}"),
+        )),
+    }
+}
+
 /// Why forwarding bytes to one side did not complete.
 enum WriteFailure {
     /// The write failed: the receiving side reset or closed.
@@ -504,22 +522,8 @@ async fn pump_publisher_to_origin(
             } else {
                 publisher.read_buf(&mut buffer).await
             };
-            match read {
-                Ok(0) => {
-                    return SessionEnd::new(
-                        Closer::Publisher,
-                        EndKind::Closed,
-                        "publisher closed the connection",
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    return SessionEnd::new(
-                        Closer::Publisher,
-                        EndKind::Reset,
-                        format!("reading from publisher: {error}"),
-                    );
-                }
+            if let Some(end) = read_ended(Closer::Publisher, read) {
+                return end;
             }
         }
         let now = Instant::now();
@@ -578,22 +582,8 @@ async fn pump_origin_to_publisher(
         if buffer.capacity() - buffer.len() < READ_BUFFER_BYTES / 4 {
             buffer.reserve(READ_BUFFER_BYTES);
         }
-        match origin.read_buf(&mut buffer).await {
-            Ok(0) => {
-                return SessionEnd::new(
-                    Closer::Origin,
-                    EndKind::Closed,
-                    "origin closed the connection",
-                );
-            }
-            Ok(_) => {}
-            Err(error) => {
-                return SessionEnd::new(
-                    Closer::Origin,
-                    EndKind::Reset,
-                    format!("reading from origin: {error}"),
-                );
-            }
+        if let Some(end) = read_ended(Closer::Origin, origin.read_buf(&mut buffer).await) {
+            return end;
         }
         activity.mark(&activity.origin, Instant::now());
         let chunk = buffer.split().freeze();
