@@ -1,20 +1,22 @@
-//! Per-connection session: wait for the publisher's handshake start (C0 + C1), dial the
-//! origin, then two pumps copy bytes verbatim in each direction while the tap feeds a
-//! copy of the publisher's bytes to the demuxer.
+//! Per-connection session over any [`Transport`]: wait for the publisher's handshake
+//! start (RTMP's C0 + C1, as the protocol's inspector says), dial the origin, then two
+//! pumps copy bytes verbatim in each direction while the tap feeds a copy of the
+//! publisher's bytes to the inspector.
 //!
 //! Each read from the publisher is parsed by the tap, then written to the origin: the
 //! tap only parses and offers keyframes to the analysis pool (a push onto a bounded
 //! queue, never a wait), so inspection adds parsing time to a read, not a queue — and a
 //! banned key's `publish`, or bytes livegate cannot parse, never reach the origin.
 //! Commands and other non-media messages (small, capped by `limits.max_command_bytes`)
-//! are held from their first byte until the demuxer has parsed them whole, so none of
-//! an unparseable or refused command reaches the origin either. A session ends when
-//! either side closes, a timeout fires (no handshake start, no `publish`, no bytes in
-//! either direction, a write the other side does not take), the publisher exceeds
+//! are held from their first byte until the inspector has parsed them whole, so none of
+//! an unparseable or refused command reaches the origin either; this is also where gate
+//! mode will hold a keyframe's bytes until its verdict. A session ends when either side
+//! closes, a timeout fires (no handshake start, no `publish`, no bytes in either
+//! direction, a write the other side does not take), the publisher exceeds
 //! `max_publisher_kbps`, the stream cannot be parsed (with `on_parse_error = "cut"`),
-//! its key is banned, or someone requests a cut (policy, operator, shutdown); ending
-//! drops both sockets at once. `closer` names the side that stopped: the one that
-//! closed, did not read, or did not answer.
+//! its key is banned, or someone requests a cut (policy, operator, overload, shutdown);
+//! ending drops both sockets at once. `closer` names the side that stopped — the one
+//! that closed, did not read, or did not answer — and `kind` how.
 
 use bytes::BytesMut;
 use std::future::Future;
