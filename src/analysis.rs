@@ -29,7 +29,6 @@ use tracing::{debug, info, warn};
 
 use crate::actuator::{Actuator, AuditEvent, AuditRecord, SignalRecord};
 use crate::config::OnParseError;
-use crate::ingest::rtmp::{VideoCodec, VideoFrame};
 use crate::media::decode::{Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
@@ -38,6 +37,7 @@ use crate::signals::classifier::ClassifierPolicy;
 use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::signals::pdq::{Dihedral, PdqDihedral};
+use livegate_rtmp::{VideoCodec, VideoFrame};
 
 mod classify;
 pub use classify::{ClassifierPool, ClassifierStats};

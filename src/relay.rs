@@ -33,8 +33,8 @@ use crate::actuator::{Actuator, AuditEvent, AuditRecord};
 use crate::analysis::{Analysis, StreamAnalysis, UninspectableReason};
 use crate::config::{IngestConfig, OnParseError};
 use crate::held_bytes::HeldBytes;
-use crate::ingest::rtmp::{DemuxEvent, Demuxer, split_stream_key};
 use crate::session::{Closer, CutEvidence, CutRequest, RedactedKey, SessionRegistry, SessionState};
+use livegate_rtmp::{DemuxEvent, Demuxer, split_stream_key};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -116,7 +116,7 @@ const HANDSHAKE_START_LEN: usize = 1 + 1536;
 /// RTMP's C0 version byte; nginx-rtmp refuses any other (6 would be RTMPE).
 const RTMP_VERSION: u8 = 3;
 /// S0 + S1 + S2, the origin's side of the handshake: as long as the client's C0 + C1 + C2.
-const ORIGIN_HANDSHAKE_LEN: u64 = crate::ingest::rtmp::demux::HANDSHAKE_LEN;
+const ORIGIN_HANDSHAKE_LEN: u64 = livegate_rtmp::demux::HANDSHAKE_LEN;
 /// How often a stalled write re-checks whether the side it forwards from has gone: that
 /// socket usually holds unread bytes, so it stays readable and cannot simply be awaited.
 const STALL_POLL: Duration = Duration::from_millis(100);

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
 
 use crate::actuator::AuditRecord;
-use crate::ingest::rtmp::VideoCodec;
+use livegate_rtmp::VideoCodec;
 
 /// A stream key reduced to what may be logged: a few leading characters (only for keys
 /// long enough that they reveal little) and the first 16 hex digits of its SHA-256.

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livegate::ingest::rtmp::amf0::Amf0Decoder;
+use livegate_rtmp::amf0::Amf0Decoder;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Amf0Decoder::new(data, 0).remaining_values();

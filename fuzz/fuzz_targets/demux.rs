@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livegate::ingest::rtmp::{DemuxLimits, Demuxer};
+use livegate_rtmp::{DemuxLimits, Demuxer};
 
 const LIMITS: DemuxLimits = DemuxLimits {
     max_message_bytes: 4096,

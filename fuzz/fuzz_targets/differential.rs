@@ -19,14 +19,14 @@
 
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use livegate::ingest::rtmp::chunk::{ChunkReader, Message};
-use livegate::ingest::rtmp::demux::HANDSHAKE_LEN;
-use livegate::ingest::rtmp::encode::nginx::{self, Ambiguity, NginxMessage, Reading, Stop};
-use livegate::ingest::rtmp::encode::{
+use livegate_rtmp::chunk::{ChunkReader, Message};
+use livegate_rtmp::demux::HANDSHAKE_LEN;
+use livegate_rtmp::encode::nginx::{self, Ambiguity, NginxMessage, Reading, Stop};
+use livegate_rtmp::encode::{
     self, AggregatePart, CSID_CONTROL, ChunkCrafter, EXTENDED_TIMESTAMP_MARK, MessageHeader,
     TYPE_ABORT, TYPE_AGGREGATE,
 };
-use livegate::ingest::rtmp::{DemuxError, DemuxLimits, Demuxer};
+use livegate_rtmp::{DemuxError, DemuxLimits, Demuxer};
 
 /// A command cap small enough to be reached, and a media message cap equal to
 /// nginx-rtmp's `max_message` so both stop at the same lengths. The chunk size cap is

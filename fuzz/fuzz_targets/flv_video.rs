@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use livegate::ingest::rtmp::flv::{VideoTag, parse_video_tag};
+use livegate_rtmp::flv::{VideoTag, parse_video_tag};
 
 fuzz_target!(|data: &[u8]| {
     let payload = Bytes::copy_from_slice(data);

@@ -1,5 +1,4 @@
-//! Ingest protocols: listeners that accept publishers, and the passive demuxers that
-//! understand a copy of what they send.
+//! Ingest: the listeners that accept publishers. The passive demuxer that understands a
+//! copy of what they send is the `livegate-rtmp` crate (`crates/rtmp/`).
 
 pub mod listener;
-pub mod rtmp;

@@ -47,7 +47,6 @@ use super::relay::{percentile, process_cpu_seconds};
 use livegate::actuator::{AuditEvent, AuditRecord};
 use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
-use livegate::ingest::rtmp::encode::{self, ChunkWriter};
 use livegate::media::borders::{crop, find_content_box};
 use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
@@ -56,6 +55,7 @@ use livegate::session::RedactedKey;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
 use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
+use livegate_rtmp::encode::{self, ChunkWriter};
 
 #[derive(Args)]
 pub struct CutBenchArgs {

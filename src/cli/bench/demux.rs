@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use livegate::ingest::rtmp::{DemuxEvent, DemuxLimits, Demuxer};
+use livegate_rtmp::{DemuxEvent, DemuxLimits, Demuxer};
 
 const SESSION: &[u8] = include_bytes!("../../../tests/fixtures/ffmpeg-publish-avc.rtmp");
 

@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use livegate::config::Config;
-use livegate::ingest::rtmp::encode::{self, ChunkWriter};
 use livegate::server::Server;
+use livegate_rtmp::encode::{self, ChunkWriter};
 
 #[derive(Args)]
 pub struct RelayBenchArgs {

@@ -5,7 +5,7 @@
 //! nginx-rtmp reads the chunk layer, for differential tests and fuzzing.
 //!
 //! livegate never writes RTMP on the relay path (bytes pass untouched); this exists to
-//! generate load for `livegate bench relay` and exact byte sequences for tests, so that
+//! generate load for `livegate-bench relay` and exact byte sequences for tests, so that
 //! both speak the same, spec-conforming dialect as real encoders — or, with the crafter,
 //! exactly the dialect an attacker chooses.
 
