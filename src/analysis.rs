@@ -34,10 +34,10 @@ use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
 use crate::signals::classifier::ClassifierPolicy;
-use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
-use crate::signals::pdq::{Dihedral, PdqDihedral};
 use livegate_rtmp::{VideoCodec, VideoFrame};
+use livegate_signals::hash256::Hash256;
+use livegate_signals::pdq::{Dihedral, PdqDihedral};
 
 mod classify;
 pub use classify::{ClassifierPool, ClassifierStats};

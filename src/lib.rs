@@ -2,8 +2,9 @@
 //!
 //! The modules follow the data flow of `DESIGN.md`: bytes arrive at an [`ingest`]
 //! listener, the [`relay`] copies them verbatim to the origin while a passive demuxer
-//! reads a copy, [`media`] decodes sampled keyframes, [`signals`] hashes and looks them
-//! up. [`session`] keeps the registry of live streams; [`config`] is the TOML schema.
+//! (the `livegate-rtmp` crate) reads a copy, [`media`] decodes sampled keyframes, the
+//! `livegate-signals` crate hashes them and [`signals`] looks them up. [`session`] keeps
+//! the registry of live streams; [`config`] is the TOML schema.
 
 pub mod actuator;
 pub mod admin;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livegate::signals::hashlist::{HashListBuilder, ListLimits};
+use livegate_signals::hashlist::{HashListBuilder, ListLimits};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

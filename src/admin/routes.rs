@@ -22,8 +22,8 @@ use tracing::info;
 use super::{AdminContext, Phase};
 use crate::actuator::{AuditEvent, AuditRecord};
 use crate::session::{Closer, CutEvidence, CutRequest, SessionState};
-use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
+use livegate_signals::hash256::Hash256;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, preprocess};
-use livegate::signals::pdq::Image;
+use livegate_signals::pdq::Image;
 
 const REFERENCE_SCRIPT: &str = include_str!("classifier_reference.py");
 const NUDENET: &str = r#"

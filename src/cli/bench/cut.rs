@@ -54,8 +54,8 @@ use livegate::server::Server;
 use livegate::session::RedactedKey;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
-use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 use livegate_rtmp::encode::{self, ChunkWriter};
+use livegate_signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 
 #[derive(Args)]
 pub struct CutBenchArgs {

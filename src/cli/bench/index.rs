@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use livegate::signals::hash256::Hash256;
-use livegate::signals::hashlist::{HashListBuilder, ListLimits};
-use livegate::signals::index::{HashIndex, Neighbor, SearchPlan};
+use livegate_signals::hash256::Hash256;
+use livegate_signals::hashlist::{HashListBuilder, ListLimits};
+use livegate_signals::index::{HashIndex, Neighbor, SearchPlan};
 
 #[derive(Args)]
 pub struct IndexBenchArgs {

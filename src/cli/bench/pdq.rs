@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PdqOutput, PixelLayout};
+use livegate_signals::pdq::{Image, LumaFormula, PdqHasher, PdqOutput, PixelLayout};
 
 const REFERENCE_SCRIPT: &str = include_str!("pdq_reference.py");
 const SIZES: [(usize, usize); 4] = [(64, 64), (512, 512), (1024, 1024), (1920, 1080)];

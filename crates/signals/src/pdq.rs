@@ -14,7 +14,7 @@
 //! sum. Rust never contracts `a * b + c` into a fused multiply-add, like the reference's
 //! generic x86-64 build.
 
-use super::hash256::Hash256;
+use crate::hash256::Hash256;
 use std::sync::OnceLock;
 
 /// Side of the downscaled image the DCT runs on.

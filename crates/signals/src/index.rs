@@ -18,7 +18,7 @@
 //! offset table of `2^bits + 1` `u32`s and the `u32` ids ordered by bucket, built by
 //! counting sort. A search allocates nothing beyond the caller's result vector.
 
-use super::hash256::Hash256;
+use crate::hash256::Hash256;
 
 /// Widest slot: bounds each offset table to 64 MiB.
 const MAX_SLOT_BITS: u32 = 24;

@@ -17,7 +17,7 @@
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
-use super::hash256::{HEX_LEN, Hash256, HexError};
+use crate::hash256::{HEX_LEN, Hash256, HexError};
 
 /// Caps on what loading one list may hold in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
