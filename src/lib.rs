@@ -13,6 +13,7 @@ pub mod config;
 pub mod held_bytes;
 pub mod ingest;
 pub mod media;
+pub mod memory;
 pub mod policy;
 pub mod relay;
 pub mod server;

@@ -1,4 +1,4 @@
-//! `livegate bench classifier`: the real NudeNet YOLOv8n detector (`nudenet/320n.onnx`
+//! `livegate-bench classifier`: the real NudeNet YOLOv8n detector (`nudenet/320n.onnx`
 //! from PyPI) on a 1280×720 picture, through livegate's classifier on one thread, against
 //! the same model and tensor in Python's onnxruntime (one thread) in the same run. Prints
 //! preprocessing and inference ms per frame, frames/s per core, and the ratio.

@@ -1,4 +1,4 @@
-//! `livegate bench relay`: the relay's cost against a direct connection, in one run.
+//! `livegate-bench relay`: the relay's cost against a direct connection, in one run.
 //!
 //! Many publishers push a synthetic H.264 session (a GOP of chunked FLV video messages,
 //! looped) at full speed to a sink that reads and discards — first straight to the sink,

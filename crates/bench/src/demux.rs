@@ -1,4 +1,4 @@
-//! `livegate bench demux`: RTMP demuxer throughput on the captured FFmpeg publish
+//! `livegate-bench demux`: RTMP demuxer throughput on the captured FFmpeg publish
 //! session, fed in relay-sized reads, against a plain copy of the same bytes (the
 //! yardstick: the relay's own tap copy).
 use std::hint::black_box;

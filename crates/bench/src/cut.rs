@@ -1,8 +1,9 @@
-//! `livegate bench cut`: time to cut and streams per core (issue 5), in one run.
+//! `livegate-bench cut`: time to cut and streams per core (issue 5), in one run.
 //!
 //! Media is pre-encoded once per run with the system ffmpeg into FLV files: benign 720p30
 //! footage (2 s GOP), a "known" clip, and a listed stream (benign footage, then the clip).
-//! The list is made from the clip by `livegate hash --every 1` (this very binary).
+//! The list is made from the clip by `livegate hash --every 1` (the `livegate` binary
+//! built beside this one).
 //!
 //! - **Time to cut**: an in-process livegate relays to a sink that discards. In-process
 //!   publishers push the benign file (looped, real-time rate, each from a random phase so
@@ -366,7 +367,7 @@ impl Media {
         ffmpeg(&args)?;
 
         // The list, made exactly as an operator makes one: `livegate hash --every 1`.
-        let exe = std::env::current_exe().context("locating the livegate binary")?;
+        let exe = livegate_binary()?;
         let output = Command::new(&exe)
             .args(["hash", "--every", "1"])
             .arg(&known)
@@ -388,6 +389,19 @@ impl Media {
             list_path,
         })
     }
+}
+
+/// The `livegate` binary of the same build (cargo puts every binary of a workspace in one
+/// directory): the list is made by the real `livegate hash`, not by a copy of it.
+fn livegate_binary() -> anyhow::Result<PathBuf> {
+    let bench = std::env::current_exe().context("locating the livegate-bench binary")?;
+    let exe = bench.with_file_name("livegate");
+    ensure!(
+        exe.is_file(),
+        "{} not found: build it beside livegate-bench (cargo build --release -p livegate -p livegate-bench)",
+        exe.display()
+    );
+    Ok(exe)
 }
 
 /// Largest FLV file the bench reads into memory.

@@ -1,4 +1,4 @@
-//! `livegate bench pdq`: livegate's PDQ against Meta's C++ (PyPI `pdqhash`) on the same
+//! `livegate-bench pdq`: livegate's PDQ against Meta's C++ (PyPI `pdqhash`) on the same
 //! RGB buffers, in one run. Prints ms per hash for both, the speed ratio, and fails unless
 //! every hash and quality is bit-identical.
 

@@ -1,4 +1,6 @@
-//! `livegate bench …`: each benchmark measures a yardstick in the same run and prints ratios.
+//! `livegate-bench …`: each benchmark measures a yardstick in the same run and prints
+//! ratios. A binary of its own (formerly `livegate bench`) so that the release `livegate`
+//! carries no benchmark harness, test encoder or fixture.
 
 mod classifier;
 mod cut;
@@ -8,12 +10,14 @@ mod pdq;
 mod relay;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::Parser;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
+/// Benchmarks that print ratios against a yardstick measured in the same run.
+#[derive(Parser)]
+#[command(name = "livegate-bench", version)]
+enum BenchCommand {
     /// Relay throughput, CPU and added latency against a direct connection.
     Relay(relay::RelayBenchArgs),
     /// Hash index: build time, memory, lookup latency against brute force.
@@ -28,7 +32,20 @@ pub enum BenchCommand {
     Classifier(classifier::ClassifierBenchArgs),
 }
 
-pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
+    let command = BenchCommand::parse();
+    // The relay and cut benchmarks measure the proxy as `livegate run` runs it.
+    livegate::memory::trim_freed_memory_periodically();
+    match run(command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("livegate-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Index(args) => index::run(args),

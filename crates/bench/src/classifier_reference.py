@@ -1,4 +1,4 @@
-"""Times the same ONNX model in Python's onnxruntime for `livegate bench classifier`.
+"""Times the same ONNX model in Python's onnxruntime for `livegate-bench classifier`.
 
 Usage: classifier_reference.py MODEL TENSOR SECONDS — TENSOR is the raw little-endian
 float32 input livegate fed the model ([1, 3, 320, 320]). Runs it single-threaded (like

@@ -1,4 +1,4 @@
-//! `livegate bench index`: build time, memory and lookup latency of the hash index at
+//! `livegate-bench index`: build time, memory and lookup latency of the hash index at
 //! several list sizes, on random and on clustered lists, against brute force (every hash
 //! compared) measured in the same run on the same queries.
 //!

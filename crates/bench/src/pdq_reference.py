@@ -1,4 +1,4 @@
-"""Times Meta's C++ PDQ (PyPI pdqhash) on raw RGB buffers for `livegate bench pdq`.
+"""Times Meta's C++ PDQ (PyPI pdqhash) on raw RGB buffers for `livegate-bench pdq`.
 
 Usage: pdq_reference.py DIR SECONDS — reads DIR/manifest.json ([{"file", "width",
 "height"}]), hashes each buffer repeatedly for about SECONDS and prints one JSON object:
