@@ -430,8 +430,9 @@ pub fn avc_video_tag(keyframe: bool, nalus: &[u8]) -> Vec<u8> {
 /// - The chunk's payload is `min(chunk size, bytes left)`.
 ///
 /// Where nginx-rtmp's reading depends on things a relay cannot see (how its reads were
-/// split) or is not what other servers do, the model stops with an [`Ambiguity`] that
-/// livegate must refuse; where livegate may refuse but need not, it notes the point.
+/// split) or is not what other servers do, the model stops with an
+/// [`Ambiguity`](nginx::Ambiguity) that livegate must refuse; where livegate may refuse
+/// but need not, it notes the point.
 pub mod nginx {
     use std::collections::HashMap;
 

@@ -9,7 +9,7 @@
 //! and `thiserror`), so it is fuzzed on its own.
 //!
 //! With the `encode` feature (tests, benchmarks, fuzzing; off in the proxy) it also
-//! has [`encode`]: a publisher-side RTMP encoder and a model of how nginx-rtmp reads
+//! has `encode`: a publisher-side RTMP encoder and a model of how nginx-rtmp reads
 //! the chunk layer.
 
 pub mod amf0;
