@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Yardstick for `livegate bench index`: faiss's IndexBinaryMultiHash (16 slots of 16 bits,
+"""Yardstick for `livegate-bench index`: faiss's IndexBinaryMultiHash (16 slots of 16 bits,
 one bit flip per slot: exact at radius 31) and IndexBinaryFlat (brute force), one thread.
 
 Same workload as the Rust bench: random 256-bit hashes, half the queries with a planted

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::ingest::rtmp::DemuxLimits;
+use livegate_rtmp::DemuxLimits;
 
 /// The config `livegate run` uses when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
@@ -180,7 +180,7 @@ impl Default for LogConfig {
 
 mod defaults {
     use super::{LogFormat, OnParseError};
-    use crate::ingest::rtmp::DemuxLimits;
+    use livegate_rtmp::DemuxLimits;
 
     pub fn max_connections() -> usize {
         1024

@@ -1,9 +1,11 @@
 //! livegate: a live-stream interception proxy.
 //!
 //! The modules follow the data flow of `DESIGN.md`: bytes arrive at an [`ingest`]
-//! listener, a [`session`] relays them verbatim to the origin while a passive demuxer
-//! reads a copy, [`media`] decodes sampled keyframes, [`signals`] hashes and looks them
-//! up; [`policy`] decides and [`actions`] acts. [`config`] is the TOML schema.
+//! listener, a [`session`] relays them verbatim to the origin while a passive inspector
+//! (for RTMP, the `livegate-rtmp` crate's demuxer) reads a copy and reports protocol-neutral
+//! [`stream`] events, [`media`] decodes sampled keyframes, the `livegate-signals` crate
+//! hashes them and [`signals`] looks them up; [`policy`] decides and [`actions`] acts.
+//! [`config`] is the TOML schema.
 
 pub mod actions;
 pub mod admin;
@@ -11,6 +13,7 @@ pub mod analysis;
 pub mod config;
 pub mod ingest;
 pub mod media;
+pub mod memory;
 pub mod policy;
 pub mod server;
 pub mod session;

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{error, info, warn};
 
-use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddedHash, ListMatch, ListSet};
 use crate::stream::StreamId;
+use livegate_signals::hash256::Hash256;
 
 /// `[actuator]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -22,9 +22,9 @@ use tracing::info;
 use super::{AdminContext, Phase};
 use crate::actions::{AuditEvent, AuditRecord};
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
-use crate::signals::hash256::Hash256;
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
 use crate::stream::StreamId;
+use livegate_signals::hash256::Hash256;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use crate::session::{Closer, CutEvidence, CutRequest, EndKind};
 use crate::signals::classifier::{
     Classifier, ClassifierConfig, ClassifierError, ClassifierPolicy, LabelScore,
 };
-use crate::signals::pdq::Image;
+use livegate_signals::pdq::Image;
 
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Default)]

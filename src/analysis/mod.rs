@@ -34,10 +34,10 @@ use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
 use crate::signals::classifier::ClassifierPolicy;
-use crate::signals::hash256::Hash256;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
-use crate::signals::pdq::{Dihedral, PdqDihedral};
 use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
+use livegate_signals::hash256::Hash256;
+use livegate_signals::pdq::{Dihedral, PdqDihedral};
 
 mod classify;
 pub use classify::{ClassifierPool, ClassifierStats};

@@ -19,8 +19,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use livegate::config::{LogConfig, LogFormat};
 use livegate::media::decode::{MediaError, Sampling, VideoFile};
 use livegate::media::frame::{FrameError, FrameHasher};
-use livegate::signals::hash256::Hash256;
-use livegate::signals::pdq::{Dihedral, Image, LumaFormula, PdqHasher, PdqOutput, PixelLayout};
+use livegate_signals::hash256::Hash256;
+use livegate_signals::pdq::{Dihedral, Image, LumaFormula, PdqHasher, PdqOutput, PixelLayout};
 
 #[derive(Args)]
 pub struct HashArgs {

@@ -10,10 +10,10 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use livegate::signals::hash256::Hash256;
-use livegate::signals::hashlist::{HashList, ListLimits};
-use livegate::signals::index::HashIndex;
-use livegate::signals::pdq::PdqHasher;
+use livegate_signals::hash256::Hash256;
+use livegate_signals::hashlist::{HashList, ListLimits};
+use livegate_signals::index::HashIndex;
+use livegate_signals::pdq::PdqHasher;
 
 #[derive(Args)]
 pub struct MatchArgs {

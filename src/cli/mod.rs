@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod bench;
 pub mod hash;
 pub mod matching;
 pub mod run;

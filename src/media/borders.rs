@@ -4,7 +4,7 @@
 //! frame then differs from the original's by far more than the match threshold. The
 //! live path hashes the picture inside the bars as well, so those copies still match.
 
-use crate::signals::pdq::Image;
+use livegate_signals::pdq::Image;
 
 /// A channel value at or below this is black (swscale maps limited-range black to 0;
 /// compression noise near a bar's edge stays well under it).

@@ -11,7 +11,7 @@ use ffmpeg_next::frame;
 use ffmpeg_next::software::scaling;
 
 use super::borders::{crop, find_content_box};
-use crate::signals::pdq::{
+use livegate_signals::pdq::{
     Image, LumaFormula, PdqDihedral, PdqError, PdqHasher, PdqOutput, PixelLayout,
 };
 

@@ -318,7 +318,7 @@ fn dedup_lists(lists: impl Iterator<Item = Arc<str>>) -> Vec<Arc<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signals::hash256::Hash256;
+    use livegate_signals::hash256::Hash256;
 
     fn found(list: &str, action: ListAction, distance: u32) -> ListMatch {
         ListMatch {

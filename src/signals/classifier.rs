@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::policy::{PolicyMode, Verdict};
-use crate::signals::pdq::Image;
+use livegate_signals::pdq::Image;
 
 /// `[classifier]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::hash256::Hash256;
-use super::hashlist::{
+use livegate_signals::hash256::Hash256;
+use livegate_signals::hashlist::{
     DEFAULT_MAX_HASHES, EntryMetadata, HashListBuilder, HashListError, ListLimits, ListMetadata,
 };
-use super::index::{HashIndex, IndexError, Neighbor};
+use livegate_signals::index::{HashIndex, IndexError, Neighbor};
 
 /// Largest accepted `max_distance`: beyond it a PDQ match means little.
 pub const MAX_DISTANCE_LIMIT: u32 = 64;
@@ -151,7 +151,7 @@ pub fn validate_configs(lists: &[HashListConfig]) -> Result<(), ConfigKeyError> 
         if list.min_quality > 100 {
             return Err(invalid("min_quality", "must be 0..=100"));
         }
-        if list.max_hashes == 0 || list.max_hashes > super::index::MAX_HASHES {
+        if list.max_hashes == 0 || list.max_hashes > livegate_signals::index::MAX_HASHES {
             return Err(invalid("max_hashes", "must be 1..=4294967294"));
         }
     }

@@ -1,8 +1,6 @@
-//! Signals computed on decoded frames: perceptual hashes and hash-list lookups.
+//! Signals that need the proxy's config, policy or ONNX Runtime: the live set of hash
+//! lists ([`lists`]) and the image classifier ([`classifier`]). Hashing, hash lists and
+//! the index are the `livegate-signals` crate (`crates/signals/`).
 
 pub mod classifier;
-pub mod hash256;
-pub mod hashlist;
-pub mod index;
 pub mod lists;
-pub mod pdq;

@@ -716,7 +716,7 @@ fn readiness_turns_to_draining_on_sigterm_and_the_admin_server_stops_last() {
     );
     // A session that stays open keeps livegate draining for the grace period.
     let mut client = support::RawClient::connect(listen);
-    client.send(&livegate::ingest::rtmp::encode::client_handshake());
+    client.send(&livegate_rtmp::encode::client_handshake());
     livegate.wait_for_logs(
         |lines| lines.iter().any(|line| line["message"] == "session opened"),
         Duration::from_secs(5),

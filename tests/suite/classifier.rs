@@ -13,7 +13,7 @@ use std::sync::Arc;
 use livegate::signals::classifier::{
     BoxMapping, Classifier, ClassifierConfig, ClassifierError, LabelScore, preprocess,
 };
-use livegate::signals::pdq::Image;
+use livegate_signals::pdq::Image;
 
 fn venv_python() -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");

@@ -1,7 +1,7 @@
 //! The demuxer on a real publish session: FFmpeg 5.1 (libx264 with B-frames, AAC)
 //! publishing to nginx-rtmp, captured by `scripts/capture-rtmp-fixture.py`.
 
-use livegate::ingest::rtmp::{DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};
+use livegate_rtmp::{DemuxEvent, DemuxLimits, Demuxer, VideoCodec, VideoFrame};
 use proptest::prelude::*;
 
 const FIXTURE: &[u8] = include_bytes!("../fixtures/ffmpeg-publish-avc.rtmp");

@@ -15,12 +15,12 @@
 use crate::support;
 
 use bytes::Bytes;
-use livegate::ingest::rtmp::encode::{
+use livegate_rtmp::encode::{
     self, AggregatePart, CSID_CONTROL, CSID_VIDEO, ChunkCrafter, MessageHeader, TYPE_ABORT,
     TYPE_AGGREGATE, TYPE_AUDIO, TYPE_SET_CHUNK_SIZE, TYPE_VIDEO, nginx,
 };
-use livegate::ingest::rtmp::flv::{VideoTag, parse_video_tag};
-use livegate::ingest::rtmp::{DemuxError, DemuxEvent, Demuxer, VideoCodec};
+use livegate_rtmp::flv::{VideoTag, parse_video_tag};
+use livegate_rtmp::{DemuxError, DemuxEvent, Demuxer, VideoCodec};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use livegate::ingest::rtmp::encode::{self, ChunkWriter};
+use livegate_rtmp::encode::{self, ChunkWriter};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use livegate::signals::hash256::Hash256;
-use livegate::signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
+use livegate_signals::hash256::Hash256;
+use livegate_signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
 use serde_json::Value;
 
 const VARIANTS: [&str; 8] = [

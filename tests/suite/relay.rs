@@ -3,9 +3,7 @@
 
 use crate::support;
 
-use livegate::ingest::rtmp::encode::{
-    self, CSID_COMMAND, ChunkWriter, TYPE_AUDIO, TYPE_COMMAND_AMF0,
-};
+use livegate_rtmp::encode::{self, CSID_COMMAND, ChunkWriter, TYPE_AUDIO, TYPE_COMMAND_AMF0};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::thread;

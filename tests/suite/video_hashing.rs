@@ -10,7 +10,7 @@ use std::process::Command;
 use ffmpeg_next as ffmpeg;
 use livegate::media::decode::{KeyframeDecoder, MediaError, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
-use livegate::signals::hash256::Hash256;
+use livegate_signals::hash256::Hash256;
 use serde_json::Value;
 
 fn venv_python() -> PathBuf {

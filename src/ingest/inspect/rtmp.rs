@@ -1,15 +1,15 @@
-//! RTMP's inspector: the sans-IO demuxer ([`crate::ingest::rtmp`]) behind the
+//! RTMP's inspector: the sans-IO demuxer (the `livegate-rtmp` crate) behind the
 //! [`Inspector`] trait, its events mapped to the protocol-neutral [`StreamEvent`]s.
 
 use super::{InspectError, Inspector};
-use crate::ingest::rtmp::demux::HANDSHAKE_LEN;
-use crate::ingest::rtmp::{
-    DemuxEvent, DemuxLimits, Demuxer, StreamMetadata, VideoCodec as RtmpCodec, VideoFrame,
-    split_stream_key,
-};
 use crate::stream::{
     AccessUnit, AnnouncedMetadata, BitstreamFormat, CodecConfig, StreamEvent, UninspectableReason,
     VideoCodec,
+};
+use livegate_rtmp::demux::HANDSHAKE_LEN;
+use livegate_rtmp::{
+    DemuxEvent, DemuxLimits, Demuxer, StreamMetadata, VideoCodec as RtmpCodec, VideoFrame,
+    split_stream_key,
 };
 
 /// C0 (the version byte) and C1: what a publisher must send before the origin is dialled.

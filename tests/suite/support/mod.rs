@@ -767,7 +767,7 @@ pub fn records_for<'a>(records: &'a [Value], key: &str, event: &str) -> Vec<&'a 
 /// An RTMP publisher whose chunks the test crafts: it does a real handshake (sends C0+C1,
 /// reads S0/S1/S2, answers C2 with S1), sends connect, createStream and publish without
 /// waiting for replies, then whatever bytes the test writes with
-/// [`livegate::ingest::rtmp::encode::ChunkCrafter`]. A thread drains the server's replies
+/// [`livegate_rtmp::encode::ChunkCrafter`]. A thread drains the server's replies
 /// and notices when the server closes. Every byte sent is kept, for the test's own
 /// demuxer.
 pub struct AttackPublisher {
@@ -780,7 +780,7 @@ pub struct AttackPublisher {
 
 impl AttackPublisher {
     pub fn connect(addr: SocketAddr, app: &str, stream_key: &str) -> AttackPublisher {
-        use livegate::ingest::rtmp::encode::{self, ChunkWriter, HANDSHAKE_PACKET_BYTES};
+        use livegate_rtmp::encode::{self, ChunkWriter, HANDSHAKE_PACKET_BYTES};
         let mut stream = TcpStream::connect(addr).expect("connect to livegate");
         let local = stream.local_addr().expect("local addr");
         let c0_c1 = encode::client_handshake()[..1 + HANDSHAKE_PACKET_BYTES].to_vec();

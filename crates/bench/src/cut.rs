@@ -1,0 +1,1534 @@
+//! `livegate-bench cut`: time to cut and streams per core (issue 5), in one run.
+//!
+//! Media is pre-encoded once per run with the system ffmpeg into FLV files: benign 720p30
+//! footage (2 s GOP), a "known" clip, and a listed stream (benign footage, then the clip).
+//! The list is made from the clip by `livegate hash --every 1` (the `livegate` binary
+//! built beside this one).
+//!
+//! - **Time to cut**: an in-process livegate relays to a sink that discards. In-process
+//!   publishers push the benign file (looped, real-time rate, each from a random phase so
+//!   keyframes are spread) on 1, 50, 200… connections while a listed publisher is pushed
+//!   `--trials` times, one after another, each with a new key (a cut bans the key). The
+//!   time to cut is the relay's own figure from the audit record (matching keyframe's
+//!   first byte in → both sockets closed); the publisher-side figure (keyframe written →
+//!   connection closed under it) is printed beside it as a cross-check.
+//! - **Streams per core**: the per-keyframe cost of the worker pipeline (decode, RGB
+//!   conversion, PDQ of the frame and of the picture inside bars, list lookup) on the
+//!   benign file's keyframes, one thread, CPU time per stage; then a live check with
+//!   `[analysis] workers = 1` and `--per-core-streams` benign streams: nothing may be
+//!   shed, and the worker's busy fraction is read from /proc.
+//! - **Yardstick** (same run, same file, same thread): decoding every frame, as tools
+//!   that pull the stream through FFmpeg at 1 frame/s do, against livegate's
+//!   keyframe-only path, in CPU per stream.
+//!
+//! - **Classifier-driven cuts** (`--classifier nudenet`, issue 7): livegate also runs
+//!   NudeNet's detector on one in `--classifier-every` analysed keyframes of each stream,
+//!   with a rule cutting on `FACE_FEMALE`; the listed stream shows the benign footage,
+//!   then a photograph with a face (skimage's astronaut) that no hash list holds, so its
+//!   cut is the classifier's. The per-keyframe cost adds the classifier's CPU per
+//!   picture (same thread, on the benign keyframes' RGB pictures) amortised over every
+//!   Nth keyframe.
+//!
+//! Goals missed are reported, not failed on; the exit status is non-zero only when a
+//! listed stream was not cut (or cut before its clip) or a benign stream was cut.
+
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::classifier::{nudenet_config, venv_path};
+use super::relay::{percentile, process_cpu_seconds};
+use livegate::actions::{AuditEvent, AuditRecord};
+use livegate::analysis::{AnalysisStats, ClassifierStats};
+use livegate::config::Config;
+use livegate::media::borders::{crop, find_content_box};
+use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
+use livegate::media::frame::FrameHasher;
+use livegate::server::Server;
+use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
+use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
+use livegate::stream::RedactedKey;
+use livegate_rtmp::encode::{self, ChunkWriter};
+use livegate_signals::pdq::{Image, LumaFormula, PdqHasher, PixelLayout};
+
+#[derive(Args)]
+pub struct CutBenchArgs {
+    /// Benign streams running beside the listed one: one phase per count
+    /// [default: 1,50,200; 1,50 with --classifier].
+    #[arg(long, value_delimiter = ',')]
+    pub benign: Vec<usize>,
+    /// Listed streams published, one after another, per phase
+    /// [default: 15; 5 with --classifier, whose listed stream is longer].
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// `[analysis] workers` during the time-to-cut phases (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Benign streams of the live streams-per-core check (`workers = 1`); 0 skips it.
+    /// Default: 90 % of the streams per core derived from the per-keyframe cost.
+    #[arg(long)]
+    pub per_core_streams: Option<usize>,
+    /// Seconds the live streams-per-core check is measured.
+    #[arg(long, default_value_t = 20)]
+    pub per_core_seconds: u64,
+    /// CPU seconds spent measuring each stage of the keyframe pipeline and the yardstick.
+    #[arg(long, default_value_t = 3.0)]
+    pub stage_seconds: f64,
+    /// Seconds of benign footage encoded (looped by the publishers).
+    #[arg(long, default_value_t = 10)]
+    pub benign_seconds: u32,
+    /// FFmpeg lavfi source of the benign footage (720p30; decode cost grows with the
+    /// detail and noise the encoder spends bits on).
+    #[arg(long, default_value = BENIGN_SOURCE)]
+    pub benign_source: String,
+    /// Classifier-driven cuts: `nudenet` (NudeNet's `320n.onnx` from the virtualenv of
+    /// `--python`) or the path of an ONNX file with NudeNet's inputs and labels.
+    #[arg(long, value_name = "nudenet|MODEL")]
+    pub classifier: Option<String>,
+    /// `[classifier] every_nth_sample`: the classifier sees one in this many analysed
+    /// keyframes of a stream (the first one included).
+    #[arg(long, default_value_t = 5)]
+    pub classifier_every: u32,
+    /// Python of the virtualenv holding nudenet and scikit-image (the photograph).
+    #[arg(long, default_value = ".venv/bin/python")]
+    pub python: PathBuf,
+}
+
+impl CutBenchArgs {
+    fn benign_counts(&self) -> Vec<usize> {
+        match (self.benign.is_empty(), self.classifier.is_some()) {
+            (false, _) => self.benign.clone(),
+            (true, false) => vec![1, 50, 200],
+            (true, true) => vec![1, 50],
+        }
+    }
+
+    fn trials(&self) -> usize {
+        self.trials
+            .unwrap_or(if self.classifier.is_some() { 5 } else { 15 })
+    }
+}
+
+/// The classifier's rule: NudeNet's face class, at the threshold of
+/// `tests/suite/classifier_stream.rs`.
+const CLASSIFIER_LABEL: &str = "FACE_FEMALE";
+const CLASSIFIER_THRESHOLD: f32 = 0.5;
+/// The streams per core are reported for the classifier on every Nth keyframe.
+const CLASSIFIER_EVERY_REPORTED: [u32; 3] = [1, 5, 10];
+
+/// `--classifier`'s model and rule, and the photograph its listed stream shows.
+struct ClassifierSetup {
+    config: ClassifierConfig,
+    photo: PathBuf,
+}
+
+impl ClassifierSetup {
+    fn locate(args: &CutBenchArgs) -> anyhow::Result<Option<ClassifierSetup>> {
+        let Some(model) = &args.classifier else {
+            return Ok(None);
+        };
+        ensure!(
+            args.classifier_every > 0,
+            "--classifier-every must be at least 1"
+        );
+        let model = if model == "nudenet" {
+            venv_path(
+                &args.python,
+                "os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx')",
+            )?
+        } else {
+            PathBuf::from(model)
+        };
+        let mut config = nudenet_config(model)?;
+        config.every_nth_sample = args.classifier_every;
+        config.rules = vec![ClassifierRule {
+            label: CLASSIFIER_LABEL.into(),
+            threshold: CLASSIFIER_THRESHOLD,
+            action: RuleAction::Cut,
+            confirm_matches: 1,
+            confirm_window: 1,
+        }];
+        if let Err((key, message)) = config.validate() {
+            bail!("{key}: {message}");
+        }
+        let photo = venv_path(
+            &args.python,
+            "os.path.join(os.path.dirname(skimage.__file__), 'data', 'astronaut.png')",
+        )?;
+        Ok(Some(ClassifierSetup { config, photo }))
+    }
+
+    /// Seconds of photograph in the listed stream: up to and including the first
+    /// classified keyframe after the lead (keyframe `every_nth_sample`, the stream's
+    /// first keyframe being classified).
+    fn photo_seconds(&self) -> u32 {
+        (self.config.every_nth_sample * GOP_SECONDS as u32).saturating_sub(LISTED_LEAD_SECONDS)
+            + GOP_SECONDS as u32
+    }
+}
+
+/// 720p30 with a 2 s GOP, as a streamer's encoder sends it (OBS's default x264 preset,
+/// a typical 720p30 bitrate, B-frames on).
+const ENCODE: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-pix_fmt",
+    "yuv420p",
+    "-b:v",
+    "3000k",
+    "-maxrate",
+    "3000k",
+    "-bufsize",
+    "6000k",
+    "-g",
+    "60",
+    "-keyint_min",
+    "60",
+    "-sc_threshold",
+    "0",
+    "-f",
+    "flv",
+];
+const GOP_SECONDS: f64 = 2.0;
+/// Benign footage: a busy test pattern with temporal noise, like a camera's sensor noise,
+/// so the encoder spends its whole bitrate as on real footage.
+const BENIGN_SOURCE: &str = "testsrc2=s=1280x720:r=30,noise=alls=6:allf=t";
+/// The listed footage: rich, large-scale structure, as in `tests/suite/cut.rs`.
+const KNOWN_SOURCE: &str = "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05";
+const KNOWN_SECONDS: &str = "6";
+/// Benign seconds before the clip in the listed stream: one GOP, so the decoder is open
+/// and the stream in its steady state when the first matching keyframe comes.
+const LISTED_LEAD_SECONDS: u32 = 2;
+const CHUNK_SIZE: u32 = 4096;
+const APP: &str = "live";
+/// The live check runs this share of the derived streams per core by default: a worker
+/// busy 100 % of the time sheds on any jitter.
+const AUTO_PER_CORE_SHARE: f64 = 0.9;
+
+pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
+    ensure!(args.trials() > 0, "--trials must be at least 1");
+    ensure!(args.stage_seconds > 0.0, "--stage-seconds must be positive");
+    let classifier = ClassifierSetup::locate(&args)?;
+    let dir = tempfile::tempdir().context("creating a directory for the media")?;
+    let started = Instant::now();
+    let media = Media::encode(
+        dir.path(),
+        &args.benign_source,
+        args.benign_seconds,
+        classifier.as_ref(),
+    )?;
+    println!(
+        "media: benign {} s ({} keyframes, {:.0} kbit/s), listed {} s ({} from {} s), list of {} hashes; made in {:.1} s",
+        media.benign.duration_ms as f64 / 1000.0,
+        media.benign.keyframes().count(),
+        media.benign.bitrate_kbits(),
+        media.listed.duration_ms as f64 / 1000.0,
+        if classifier.is_some() {
+            "photograph"
+        } else {
+            "clip"
+        },
+        LISTED_LEAD_SECONDS,
+        media.list_lines,
+        started.elapsed().as_secs_f64()
+    );
+
+    let classifier_config = classifier.map(|setup| setup.config);
+    let costs = measure_keyframe_costs(
+        &media,
+        Duration::from_secs_f64(args.stage_seconds),
+        classifier_config.as_ref(),
+    )?;
+    let yardstick = measure_every_frame_decode(&media, args.stage_seconds)?;
+    report_costs(&costs, &yardstick);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let proxy_config = ProxyConfig {
+        list_path: &media.list_path,
+        classifier: classifier_config.as_ref(),
+    };
+    let mut failed = runtime.block_on(time_to_cut(&args, &media, &proxy_config))?;
+    let per_core_streams = args
+        .per_core_streams
+        .unwrap_or((costs.streams_per_core() * AUTO_PER_CORE_SHARE) as usize);
+    if per_core_streams > 0 {
+        failed |= runtime.block_on(live_per_core(
+            &args,
+            per_core_streams,
+            &media,
+            &proxy_config,
+            &costs,
+        ))?;
+    }
+    println!("wall {:.0} s", started.elapsed().as_secs_f64());
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Media
+
+struct Media {
+    benign: Arc<VideoTrack>,
+    listed: Arc<VideoTrack>,
+    benign_path: PathBuf,
+    list_path: PathBuf,
+    list_lines: usize,
+}
+
+fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .context("running ffmpeg (install it with scripts/install-deps.sh)")?;
+    ensure!(
+        output.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+fn path_str(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}
+
+impl Media {
+    /// With `classifier`, the listed stream shows its photograph after the lead instead
+    /// of the known clip.
+    fn encode(
+        dir: &Path,
+        benign_source: &str,
+        benign_seconds: u32,
+        classifier: Option<&ClassifierSetup>,
+    ) -> anyhow::Result<Media> {
+        let (benign, known, listed) = (
+            dir.join("benign.flv"),
+            dir.join("known.flv"),
+            dir.join("listed.flv"),
+        );
+        let source = format!("{benign_source},trim=duration={benign_seconds}");
+        let mut args = vec!["-f", "lavfi", "-i", &source];
+        args.extend_from_slice(ENCODE);
+        args.push(path_str(&benign)?);
+        ffmpeg(&args)?;
+
+        let mut args = vec!["-f", "lavfi", "-t", KNOWN_SECONDS, "-i", KNOWN_SOURCE];
+        args.extend_from_slice(ENCODE);
+        args.push(path_str(&known)?);
+        ffmpeg(&args)?;
+
+        let lead = format!("{benign_source},trim=duration={LISTED_LEAD_SECONDS}");
+        let mut args = vec!["-f", "lavfi", "-i", &lead];
+        let photo_seconds = classifier.map(|setup| setup.photo_seconds().to_string());
+        match (classifier, &photo_seconds) {
+            (Some(setup), Some(seconds)) => args.extend_from_slice(&[
+                "-loop",
+                "1",
+                "-framerate",
+                "30",
+                "-t",
+                seconds,
+                "-i",
+                path_str(&setup.photo)?,
+                "-filter_complex",
+                // The photograph fills the frame's height, pillarboxed to 1280x720.
+                "[0:v]format=yuv420p,setsar=1[lead];\
+                 [1:v]scale=-2:720,pad=1280:720:(ow-iw)/2:0,format=yuv420p,setsar=1[photo];\
+                 [lead][photo]concat=n=2:v=1:a=0[v]",
+            ]),
+            _ => args.extend_from_slice(&[
+                "-i",
+                path_str(&known)?,
+                "-filter_complex",
+                "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            ]),
+        }
+        args.extend_from_slice(&["-map", "[v]"]);
+        args.extend_from_slice(ENCODE);
+        args.push(path_str(&listed)?);
+        ffmpeg(&args)?;
+
+        // The list, made exactly as an operator makes one: `livegate hash --every 1`.
+        let exe = livegate_binary()?;
+        let output = Command::new(&exe)
+            .args(["hash", "--every", "1"])
+            .arg(&known)
+            .output()
+            .with_context(|| format!("running {} hash", exe.display()))?;
+        ensure!(
+            output.status.success(),
+            "livegate hash failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let list_path = dir.join("known.csv");
+        std::fs::write(&list_path, &output.stdout)
+            .with_context(|| format!("writing {}", list_path.display()))?;
+        Ok(Media {
+            benign: Arc::new(VideoTrack::read(&benign)?),
+            listed: Arc::new(VideoTrack::read(&listed)?),
+            benign_path: benign,
+            list_lines: output.stdout.iter().filter(|&&byte| byte == b'\n').count(),
+            list_path,
+        })
+    }
+}
+
+/// The `livegate` binary of the same build (cargo puts every binary of a workspace in one
+/// directory): the list is made by the real `livegate hash`, not by a copy of it.
+fn livegate_binary() -> anyhow::Result<PathBuf> {
+    let bench = std::env::current_exe().context("locating the livegate-bench binary")?;
+    let exe = bench.with_file_name("livegate");
+    ensure!(
+        exe.is_file(),
+        "{} not found: build it beside livegate-bench (cargo build --release -p livegate -p livegate-bench)",
+        exe.display()
+    );
+    Ok(exe)
+}
+
+/// Largest FLV file the bench reads into memory.
+const MAX_FLV_BYTES: u64 = 256 << 20;
+const FLV_HEADER_BYTES: usize = 9;
+const TAG_HEADER_BYTES: usize = 11;
+const PREVIOUS_TAG_SIZE_BYTES: usize = 4;
+const TAG_VIDEO: u8 = 9;
+/// FLV video CodecID of AVC (H.264), and its AVCPacketType values.
+const CODEC_AVC: u8 = 7;
+const AVC_SEQUENCE_HEADER: u8 = 0;
+const AVC_NALU: u8 = 1;
+/// Frame header bytes of an AVC video tag: flags, AVCPacketType, composition time.
+const AVC_TAG_HEADER_BYTES: usize = 5;
+
+/// One FLV tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FlvTag {
+    kind: u8,
+    timestamp_ms: u32,
+    data: Vec<u8>,
+}
+
+/// Parses a whole FLV file (sans-IO): header, then tags each followed by its
+/// PreviousTagSize. Errors name the byte offset.
+fn parse_flv(bytes: &[u8]) -> anyhow::Result<Vec<FlvTag>> {
+    ensure!(
+        bytes.len() as u64 <= MAX_FLV_BYTES,
+        "FLV of {} bytes exceeds the limit of {MAX_FLV_BYTES}",
+        bytes.len()
+    );
+    ensure!(
+        bytes.len() >= FLV_HEADER_BYTES && bytes.starts_with(b"FLV"),
+        "not an FLV file (no FLV header at offset 0)"
+    );
+    let data_offset = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) as usize;
+    ensure!(
+        (FLV_HEADER_BYTES..=bytes.len()).contains(&data_offset),
+        "FLV header's data offset {data_offset} is outside the file"
+    );
+    let mut offset = data_offset + PREVIOUS_TAG_SIZE_BYTES;
+    let mut tags = Vec::new();
+    while offset < bytes.len() {
+        let Some(header) = bytes.get(offset..offset + TAG_HEADER_BYTES) else {
+            bail!("FLV tag header truncated at offset {offset}");
+        };
+        let size = u32::from_be_bytes([0, header[1], header[2], header[3]]) as usize;
+        let timestamp_ms = u32::from_be_bytes([header[7], header[4], header[5], header[6]]);
+        let start = offset + TAG_HEADER_BYTES;
+        let Some(data) = bytes.get(start..start + size) else {
+            bail!("FLV tag of {size} bytes at offset {offset} runs past the end of the file");
+        };
+        tags.push(FlvTag {
+            kind: header[0] & 0x1F,
+            timestamp_ms,
+            data: data.to_vec(),
+        });
+        offset = start + size + PREVIOUS_TAG_SIZE_BYTES;
+    }
+    Ok(tags)
+}
+
+/// The AVC video of an FLV file, as a publisher sends it.
+struct VideoTrack {
+    /// The AVCDecoderConfigurationRecord tag, sent before any frame.
+    sequence_header: FlvTag,
+    frames: Vec<FlvTag>,
+    /// Where a loop of the track ends: the last frame's timestamp plus one frame.
+    duration_ms: u32,
+}
+
+/// One keyframe as the demuxer hands it to analysis.
+struct Keyframe<'a> {
+    nalus: &'a [u8],
+    pts_ms: i64,
+}
+
+impl VideoTrack {
+    fn read(path: &Path) -> anyhow::Result<VideoTrack> {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        ensure!(
+            size <= MAX_FLV_BYTES,
+            "{}: {size} bytes exceeds the limit of {MAX_FLV_BYTES}",
+            path.display()
+        );
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let tags = parse_flv(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+        VideoTrack::from_tags(tags).with_context(|| path.display().to_string())
+    }
+
+    fn from_tags(tags: Vec<FlvTag>) -> anyhow::Result<VideoTrack> {
+        let mut sequence_header = None;
+        let mut frames = Vec::new();
+        for tag in tags {
+            let (Some(&flags), Some(&packet_type)) = (tag.data.first(), tag.data.get(1)) else {
+                continue;
+            };
+            if tag.kind != TAG_VIDEO || flags & 0x0F != CODEC_AVC {
+                continue;
+            }
+            match packet_type {
+                AVC_SEQUENCE_HEADER => sequence_header = sequence_header.or(Some(tag)),
+                AVC_NALU if tag.data.len() > AVC_TAG_HEADER_BYTES => frames.push(tag),
+                _ => {}
+            }
+        }
+        let sequence_header = sequence_header.context("no AVC sequence header")?;
+        let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+            bail!("no AVC frames");
+        };
+        let frame_ms =
+            last.timestamp_ms.saturating_sub(first.timestamp_ms) / (frames.len() as u32 - 1).max(1);
+        Ok(VideoTrack {
+            duration_ms: last.timestamp_ms + frame_ms.max(1),
+            sequence_header,
+            frames,
+        })
+    }
+
+    fn bitrate_kbits(&self) -> f64 {
+        let bytes: usize = self.frames.iter().map(|tag| tag.data.len()).sum();
+        bytes as f64 * 8.0 / f64::from(self.duration_ms.max(1))
+    }
+
+    fn extradata(&self) -> &[u8] {
+        self.sequence_header
+            .data
+            .get(AVC_TAG_HEADER_BYTES..)
+            .unwrap_or_default()
+    }
+
+    fn keyframes(&self) -> impl Iterator<Item = Keyframe<'_>> {
+        self.frames
+            .iter()
+            .filter(|tag| is_keyframe(tag))
+            .map(|tag| {
+                let cts = &tag.data[2..AVC_TAG_HEADER_BYTES];
+                // Composition time: a signed 24-bit value.
+                let composition = i32::from_be_bytes([cts[0], cts[1], cts[2], 0]) >> 8;
+                Keyframe {
+                    nalus: &tag.data[AVC_TAG_HEADER_BYTES..],
+                    pts_ms: i64::from(tag.timestamp_ms) + i64::from(composition),
+                }
+            })
+    }
+}
+
+fn is_keyframe(tag: &FlvTag) -> bool {
+    tag.data.first().is_some_and(|flags| flags >> 4 == 1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-keyframe cost (one thread, CPU time)
+
+/// CPU time of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes a timespec into the pointer it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+/// Mean milliseconds of CPU per keyframe of each stage.
+struct KeyframeCosts {
+    decode: f64,
+    convert: f64,
+    pdq_full: f64,
+    borders: f64,
+    pdq_inside: f64,
+    lookup: f64,
+    /// The worker's calls end to end (decode, `hash_frame_for_matching`, lookups), timed
+    /// as one: the figure streams per core come from.
+    pipeline: f64,
+    /// The classifier on one keyframe's RGB picture (preprocessing, inference, NMS), when
+    /// `--classifier` is given.
+    classify: Option<f64>,
+    /// Keyframes with black bars (whose inside is hashed too).
+    with_bars: usize,
+    keyframes: usize,
+}
+
+impl KeyframeCosts {
+    fn streams_per_core(&self) -> f64 {
+        GOP_SECONDS * 1000.0 / self.pipeline
+    }
+
+    /// Per keyframe: the hash pipeline plus the classifier's cost shared by `every`
+    /// keyframes.
+    fn with_classifier_every(&self, classify: f64, every: u32) -> f64 {
+        self.pipeline + classify / f64::from(every)
+    }
+}
+
+/// Runs `step` over and over for `budget` of thread CPU time; mean ms per call.
+fn cpu_ms_per_call(
+    budget: Duration,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    step()?;
+    let start = thread_cpu_seconds();
+    let mut calls = 0u32;
+    loop {
+        step()?;
+        calls += 1;
+        let spent = thread_cpu_seconds() - start;
+        if spent >= budget.as_secs_f64() && calls >= 5 {
+            return Ok(spent * 1000.0 / f64::from(calls));
+        }
+    }
+}
+
+const VPDQ_LAYOUT: PixelLayout = PixelLayout::Rgb8(LumaFormula::Float32);
+
+fn measure_keyframe_costs(
+    media: &Media,
+    budget: Duration,
+    classifier: Option<&ClassifierConfig>,
+) -> anyhow::Result<KeyframeCosts> {
+    let keyframes: Vec<Keyframe<'_>> = media.benign.keyframes().collect();
+    ensure!(!keyframes.is_empty(), "the benign footage has no keyframe");
+    let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
+        .context("loading the list")?;
+    let h264 = ffmpeg_next::codec::Id::H264;
+    let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
+    let mut decoder = KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels)?;
+    let mut hasher = FrameHasher::new();
+    let mut scratch = LookupScratch::default();
+    let mut matches: Vec<ListMatch> = Vec::new();
+    let mut next = 0usize;
+    let mut pick = || {
+        next = (next + 1) % keyframes.len();
+        &keyframes[next]
+    };
+
+    // The worker's path, end to end.
+    let pipeline = cpu_ms_per_call(budget, || {
+        let keyframe = pick();
+        let decoded = decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
+        let hashes = hasher.hash_frame_for_matching(decoded.picture)?;
+        lists.lookup_into(
+            &hashes.full.hashes,
+            hashes.full.quality,
+            &mut scratch,
+            &mut matches,
+        );
+        if let Some(inside) = &hashes.inside_bars {
+            lists.lookup_into(&inside.hashes, inside.quality, &mut scratch, &mut matches);
+        }
+        Ok(())
+    })?;
+
+    // Stage by stage, on the same keyframes.
+    let decode = cpu_ms_per_call(budget, || {
+        let keyframe = pick();
+        decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
+        Ok(())
+    })?;
+    let mut pictures = Vec::with_capacity(keyframes.len());
+    for keyframe in &keyframes {
+        pictures.push(
+            decoder
+                .decode_keyframe(keyframe.nalus, keyframe.pts_ms)?
+                .picture
+                .clone(),
+        );
+    }
+    // Converted into buffers allocated once, as `FrameHasher` does.
+    let mut rgb_frames: Vec<_> = pictures
+        .iter()
+        .map(|picture| {
+            ffmpeg_next::frame::Video::new(
+                ffmpeg_next::format::Pixel::RGB24,
+                picture.width(),
+                picture.height(),
+            )
+        })
+        .collect();
+    let first = &pictures[0];
+    let mut converter = ffmpeg_next::software::scaling::Context::get(
+        first.format(),
+        first.width(),
+        first.height(),
+        ffmpeg_next::format::Pixel::RGB24,
+        first.width(),
+        first.height(),
+        // vPDQ's and livegate's flag (src/media/frame.rs).
+        ffmpeg_next::software::scaling::Flags::AREA,
+    )?;
+    let mut picture_index = 0usize;
+    let convert = cpu_ms_per_call(budget, || {
+        picture_index = (picture_index + 1) % pictures.len();
+        converter.run(&pictures[picture_index], &mut rgb_frames[picture_index])?;
+        Ok(())
+    })?;
+    let images: Vec<Image<'_>> = rgb_frames
+        .iter()
+        .map(|rgb| Image {
+            data: rgb.data(0),
+            width: rgb.width() as usize,
+            height: rgb.height() as usize,
+            stride: rgb.stride(0),
+        })
+        .collect();
+    let mut pdq = PdqHasher::new();
+    let mut image_index = 0usize;
+    let mut next_image = || {
+        image_index = (image_index + 1) % images.len();
+        images[image_index]
+    };
+    let pdq_full = cpu_ms_per_call(budget, || {
+        pdq.hash_dihedral(next_image(), VPDQ_LAYOUT)?;
+        Ok(())
+    })?;
+    let borders = cpu_ms_per_call(budget, || {
+        std::hint::black_box(find_content_box(&next_image()));
+        Ok(())
+    })?;
+    let insides: Vec<Image<'_>> = images
+        .iter()
+        .filter_map(|image| find_content_box(image).and_then(|content| crop(image, content)))
+        .collect();
+    let mut inside_index = 0usize;
+    let pdq_inside = if insides.is_empty() {
+        0.0
+    } else {
+        let per_inside = cpu_ms_per_call(budget, || {
+            inside_index = (inside_index + 1) % insides.len();
+            pdq.hash_dihedral(insides[inside_index], VPDQ_LAYOUT)?;
+            Ok(())
+        })?;
+        per_inside * insides.len() as f64 / images.len() as f64
+    };
+    let queries: Vec<_> = images
+        .iter()
+        .map(|image| pdq.hash_dihedral(*image, VPDQ_LAYOUT))
+        .collect::<Result<_, _>>()?;
+    let mut query_index = 0usize;
+    let lookup = cpu_ms_per_call(budget, || {
+        query_index = (query_index + 1) % queries.len();
+        let query = &queries[query_index];
+        lists.lookup_into(&query.hashes, query.quality, &mut scratch, &mut matches);
+        Ok(())
+    })?;
+    let classify = match classifier {
+        Some(config) => {
+            let mut classifier = Classifier::load(Arc::new(config.clone()))?;
+            Some(cpu_ms_per_call(budget, || {
+                std::hint::black_box(classifier.classify(&next_image())?);
+                Ok(())
+            })?)
+        }
+        None => None,
+    };
+    Ok(KeyframeCosts {
+        classify,
+        decode,
+        convert,
+        pdq_full,
+        borders,
+        pdq_inside,
+        lookup,
+        pipeline,
+        with_bars: insides.len(),
+        keyframes: keyframes.len(),
+    })
+}
+
+/// What decoding every frame costs (the do-it-yourself approach's floor: it also converts
+/// and hashes a frame per second, not counted here).
+struct EveryFrameDecode {
+    cpu_seconds: f64,
+    video_seconds: f64,
+}
+
+impl EveryFrameDecode {
+    fn core_fraction_per_stream(&self) -> f64 {
+        self.cpu_seconds / self.video_seconds
+    }
+}
+
+fn measure_every_frame_decode(
+    media: &Media,
+    budget_seconds: f64,
+) -> anyhow::Result<EveryFrameDecode> {
+    let video_seconds = f64::from(media.benign.duration_ms) / 1000.0;
+    let mut measured = EveryFrameDecode {
+        cpu_seconds: 0.0,
+        video_seconds: 0.0,
+    };
+    while measured.cpu_seconds < budget_seconds || measured.video_seconds == 0.0 {
+        let mut file = VideoFile::open(&media.benign_path)?;
+        let start = thread_cpu_seconds();
+        // Every frame is decoded; the callback runs for frame 0 only.
+        file.sample(Sampling::Every(f64::from(u32::MAX)), |_, _| {
+            Ok::<(), livegate::media::decode::MediaError>(())
+        })?;
+        measured.cpu_seconds += thread_cpu_seconds() - start;
+        measured.video_seconds += video_seconds;
+    }
+    Ok(measured)
+}
+
+fn report_costs(costs: &KeyframeCosts, yardstick: &EveryFrameDecode) {
+    println!(
+        "\n== per-keyframe analysis cost (720p, one thread, CPU ms, mean over the {} keyframes; {} with bars)",
+        costs.keyframes, costs.with_bars
+    );
+    let stages = [
+        ("decode (KeyframeDecoder)", costs.decode),
+        ("RGB24 convert (swscale AREA)", costs.convert),
+        ("PDQ + 7 dihedral, full frame", costs.pdq_full),
+        ("black-bar check", costs.borders),
+        ("PDQ inside bars (per keyframe)", costs.pdq_inside),
+        ("list lookup (8 variants)", costs.lookup),
+    ];
+    let sum: f64 = stages.iter().map(|(_, ms)| ms).sum();
+    for (name, ms) in stages {
+        println!("  {name:<32} {ms:>7.3} ms  {:>5.1} %", ms / sum * 100.0);
+    }
+    println!("  {:<32} {sum:>7.3} ms", "sum of stages");
+    println!(
+        "  {:<32} {:>7.3} ms  -> {:.0} streams per core at a {GOP_SECONDS} s GOP (goal >= 300: {})",
+        "worker pipeline end to end",
+        costs.pipeline,
+        costs.streams_per_core(),
+        if costs.streams_per_core() >= 300.0 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    if let Some(classify) = costs.classify {
+        println!(
+            "  {:<32} {classify:>7.3} ms per classified keyframe (NudeNet 320x320, one thread)",
+            "classifier"
+        );
+        for every in CLASSIFIER_EVERY_REPORTED {
+            let per_keyframe = costs.with_classifier_every(classify, every);
+            println!(
+                "  {:<32} {per_keyframe:>7.3} ms  -> {:.0} streams per core",
+                format!("pipeline + classifier / {every}"),
+                GOP_SECONDS * 1000.0 / per_keyframe
+            );
+        }
+    }
+    let keyframe_only = costs.pipeline / 1000.0 / GOP_SECONDS;
+    let every_frame = yardstick.core_fraction_per_stream();
+    println!(
+        "== CPU per 720p30 stream: livegate keyframe-only analysis {:.2} % of a core; \
+         decoding every frame (yardstick, {:.0} s of video) {:.2} % of a core: {:.1}x less",
+        keyframe_only * 100.0,
+        yardstick.video_seconds,
+        every_frame * 100.0,
+        every_frame / keyframe_only
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Live phases
+
+/// A sink that reads and discards: the origin.
+async fn start_sink() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the sink")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                while matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// What the in-process livegate is configured with besides its ingest.
+struct ProxyConfig<'a> {
+    list_path: &'a Path,
+    classifier: Option<&'a ClassifierConfig>,
+}
+
+impl ProxyConfig<'_> {
+    /// The audit signal kind the listed stream is cut by.
+    fn signal_kind(&self) -> &'static str {
+        if self.classifier.is_some() {
+            "classifier"
+        } else {
+            "pdq"
+        }
+    }
+}
+
+/// An in-process livegate relaying to `origin`.
+struct Proxy {
+    listen: SocketAddr,
+    stats: Arc<AnalysisStats>,
+    services: Arc<livegate::session::Services>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(
+        proxy_config: &ProxyConfig<'_>,
+        origin: SocketAddr,
+        workers: usize,
+        streams: usize,
+    ) -> anyhow::Result<Proxy> {
+        // Every publisher connects from 127.0.0.1: no per-client cap.
+        let mut config = Config::parse(
+            &format!(
+                "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{origin}\"\n\
+                 max_connections = {}\nmax_connections_per_client = 0\n\
+                 [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
+                 [analysis]\nworkers = {workers}\n\
+                 [actuator]\naudit_memory = 4096\n\
+                 [server]\nshutdown_grace_ms = 200\n",
+                streams + 16,
+                proxy_config.list_path.display()
+            ),
+            "(bench)",
+        )?;
+        config.classifier = proxy_config.classifier.cloned();
+        let server = Server::bind(config).await?;
+        let listen = server.local_addrs()[0];
+        let services = server.services();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Proxy {
+            listen,
+            stats: Arc::clone(&services.analysis.stats),
+            services,
+            stop,
+            task,
+        })
+    }
+
+    /// The cut record of the stream whose key has `fingerprint`, once the relay has
+    /// written it (after both sockets closed); `None` if none comes within 2 s.
+    async fn cut_record(&self, fingerprint: &str) -> Option<AuditRecord> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let found = self
+                .services
+                .analysis
+                .actuator()
+                .recent_records()
+                .into_iter()
+                .find(|record| {
+                    record.event == AuditEvent::Cut
+                        && record.key_fingerprint.as_deref() == Some(fingerprint)
+                });
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn shut_down(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// A snapshot of the analysis counters, the analysis threads' CPU and the process CPU.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    offered: u64,
+    shed: u64,
+    analysed: u64,
+    decoder_errors: u64,
+    latency_micros: u64,
+    classified: u64,
+    classifier_shed: u64,
+    analysis: ThreadTimes,
+    process_cpu: f64,
+}
+
+impl Snapshot {
+    fn take(proxy: &Proxy) -> Snapshot {
+        let stats = &proxy.stats;
+        let classifier = proxy.services.analysis.classifier().map(|pool| &pool.stats);
+        let classifier_count = |counter: fn(&ClassifierStats) -> &AtomicU64| {
+            classifier.map_or(0, |stats| counter(stats).load(Ordering::Relaxed))
+        };
+        Snapshot {
+            classified: classifier_count(|stats| &stats.pictures_classified),
+            classifier_shed: classifier_count(|stats| &stats.pictures_shed),
+            at: Instant::now(),
+            offered: stats.keyframes_offered.load(Ordering::Relaxed),
+            shed: stats.samples_shed.load(Ordering::Relaxed),
+            analysed: stats.samples_analysed.load(Ordering::Relaxed),
+            decoder_errors: stats.decoder_errors.load(Ordering::Relaxed),
+            latency_micros: stats.analysis_latency_micros_total.load(Ordering::Relaxed),
+            analysis: analysis_threads_times(),
+            process_cpu: process_cpu_seconds(),
+        }
+    }
+}
+
+/// Counters over an interval.
+struct Interval {
+    seconds: f64,
+    offered: u64,
+    shed: u64,
+    analysed: u64,
+    decoder_errors: u64,
+    mean_latency_ms: f64,
+    classified: u64,
+    classifier_shed: u64,
+    analysis_cpu: f64,
+    analysis_waiting: f64,
+    process_cpu: f64,
+}
+
+impl Interval {
+    fn between(before: &Snapshot, after: &Snapshot) -> Interval {
+        let analysed = after.analysed - before.analysed;
+        Interval {
+            seconds: after.at.duration_since(before.at).as_secs_f64(),
+            offered: after.offered - before.offered,
+            shed: after.shed - before.shed,
+            analysed,
+            decoder_errors: after.decoder_errors - before.decoder_errors,
+            mean_latency_ms: (after.latency_micros - before.latency_micros) as f64
+                / analysed.max(1) as f64
+                / 1000.0,
+            classified: after.classified - before.classified,
+            classifier_shed: after.classifier_shed - before.classifier_shed,
+            analysis_cpu: after.analysis.running - before.analysis.running,
+            analysis_waiting: after.analysis.waiting - before.analysis.waiting,
+            process_cpu: after.process_cpu - before.process_cpu,
+        }
+    }
+}
+
+/// Name prefix of the analysis worker threads as the kernel keeps it (15 bytes of
+/// `livegate-analysis-N`).
+const ANALYSIS_THREAD_COMM: &str = "livegate-analys";
+
+/// Scheduler time of this process's analysis worker threads so far, in seconds.
+#[derive(Clone, Copy, Default)]
+struct ThreadTimes {
+    /// On a CPU.
+    running: f64,
+    /// Runnable but waiting for a CPU (other threads and processes had it).
+    waiting: f64,
+}
+
+/// Reads `/proc/self/task/*/schedstat` (ns on CPU, ns waiting on a run queue) of the
+/// threads named like the analysis workers; zeros where /proc is missing.
+fn analysis_threads_times() -> ThreadTimes {
+    let mut times = ThreadTimes::default();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return times;
+    };
+    for task in tasks.flatten() {
+        let is_worker = std::fs::read_to_string(task.path().join("comm"))
+            .is_ok_and(|comm| comm.starts_with(ANALYSIS_THREAD_COMM));
+        if !is_worker {
+            continue;
+        }
+        let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let mut fields = schedstat
+            .split_whitespace()
+            .map(|field| field.parse::<u64>().unwrap_or(0) as f64 / 1e9);
+        times.running += fields.next().unwrap_or(0.0);
+        times.waiting += fields.next().unwrap_or(0.0);
+    }
+    times
+}
+
+/// A small deterministic generator for the publishers' start phases.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next_fraction(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    }
+}
+
+/// How a publisher ended.
+struct Published {
+    /// The connection was closed under the publisher.
+    cut: bool,
+    /// From writing the first keyframe at or after `watch_from_ms` to the close.
+    close_after_keyframe: Option<Duration>,
+}
+
+/// Pushes `track` at real-time rate over RTMP: `loops` times (`None`: until `running`
+/// turns false), noticing when livegate closes the connection.
+async fn publish(
+    target: SocketAddr,
+    key: String,
+    track: Arc<VideoTrack>,
+    loops: Option<u32>,
+    running: Arc<AtomicBool>,
+    watch_from_ms: u32,
+) -> anyhow::Result<Published> {
+    let socket = TcpStream::connect(target)
+        .await
+        .context("connecting a publisher")?;
+    socket.set_nodelay(true)?;
+    let (mut reader, mut writer) = socket.into_split();
+    let mut chunks = ChunkWriter::default();
+    let mut out = encode::publish_preamble(&chunks, APP, &key);
+    chunks.set_chunk_size(&mut out, CHUNK_SIZE);
+    let send_video = |out: &mut Vec<u8>, timestamp: u32, tag: &FlvTag| {
+        chunks.write_message(
+            out,
+            encode::CSID_VIDEO,
+            timestamp,
+            encode::TYPE_VIDEO,
+            1,
+            &tag.data,
+        );
+    };
+    send_video(&mut out, 0, &track.sequence_header);
+    let mut keyframe_sent: Option<Instant> = None;
+    let push = async {
+        writer.write_all(&out).await?;
+        let start = tokio::time::Instant::now();
+        let mut loop_start_ms = 0u32;
+        let mut loop_number = 0u32;
+        while running.load(Ordering::Relaxed) && loops.is_none_or(|loops| loop_number < loops) {
+            for tag in &track.frames {
+                let timestamp = loop_start_ms + tag.timestamp_ms;
+                tokio::time::sleep_until(start + Duration::from_millis(u64::from(timestamp))).await;
+                if !running.load(Ordering::Relaxed) {
+                    break;
+                }
+                out.clear();
+                send_video(&mut out, timestamp, tag);
+                if keyframe_sent.is_none() && timestamp >= watch_from_ms && is_keyframe(tag) {
+                    keyframe_sent = Some(Instant::now());
+                }
+                writer.write_all(&out).await?;
+            }
+            loop_start_ms += track.duration_ms;
+            loop_number += 1;
+        }
+        std::io::Result::Ok(())
+    };
+    // The sink never answers, so anything read here is the close.
+    let mut byte = [0u8; 1];
+    let closed = reader.read(&mut byte);
+    let cut = tokio::select! {
+        pushed = push => pushed.is_err(),
+        _ = closed => true,
+    };
+    Ok(Published {
+        cut,
+        close_after_keyframe: keyframe_sent.filter(|_| cut).map(|sent| sent.elapsed()),
+    })
+}
+
+/// Benign publishers: each starts at a random phase of a GOP, loops until stopped.
+struct BenignLoad {
+    running: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Published>>>,
+    cut: Arc<AtomicU64>,
+}
+
+impl BenignLoad {
+    fn start(target: SocketAddr, track: &Arc<VideoTrack>, count: usize, seed: u64) -> BenignLoad {
+        let running = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(AtomicU64::new(0));
+        let mut phases = SplitMix(seed);
+        let tasks = (0..count)
+            .map(|index| {
+                let delay = Duration::from_secs_f64(phases.next_fraction() * GOP_SECONDS);
+                let (track, running, cut) =
+                    (Arc::clone(track), Arc::clone(&running), Arc::clone(&cut));
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let key = format!("bench-benign-{seed}-{index}");
+                    let published = publish(target, key, track, None, running, u32::MAX).await?;
+                    if published.cut {
+                        cut.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(published)
+                })
+            })
+            .collect();
+        BenignLoad {
+            running,
+            tasks,
+            cut,
+        }
+    }
+
+    /// Stops every publisher; the number whose connection was closed under them.
+    async fn stop(self) -> anyhow::Result<u64> {
+        self.running.store(false, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.context("a benign publisher panicked")??;
+        }
+        Ok(self.cut.load(Ordering::Relaxed))
+    }
+}
+
+/// Time for all benign publishers to have started and sent a keyframe.
+fn warm_up() -> Duration {
+    Duration::from_secs_f64(2.0 * GOP_SECONDS + 0.5)
+}
+
+/// Runs every `--benign` phase; true when something failed (a trial not cut, a benign
+/// stream cut).
+async fn time_to_cut(
+    args: &CutBenchArgs,
+    media: &Media,
+    proxy_config: &ProxyConfig<'_>,
+) -> anyhow::Result<bool> {
+    let sink = start_sink().await?;
+    let (benign_counts, trials) = (args.benign_counts(), args.trials());
+    let largest = benign_counts.iter().copied().max().unwrap_or(0);
+    let proxy = Proxy::start(proxy_config, sink, args.workers, largest + 1).await?;
+    let signal_kind = proxy_config.signal_kind();
+    let clip_from_ms = LISTED_LEAD_SECONDS * 1000;
+    println!(
+        "\n== time to cut ({signal_kind}-driven): matching keyframe's first byte in -> both sockets closed (relay's audit figure); \
+         {} trials per phase, analysis workers = {}",
+        trials,
+        if args.workers == 0 {
+            "one per core".to_string()
+        } else {
+            args.workers.to_string()
+        }
+    );
+    println!(
+        "{:>7} {:>6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>5} {:>7} {:>11} {:>9} {:>9} {:>9}",
+        "benign",
+        "cut",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "pub_p50",
+        "analysed",
+        "offered",
+        "shed",
+        "dec_err",
+        "analysis_ms",
+        "workers%",
+        "wait%",
+        "process%"
+    );
+    let mut failed = false;
+    for (phase, &count) in benign_counts.iter().enumerate() {
+        let load = BenignLoad::start(proxy.listen, &media.benign, count, phase as u64 + 1);
+        tokio::time::sleep(warm_up()).await;
+        let before = Snapshot::take(&proxy);
+        let mut times_ms = Vec::with_capacity(trials);
+        let mut publisher_ms = Vec::with_capacity(trials);
+        let mut cut_pts = Vec::with_capacity(trials);
+        for trial in 0..trials {
+            let key = format!("bench-listed-{phase}-{trial}");
+            let fingerprint = RedactedKey::new(&key).fingerprint().to_string();
+            let running = Arc::new(AtomicBool::new(true));
+            let published = publish(
+                proxy.listen,
+                key,
+                Arc::clone(&media.listed),
+                Some(1),
+                running,
+                clip_from_ms,
+            )
+            .await?;
+            if let Some(elapsed) = published.close_after_keyframe {
+                publisher_ms.push(elapsed.as_secs_f64() * 1000.0);
+            }
+            let record = proxy.cut_record(&fingerprint).await;
+            let by_signal = record.filter(|record| {
+                record
+                    .signal
+                    .as_ref()
+                    .is_some_and(|signal| signal.kind == signal_kind)
+            });
+            match by_signal.and_then(|record| {
+                let pts = record.pts_seconds.unwrap_or_default();
+                record.time_to_cut_ms.map(|ms| (ms, pts))
+            }) {
+                Some((ms, pts)) if pts + 0.05 >= f64::from(LISTED_LEAD_SECONDS) => {
+                    times_ms.push(ms);
+                    cut_pts.push(pts);
+                }
+                Some((_, pts)) => {
+                    println!("  trial {trial}: cut during the benign lead, at {pts} s");
+                    failed = true;
+                }
+                None => {
+                    println!(
+                        "  trial {trial}: not cut by a {signal_kind} signal (publisher closed: {})",
+                        published.cut
+                    );
+                    failed = true;
+                }
+            }
+        }
+        let interval = Interval::between(&before, &Snapshot::take(&proxy));
+        let benign_cut = load.stop().await?;
+        if benign_cut > 0 {
+            println!("  {benign_cut} benign streams were cut");
+            failed = true;
+        }
+        println!(
+            "{:>7} {:>3}/{:<2} {:>8.1} {:>8.1} {:>8.1} {:>9.1} {:>9} {:>8} {:>5} {:>7} {:>11.1} {:>9.1} {:>9.1} {:>9.1}",
+            count,
+            times_ms.len(),
+            trials,
+            percentile(&times_ms, 0.50),
+            percentile(&times_ms, 0.99),
+            times_ms.iter().copied().fold(f64::NAN, f64::max),
+            percentile(&publisher_ms, 0.50),
+            interval.analysed,
+            interval.offered,
+            interval.shed,
+            interval.decoder_errors,
+            interval.mean_latency_ms,
+            interval.analysis_cpu / interval.seconds * 100.0,
+            interval.analysis_waiting / interval.seconds * 100.0,
+            interval.process_cpu / interval.seconds * 100.0,
+        );
+        if let Some(classifier) = proxy_config.classifier {
+            println!(
+                "  cut keyframe's pts p50 {:.1} s (photograph from {LISTED_LEAD_SECONDS} s; the classifier sees \
+                 keyframes 0, {n}, {}… of a stream); classifier: {} pictures classified, {} shed",
+                percentile(&cut_pts, 0.50),
+                2 * classifier.every_nth_sample,
+                interval.classified,
+                interval.classifier_shed,
+                n = classifier.every_nth_sample,
+            );
+        }
+        // Let the stopped publishers' sessions close before the next phase.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "  workers% / wait%: the analysis threads' time on a CPU / runnable but waiting for one, \
+         in % of one core; process%: the whole process (publishers and sink included)"
+    );
+    println!(
+        "  (yardstick from DESIGN.md, not this run: nginx-rtmp on_publish + ffmpeg at 1 frame/s + \
+         PDQ in Python cuts about 2700 ms after the first known keyframe, 1300 ms tuned)"
+    );
+    proxy.shut_down().await;
+    Ok(failed)
+}
+
+/// The live streams-per-core check. Shedding is a measurement (on a shared machine the
+/// worker may not get its core); true only when something failed (a benign stream cut).
+async fn live_per_core(
+    args: &CutBenchArgs,
+    streams: usize,
+    media: &Media,
+    proxy_config: &ProxyConfig<'_>,
+    costs: &KeyframeCosts,
+) -> anyhow::Result<bool> {
+    let sink = start_sink().await?;
+    let proxy = Proxy::start(proxy_config, sink, 1, streams).await?;
+    let load = BenignLoad::start(proxy.listen, &media.benign, streams, 1000);
+    tokio::time::sleep(warm_up()).await;
+    let before = Snapshot::take(&proxy);
+    tokio::time::sleep(Duration::from_secs(args.per_core_seconds)).await;
+    let interval = Interval::between(&before, &Snapshot::take(&proxy));
+    let benign_cut = load.stop().await?;
+    proxy.shut_down().await;
+    let busy = interval.analysis_cpu / interval.seconds;
+    let live_cost_ms = interval.analysis_cpu * 1000.0 / interval.analysed.max(1) as f64;
+    println!(
+        "\n== live streams per core: {streams} benign 720p30 streams, [analysis] workers = 1, {:.0} s measured",
+        interval.seconds
+    );
+    println!(
+        "  keyframes offered {} ({:.1}/s), analysed {}, shed {}, decoder errors {}, mean analysis latency {:.1} ms",
+        interval.offered,
+        interval.offered as f64 / interval.seconds,
+        interval.analysed,
+        interval.shed,
+        interval.decoder_errors,
+        interval.mean_latency_ms
+    );
+    println!(
+        "  worker on a CPU {:.1} % of the time, runnable but waiting for a CPU {:.1} %; \
+         {:.2} ms CPU per keyframe live (micro-benchmark: {:.2} ms) \
+         -> {:.0} streams per core; process CPU {:.0} % (publishers, sink and relay included)",
+        busy * 100.0,
+        interval.analysis_waiting / interval.seconds * 100.0,
+        live_cost_ms,
+        costs.pipeline,
+        GOP_SECONDS * 1000.0 / live_cost_ms,
+        interval.process_cpu / interval.seconds * 100.0
+    );
+    let sustained = interval.shed == 0 && interval.analysed > 0;
+    println!(
+        "  {streams} streams on one analysis core with every keyframe analysed: {}",
+        if sustained {
+            "sustained"
+        } else {
+            "NOT sustained"
+        }
+    );
+    if benign_cut > 0 {
+        println!("  {benign_cut} benign streams were cut");
+    }
+    Ok(benign_cut > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag_bytes(kind: u8, timestamp: u32, data: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes()[1..]);
+        out.extend_from_slice(&timestamp.to_be_bytes()[1..]);
+        out.push((timestamp >> 24) as u8);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&((TAG_HEADER_BYTES + data.len()) as u32).to_be_bytes());
+        out
+    }
+
+    fn flv(tags: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"FLV\x01\x01\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        for tag in tags {
+            out.extend_from_slice(tag);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_tags_with_extended_timestamps() {
+        let file = flv(&[
+            tag_bytes(18, 0, b"meta"),
+            tag_bytes(9, 0x0100_0021, &[0x17, 1, 0, 0, 0, 9, 9]),
+        ]);
+        let tags = parse_flv(&file).unwrap();
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags[0].kind, 18);
+        assert_eq!(tags[1].timestamp_ms, 0x0100_0021);
+        assert_eq!(tags[1].data, [0x17, 1, 0, 0, 0, 9, 9]);
+    }
+
+    #[test]
+    fn refuses_truncated_and_foreign_files() {
+        let whole = flv(&[tag_bytes(9, 0, &[0x17, 1, 0, 0, 0, 1])]);
+        let error = parse_flv(&whole[..whole.len() - 8])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("offset 13"), "{error}");
+        assert!(parse_flv(&whole[..20]).is_err());
+        assert!(parse_flv(b"GIF89a....").is_err());
+        let mut bad_offset = whole.clone();
+        bad_offset[8] = 0xFF;
+        assert!(parse_flv(&bad_offset).is_err());
+    }
+
+    #[test]
+    fn video_track_keeps_avc_frames_and_reads_composition_time() {
+        let tags = vec![
+            FlvTag {
+                kind: 9,
+                timestamp_ms: 0,
+                data: vec![0x17, 0, 0, 0, 0, 1, 2, 3],
+            },
+            FlvTag {
+                kind: 8,
+                timestamp_ms: 0,
+                data: vec![0xAF, 1, 5],
+            },
+            // Keyframe with composition time -33 (0xFFFFDF).
+            FlvTag {
+                kind: 9,
+                timestamp_ms: 100,
+                data: vec![0x17, 1, 0xFF, 0xFF, 0xDF, 7],
+            },
+            FlvTag {
+                kind: 9,
+                timestamp_ms: 133,
+                data: vec![0x27, 1, 0, 0, 33, 8],
+            },
+            FlvTag {
+                kind: 9,
+                timestamp_ms: 166,
+                data: vec![0x17, 2, 0, 0, 0],
+            },
+        ];
+        let track = VideoTrack::from_tags(tags).unwrap();
+        assert_eq!(track.extradata(), [1, 2, 3]);
+        assert_eq!(track.frames.len(), 2);
+        assert_eq!(track.duration_ms, 166);
+        let keyframes: Vec<_> = track.keyframes().collect();
+        assert_eq!(keyframes.len(), 1);
+        assert_eq!(keyframes[0].pts_ms, 67);
+        assert_eq!(keyframes[0].nalus, [7]);
+    }
+
+    #[test]
+    fn video_track_needs_a_sequence_header_and_frames() {
+        let frame = FlvTag {
+            kind: 9,
+            timestamp_ms: 0,
+            data: vec![0x17, 1, 0, 0, 0, 7],
+        };
+        assert!(VideoTrack::from_tags(vec![frame]).is_err());
+        let header = FlvTag {
+            kind: 9,
+            timestamp_ms: 0,
+            data: vec![0x17, 0, 0, 0, 0, 1],
+        };
+        assert!(VideoTrack::from_tags(vec![header]).is_err());
+    }
+}

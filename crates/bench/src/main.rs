@@ -1,0 +1,78 @@
+//! `livegate-bench …`: each benchmark measures a yardstick in the same run and prints
+//! ratios. A binary of its own (formerly `livegate bench`) so that the release `livegate`
+//! carries no benchmark harness, test encoder or fixture.
+
+mod classifier;
+mod cut;
+mod demux;
+mod index;
+mod pdq;
+mod relay;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+/// Benchmarks that print ratios against a yardstick measured in the same run.
+#[derive(Parser)]
+#[command(name = "livegate-bench", version)]
+enum BenchCommand {
+    /// Relay throughput, CPU and added latency against a direct connection.
+    Relay(relay::RelayBenchArgs),
+    /// Hash index: build time, memory, lookup latency against brute force.
+    Index(index::IndexBenchArgs),
+    /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
+    Pdq(pdq::PdqBenchArgs),
+    /// RTMP demuxer throughput on a captured publish session.
+    Demux(demux::DemuxBenchArgs),
+    /// Time to cut under benign load, and streams per analysis core.
+    Cut(cut::CutBenchArgs),
+    /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
+    Classifier(classifier::ClassifierBenchArgs),
+}
+
+fn main() -> ExitCode {
+    let command = BenchCommand::parse();
+    // The relay and cut benchmarks measure the proxy as `livegate run` runs it.
+    livegate::memory::trim_freed_memory_periodically();
+    match run(command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("livegate-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Relay(args) => relay::run(args),
+        BenchCommand::Index(args) => index::run(args),
+        BenchCommand::Pdq(args) => pdq::run(args),
+        BenchCommand::Demux(args) => demux::run(args),
+        BenchCommand::Cut(args) => cut::run(args),
+        BenchCommand::Classifier(args) => classifier::run(args),
+    }
+}
+
+/// Runs a reference implementation's timing script with the project's Python and parses
+/// the JSON it prints.
+fn run_python_reference(
+    python: &Path,
+    script: &Path,
+    args: &[&std::ffi::OsStr],
+) -> anyhow::Result<serde_json::Value> {
+    let output = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "reference timing failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("parsing the reference's timings")
+}
