@@ -16,9 +16,7 @@ use crate::analysis::Analysis;
 use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
-use crate::session::{
-    Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry,
-};
+use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
 use crate::signals::lists::{ListSet, ListSetError};
 use crate::telemetry::Telemetry;
 

@@ -484,7 +484,10 @@ mod tests {
         let actions = actions(config, lists(&dir));
         let registry = Arc::new(SessionRegistry::default());
         let session = session(&registry);
-        actions.record(&session.state, Finding::new(AuditEvent::Match, "only audited"));
+        actions.record(
+            &session.state,
+            Finding::new(AuditEvent::Match, "only audited"),
+        );
         actions.record(&session.state, Finding::new(AuditEvent::Alert, "posted"));
         assert!(eventually(Duration::from_secs(5), || lock(&bodies).len() == 2).await);
         // The first attempt got 503 and was retried; both bodies are the alert record.
@@ -564,7 +567,10 @@ mod tests {
             (record.app.as_str(), record.client.as_str()),
             ("live", "192.0.2.7:50000")
         );
-        assert_eq!(record.key_fingerprint.as_deref(), Some(fingerprint.as_str()));
+        assert_eq!(
+            record.key_fingerprint.as_deref(),
+            Some(fingerprint.as_str())
+        );
         assert_eq!(record.pts_seconds, Some(1.5));
         assert!(record.signal.is_some() && record.time_to_cut_ms.is_some());
 

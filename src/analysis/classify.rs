@@ -73,12 +73,7 @@ impl ClassifierPool {
     }
 
     /// Queues a copy of `picture`; never waits: a full queue sheds it.
-    pub(super) fn offer(
-        &self,
-        stream: &Arc<StreamAnalysis>,
-        picture: &Image<'_>,
-        at: SampleTime,
-    ) {
+    pub(super) fn offer(&self, stream: &Arc<StreamAnalysis>, picture: &Image<'_>, at: SampleTime) {
         let row = picture.width * 3;
         let pixels: Vec<u8> = (0..picture.height)
             .filter_map(|y| {

@@ -264,7 +264,13 @@ impl StreamPolicy {
         let strongest = [hashes, classifier]
             .into_iter()
             .flatten()
-            .reduce(|best, next| if next.verdict > best.verdict { next } else { best });
+            .reduce(|best, next| {
+                if next.verdict > best.verdict {
+                    next
+                } else {
+                    best
+                }
+            });
         match strongest {
             Some(proposal) => self.tail(proposal),
             None => Decision {
@@ -419,7 +425,10 @@ mod tests {
             matches!(&decision.evidence, Some(Evidence::Pdq(found)) if &*found.list == "alerting"),
             "{decision:?}"
         );
-        assert_eq!(policy.decide(&Signals::pdq(&matches[..1])).verdict, Verdict::Log);
+        assert_eq!(
+            policy.decide(&Signals::pdq(&matches[..1])).verdict,
+            Verdict::Log
+        );
     }
 
     fn classifier_rules() -> Arc<ClassifierConfig> {
