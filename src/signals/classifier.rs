@@ -743,14 +743,6 @@ mod tests {
         config
     }
 
-    fn score(label: &str, score: f32) -> LabelScore {
-        LabelScore {
-            label: Arc::from(label),
-            score,
-            bbox: None,
-        }
-    }
-
     #[test]
     fn the_documented_example_section_is_valid() {
         let example = include_str!("../../config/example.toml");
