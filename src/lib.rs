@@ -4,12 +4,14 @@
 //! listener, a [`session`] relays them verbatim to the origin while a passive inspector
 //! (for RTMP, the `livegate-rtmp` crate's demuxer) reads a copy and reports protocol-neutral
 //! [`stream`] events, [`media`] decodes sampled keyframes, the `livegate-signals` crate
-//! hashes them and [`signals`] looks them up; [`policy`] decides and [`actions`] acts.
-//! [`config`] is the TOML schema.
+//! hashes them and [`signals`] looks them up; [`policy`] decides and [`actions`] acts,
+//! keeping node-shared state in a [`backend`]; [`telemetry`] holds what is observed and
+//! [`admin`] renders it. [`config`] is the TOML schema.
 
 pub mod actions;
 pub mod admin;
 pub mod analysis;
+pub mod backend;
 pub mod config;
 pub mod ingest;
 pub mod media;
@@ -19,3 +21,4 @@ pub mod server;
 pub mod session;
 pub mod signals;
 pub mod stream;
+pub mod telemetry;

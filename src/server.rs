@@ -10,22 +10,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::actions::{Actuator, ActuatorError};
+use crate::actions::{Actions, ActionsError, AuditTrail};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
 use crate::analysis::Analysis;
+use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
-use crate::session::{
-    Closer, ConnectionGauge, CutRequest, EndKind, IngestListener, SessionRegistry,
-};
+use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
 use crate::signals::lists::{ListSet, ListSetError};
+use crate::telemetry::Telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("loading hash lists: {0}")]
     Lists(#[from] ListSetError),
     #[error(transparent)]
-    Actuator(#[from] ActuatorError),
+    Actions(#[from] ActionsError),
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -70,7 +70,15 @@ impl Server {
         for status in lists.status() {
             info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
         }
-        let actuator = Arc::new(Actuator::new(config.actuator.clone(), Arc::clone(&lists))?);
+        let backend = Arc::new(LocalBackend::new(
+            Arc::clone(&lists),
+            AuditTrail::open(&config.actuator)?,
+        ));
+        let actions = Arc::new(Actions::new(
+            config.actuator.clone(),
+            backend,
+            Arc::new(Telemetry::default()),
+        ));
         let classifier = match config.classifier.clone() {
             Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
             None => None,
@@ -100,7 +108,7 @@ impl Server {
             config.analysis.clone(),
             config.policy.clone(),
             Arc::clone(&lists),
-            actuator,
+            actions,
             classifier,
         );
         let services = Arc::new(Services {
@@ -191,13 +199,14 @@ impl Server {
                 sessions = sessions.len(),
                 "grace period over: closing remaining sessions"
             );
+            let actions = self.services.analysis.actions();
             for session in sessions {
-                session.request_cut(CutRequest {
-                    closer: Closer::Shutdown,
-                    kind: EndKind::Shutdown,
-                    reason: "livegate is shutting down".into(),
-                    evidence: None,
-                });
+                actions.close(
+                    &session,
+                    Closer::Shutdown,
+                    EndKind::Shutdown,
+                    "livegate is shutting down",
+                );
             }
             wait_until(|| active() == 0, CUT_SETTLE).await;
         }

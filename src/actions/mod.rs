@@ -1,22 +1,32 @@
-//! Acting on verdicts: cut a session, ban its stream key, write the audit record, call
-//! webhooks, and learn the cut stream's hashes.
+//! The one owner of what livegate does about a stream: cut it (whoever asks: policy,
+//! operator, overload, shutdown, an uninspectable stream), refuse its `publish`, ban its
+//! key, learn its hashes, and write the audit record — built here from the session's
+//! identity, and nowhere else.
 //!
 //! Nothing here delays a cut: the cut request wakes the session's relay at once, while
-//! audit lines go to a writer thread and webhooks to their own tasks.
+//! audit lines go to a writer thread, webhooks to their own tasks and learning to a
+//! blocking thread. Node-shared state (bans, added hashes, the audit trail) is kept by
+//! the [`Backend`].
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
-use tracing::{error, info, warn};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
-use crate::signals::lists::{AddedHash, ListMatch, ListSet};
-use crate::stream::StreamId;
+use crate::backend::Backend;
+use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
+use crate::signals::lists::AddedHash;
+use crate::stream::RedactedKey;
+use crate::telemetry::Telemetry;
 use livegate_signals::hash256::Hash256;
+
+mod audit;
+mod webhooks;
+
+pub use audit::{AuditEvent, AuditRecord, AuditTrail, SignalRecord};
+pub use webhooks::WebhookConfig;
+use webhooks::{Webhooks, webhook_target};
 
 /// `[actuator]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -42,21 +52,6 @@ pub struct ActuatorConfig {
     pub webhook: Vec<WebhookConfig>,
 }
 
-/// `[[actuator.webhook]]`: a JSON POST of each audit record of the chosen events.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://HOST:PORT/PATH`.
-    pub url: String,
-    #[serde(default = "defaults::webhook_events")]
-    pub events: Vec<AuditEvent>,
-    #[serde(default = "defaults::webhook_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Attempts after the first, with doubling back-off from 200 ms.
-    #[serde(default = "defaults::webhook_retries")]
-    pub retries: u32,
-}
-
 impl Default for ActuatorConfig {
     fn default() -> Self {
         ActuatorConfig {
@@ -71,8 +66,6 @@ impl Default for ActuatorConfig {
 }
 
 mod defaults {
-    use super::AuditEvent;
-
     pub fn ban_seconds() -> u64 {
         600
     }
@@ -81,20 +74,6 @@ mod defaults {
     }
     pub fn learn_keyframes() -> usize {
         10
-    }
-    pub fn webhook_events() -> Vec<AuditEvent> {
-        vec![
-            AuditEvent::Cut,
-            AuditEvent::ManualCut,
-            AuditEvent::ShadowCut,
-            AuditEvent::Alert,
-        ]
-    }
-    pub fn webhook_timeout_ms() -> u64 {
-        2000
-    }
-    pub fn webhook_retries() -> u32 {
-        3
     }
 }
 
@@ -128,128 +107,13 @@ impl ActuatorConfig {
     }
 }
 
-/// The URI of an `http://` webhook; `None` for anything else (https is not built in).
-fn webhook_target(url: &str) -> Option<hyper::Uri> {
-    let uri: hyper::Uri = url.parse().ok()?;
-    (uri.scheme_str() == Some("http") && uri.host().is_some()).then_some(uri)
-}
-
 #[derive(Debug, thiserror::Error)]
-pub enum ActuatorError {
+pub enum ActionsError {
     #[error("cannot open audit log {path} (actuator.audit_log): {source}")]
     AuditLog {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// What an audit record is about.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditEvent {
-    Match,
-    Alert,
-    ShadowCut,
-    Cut,
-    ManualCut,
-    Rejected,
-    Overload,
-}
-
-/// A signal as audited: a PDQ list match (`kind` "pdq") or a classifier score
-/// (`kind` "classifier": `label` and `score`, and `bbox` for a detection model).
-/// Fields a kind does not have are left out of the JSON.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SignalRecord {
-    pub kind: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub list: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub hash: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub matched_hash: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distance: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quality: Option<u8>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub variant: String,
-    /// PDQ: the matched entry's metadata fields from the list file; classifier: the class.
-    pub label: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f32>,
-    /// Detection models: the box in frame pixels, `[x, y, width, height]`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bbox: Option<[f32; 4]>,
-}
-
-impl SignalRecord {
-    pub fn pdq(found: &ListMatch, frame_hash: &Hash256, quality: u8, variant: &str) -> Self {
-        SignalRecord {
-            kind: "pdq",
-            list: found.list.to_string(),
-            hash: frame_hash.to_hex(),
-            matched_hash: found.hash.to_hex(),
-            distance: Some(found.distance),
-            quality: Some(quality),
-            variant: variant.to_string(),
-            label: found.fields.clone(),
-            score: None,
-            bbox: None,
-        }
-    }
-
-    pub fn classifier(label: &str, score: f32, bbox: Option<[f32; 4]>) -> Self {
-        SignalRecord {
-            kind: "classifier",
-            list: String::new(),
-            hash: String::new(),
-            matched_hash: String::new(),
-            distance: None,
-            quality: None,
-            variant: String::new(),
-            label: label.to_string(),
-            score: Some(score),
-            bbox,
-        }
-    }
-}
-
-/// One audit line (DESIGN.md: time, event, stream, app, key hash, client, signal, pts,
-/// time to cut). The key appears only as its fingerprint.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AuditRecord {
-    pub time: String,
-    pub event: AuditEvent,
-    pub stream_id: StreamId,
-    pub app: String,
-    pub key_fingerprint: Option<String>,
-    pub client: String,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<SignalRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pts_seconds: Option<f64>,
-    /// For a cut: from the matching keyframe's first byte arriving to both sockets closed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_to_cut_ms: Option<f64>,
-}
-
-impl AuditRecord {
-    pub fn now(event: AuditEvent, stream_id: StreamId, reason: impl Into<String>) -> Self {
-        AuditRecord {
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            event,
-            stream_id,
-            app: String::new(),
-            key_fingerprint: None,
-            client: String::new(),
-            reason: reason.into(),
-            signal: None,
-            pts_seconds: None,
-            time_to_cut_ms: None,
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,176 +122,220 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Keeps the audit trail: appends to the file on a writer thread, remembers the latest.
-struct AuditTrail {
-    file: Option<SyncSender<String>>,
-    recent: Mutex<VecDeque<AuditRecord>>,
-    capacity: usize,
-    dropped: AtomicU64,
+/// What a verdict says about a stream, to be audited: the event, why, the signal that
+/// decided and the sample's presentation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub event: AuditEvent,
+    pub reason: String,
+    pub signal: Option<SignalRecord>,
+    pub pts_seconds: Option<f64>,
 }
 
-/// Lines waiting for the writer thread; beyond this, records are dropped and counted
-/// rather than blocking an analysis worker.
-const AUDIT_QUEUE: usize = 4096;
-
-impl AuditTrail {
-    fn open(config: &ActuatorConfig) -> Result<Self, ActuatorError> {
-        let file = match &config.audit_log {
-            Some(path) => {
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| ActuatorError::AuditLog {
-                        path: path.clone(),
-                        source,
-                    })?;
-                let (sender, receiver) = sync_channel(AUDIT_QUEUE);
-                let path = path.clone();
-                std::thread::Builder::new()
-                    .name("livegate-audit".into())
-                    .spawn(move || write_audit_lines(file, &path, receiver))
-                    .map_err(|source| ActuatorError::AuditLog {
-                        path: config.audit_log.clone().unwrap_or_default(),
-                        source,
-                    })?;
-                Some(sender)
-            }
-            None => None,
-        };
-        Ok(AuditTrail {
-            file,
-            recent: Mutex::new(VecDeque::with_capacity(config.audit_memory.min(4096))),
-            capacity: config.audit_memory,
-            dropped: AtomicU64::new(0),
-        })
-    }
-
-    fn append(&self, record: &AuditRecord) {
-        let line = serde_json::to_string(record).unwrap_or_else(|error| {
-            format!("{{\"event\":\"audit_error\",\"reason\":\"cannot serialise: {error}\"}}")
-        });
-        info!(target: "livegate::audit", record = %line, "audit");
-        if let Some(file) = &self.file {
-            match file.try_send(line) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                    warn!(
-                        "audit file writer is behind or gone: record dropped from the file (it is in the log)"
-                    );
-                }
-            }
-        }
-        let mut recent = lock(&self.recent);
-        if recent.len() == self.capacity {
-            recent.pop_front();
-        }
-        if self.capacity > 0 {
-            recent.push_back(record.clone());
+impl Finding {
+    /// A finding with no signal and no sample (manual and overload cuts, overload alerts).
+    pub fn new(event: AuditEvent, reason: impl Into<String>) -> Self {
+        Finding {
+            event,
+            reason: reason.into(),
+            signal: None,
+            pts_seconds: None,
         }
     }
 }
 
-fn write_audit_lines(mut file: std::fs::File, path: &std::path::Path, lines: Receiver<String>) {
-    for line in lines {
-        if let Err(error) = writeln!(file, "{line}").and_then(|()| file.flush()) {
-            error!(path = %path.display(), %error, "cannot write the audit log");
-        }
-    }
+/// A cut to make, audited once the session's sockets are closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cut {
+    pub closer: Closer,
+    pub kind: EndKind,
+    pub finding: Finding,
+    /// When the decisive keyframe's first byte arrived (for the time to cut).
+    pub keyframe_arrived: Option<Instant>,
+    /// Ban the stream's key for `ban_seconds`.
+    pub ban: bool,
+    /// The stream's recently analysed keyframe hashes, for `learn_into`.
+    pub learn: Vec<(Hash256, u8)>,
 }
 
-/// The actions livegate takes: shared by the analysis workers and the relay.
-pub struct Actuator {
+/// What became of a cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutOutcome {
+    /// False when another end was requested first: the session is already closing and
+    /// this cut did nothing.
+    pub won: bool,
+    /// The key fingerprint banned by this cut.
+    pub banned: Option<String>,
+}
+
+/// The actions livegate takes: shared by the analysis workers, the sessions, the admin
+/// API and the server.
+pub struct Actions {
     config: ActuatorConfig,
-    bans: Mutex<HashMap<String, Instant>>,
-    audit: AuditTrail,
-    lists: Arc<ListSet>,
-    webhooks: Vec<(WebhookConfig, hyper::Uri)>,
+    backend: Arc<dyn Backend>,
+    webhooks: Webhooks,
+    telemetry: Arc<Telemetry>,
     runtime: tokio::runtime::Handle,
-    webhook_failures: Arc<AtomicU64>,
 }
 
-impl Actuator {
-    /// Must be called inside the tokio runtime that will run the webhooks.
-    pub fn new(config: ActuatorConfig, lists: Arc<ListSet>) -> Result<Self, ActuatorError> {
-        let audit = AuditTrail::open(&config)?;
-        let webhooks = config
-            .webhook
-            .iter()
-            .filter_map(|webhook| webhook_target(&webhook.url).map(|uri| (webhook.clone(), uri)))
-            .collect();
-        Ok(Actuator {
-            bans: Mutex::new(HashMap::new()),
-            audit,
-            lists,
-            webhooks,
+impl Actions {
+    /// Must be called inside the tokio runtime that will run webhooks and learning.
+    pub fn new(
+        config: ActuatorConfig,
+        backend: Arc<dyn Backend>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        Actions {
+            webhooks: Webhooks::new(&config.webhook),
+            backend,
+            telemetry,
             runtime: tokio::runtime::Handle::current(),
-            webhook_failures: Arc::new(AtomicU64::new(0)),
             config,
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// The audit record of `finding` about `session`, identified by what its inspector
+    /// learned (app, key fingerprint) and its client.
+    fn audit_record(session: &SessionState, finding: Finding) -> AuditRecord {
+        let identity = session.identity();
+        let mut record = AuditRecord::now(finding.event, session.id, finding.reason);
+        record.app = identity.app.unwrap_or_default();
+        record.key_fingerprint = identity.key.map(|key| key.fingerprint().to_string());
+        record.client = session.client.to_string();
+        record.signal = finding.signal;
+        record.pts_seconds = finding.pts_seconds;
+        record
+    }
+
+    /// Audits a verdict that does not end the stream (match, alert, shadow cut, overload).
+    pub fn record(&self, session: &SessionState, finding: Finding) {
+        self.publish(Self::audit_record(session, finding));
+    }
+
+    /// Cuts `session`: its relay ends at once; the audit record is written by
+    /// [`Actions::finish_cut`] when both sockets are closed. The first end requested
+    /// wins: a later cut neither bans nor learns.
+    pub fn cut(&self, session: &SessionState, cut: Cut) -> CutOutcome {
+        let key = session.identity().key;
+        let won = session.request_cut(CutRequest {
+            closer: cut.closer,
+            kind: cut.kind,
+            reason: cut.finding.reason.clone(),
+            evidence: Some(Arc::new(CutEvidence {
+                record: Self::audit_record(session, cut.finding),
+                keyframe_arrived: cut.keyframe_arrived,
+            })),
+        });
+        if !won {
+            return CutOutcome { won, banned: None };
+        }
+        let banned = key.filter(|_| cut.ban).map(|key| {
+            self.ban(key.fingerprint());
+            key.fingerprint().to_string()
+        });
+        self.learn(cut.learn, format!("learned,session {}", session.id));
+        CutOutcome { won, banned }
+    }
+
+    /// Ends `session` with nothing to audit (shutdown, a stream that cannot be
+    /// inspected); false when another end was requested first.
+    pub fn close(
+        &self,
+        session: &SessionState,
+        closer: Closer,
+        kind: EndKind,
+        reason: impl Into<String>,
+    ) -> bool {
+        session.request_cut(CutRequest {
+            closer,
+            kind,
+            reason: reason.into(),
+            evidence: None,
         })
+    }
+
+    /// Refuses `key`'s `publish` on `session` before it reaches the origin (a banned key,
+    /// or a second key on one connection): audits it as `rejected` and returns the end
+    /// the session takes.
+    pub fn refuse_publish(
+        &self,
+        session: &SessionState,
+        key: &RedactedKey,
+        kind: EndKind,
+        reason: String,
+    ) -> CutRequest {
+        let mut record =
+            Self::audit_record(session, Finding::new(AuditEvent::Rejected, reason.clone()));
+        // The refused key, which need not be the one the connection published first.
+        record.key_fingerprint = Some(key.fingerprint().to_string());
+        self.publish(record);
+        CutRequest {
+            closer: Closer::Policy,
+            kind,
+            reason,
+            evidence: None,
+        }
+    }
+
+    /// Completes a cut once both sockets closed at `closed_at`: writes its audit record
+    /// with the time to cut, and counts it.
+    pub fn finish_cut(&self, evidence: &CutEvidence, closed_at: Instant) {
+        let mut record = evidence.record.clone();
+        record.time_to_cut_ms = evidence
+            .keyframe_arrived
+            .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
+        self.telemetry.record_cut(&record);
+        self.publish(record);
     }
 
     /// How long `fingerprint` stays banned; `None` when it may publish.
     pub fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
-        let mut bans = lock(&self.bans);
-        let now = Instant::now();
-        match bans.get(fingerprint) {
-            Some(until) if *until > now => Some(*until - now),
-            Some(_) => {
-                bans.remove(fingerprint);
-                None
-            }
-            None => None,
-        }
+        self.backend.ban_remaining(fingerprint)
     }
 
-    pub fn ban(&self, fingerprint: &str) {
-        let until = Instant::now() + Duration::from_secs(self.config.ban_seconds);
-        lock(&self.bans).insert(fingerprint.to_string(), until);
+    fn ban(&self, fingerprint: &str) {
+        self.backend
+            .ban(fingerprint, Duration::from_secs(self.config.ban_seconds));
     }
 
-    /// Writes an audit record and posts it to the webhooks that want its event.
-    pub fn record(&self, record: AuditRecord) {
-        self.audit.append(&record);
-        for (webhook, uri) in &self.webhooks {
-            if webhook.events.contains(&record.event) {
-                let body = serde_json::to_vec(&record).unwrap_or_default();
-                let failures = Arc::clone(&self.webhook_failures);
-                let (webhook, uri) = (webhook.clone(), uri.clone());
-                self.runtime.spawn(async move {
-                    if let Err(error) = post_with_retries(&webhook, uri, body).await {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        warn!(url = %webhook.url, %error, "webhook failed");
-                    }
-                });
-            }
-        }
+    /// Stores an audit record and posts it to the webhooks that want its event.
+    fn publish(&self, record: AuditRecord) {
+        self.backend.publish_audit(&record);
+        self.webhooks.post(&record);
     }
 
     /// The latest audit records, oldest first.
     pub fn recent_records(&self) -> Vec<AuditRecord> {
-        lock(&self.audit.recent).iter().cloned().collect()
+        self.backend.recent_audit()
     }
 
     pub fn webhook_failures(&self) -> u64 {
-        self.webhook_failures.load(Ordering::Relaxed)
+        self.webhooks.failures()
     }
 
+    /// How many of a stream's latest analysed keyframes a cut learns.
     pub fn learn_keyframes(&self) -> usize {
         self.config.learn_keyframes
     }
 
     /// Adds a cut stream's keyframe hashes to the `learn_into` list, on a blocking
     /// thread (rebuilding an index is not for an analysis worker to wait on).
-    pub fn learn(&self, hashes: Vec<(Hash256, u8)>, label: String) {
+    fn learn(&self, hashes: Vec<(Hash256, u8)>, label: String) {
         let Some(list) = self.config.learn_into.clone() else {
             return;
         };
         if hashes.is_empty() {
             return;
         }
-        let lists = Arc::clone(&self.lists);
+        let backend = Arc::clone(&self.backend);
         self.runtime.spawn_blocking(move || {
             let added: Vec<AddedHash> = hashes
                 .into_iter()
@@ -437,7 +345,7 @@ impl Actuator {
                     label: label.clone(),
                 })
                 .collect();
-            match lists.add_hashes(&list, &added) {
+            match backend.add_hashes(&list, &added) {
                 Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned hashes of a cut stream"),
                 Err(error) => warn!(list = %list, %error, "cannot learn hashes of a cut stream"),
             }
@@ -445,68 +353,12 @@ impl Actuator {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum WebhookError {
-    #[error("{0}")]
-    Http(String),
-    #[error("status {0}")]
-    Status(hyper::StatusCode),
-    #[error("no answer within {0} ms")]
-    Timeout(u64),
-}
-
-async fn post_with_retries(
-    webhook: &WebhookConfig,
-    uri: hyper::Uri,
-    body: Vec<u8>,
-) -> Result<(), WebhookError> {
-    let mut backoff = Duration::from_millis(200);
-    let mut attempt = 0;
-    loop {
-        let result = tokio::time::timeout(
-            Duration::from_millis(webhook.timeout_ms),
-            post_once(uri.clone(), body.clone()),
-        )
-        .await
-        .unwrap_or(Err(WebhookError::Timeout(webhook.timeout_ms)));
-        match result {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt >= webhook.retries => return Err(error),
-            Err(_) => {
-                attempt += 1;
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-            }
-        }
-    }
-}
-
-async fn post_once(uri: hyper::Uri, body: Vec<u8>) -> Result<(), WebhookError> {
-    use http_body_util::Full;
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = hyper::Request::post(uri)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, "livegate")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|error| WebhookError::Http(error.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|error| WebhookError::Http(error.to_string()))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(WebhookError::Status(response.status()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signals::lists::HashListConfig;
+    use crate::backend::LocalBackend;
+    use crate::session::{Registration, SessionRegistry};
+    use crate::signals::lists::{HashListConfig, ListSet};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn lists(dir: &tempfile::TempDir) -> Arc<ListSet> {
@@ -517,6 +369,42 @@ mod tests {
             ..HashListConfig::new("learned", &path)
         };
         Arc::new(ListSet::load(&[config]).expect("load"))
+    }
+
+    fn actions(config: ActuatorConfig, lists: Arc<ListSet>) -> Actions {
+        let trail = AuditTrail::open(&config).expect("audit trail");
+        Actions::new(
+            config,
+            Arc::new(LocalBackend::new(lists, trail)),
+            Arc::new(Telemetry::default()),
+        )
+    }
+
+    /// A live session that published `live/secret-key` from 192.0.2.7.
+    fn session(registry: &Arc<SessionRegistry>) -> Registration {
+        let ingest = "127.0.0.1:1935".parse().expect("addr");
+        let client = "192.0.2.7:50000".parse().expect("addr");
+        let registration = registry.register(ingest, client);
+        registration.state.update_identity(|identity| {
+            identity.app = Some("live".into());
+            identity.key = Some(RedactedKey::new("secret-key"));
+        });
+        registration
+    }
+
+    fn policy_cut(reason: &str, ban: bool, learn: Vec<(Hash256, u8)>) -> Cut {
+        Cut {
+            closer: Closer::Policy,
+            kind: EndKind::PolicyCut,
+            finding: Finding {
+                signal: Some(SignalRecord::classifier("a", 0.9, None)),
+                pts_seconds: Some(1.5),
+                ..Finding::new(AuditEvent::Cut, reason)
+            },
+            keyframe_arrived: Some(Instant::now()),
+            ban,
+            learn,
+        }
     }
 
     /// An HTTP server answering each request with the next status of `statuses`
@@ -587,32 +475,29 @@ mod tests {
         let config = ActuatorConfig {
             webhook: vec![WebhookConfig {
                 url,
-                events: vec![AuditEvent::Cut],
+                events: vec![AuditEvent::Alert],
                 timeout_ms: 1000,
                 retries: 2,
             }],
             ..ActuatorConfig::default()
         };
-        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
-        actuator.record(AuditRecord::now(
-            AuditEvent::Match,
-            StreamId::local(1),
-            "only audited",
-        ));
-        actuator.record(AuditRecord::now(
-            AuditEvent::Cut,
-            StreamId::local(2),
-            "posted",
-        ));
+        let actions = actions(config, lists(&dir));
+        let registry = Arc::new(SessionRegistry::default());
+        let session = session(&registry);
+        actions.record(
+            &session.state,
+            Finding::new(AuditEvent::Match, "only audited"),
+        );
+        actions.record(&session.state, Finding::new(AuditEvent::Alert, "posted"));
         assert!(eventually(Duration::from_secs(5), || lock(&bodies).len() == 2).await);
-        // The first attempt got 503 and was retried; both bodies are the cut record.
+        // The first attempt got 503 and was retried; both bodies are the alert record.
         for body in lock(&bodies).iter() {
             let record: serde_json::Value = serde_json::from_str(body).expect("json body");
-            assert_eq!(record["event"], "cut");
-            assert_eq!(record["stream_id"], StreamId::local(2).to_string());
+            assert_eq!(record["event"], "alert");
+            assert_eq!(record["stream_id"], session.state.id.to_string());
         }
-        assert_eq!(actuator.webhook_failures(), 0);
-        assert_eq!(actuator.recent_records().len(), 2);
+        assert_eq!(actions.webhook_failures(), 0);
+        assert_eq!(actions.recent_records().len(), 2);
     }
 
     #[tokio::test]
@@ -622,28 +507,26 @@ mod tests {
         let config = ActuatorConfig {
             webhook: vec![WebhookConfig {
                 url,
-                events: vec![AuditEvent::Cut],
+                events: vec![AuditEvent::Alert],
                 timeout_ms: 1000,
                 retries: 1,
             }],
             ..ActuatorConfig::default()
         };
-        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
+        let actions = actions(config, lists(&dir));
+        let registry = Arc::new(SessionRegistry::default());
+        let session = session(&registry);
         let started = std::time::Instant::now();
-        actuator.record(AuditRecord::now(
-            AuditEvent::Cut,
-            StreamId::local(3),
-            "posted",
-        ));
+        actions.record(&session.state, Finding::new(AuditEvent::Alert, "posted"));
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "record() waited on the webhook"
         );
-        assert!(eventually(Duration::from_secs(5), || actuator.webhook_failures() == 1).await);
+        assert!(eventually(Duration::from_secs(5), || actions.webhook_failures() == 1).await);
     }
 
     #[tokio::test]
-    async fn bans_expire_and_learned_hashes_join_the_list() {
+    async fn a_cut_builds_its_record_once_bans_and_learns() {
         let dir = tempfile::tempdir().expect("dir");
         let lists = lists(&dir);
         let config = ActuatorConfig {
@@ -651,15 +534,47 @@ mod tests {
             learn_into: Some("learned".into()),
             ..ActuatorConfig::default()
         };
-        let actuator = Actuator::new(config, Arc::clone(&lists)).expect("actuator");
-        actuator.ban("0123456789abcdef");
-        assert!(actuator.ban_remaining("0123456789abcdef").is_some());
-        assert!(actuator.ban_remaining("fedcba9876543210").is_none());
+        let actions = actions(config, Arc::clone(&lists));
+        let registry = Arc::new(SessionRegistry::default());
+        let session = session(&registry);
         let hashes = vec![
             (Hash256::from_words([1, 2, 3, 4]), 90),
             (Hash256::from_words([u64::MAX; 4]), 80),
         ];
-        actuator.learn(hashes, "learned,session 7".into());
+        let outcome = actions.cut(&session.state, policy_cut("matched", true, hashes));
+        let fingerprint = RedactedKey::new("secret-key").fingerprint().to_string();
+        assert_eq!(
+            outcome,
+            CutOutcome {
+                won: true,
+                banned: Some(fingerprint.clone())
+            }
+        );
+        let request = session.state.pending_cut().expect("cut requested");
+        assert_eq!(
+            (request.closer, request.kind, request.reason.as_str()),
+            (Closer::Policy, EndKind::PolicyCut, "matched")
+        );
+        // Nothing is audited until the sockets are closed.
+        assert!(actions.recent_records().is_empty());
+        let evidence = request.evidence.expect("evidence");
+        actions.finish_cut(&evidence, Instant::now());
+        let records = actions.recent_records();
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!(record.event, AuditEvent::Cut);
+        assert_eq!(
+            (record.app.as_str(), record.client.as_str()),
+            ("live", "192.0.2.7:50000")
+        );
+        assert_eq!(
+            record.key_fingerprint.as_deref(),
+            Some(fingerprint.as_str())
+        );
+        assert_eq!(record.pts_seconds, Some(1.5));
+        assert!(record.signal.is_some() && record.time_to_cut_ms.is_some());
+
+        assert!(actions.ban_remaining(&fingerprint).is_some());
         assert!(
             eventually(Duration::from_secs(5), || lists.status()[0]
                 .added_at_runtime
@@ -671,13 +586,39 @@ mod tests {
         assert_eq!(found[0].distance, 0);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert!(
-            actuator.ban_remaining("0123456789abcdef").is_none(),
+            actions.ban_remaining(&fingerprint).is_none(),
             "ban did not expire"
         );
     }
 
+    #[tokio::test]
+    async fn the_first_end_requested_wins() {
+        let dir = tempfile::tempdir().expect("dir");
+        let actions = actions(ActuatorConfig::default(), lists(&dir));
+        let registry = Arc::new(SessionRegistry::default());
+        let session = session(&registry);
+        assert!(actions.close(
+            &session.state,
+            Closer::Shutdown,
+            EndKind::Shutdown,
+            "livegate is shutting down"
+        ));
+        let outcome = actions.cut(&session.state, policy_cut("too late", true, Vec::new()));
+        assert_eq!(
+            outcome,
+            CutOutcome {
+                won: false,
+                banned: None
+            }
+        );
+        let fingerprint = RedactedKey::new("secret-key").fingerprint().to_string();
+        assert_eq!(actions.ban_remaining(&fingerprint), None);
+        let request = session.state.pending_cut().expect("requested");
+        assert_eq!((request.closer, request.evidence), (Closer::Shutdown, None));
+    }
+
     #[test]
-    fn audit_records_are_appended_as_json_lines() {
+    fn a_refused_publish_is_audited_as_rejected_in_the_file() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -689,10 +630,20 @@ mod tests {
             audit_log: Some(path.clone()),
             ..ActuatorConfig::default()
         };
-        let actuator = Actuator::new(config, lists(&dir)).expect("actuator");
-        let mut record = AuditRecord::now(AuditEvent::Rejected, StreamId::local(9), "banned");
-        record.key_fingerprint = Some("0123456789abcdef".into());
-        actuator.record(record);
+        let actions = actions(config, lists(&dir));
+        let registry = Arc::new(SessionRegistry::default());
+        let session = session(&registry);
+        let other = RedactedKey::new("another-key");
+        let end = actions.refuse_publish(
+            &session.state,
+            &other,
+            EndKind::Rejected,
+            "one stream key per connection".into(),
+        );
+        assert_eq!(
+            (end.closer, end.kind, end.evidence),
+            (Closer::Policy, EndKind::Rejected, None)
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let text = loop {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -703,22 +654,19 @@ mod tests {
         };
         let record: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
         assert_eq!(record["event"], "rejected");
-        assert_eq!(record["key_fingerprint"], "0123456789abcdef");
+        assert_eq!(record["app"], "live");
+        assert_eq!(record["key_fingerprint"], other.fingerprint());
         assert!(record.get("signal").is_none());
     }
 
     #[test]
     fn an_unwritable_audit_log_is_a_startup_error_naming_the_key() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let _guard = runtime.enter();
         let dir = tempfile::tempdir().expect("dir");
         let config = ActuatorConfig {
             audit_log: Some(dir.path().join("missing-dir/audit.jsonl")),
             ..ActuatorConfig::default()
         };
-        let error = Actuator::new(config, lists(&dir)).err().expect("must fail");
+        let error = AuditTrail::open(&config).err().expect("must fail");
         assert!(error.to_string().contains("actuator.audit_log"), "{error}");
     }
 }

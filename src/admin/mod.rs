@@ -289,7 +289,11 @@ impl AdminServer {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
-        let metrics = metrics::Metrics::new(&services, &lists);
+        let metrics = metrics::Metrics::new(
+            Arc::clone(&services.registry),
+            Arc::clone(&services.analysis),
+            Arc::clone(&lists),
+        );
         Ok(AdminServer {
             listener,
             local_addr,

@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 use tracing::info;
 
 use super::{AdminContext, Phase};
-use crate::actions::{AuditEvent, AuditRecord};
-use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
+use crate::actions::{AuditEvent, AuditRecord, Cut, Finding};
+use crate::session::{Closer, EndKind, SessionState};
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
 use crate::stream::StreamId;
 use livegate_signals::hash256::Hash256;
@@ -465,34 +465,24 @@ async fn cut_stream(
     if reason.is_empty() {
         return Err(ApiError::bad_request("reason: must not be empty"));
     }
-    let identity = session.identity();
     let reason = format!("manual cut: {reason}");
-    let mut record = AuditRecord::now(AuditEvent::ManualCut, session.id, reason.clone());
-    record.app = identity.app.clone().unwrap_or_default();
-    record.key_fingerprint = identity
-        .key
-        .as_ref()
-        .map(|key| key.fingerprint().to_string());
-    record.client = session.client.to_string();
-    let requested = session.request_cut(CutRequest {
-        closer: Closer::Operator,
-        kind: EndKind::OperatorCut,
-        reason: reason.clone(),
-        evidence: Some(Arc::new(CutEvidence {
-            record,
+    let outcome = context.services.analysis.actions().cut(
+        &session,
+        Cut {
+            closer: Closer::Operator,
+            kind: EndKind::OperatorCut,
+            finding: Finding::new(AuditEvent::ManualCut, reason.clone()),
             keyframe_arrived: None,
-        })),
-    });
-    if !requested {
+            ban: true,
+            learn: Vec::new(),
+        },
+    );
+    if !outcome.won {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("stream {} is already closing", session.id),
         ));
     }
-    let banned = identity.key.as_ref().map(|key| {
-        context.services.analysis.actuator().ban(key.fingerprint());
-        key.fingerprint().to_string()
-    });
     info!(session = %session.id, %reason, "manual cut requested through the admin API");
     #[derive(Serialize)]
     struct CutAccepted {
@@ -507,7 +497,7 @@ async fn cut_stream(
             id: session.id,
             status: "closing",
             reason,
-            banned_key_fingerprint: banned,
+            banned_key_fingerprint: outcome.banned,
         },
     ))
 }
@@ -696,9 +686,9 @@ async fn add_hashes(
             label,
         });
     }
-    let lists = Arc::clone(&context.lists);
+    let backend = Arc::clone(context.services.analysis.actions().backend());
     let owned = name.to_string();
-    update_list(context, name, move || lists.add_hashes(&owned, &added)).await
+    update_list(context, name, move || backend.add_hashes(&owned, &added)).await
 }
 
 fn events(context: &AdminContext, query: Option<&str>) -> Result<Response<Body>, ApiError> {
@@ -710,7 +700,7 @@ fn events(context: &AdminContext, query: Option<&str>) -> Result<Response<Body>,
             })?;
         }
     }
-    let mut records = context.services.analysis.actuator().recent_records();
+    let mut records = context.services.analysis.actions().recent_records();
     let skip = records.len().saturating_sub(limit);
     records.drain(..skip);
     #[derive(Serialize)]

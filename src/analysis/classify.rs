@@ -1,24 +1,20 @@
 //! The classifier beside the hashes: one in `every_nth_sample` analysed keyframes of a
 //! stream is copied (as the RGB24 picture the PDQ path already made) into a bounded
-//! queue, and the classifier's own threads run the model on it and apply the stream's
-//! per-label rules. A full queue sheds the picture and counts it
-//! (`livegate_classifier_shed_total`), so
-//! the model never holds up hashing; a classifier cut goes the same `CutRequest` way as a
-//! hash cut, so its time to cut is audited too.
+//! queue, and the classifier's own threads run the model on it and hand its scores to
+//! the stream's one policy. A full queue sheds the picture and counts it
+//! (`livegate_classifier_shed_total`), so the model never holds up hashing; a classifier
+//! verdict is acted on by the same pipeline step as a hash verdict, so its time to cut
+//! is audited too.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{StreamAnalysis, lock};
-use crate::actions::{AuditEvent, SignalRecord};
-use crate::policy::Verdict;
-use crate::session::{Closer, CutEvidence, CutRequest, EndKind};
-use crate::signals::classifier::{
-    Classifier, ClassifierConfig, ClassifierError, ClassifierPolicy, LabelScore,
-};
+use super::StreamAnalysis;
+use super::pipeline::SampleTime;
+use crate::policy::Signals;
+use crate::signals::classifier::{Classifier, ClassifierConfig, ClassifierError};
 use livegate_signals::pdq::Image;
 
 /// Counters for metrics and benchmarks.
@@ -37,8 +33,7 @@ pub(super) struct ClassifyJob {
     pixels: Vec<u8>,
     width: usize,
     height: usize,
-    arrived: Instant,
-    pts_ms: i64,
+    at: SampleTime,
 }
 
 /// The classifier threads and their queue, shared by all streams.
@@ -78,13 +73,7 @@ impl ClassifierPool {
     }
 
     /// Queues a copy of `picture`; never waits: a full queue sheds it.
-    pub(super) fn offer(
-        &self,
-        stream: &Arc<StreamAnalysis>,
-        picture: &Image<'_>,
-        arrived: Instant,
-        pts_ms: i64,
-    ) {
+    pub(super) fn offer(&self, stream: &Arc<StreamAnalysis>, picture: &Image<'_>, at: SampleTime) {
         let row = picture.width * 3;
         let pixels: Vec<u8> = (0..picture.height)
             .filter_map(|y| {
@@ -100,8 +89,7 @@ impl ClassifierPool {
             pixels,
             width: picture.width,
             height: picture.height,
-            arrived,
-            pts_ms,
+            at,
         };
         match self.queue.try_send(job) {
             Ok(()) => {}
@@ -133,7 +121,8 @@ fn run_classifier(
         match classifier.classify(&picture) {
             Ok(scores) => {
                 stats.pictures_classified.fetch_add(1, Ordering::Relaxed);
-                if job.stream.act_on_scores(&scores, &job, classifier.config()) {
+                let decision = job.stream.decide(&Signals::classifier(&scores));
+                if job.stream.act(decision, job.at, None, Vec::new()) {
                     stats.verdicts.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -142,76 +131,5 @@ fn run_classifier(
                 debug!(session = %job.stream.session.id, %error, "picture not classified");
             }
         }
-    }
-}
-
-impl StreamAnalysis {
-    /// Applies the stream's classifier rules to one picture's scores and audits or cuts;
-    /// true when a rule fired.
-    fn act_on_scores(
-        &self,
-        scores: &[LabelScore],
-        job: &ClassifyJob,
-        config: &Arc<ClassifierConfig>,
-    ) -> bool {
-        let decision = {
-            let mut policy = lock(&self.classifier_policy);
-            let policy = policy.get_or_insert_with(|| {
-                let identity = self.session.identity();
-                let fingerprint = identity
-                    .key
-                    .as_ref()
-                    .map(|key| key.fingerprint().to_string());
-                let rules = &self.analysis.policy;
-                ClassifierPolicy::new(
-                    Arc::clone(config),
-                    rules.mode,
-                    rules.allows(
-                        identity.app.as_deref().unwrap_or(""),
-                        fingerprint.as_deref(),
-                    ),
-                )
-            });
-            policy.decide(scores)
-        };
-        let Some(decision) = decision else {
-            return false;
-        };
-        let event = match decision.verdict {
-            Verdict::Clear => return false,
-            Verdict::Log => AuditEvent::Match,
-            Verdict::Alert => AuditEvent::Alert,
-            Verdict::ShadowCut => AuditEvent::ShadowCut,
-            Verdict::Cut => AuditEvent::Cut,
-        };
-        let bbox = scores
-            .iter()
-            .find(|found| found.label == decision.label && found.score == decision.score)
-            .and_then(|found| found.bbox);
-        let mut record = self.audit_record(event, decision.reason.clone());
-        record.pts_seconds = Some(job.pts_ms as f64 / 1000.0);
-        record.signal = Some(SignalRecord::classifier(
-            &decision.label,
-            decision.score,
-            bbox,
-        ));
-        if event != AuditEvent::Cut {
-            self.analysis.actuator.record(record);
-            return true;
-        }
-        self.session.request_cut(CutRequest {
-            closer: Closer::Policy,
-            kind: EndKind::PolicyCut,
-            reason: decision.reason,
-            evidence: Some(Arc::new(CutEvidence {
-                record,
-                keyframe_arrived: Some(job.arrived),
-            })),
-        });
-        self.ended.store(true, Ordering::Relaxed);
-        if let Some(key) = self.session.identity().key {
-            self.analysis.actuator.ban(key.fingerprint());
-        }
-        true
     }
 }

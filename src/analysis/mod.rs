@@ -1,6 +1,9 @@
 //! Keyframe analysis off the relay path: sampling, a bounded queue per stream, and a
 //! pool of worker threads running decode → PDQ → list lookup → policy → action.
 //!
+//! The pipeline after decode lives in [`pipeline`]; this file holds the pool, the
+//! per-stream queue, decoding and what happens to a stream analysis cannot inspect.
+//!
 //! The relay only ever *offers* a keyframe: a constant-time push under a short lock.
 //! When a stream's queue is full the oldest sample is dropped and counted
 //! (`samples_shed`), so a slow worker pool costs analysis coverage, never relay latency.
@@ -27,20 +30,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-use crate::actions::{Actuator, AuditEvent, AuditRecord, SignalRecord};
+use crate::actions::{Actions, AuditEvent, Cut, Finding};
 use crate::config::OnParseError;
 use crate::media::decode::{self, Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
-use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy, Verdict};
-use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
-use crate::signals::classifier::ClassifierPolicy;
+use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy};
+use crate::session::{Closer, EndKind, SessionState};
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
-use livegate_signals::hash256::Hash256;
-use livegate_signals::pdq::{Dihedral, PdqDihedral};
 
 mod classify;
+mod pipeline;
 pub use classify::{ClassifierPool, ClassifierStats};
+use pipeline::{PipelineState, SampleTime};
 
 /// `[analysis]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -163,8 +165,6 @@ pub struct AnalysisStats {
     pub matches: AtomicU64,
     /// Sum of (analysis finished − keyframe arrived), for the mean.
     pub analysis_latency_micros_total: AtomicU64,
-    /// Histograms and labelled counters for `/metrics`.
-    pub observations: crate::admin::metrics::Observations,
 }
 
 /// Why analysis cannot inspect a stream.
@@ -242,7 +242,7 @@ pub struct Analysis {
     config: AnalysisConfig,
     policy: Arc<PolicyConfig>,
     lists: Arc<ListSet>,
-    actuator: Arc<Actuator>,
+    actions: Arc<Actions>,
     classifier: Option<Arc<ClassifierPool>>,
     ready: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
@@ -255,7 +255,7 @@ impl Analysis {
         config: AnalysisConfig,
         policy: PolicyConfig,
         lists: Arc<ListSet>,
-        actuator: Arc<Actuator>,
+        actions: Arc<Actions>,
         classifier: Option<Arc<ClassifierPool>>,
     ) -> Arc<Self> {
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
@@ -275,15 +275,15 @@ impl Analysis {
             config,
             policy: Arc::new(policy),
             lists,
-            actuator,
+            actions,
             classifier,
             ready,
             stats,
         })
     }
 
-    pub fn actuator(&self) -> &Arc<Actuator> {
-        &self.actuator
+    pub fn actions(&self) -> &Arc<Actions> {
+        &self.actions
     }
 
     pub fn classifier(&self) -> Option<&Arc<ClassifierPool>> {
@@ -304,7 +304,7 @@ impl Analysis {
             queue: Mutex::new(StreamQueue::default()),
             worker: Mutex::new(None),
             codec: Mutex::new(None),
-            classifier_policy: Mutex::new(None),
+            policy: Mutex::new(None),
             ended: AtomicBool::new(false),
         })
     }
@@ -330,8 +330,9 @@ pub struct StreamAnalysis {
     queue: Mutex<StreamQueue>,
     worker: Mutex<Option<WorkerState>>,
     codec: Mutex<Option<Arc<CodecConfig>>>,
-    /// The classifier rules' state, made at the stream's first classified picture.
-    classifier_policy: Mutex<Option<ClassifierPolicy>>,
+    /// The stream's one policy, shared by the hash path and the classifier threads;
+    /// made at its first decision.
+    policy: Mutex<Option<StreamPolicy>>,
     ended: AtomicBool,
 }
 
@@ -442,18 +443,18 @@ impl StreamAnalysis {
     }
 
     fn act_on_overload(&self, action: OverloadAction) {
-        let actuator = &self.analysis.actuator;
+        let actions = &self.analysis.actions;
         match action {
             OverloadAction::Alert => {
                 warn!(
                     session = %self.session.id,
                     "analysis cannot keep up: shedding samples (on_overload = open)"
                 );
-                actuator.record(
-                    self.audit_record(
+                actions.record(
+                    &self.session,
+                    Finding::new(
                         AuditEvent::Overload,
-                        "analysis cannot keep up: samples shed, stream kept (on_overload = open)"
-                            .into(),
+                        "analysis cannot keep up: samples shed, stream kept (on_overload = open)",
                     ),
                 );
             }
@@ -462,26 +463,19 @@ impl StreamAnalysis {
                     "analysis overloaded: no keyframe analysed for {} ms (on_overload = closed)",
                     unanalysed_for.as_millis()
                 );
-                self.session.request_cut(CutRequest {
-                    closer: Closer::Overload,
-                    kind: EndKind::OverloadCut,
-                    reason: reason.clone(),
-                    evidence: Some(Arc::new(CutEvidence {
-                        record: self.audit_record(AuditEvent::Cut, reason),
+                actions.cut(
+                    &self.session,
+                    Cut {
+                        closer: Closer::Overload,
+                        kind: EndKind::OverloadCut,
+                        finding: Finding::new(AuditEvent::Cut, reason),
                         keyframe_arrived: None,
-                    })),
-                });
+                        ban: false,
+                        learn: Vec::new(),
+                    },
+                );
             }
         }
-    }
-
-    fn audit_record(&self, event: AuditEvent, reason: String) -> AuditRecord {
-        let identity = self.session.identity();
-        let mut record = AuditRecord::now(event, self.session.id, reason);
-        record.app = identity.app.unwrap_or_default();
-        record.key_fingerprint = identity.key.map(|key| key.fingerprint().to_string());
-        record.client = self.session.client.to_string();
-        record
     }
 
     /// Runs this stream's queued samples; called by one worker at a time.
@@ -509,8 +503,7 @@ impl StreamAnalysis {
         let stats = &self.analysis.stats;
         let config = &self.analysis.config;
         let mut worker = lock(&self.worker);
-        let state =
-            worker.get_or_insert_with(|| WorkerState::new(&self.analysis.policy, &self.session));
+        let state = worker.get_or_insert_with(WorkerState::default);
         match state.use_codec(&sample.config, config.max_picture_pixels) {
             Ok(()) => {}
             Err(MediaError::PictureTooLarge { width, height, .. }) => {
@@ -553,110 +546,11 @@ impl StreamAnalysis {
                 return self.uninspectable(Uninspectable::KeyframeConcealed(concealment));
             }
         }
-        let hashes = match scratch.hasher.hash_frame_for_matching(decoded.picture) {
-            Ok(hashes) => hashes,
-            Err(error) => {
-                stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
-                debug!(session = %self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
-                return;
-            }
+        let at = SampleTime {
+            arrived: sample.arrived,
+            pts_ms: sample.frame.pts_ms,
         };
-        let full = QueryHashes::from(&hashes.full);
-        self.analysis.lists.lookup_into(
-            &full.variants,
-            full.quality,
-            &mut scratch.lookup,
-            &mut scratch.matches,
-        );
-        let inside_bars = hashes.inside_bars.as_ref().map(QueryHashes::from);
-        if let Some(inside_bars) = &inside_bars {
-            self.analysis.lists.lookup_into(
-                &inside_bars.variants,
-                inside_bars.quality,
-                &mut scratch.lookup,
-                &mut scratch.more_matches,
-            );
-            for found in scratch.more_matches.drain(..) {
-                scratch.matches.push(ListMatch {
-                    variant: found.variant + INSIDE_BARS_VARIANTS,
-                    ..found
-                });
-            }
-            scratch.matches.sort_by_key(|found| found.distance);
-        }
-        stats.samples_analysed.fetch_add(1, Ordering::Relaxed);
-        self.session
-            .keyframes_analysed
-            .fetch_add(1, Ordering::Relaxed);
-        let latency = sample.arrived.elapsed();
-        stats
-            .analysis_latency_micros_total
-            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
-        stats
-            .observations
-            .record_analysis(latency, &scratch.matches);
-        if let Some(nearest) = scratch.matches.first() {
-            self.session.record_match_distance(nearest.distance);
-        }
-        state.remember(
-            full.variants[0],
-            full.quality,
-            self.analysis.actuator.learn_keyframes(),
-        );
-        if !scratch.matches.is_empty() {
-            stats.matches.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(classifier) = &self.analysis.classifier {
-            // The stream's first analysed sample is classified, then every nth.
-            let due = state.samples_for_classifier == 0;
-            state.samples_for_classifier =
-                (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
-            if due {
-                classifier.offer(
-                    self,
-                    &scratch.hasher.rgb_picture(),
-                    sample.arrived,
-                    sample.frame.pts_ms,
-                );
-            }
-        }
-        let decision = state.policy.decide(&scratch.matches);
-        let event = match decision.verdict {
-            Verdict::Clear => return,
-            Verdict::Log => AuditEvent::Match,
-            Verdict::Alert => AuditEvent::Alert,
-            Verdict::ShadowCut => AuditEvent::ShadowCut,
-            Verdict::Cut => AuditEvent::Cut,
-        };
-        let mut record = self.audit_record(event, decision.reason.clone());
-        record.pts_seconds = Some(sample.frame.pts_ms as f64 / 1000.0);
-        if let Some(found) = &decision.evidence {
-            record.signal = Some(signal_record(found, &full, inside_bars.as_ref()));
-        }
-        if event != AuditEvent::Cut {
-            self.analysis.actuator.record(record);
-            return;
-        }
-        // The relay writes the cut's audit record once both sockets are closed, with the
-        // time from this keyframe's arrival.
-        self.session.request_cut(CutRequest {
-            closer: Closer::Policy,
-            kind: EndKind::PolicyCut,
-            reason: decision.reason,
-            evidence: Some(Arc::new(CutEvidence {
-                record,
-                keyframe_arrived: Some(sample.arrived),
-            })),
-        });
-        self.ended.store(true, Ordering::Relaxed);
-        let actuator = &self.analysis.actuator;
-        if let Some(key) = self.session.identity().key {
-            actuator.ban(key.fingerprint());
-        }
-        actuator.learn(
-            state.recent_hashes.drain(..).collect(),
-            format!("learned,session {}", self.session.id),
-        );
+        self.judge_picture(&mut state.pipeline, decoded.picture, at, scratch);
     }
 
     /// Counts this stream in `livegate_streams_uninspectable_total` under `reason` and
@@ -685,14 +579,12 @@ impl StreamAnalysis {
             OnParseError::Cut => {
                 // As the relay ends a stream its demuxer cannot parse: the publisher sent
                 // what cannot be inspected.
-                self.session.request_cut(CutRequest {
-                    closer: Closer::Publisher,
-                    kind: EndKind::Uninspectable,
-                    reason: format!(
-                        "stream cannot be inspected (on_parse_error = \"cut\"): {description}"
-                    ),
-                    evidence: None,
-                });
+                self.analysis.actions.close(
+                    &self.session,
+                    Closer::Publisher,
+                    EndKind::Uninspectable,
+                    format!("stream cannot be inspected (on_parse_error = \"cut\"): {description}"),
+                );
             }
         }
     }
@@ -703,77 +595,15 @@ enum OverloadAction {
     Cut(Duration),
 }
 
-/// Match variants from `INSIDE_BARS_VARIANTS` on are of the picture inside black bars.
-const INSIDE_BARS_VARIANTS: usize = 8;
-
-/// One picture's 8 dihedral hashes as looked up, with their quality.
-struct QueryHashes {
-    variants: [Hash256; 8],
-    quality: u8,
-}
-
-impl From<&PdqDihedral> for QueryHashes {
-    fn from(hashes: &PdqDihedral) -> Self {
-        QueryHashes {
-            variants: hashes.hashes,
-            quality: hashes.quality,
-        }
-    }
-}
-
-fn signal_record(
-    found: &ListMatch,
-    full: &QueryHashes,
-    inside_bars: Option<&QueryHashes>,
-) -> SignalRecord {
-    let (picture, index, prefix) = match inside_bars {
-        Some(inside) if found.variant >= INSIDE_BARS_VARIANTS => {
-            (inside, found.variant - INSIDE_BARS_VARIANTS, "inside_bars:")
-        }
-        _ => (full, found.variant, ""),
-    };
-    let name = Dihedral::ALL
-        .get(index)
-        .map_or("original", |variant| variant.name());
-    let frame_hash = picture.variants.get(index).unwrap_or(&picture.variants[0]);
-    SignalRecord::pdq(
-        found,
-        frame_hash,
-        picture.quality,
-        &format!("{prefix}{name}"),
-    )
-}
-
-/// Decoder and policy of one stream, used by one worker at a time.
+/// Decoder and pipeline state of one stream, used by one worker at a time.
+#[derive(Default)]
 struct WorkerState {
     /// Opened at the first keyframe and again whenever the sequence header changes.
     decoder: Option<(Arc<CodecConfig>, KeyframeDecoder)>,
-    policy: StreamPolicy,
-    recent_hashes: VecDeque<(Hash256, u8)>,
-    /// Analysed samples since the classifier was last offered one, modulo
-    /// `every_nth_sample` (0: the next one is due).
-    samples_for_classifier: u32,
+    pipeline: PipelineState,
 }
 
 impl WorkerState {
-    fn new(policy: &Arc<PolicyConfig>, session: &SessionState) -> Self {
-        let identity = session.identity();
-        let fingerprint = identity
-            .key
-            .as_ref()
-            .map(|key| key.fingerprint().to_string());
-        WorkerState {
-            decoder: None,
-            policy: StreamPolicy::new(
-                Arc::clone(policy),
-                identity.app.as_deref().unwrap_or(""),
-                fingerprint.as_deref(),
-            ),
-            recent_hashes: VecDeque::new(),
-            samples_for_classifier: 0,
-        }
-    }
-
     /// Makes sure the decoder matches `codec`, reopening it when the stream sent a new
     /// codec config.
     fn use_codec(&mut self, codec: &Arc<CodecConfig>, max_pixels: u64) -> Result<(), MediaError> {
@@ -794,16 +624,6 @@ impl WorkerState {
             )?,
         ));
         Ok(())
-    }
-
-    fn remember(&mut self, hash: Hash256, quality: u8, keep: usize) {
-        if keep == 0 {
-            return;
-        }
-        if self.recent_hashes.len() >= keep {
-            self.recent_hashes.pop_front();
-        }
-        self.recent_hashes.push_back((hash, quality));
     }
 }
 

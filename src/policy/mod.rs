@@ -1,17 +1,26 @@
-//! Signals → verdict. Per stream, turns each analysed sample's list matches into what
-//! should happen: nothing, log, alert, or cut — with confirmation, shadow mode and an
-//! allowlist, because a false cut takes a real broadcaster off the air.
+//! Signals → one verdict. Per stream, each rule set proposes what a sample's signals
+//! call for — [`hashes`] for PDQ list matches, [`classifier`] for classifier scores —
+//! the strongest proposal wins (cut over alert over log), and then one tail applies to
+//! whichever signal decided: an allowlisted stream's cut becomes an alert, shadow mode's
+//! a `shadow_cut`, because a false cut takes a real broadcaster off the air.
 //!
-//! Confirmation: a match on a `cut` list at a distance within `cut_immediately_within`
-//! cuts on that one sample (near-identical footage); a match nearer the list's threshold
-//! cuts only once `confirm_matches` of the last `confirm_window` samples matched that
-//! list, so one borderline keyframe never ends a broadcast.
+//! Confirmation (per rule set): a match on a `cut` list at a distance within
+//! `cut_immediately_within` cuts on that one sample (near-identical footage); a match
+//! nearer the list's threshold cuts only once `confirm_matches` of the last
+//! `confirm_window` samples matched that list, so one borderline keyframe never ends a
+//! broadcast. Classifier rules confirm k of n classified samples the same way.
 
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::signals::lists::{ListAction, ListMatch};
+use crate::signals::classifier::{ClassifierConfig, LabelScore};
+use crate::signals::lists::ListMatch;
+
+mod classifier;
+mod hashes;
+
+use classifier::ClassifierRules;
+use hashes::HashRules;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -143,44 +152,100 @@ impl PolicyConfig {
 }
 
 /// What the policy decided for one sample.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
-    /// No list matched.
+    /// No signal called for anything.
     Clear,
-    /// Matches to record only (`log` lists, or a `cut` list awaiting confirmation).
+    /// Matches to record only (`log` lists and rules, or a cut awaiting confirmation).
     Log,
-    /// Matches someone should review now (`alert` lists, allowlisted would-be cuts).
+    /// Matches someone should review now (`alert` lists and rules, allowlisted
+    /// would-be cuts).
     Alert,
     /// Shadow mode: this would have been cut.
     ShadowCut,
     Cut,
 }
 
-/// The verdict with its evidence: the decisive match and why it decided so.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The signal that decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evidence {
+    /// A PDQ list match.
+    Pdq(ListMatch),
+    /// A classifier label's score, with its box for a detection model.
+    Classifier {
+        label: Arc<str>,
+        score: f32,
+        bbox: Option<[f32; 4]>,
+    },
+}
+
+/// The verdict with its evidence: the decisive signal and why it decided so.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub verdict: Verdict,
-    pub evidence: Option<ListMatch>,
+    pub evidence: Option<Evidence>,
     pub reason: String,
 }
 
-/// One stream's policy state: the recent samples' cut-list matches.
+/// What one rule set calls for, before the allowlist and shadow mode: `Cut` here means
+/// a confirmed cut rule fired.
+#[derive(Debug, Clone, PartialEq)]
+struct Proposal {
+    verdict: Verdict,
+    evidence: Evidence,
+    reason: String,
+}
+
+/// One sample's signals. A signal that was not computed for this sample is `None` (the
+/// classifier runs on every nth sample, on its own threads), so its rules' confirmation
+/// windows do not move; `Some(&[])` means computed, nothing found. A new signal is a new
+/// field here and a rule set beside [`hashes`] and [`classifier`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals<'a> {
+    /// PDQ list matches, nearest first.
+    pub pdq: Option<&'a [ListMatch]>,
+    /// Classifier scores of the sample's picture.
+    pub classifier: Option<&'a [LabelScore]>,
+}
+
+impl<'a> Signals<'a> {
+    pub fn pdq(matches: &'a [ListMatch]) -> Self {
+        Signals {
+            pdq: Some(matches),
+            ..Signals::default()
+        }
+    }
+
+    pub fn classifier(scores: &'a [LabelScore]) -> Self {
+        Signals {
+            classifier: Some(scores),
+            ..Signals::default()
+        }
+    }
+}
+
+/// One stream's policy: every rule set's state and the stream's allowlisting.
 #[derive(Debug)]
 pub struct StreamPolicy {
     config: Arc<PolicyConfig>,
     allowlisted: bool,
-    /// For each of the last `confirm_window` samples, the cut lists it matched.
-    recent: VecDeque<Vec<Arc<str>>>,
+    hashes: HashRules,
+    classifier: Option<ClassifierRules>,
 }
 
 impl StreamPolicy {
-    pub fn new(config: Arc<PolicyConfig>, app: &str, key_fingerprint: Option<&str>) -> Self {
-        let allowlisted = config.allows(app, key_fingerprint);
-        let window = config.confirm_window;
+    /// `classifier` holds the classifier's rules when one is configured.
+    pub fn new(
+        config: Arc<PolicyConfig>,
+        classifier: Option<Arc<ClassifierConfig>>,
+        app: &str,
+        key_fingerprint: Option<&str>,
+    ) -> Self {
         StreamPolicy {
+            allowlisted: config.allows(app, key_fingerprint),
+            hashes: HashRules::new(Arc::clone(&config)),
+            classifier: classifier.map(ClassifierRules::new),
             config,
-            allowlisted,
-            recent: VecDeque::with_capacity(window),
         }
     }
 
@@ -188,57 +253,26 @@ impl StreamPolicy {
         self.allowlisted
     }
 
-    /// Decides on one analysed sample; `matches` are its list matches, nearest first.
-    pub fn decide(&mut self, matches: &[ListMatch]) -> Decision {
-        let cut_lists: Vec<Arc<str>> = dedup_lists(
-            matches
-                .iter()
-                .filter(|found| found.action == ListAction::Cut)
-                .map(|found| Arc::clone(&found.list)),
-        );
-        if self.recent.len() == self.config.confirm_window {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(cut_lists);
-
-        if let Some(decision) = self.cut_decision(matches) {
-            return decision;
-        }
-        let strongest = |action: ListAction| matches.iter().find(|found| found.action == action);
-        if let Some(found) = strongest(ListAction::Alert) {
-            return Decision {
-                verdict: Verdict::Alert,
-                evidence: Some(found.clone()),
-                reason: format!(
-                    "alert list {} matched at distance {}",
-                    found.list, found.distance
-                ),
-            };
-        }
-        if let Some(found) = strongest(ListAction::Cut) {
-            let seen = self.samples_matching(&found.list);
-            return Decision {
-                verdict: Verdict::Log,
-                evidence: Some(found.clone()),
-                reason: format!(
-                    "cut list {} matched at distance {} (> {}): {seen} of {} needed matches in the last {} samples",
-                    found.list,
-                    found.distance,
-                    self.config.cut_immediately_within,
-                    self.config.confirm_matches,
-                    self.config.confirm_window
-                ),
-            };
-        }
-        match matches.first() {
-            Some(found) => Decision {
-                verdict: Verdict::Log,
-                evidence: Some(found.clone()),
-                reason: format!(
-                    "log list {} matched at distance {}",
-                    found.list, found.distance
-                ),
-            },
+    /// Decides on one sample's signals.
+    pub fn decide(&mut self, signals: &Signals<'_>) -> Decision {
+        let hashes = signals.pdq.and_then(|matches| self.hashes.propose(matches));
+        let classifier = match (&mut self.classifier, signals.classifier) {
+            (Some(rules), Some(scores)) => rules.propose(scores),
+            _ => None,
+        };
+        // The strongest proposal wins; on a tie the first (hashes before the classifier).
+        let strongest = [hashes, classifier]
+            .into_iter()
+            .flatten()
+            .reduce(|best, next| {
+                if next.verdict > best.verdict {
+                    next
+                } else {
+                    best
+                }
+            });
+        match strongest {
+            Some(proposal) => self.tail(proposal),
             None => Decision {
                 verdict: Verdict::Clear,
                 evidence: None,
@@ -247,77 +281,36 @@ impl StreamPolicy {
         }
     }
 
-    /// A confirmed cut-list match, turned into Cut, ShadowCut or (allowlisted) Alert.
-    fn cut_decision(&self, matches: &[ListMatch]) -> Option<Decision> {
-        let confirmed = matches
-            .iter()
-            .filter(|found| found.action == ListAction::Cut)
-            .find_map(|found| {
-                if found.distance <= self.config.cut_immediately_within {
-                    Some((
-                        found,
-                        format!(
-                            "cut list {} matched at distance {} (≤ {}, immediate)",
-                            found.list, found.distance, self.config.cut_immediately_within
-                        ),
-                    ))
-                } else {
-                    let seen = self.samples_matching(&found.list);
-                    (seen >= self.config.confirm_matches).then(|| {
-                        (
-                            found,
-                            format!(
-                                "cut list {} matched at distance {}, confirmed by {seen} of the last {} samples",
-                                found.list,
-                                found.distance,
-                                self.recent.len()
-                            ),
-                        )
-                    })
-                }
-            })?;
-        let (found, reason) = confirmed;
-        let (verdict, reason) = if self.allowlisted {
-            (
+    /// The one allowlist and shadow-mode tail, whatever signal proposed the cut.
+    fn tail(&self, proposal: Proposal) -> Decision {
+        let Proposal {
+            verdict,
+            evidence,
+            reason,
+        } = proposal;
+        let (verdict, reason) = match verdict {
+            Verdict::Cut if self.allowlisted => (
                 Verdict::Alert,
                 format!("{reason}; allowlisted stream, not cut"),
-            )
-        } else if self.config.mode == PolicyMode::Shadow {
-            (
+            ),
+            Verdict::Cut if self.config.mode == PolicyMode::Shadow => (
                 Verdict::ShadowCut,
                 format!("{reason}; shadow mode, not cut"),
-            )
-        } else {
-            (Verdict::Cut, reason)
+            ),
+            verdict => (verdict, reason),
         };
-        Some(Decision {
+        Decision {
             verdict,
-            evidence: Some(found.clone()),
+            evidence: Some(evidence),
             reason,
-        })
-    }
-
-    fn samples_matching(&self, list: &str) -> usize {
-        self.recent
-            .iter()
-            .filter(|lists| lists.iter().any(|matched| &**matched == list))
-            .count()
-    }
-}
-
-fn dedup_lists(lists: impl Iterator<Item = Arc<str>>) -> Vec<Arc<str>> {
-    let mut unique: Vec<Arc<str>> = Vec::new();
-    for list in lists {
-        if !unique.contains(&list) {
-            unique.push(list);
         }
     }
-    unique
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signals::lists::ListAction;
     use livegate_signals::hash256::Hash256;
 
     fn found(list: &str, action: ListAction, distance: u32) -> ListMatch {
@@ -335,13 +328,13 @@ mod tests {
     }
 
     fn policy(config: PolicyConfig) -> StreamPolicy {
-        StreamPolicy::new(Arc::new(config), "live", Some("0123456789abcdef"))
+        StreamPolicy::new(Arc::new(config), None, "live", Some("0123456789abcdef"))
     }
 
     #[test]
     fn a_near_identical_match_cuts_at_once() {
         let mut policy = policy(PolicyConfig::default());
-        let decision = policy.decide(&[found("known", ListAction::Cut, 3)]);
+        let decision = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 3)]));
         assert_eq!(decision.verdict, Verdict::Cut);
         assert!(decision.reason.contains("immediate"), "{}", decision.reason);
     }
@@ -351,12 +344,12 @@ mod tests {
         let mut policy = policy(PolicyConfig::default());
         assert_eq!(
             policy
-                .decide(&[found("known", ListAction::Cut, 28)])
+                .decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]))
                 .verdict,
             Verdict::Log
         );
-        assert_eq!(policy.decide(&[]).verdict, Verdict::Clear);
-        let decision = policy.decide(&[found("known", ListAction::Cut, 29)]);
+        assert_eq!(policy.decide(&Signals::pdq(&[])).verdict, Verdict::Clear);
+        let decision = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 29)]));
         assert_eq!(decision.verdict, Verdict::Cut, "{}", decision.reason);
         assert!(
             decision.reason.contains("confirmed by 2"),
@@ -368,12 +361,12 @@ mod tests {
     #[test]
     fn confirmation_expires_outside_the_window() {
         let mut policy = policy(PolicyConfig::default());
-        policy.decide(&[found("known", ListAction::Cut, 28)]);
-        policy.decide(&[]);
-        policy.decide(&[]);
+        policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]));
+        policy.decide(&Signals::pdq(&[]));
+        policy.decide(&Signals::pdq(&[]));
         assert_eq!(
             policy
-                .decide(&[found("known", ListAction::Cut, 28)])
+                .decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]))
                 .verdict,
             Verdict::Log
         );
@@ -382,8 +375,8 @@ mod tests {
     #[test]
     fn confirmation_counts_per_list() {
         let mut policy = policy(PolicyConfig::default());
-        policy.decide(&[found("a", ListAction::Cut, 28)]);
-        let decision = policy.decide(&[found("b", ListAction::Cut, 28)]);
+        policy.decide(&Signals::pdq(&[found("a", ListAction::Cut, 28)]));
+        let decision = policy.decide(&Signals::pdq(&[found("b", ListAction::Cut, 28)]));
         assert_eq!(decision.verdict, Verdict::Log);
     }
 
@@ -393,7 +386,7 @@ mod tests {
             mode: PolicyMode::Shadow,
             ..PolicyConfig::default()
         });
-        let decision = policy.decide(&[found("known", ListAction::Cut, 0)]);
+        let decision = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 0)]));
         assert_eq!(decision.verdict, Verdict::ShadowCut);
     }
 
@@ -411,7 +404,7 @@ mod tests {
         ] {
             let mut policy = policy(config);
             assert!(policy.is_allowlisted());
-            let decision = policy.decide(&[found("known", ListAction::Cut, 0)]);
+            let decision = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 0)]));
             assert_eq!(decision.verdict, Verdict::Alert);
             assert!(decision.reason.contains("allowlisted"));
         }
@@ -425,14 +418,117 @@ mod tests {
             found("alerting", ListAction::Alert, 2),
             found("cutting", ListAction::Cut, 5),
         ];
-        assert_eq!(policy.decide(&matches).verdict, Verdict::Cut);
-        let decision = policy.decide(&matches[..2]);
+        assert_eq!(policy.decide(&Signals::pdq(&matches)).verdict, Verdict::Cut);
+        let decision = policy.decide(&Signals::pdq(&matches[..2]));
         assert_eq!(decision.verdict, Verdict::Alert);
-        assert_eq!(
-            decision.evidence.map(|found| found.list),
-            Some(Arc::from("alerting"))
+        assert!(
+            matches!(&decision.evidence, Some(Evidence::Pdq(found)) if &*found.list == "alerting"),
+            "{decision:?}"
         );
-        assert_eq!(policy.decide(&matches[..1]).verdict, Verdict::Log);
+        assert_eq!(
+            policy.decide(&Signals::pdq(&matches[..1])).verdict,
+            Verdict::Log
+        );
+    }
+
+    fn classifier_rules() -> Arc<ClassifierConfig> {
+        let text = "model = \"m.onnx\"\ninput_size = [4, 2]\nlabels = [\"a\", \"b\"]\n\
+                    [[rule]]\nlabel = \"a\"\nthreshold = 0.5\naction = \"cut\"\nconfirm_matches = 2\nconfirm_window = 3\n\
+                    [[rule]]\nlabel = \"b\"\nthreshold = 0.7\n";
+        Arc::new(toml::from_str(text).expect("classifier config"))
+    }
+
+    fn score(label: &str, score: f32) -> LabelScore {
+        LabelScore {
+            label: Arc::from(label),
+            score,
+            bbox: None,
+        }
+    }
+
+    fn with_classifier(config: PolicyConfig) -> StreamPolicy {
+        StreamPolicy::new(
+            Arc::new(config),
+            Some(classifier_rules()),
+            "live",
+            Some("0123456789abcdef"),
+        )
+    }
+
+    fn classified(policy: &mut StreamPolicy, scores: &[LabelScore]) -> Decision {
+        policy.decide(&Signals::classifier(scores))
+    }
+
+    #[test]
+    fn classifier_rules_confirm_k_of_n() {
+        let mut policy = with_classifier(PolicyConfig::default());
+        let clear = classified(&mut policy, &[score("a", 0.4), score("b", 0.69)]);
+        assert_eq!((clear.verdict, clear.evidence), (Verdict::Clear, None));
+        let first = classified(&mut policy, &[score("a", 0.6)]);
+        assert_eq!(first.verdict, Verdict::Log, "{}", first.reason);
+        assert!(first.reason.contains("awaiting confirmation"));
+        let alert = classified(&mut policy, &[score("b", 0.7)]);
+        assert_eq!(alert.verdict, Verdict::Alert);
+        assert!(
+            matches!(&alert.evidence, Some(Evidence::Classifier { label, .. }) if &**label == "b")
+        );
+        // Samples 2..4: a fired in sample 2 and 4 — confirmed, and cut outranks b's alert.
+        let cut = classified(&mut policy, &[score("a", 0.55), score("b", 0.9)]);
+        assert_eq!(cut.verdict, Verdict::Cut, "{}", cut.reason);
+        assert_eq!(
+            cut.evidence,
+            Some(Evidence::Classifier {
+                label: Arc::from("a"),
+                score: 0.55,
+                bbox: None
+            })
+        );
+    }
+
+    #[test]
+    fn one_tail_applies_to_hash_and_classifier_cuts() {
+        let shadow = PolicyConfig {
+            mode: PolicyMode::Shadow,
+            ..PolicyConfig::default()
+        };
+        let allowlisted = PolicyConfig {
+            allow_apps: vec!["live".into()],
+            ..PolicyConfig::default()
+        };
+        for (config, verdict, wording) in [
+            (shadow, Verdict::ShadowCut, "; shadow mode, not cut"),
+            (allowlisted, Verdict::Alert, "; allowlisted stream, not cut"),
+        ] {
+            let mut policy = with_classifier(config);
+            let hash = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 0)]));
+            assert_eq!(hash.verdict, verdict);
+            assert!(hash.reason.ends_with(wording), "{}", hash.reason);
+            classified(&mut policy, &[score("a", 0.9)]);
+            let model = classified(&mut policy, &[score("a", 0.9)]);
+            assert_eq!(model.verdict, verdict);
+            assert!(model.reason.ends_with(wording), "{}", model.reason);
+        }
+    }
+
+    #[test]
+    fn hash_and_classifier_rules_share_one_stream_policy_without_moving_each_other() {
+        let mut policy = with_classifier(PolicyConfig::default());
+        // A borderline cut-list match, then classifier samples, then the confirming
+        // match: the classifier's samples do not push the first one out of the window.
+        let first = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]));
+        assert_eq!(first.verdict, Verdict::Log);
+        for _ in 0..3 {
+            classified(&mut policy, &[score("b", 0.1)]);
+        }
+        let second = policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]));
+        assert_eq!(second.verdict, Verdict::Cut, "{}", second.reason);
+        // Both signals in one sample: the stronger proposal wins.
+        let both = policy.decide(&Signals {
+            pdq: Some(&[found("logged", ListAction::Log, 1)]),
+            classifier: Some(&[score("b", 0.8)]),
+        });
+        assert_eq!(both.verdict, Verdict::Alert);
+        assert!(matches!(both.evidence, Some(Evidence::Classifier { .. })));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl From<CutRequest> for SessionEnd {
     }
 }
 
-/// What every session shares: the registry and the analysis pool (with its actuator).
+/// What every session shares: the registry and the analysis pool (with its actions).
 pub struct Services {
     pub registry: Arc<SessionRegistry>,
     pub analysis: Arc<Analysis>,
@@ -108,14 +108,11 @@ pub async fn run_session<P: Transport>(
     // Both sockets are closed once `relay` returns.
     let closed_at = Instant::now();
     stream.end();
+    let actions = services.analysis.actions();
     if let Some(evidence) = &end.evidence {
-        let mut record = evidence.record.clone();
-        record.time_to_cut_ms = evidence
-            .keyframe_arrived
-            .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
-        services.analysis.stats.observations.record_cut(&record);
-        services.analysis.actuator().record(record);
+        actions.finish_cut(evidence, closed_at);
     }
+    actions.telemetry().session_closed(end.closer, end.kind);
     log_close(&state, &end);
     end
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::relay::{Services, SessionEnd};
-use crate::actions::{Actuator, AuditEvent, AuditRecord};
+use crate::actions::Actions;
 use crate::analysis::StreamAnalysis;
 use crate::config::{IngestConfig, OnParseError};
 use crate::ingest::inspect::Inspector;
@@ -31,7 +31,7 @@ pub(super) struct Tap {
     published: bool,
     state: Arc<SessionState>,
     stream: Arc<StreamAnalysis>,
-    actuator: Arc<Actuator>,
+    actions: Arc<Actions>,
     /// Stream offset just past each recent read, with when that read completed.
     arrivals: VecDeque<(u64, Instant)>,
     offset: u64,
@@ -62,7 +62,7 @@ impl Tap {
             published: false,
             state,
             stream,
-            actuator: Arc::clone(services.analysis.actuator()),
+            actions: Arc::clone(services.analysis.actions()),
             arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
             offset: 0,
             max_held_bytes: ingest.limits.max_buffered_bytes,
@@ -176,15 +176,15 @@ impl Tap {
                     let reason = format!(
                         "publish of stream key {key} on a connection already publishing {admitted}: one stream key per connection"
                     );
-                    return Err(self.reject(app, &key, EndKind::Rejected, reason));
+                    return Err(self.reject(&key, EndKind::Rejected, reason));
                 }
                 state.update_identity(|identity| identity.key = Some(key.clone()));
-                if let Some(remaining) = self.actuator.ban_remaining(key.fingerprint()) {
+                if let Some(remaining) = self.actions.ban_remaining(key.fingerprint()) {
                     let reason = format!(
                         "stream key {key} is banned for {} more seconds",
                         remaining.as_secs().max(1)
                     );
-                    return Err(self.reject(app, &key, EndKind::Banned, reason));
+                    return Err(self.reject(&key, EndKind::Banned, reason));
                 }
             }
             StreamEvent::CodecConfig(config) => {
@@ -253,13 +253,9 @@ impl Tap {
 
 impl Tap {
     /// Refuses a `publish` before it reaches the origin, with a `rejected` audit record.
-    fn reject(&self, app: &str, key: &RedactedKey, kind: EndKind, reason: String) -> EventProblem {
-        let mut record = AuditRecord::now(AuditEvent::Rejected, self.state.id, reason.clone());
-        record.app = app.to_string();
-        record.key_fingerprint = Some(key.fingerprint().to_string());
-        record.client = self.state.client.to_string();
-        self.actuator.record(record);
-        EventProblem::End(SessionEnd::new(Closer::Policy, kind, reason))
+    fn reject(&self, key: &RedactedKey, kind: EndKind, reason: String) -> EventProblem {
+        let end = self.actions.refuse_publish(&self.state, key, kind, reason);
+        EventProblem::End(SessionEnd::from(end))
     }
 }
 

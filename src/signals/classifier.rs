@@ -1,6 +1,6 @@
 //! The second signal: an image classifier (a platform's own ONNX model) run on sampled
-//! keyframes through ONNX Runtime, and the per-label rules that turn its scores into
-//! verdicts.
+//! keyframes through ONNX Runtime, and the configuration of the per-label rules that
+//! [`crate::policy`] applies to its scores.
 //!
 //! Hashes only catch footage that is already known; a classifier scores what it has never
 //! seen, so by default a score leads to an alert for human review, and a cut only where a
@@ -19,11 +19,9 @@
 //! back to frame pixels.
 
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::policy::{PolicyMode, Verdict};
 use livegate_signals::pdq::Image;
 
 /// `[classifier]`.
@@ -734,99 +732,6 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     }
 }
 
-/// What the rules decided for one classified picture.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClassifierDecision {
-    pub verdict: Verdict,
-    pub label: Arc<str>,
-    pub score: f32,
-    pub reason: String,
-}
-
-/// One stream's rule state: for each rule, whether it fired on each of its last
-/// `confirm_window` classified samples.
-#[derive(Debug)]
-pub struct ClassifierPolicy {
-    config: Arc<ClassifierConfig>,
-    mode: PolicyMode,
-    allowlisted: bool,
-    recent: Vec<VecDeque<bool>>,
-}
-
-impl ClassifierPolicy {
-    pub fn new(config: Arc<ClassifierConfig>, mode: PolicyMode, allowlisted: bool) -> Self {
-        let recent = config
-            .rules
-            .iter()
-            .map(|rule| VecDeque::with_capacity(rule.confirm_window))
-            .collect();
-        ClassifierPolicy {
-            config,
-            mode,
-            allowlisted,
-            recent,
-        }
-    }
-
-    /// Decides on one classified picture's scores; `None` when no rule fired.
-    pub fn decide(&mut self, scores: &[LabelScore]) -> Option<ClassifierDecision> {
-        let mut strongest: Option<ClassifierDecision> = None;
-        for (rule, recent) in self.config.rules.iter().zip(&mut self.recent) {
-            let best = scores
-                .iter()
-                .filter(|found| *found.label == *rule.label)
-                .max_by(|a, b| a.score.total_cmp(&b.score));
-            let fired = best.filter(|found| found.score >= rule.threshold);
-            if recent.len() == rule.confirm_window {
-                recent.pop_front();
-            }
-            recent.push_back(fired.is_some());
-            let Some(found) = fired else { continue };
-            let seen = recent.iter().filter(|fired| **fired).count();
-            let confirmed = seen >= rule.confirm_matches;
-            let what = format!(
-                "classifier label {} scored {:.3} (threshold {}, {seen} of {} needed in the last {} samples)",
-                found.label, found.score, rule.threshold, rule.confirm_matches, rule.confirm_window
-            );
-            let (verdict, reason) = match rule.action {
-                _ if !confirmed => (Verdict::Log, format!("{what}: awaiting confirmation")),
-                RuleAction::Log => (Verdict::Log, what),
-                RuleAction::Alert => (Verdict::Alert, what),
-                RuleAction::Cut if self.allowlisted => (
-                    Verdict::Alert,
-                    format!("{what}: allowlisted stream, not cut"),
-                ),
-                RuleAction::Cut if self.mode == PolicyMode::Shadow => {
-                    (Verdict::ShadowCut, format!("{what}: shadow mode"))
-                }
-                RuleAction::Cut => (Verdict::Cut, what),
-            };
-            if strongest
-                .as_ref()
-                .is_none_or(|current| rank(&verdict) > rank(&current.verdict))
-            {
-                strongest = Some(ClassifierDecision {
-                    verdict,
-                    label: Arc::clone(&found.label),
-                    score: found.score,
-                    reason,
-                });
-            }
-        }
-        strongest
-    }
-}
-
-fn rank(verdict: &Verdict) -> u8 {
-    match verdict {
-        Verdict::Clear => 0,
-        Verdict::Log => 1,
-        Verdict::Alert => 2,
-        Verdict::ShadowCut => 3,
-        Verdict::Cut => 4,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,14 +741,6 @@ mod tests {
             format!("model = \"m.onnx\"\ninput_size = [4, 2]\nlabels = [\"a\", \"b\"]\n{extra}");
         let config: ClassifierConfig = toml::from_str(&text).expect("config");
         config
-    }
-
-    fn score(label: &str, score: f32) -> LabelScore {
-        LabelScore {
-            label: Arc::from(label),
-            score,
-            bbox: None,
-        }
     }
 
     #[test]
@@ -958,38 +855,5 @@ mod tests {
         assert_eq!(found[0].bbox, Some([10.0, 10.0, 20.0, 20.0]));
         assert_eq!((&*found[1].label, found[1].score), ("b", 0.3));
         assert!((iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 2.0, 2.0]) - 1.0 / 3.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn rules_confirm_k_of_n_and_respect_shadow_mode_and_the_allowlist() {
-        let rules = config(
-            "[[rule]]\nlabel = \"a\"\nthreshold = 0.5\naction = \"cut\"\nconfirm_matches = 2\nconfirm_window = 3\n\
-             [[rule]]\nlabel = \"b\"\nthreshold = 0.7\n",
-        );
-        let rules = Arc::new(rules);
-        let mut policy = ClassifierPolicy::new(Arc::clone(&rules), PolicyMode::Enforce, false);
-        assert_eq!(policy.decide(&[score("a", 0.4), score("b", 0.69)]), None);
-        let first = policy.decide(&[score("a", 0.6)]).expect("fired");
-        assert_eq!(first.verdict, Verdict::Log, "{}", first.reason);
-        let alert = policy.decide(&[score("b", 0.7)]).expect("fired");
-        assert_eq!((alert.verdict, &*alert.label), (Verdict::Alert, "b"));
-        // Samples 2..4: a fired in sample 2 and 4 — confirmed.
-        let cut = policy
-            .decide(&[score("a", 0.55), score("b", 0.9)])
-            .expect("fired");
-        assert_eq!(
-            (cut.verdict, &*cut.label, cut.score),
-            (Verdict::Cut, "a", 0.55)
-        );
-
-        let mut shadow = ClassifierPolicy::new(Arc::clone(&rules), PolicyMode::Shadow, false);
-        shadow.decide(&[score("a", 0.9)]);
-        let decision = shadow.decide(&[score("a", 0.9)]).expect("fired");
-        assert_eq!(decision.verdict, Verdict::ShadowCut);
-
-        let mut allowed = ClassifierPolicy::new(rules, PolicyMode::Enforce, true);
-        allowed.decide(&[score("a", 0.9)]);
-        let decision = allowed.decide(&[score("a", 0.9)]).expect("fired");
-        assert_eq!(decision.verdict, Verdict::Alert, "{}", decision.reason);
     }
 }

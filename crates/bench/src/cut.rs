@@ -956,7 +956,7 @@ impl Proxy {
             let found = self
                 .services
                 .analysis
-                .actuator()
+                .actions()
                 .recent_records()
                 .into_iter()
                 .find(|record| {

@@ -1,0 +1,212 @@
+//! The audit trail: what an audit record holds (DESIGN.md: time, event, stream, app, key
+//! fingerprint, client, signal, pts, time to cut) and where it goes — a JSON-lines file
+//! appended by a writer thread, the log, and the latest records kept in memory for the
+//! admin API. Records are built in one place ([`super::Actions`]); this file only
+//! stores them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::SystemTime;
+use tracing::{error, info, warn};
+
+use super::{ActionsError, ActuatorConfig, lock};
+use crate::signals::lists::ListMatch;
+use crate::stream::StreamId;
+use livegate_signals::hash256::Hash256;
+
+/// What an audit record is about.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    Match,
+    Alert,
+    ShadowCut,
+    Cut,
+    ManualCut,
+    Rejected,
+    Overload,
+}
+
+/// A signal as audited: a PDQ list match (`kind` "pdq") or a classifier score
+/// (`kind` "classifier": `label` and `score`, and `bbox` for a detection model).
+/// Fields a kind does not have are left out of the JSON.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SignalRecord {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub list: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub hash: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub matched_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    /// PDQ: the matched entry's metadata fields from the list file; classifier: the class.
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// Detection models: the box in frame pixels, `[x, y, width, height]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f32; 4]>,
+}
+
+impl SignalRecord {
+    pub fn pdq(found: &ListMatch, frame_hash: &Hash256, quality: u8, variant: &str) -> Self {
+        SignalRecord {
+            kind: "pdq",
+            list: found.list.to_string(),
+            hash: frame_hash.to_hex(),
+            matched_hash: found.hash.to_hex(),
+            distance: Some(found.distance),
+            quality: Some(quality),
+            variant: variant.to_string(),
+            label: found.fields.clone(),
+            score: None,
+            bbox: None,
+        }
+    }
+
+    pub fn classifier(label: &str, score: f32, bbox: Option<[f32; 4]>) -> Self {
+        SignalRecord {
+            kind: "classifier",
+            list: String::new(),
+            hash: String::new(),
+            matched_hash: String::new(),
+            distance: None,
+            quality: None,
+            variant: String::new(),
+            label: label.to_string(),
+            score: Some(score),
+            bbox,
+        }
+    }
+}
+
+/// One audit line (DESIGN.md: time, event, stream, app, key hash, client, signal, pts,
+/// time to cut). The key appears only as its fingerprint.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditRecord {
+    pub time: String,
+    pub event: AuditEvent,
+    pub stream_id: StreamId,
+    pub app: String,
+    pub key_fingerprint: Option<String>,
+    pub client: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pts_seconds: Option<f64>,
+    /// For a cut: from the matching keyframe's first byte arriving to both sockets closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_cut_ms: Option<f64>,
+}
+
+impl AuditRecord {
+    pub fn now(event: AuditEvent, stream_id: StreamId, reason: impl Into<String>) -> Self {
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+            stream_id,
+            app: String::new(),
+            key_fingerprint: None,
+            client: String::new(),
+            reason: reason.into(),
+            signal: None,
+            pts_seconds: None,
+            time_to_cut_ms: None,
+        }
+    }
+}
+
+/// Keeps the audit trail: appends to the file on a writer thread, remembers the latest.
+pub struct AuditTrail {
+    file: Option<SyncSender<String>>,
+    recent: Mutex<VecDeque<AuditRecord>>,
+    capacity: usize,
+    dropped: AtomicU64,
+}
+
+/// Lines waiting for the writer thread; beyond this, records are dropped and counted
+/// rather than blocking an analysis worker.
+const AUDIT_QUEUE: usize = 4096;
+
+impl AuditTrail {
+    pub fn open(config: &ActuatorConfig) -> Result<Self, ActionsError> {
+        let file = match &config.audit_log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| ActionsError::AuditLog {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let (sender, receiver) = sync_channel(AUDIT_QUEUE);
+                let path = path.clone();
+                std::thread::Builder::new()
+                    .name("livegate-audit".into())
+                    .spawn(move || write_audit_lines(file, &path, receiver))
+                    .map_err(|source| ActionsError::AuditLog {
+                        path: config.audit_log.clone().unwrap_or_default(),
+                        source,
+                    })?;
+                Some(sender)
+            }
+            None => None,
+        };
+        Ok(AuditTrail {
+            file,
+            recent: Mutex::new(VecDeque::with_capacity(config.audit_memory.min(4096))),
+            capacity: config.audit_memory,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn append(&self, record: &AuditRecord) {
+        let line = serde_json::to_string(record).unwrap_or_else(|error| {
+            format!("{{\"event\":\"audit_error\",\"reason\":\"cannot serialise: {error}\"}}")
+        });
+        info!(target: "livegate::audit", record = %line, "audit");
+        if let Some(file) = &self.file {
+            match file.try_send(line) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        "audit file writer is behind or gone: record dropped from the file (it is in the log)"
+                    );
+                }
+            }
+        }
+        let mut recent = lock(&self.recent);
+        if recent.len() == self.capacity {
+            recent.pop_front();
+        }
+        if self.capacity > 0 {
+            recent.push_back(record.clone());
+        }
+    }
+
+    /// The latest records, oldest first.
+    pub fn recent(&self) -> Vec<AuditRecord> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+}
+
+fn write_audit_lines(mut file: std::fs::File, path: &std::path::Path, lines: Receiver<String>) {
+    for line in lines {
+        if let Err(error) = writeln!(file, "{line}").and_then(|()| file.flush()) {
+            error!(path = %path.display(), %error, "cannot write the audit log");
+        }
+    }
+}

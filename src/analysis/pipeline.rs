@@ -1,0 +1,285 @@
+//! The per-keyframe pipeline after decode: hash → list lookup → stats and the learn
+//! buffer → classifier hand-off → [`Signals`] → the stream's one [`StreamPolicy`] →
+//! [`Actions`](crate::actions::Actions). The classifier threads join at the policy step
+//! with their own signal; both paths turn a decision into an audit record or a cut here.
+
+use ffmpeg_next::frame;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tracing::debug;
+
+use super::{StreamAnalysis, WorkerScratch, lock};
+use crate::actions::{AuditEvent, Cut, Finding, SignalRecord};
+use crate::policy::{Decision, Evidence, Signals, StreamPolicy, Verdict};
+use crate::session::{Closer, EndKind};
+use crate::signals::lists::ListMatch;
+use livegate_signals::hash256::Hash256;
+use livegate_signals::pdq::{Dihedral, PdqDihedral};
+
+/// When a sample's keyframe arrived and where it sits in the stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SampleTime {
+    /// When the keyframe's first byte arrived from the publisher.
+    pub arrived: Instant,
+    pub pts_ms: i64,
+}
+
+/// A stream's pipeline state, kept by its worker: the learn buffer and the classifier's
+/// sampling.
+#[derive(Default)]
+pub(super) struct PipelineState {
+    /// The latest analysed keyframes' hashes, learned if the stream is cut.
+    recent_hashes: VecDeque<(Hash256, u8)>,
+    /// Analysed samples since the classifier was last offered one, modulo
+    /// `every_nth_sample` (0: the next one is due).
+    samples_for_classifier: u32,
+}
+
+impl PipelineState {
+    fn remember(&mut self, hash: Hash256, quality: u8, keep: usize) {
+        if keep == 0 {
+            return;
+        }
+        if self.recent_hashes.len() >= keep {
+            self.recent_hashes.pop_front();
+        }
+        self.recent_hashes.push_back((hash, quality));
+    }
+}
+
+/// Match variants from `INSIDE_BARS_VARIANTS` on are of the picture inside black bars.
+const INSIDE_BARS_VARIANTS: usize = 8;
+
+/// One picture's 8 dihedral hashes as looked up, with their quality.
+struct QueryHashes {
+    variants: [Hash256; 8],
+    quality: u8,
+}
+
+impl From<&PdqDihedral> for QueryHashes {
+    fn from(hashes: &PdqDihedral) -> Self {
+        QueryHashes {
+            variants: hashes.hashes,
+            quality: hashes.quality,
+        }
+    }
+}
+
+/// What a sample's pictures were looked up as: the full picture and, when it has black
+/// bars, the picture inside them.
+pub(super) struct Lookup {
+    full: QueryHashes,
+    inside_bars: Option<QueryHashes>,
+}
+
+impl StreamAnalysis {
+    /// Runs a decoded keyframe through the pipeline; called by the stream's worker.
+    pub(super) fn judge_picture(
+        self: &Arc<Self>,
+        state: &mut PipelineState,
+        picture: &frame::Video,
+        at: SampleTime,
+        scratch: &mut WorkerScratch,
+    ) {
+        let Some(lookup) = self.look_up(picture, at, scratch) else {
+            return;
+        };
+        self.count_analysed(at, &scratch.matches);
+        state.remember(
+            lookup.full.variants[0],
+            lookup.full.quality,
+            self.analysis.actions.learn_keyframes(),
+        );
+        self.hand_to_classifier(state, scratch, at);
+        let decision = self.decide(&Signals::pdq(&scratch.matches));
+        let learn = if decision.verdict == Verdict::Cut {
+            state.recent_hashes.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        self.act(decision, at, Some(&lookup), learn);
+    }
+
+    /// Hashes the picture (and the picture inside its bars) and looks both up; the
+    /// matches, nearest first, are left in `scratch.matches`.
+    fn look_up(
+        &self,
+        picture: &frame::Video,
+        at: SampleTime,
+        scratch: &mut WorkerScratch,
+    ) -> Option<Lookup> {
+        let hashes = match scratch.hasher.hash_frame_for_matching(picture) {
+            Ok(hashes) => hashes,
+            Err(error) => {
+                self.analysis
+                    .stats
+                    .decoder_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(session = %self.session.id, %error, pts_ms = at.pts_ms, "keyframe not analysed");
+                return None;
+            }
+        };
+        let lists = &self.analysis.lists;
+        let full = QueryHashes::from(&hashes.full);
+        lists.lookup_into(
+            &full.variants,
+            full.quality,
+            &mut scratch.lookup,
+            &mut scratch.matches,
+        );
+        let inside_bars = hashes.inside_bars.as_ref().map(QueryHashes::from);
+        if let Some(inside_bars) = &inside_bars {
+            lists.lookup_into(
+                &inside_bars.variants,
+                inside_bars.quality,
+                &mut scratch.lookup,
+                &mut scratch.more_matches,
+            );
+            for found in scratch.more_matches.drain(..) {
+                scratch.matches.push(ListMatch {
+                    variant: found.variant + INSIDE_BARS_VARIANTS,
+                    ..found
+                });
+            }
+            scratch.matches.sort_by_key(|found| found.distance);
+        }
+        Some(Lookup { full, inside_bars })
+    }
+
+    /// Counts an analysed sample: stats, latency, matches by list, the session's nearest
+    /// match.
+    fn count_analysed(&self, at: SampleTime, matches: &[ListMatch]) {
+        let stats = &self.analysis.stats;
+        stats.samples_analysed.fetch_add(1, Ordering::Relaxed);
+        self.session
+            .keyframes_analysed
+            .fetch_add(1, Ordering::Relaxed);
+        let latency = at.arrived.elapsed();
+        stats
+            .analysis_latency_micros_total
+            .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
+        self.analysis
+            .actions
+            .telemetry()
+            .record_analysis(latency, matches);
+        if let Some(nearest) = matches.first() {
+            self.session.record_match_distance(nearest.distance);
+            stats.matches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Offers the picture to the classifier: the stream's first analysed sample, then
+    /// every nth.
+    fn hand_to_classifier(
+        self: &Arc<Self>,
+        state: &mut PipelineState,
+        scratch: &WorkerScratch,
+        at: SampleTime,
+    ) {
+        let Some(classifier) = &self.analysis.classifier else {
+            return;
+        };
+        let due = state.samples_for_classifier == 0;
+        state.samples_for_classifier =
+            (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
+        if due {
+            classifier.offer(self, &scratch.hasher.rgb_picture(), at);
+        }
+    }
+
+    /// The stream's policy decision on one sample's signals; the policy is made at the
+    /// stream's first decision, once its app and key are known.
+    pub(super) fn decide(&self, signals: &Signals<'_>) -> Decision {
+        let mut policy = lock(&self.policy);
+        policy
+            .get_or_insert_with(|| {
+                let identity = self.session.identity();
+                StreamPolicy::new(
+                    Arc::clone(&self.analysis.policy),
+                    self.analysis
+                        .classifier
+                        .as_ref()
+                        .map(|classifier| Arc::clone(classifier.config())),
+                    identity.app.as_deref().unwrap_or(""),
+                    identity.key.as_ref().map(|key| key.fingerprint()),
+                )
+            })
+            .decide(signals)
+    }
+
+    /// Audits or cuts as `decision` says; `lookup` is the sample's PDQ query when the
+    /// decision came from the hash path, `learn` the hashes a cut learns. True when the
+    /// decision was more than clear.
+    pub(super) fn act(
+        &self,
+        decision: Decision,
+        at: SampleTime,
+        lookup: Option<&Lookup>,
+        learn: Vec<(Hash256, u8)>,
+    ) -> bool {
+        let event = match decision.verdict {
+            Verdict::Clear => return false,
+            Verdict::Log => AuditEvent::Match,
+            Verdict::Alert => AuditEvent::Alert,
+            Verdict::ShadowCut => AuditEvent::ShadowCut,
+            Verdict::Cut => AuditEvent::Cut,
+        };
+        let finding = Finding {
+            signal: decision
+                .evidence
+                .as_ref()
+                .and_then(|evidence| signal_record(evidence, lookup)),
+            pts_seconds: Some(at.pts_ms as f64 / 1000.0),
+            ..Finding::new(event, decision.reason)
+        };
+        let actions = &self.analysis.actions;
+        if event != AuditEvent::Cut {
+            actions.record(&self.session, finding);
+            return true;
+        }
+        self.ended.store(true, Ordering::Relaxed);
+        actions.cut(
+            &self.session,
+            Cut {
+                closer: Closer::Policy,
+                kind: EndKind::PolicyCut,
+                finding,
+                keyframe_arrived: Some(at.arrived),
+                ban: true,
+                learn,
+            },
+        );
+        true
+    }
+}
+
+/// The audit form of the deciding signal. A PDQ match names the frame hash and variant
+/// it matched as, from the sample's query.
+fn signal_record(evidence: &Evidence, lookup: Option<&Lookup>) -> Option<SignalRecord> {
+    match evidence {
+        Evidence::Classifier { label, score, bbox } => {
+            Some(SignalRecord::classifier(label, *score, *bbox))
+        }
+        Evidence::Pdq(found) => {
+            let lookup = lookup?;
+            let (picture, index, prefix) = match &lookup.inside_bars {
+                Some(inside) if found.variant >= INSIDE_BARS_VARIANTS => {
+                    (inside, found.variant - INSIDE_BARS_VARIANTS, "inside_bars:")
+                }
+                _ => (&lookup.full, found.variant, ""),
+            };
+            let name = Dihedral::ALL
+                .get(index)
+                .map_or("original", |variant| variant.name());
+            let frame_hash = picture.variants.get(index).unwrap_or(&picture.variants[0]);
+            Some(SignalRecord::pdq(
+                found,
+                frame_hash,
+                picture.quality,
+                &format!("{prefix}{name}"),
+            ))
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The in-process backend: bans in a map, hashes added straight to this process's lists,
+//! audit records in this process's trail (file, log, memory). Nothing is shared with
+//! other processes, so a stream not served here cannot be cut from here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Backend, RemoteCutError};
+use crate::actions::{AuditRecord, AuditTrail};
+use crate::signals::lists::{AddReport, AddedHash, ListSet, ListSetError};
+
+/// One process's shared state.
+pub struct LocalBackend {
+    bans: Mutex<HashMap<String, Instant>>,
+    lists: Arc<ListSet>,
+    audit: AuditTrail,
+}
+
+impl LocalBackend {
+    pub fn new(lists: Arc<ListSet>, audit: AuditTrail) -> Self {
+        LocalBackend {
+            bans: Mutex::new(HashMap::new()),
+            lists,
+            audit,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Backend for LocalBackend {
+    fn ban(&self, fingerprint: &str, duration: Duration) {
+        lock(&self.bans).insert(fingerprint.to_string(), Instant::now() + duration);
+    }
+
+    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
+        let mut bans = lock(&self.bans);
+        let now = Instant::now();
+        match bans.get(fingerprint) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                // Expired bans are dropped when next asked about, so the map holds only
+                // keys that published again or are still banned.
+                bans.remove(fingerprint);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
+        self.lists.add_hashes(list, hashes)
+    }
+
+    fn publish_audit(&self, record: &AuditRecord) {
+        self.audit.append(record);
+    }
+
+    fn recent_audit(&self) -> Vec<AuditRecord> {
+        self.audit.recent()
+    }
+
+    fn cut_remote(&self, stream: &str, _reason: &str) -> Result<(), RemoteCutError> {
+        // This process is the only node: a stream its registry does not hold is nowhere.
+        Err(RemoteCutError::NotFound(stream.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{ActuatorConfig, AuditEvent};
+    use crate::signals::lists::HashListConfig;
+    use crate::stream::StreamId;
+    use livegate_signals::hash256::Hash256;
+
+    fn backend(dir: &tempfile::TempDir) -> LocalBackend {
+        let path = dir.path().join("learned.csv");
+        std::fs::write(&path, "# learned hashes\n").expect("write list");
+        let config = HashListConfig {
+            allow_empty: true,
+            ..HashListConfig::new("learned", &path)
+        };
+        let lists = Arc::new(ListSet::load(&[config]).expect("load"));
+        let config = ActuatorConfig {
+            audit_memory: 2,
+            ..ActuatorConfig::default()
+        };
+        LocalBackend::new(lists, AuditTrail::open(&config).expect("trail"))
+    }
+
+    #[test]
+    fn bans_expire() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        backend.ban("0123456789abcdef", Duration::from_millis(50));
+        let remaining = backend.ban_remaining("0123456789abcdef").expect("banned");
+        assert!(remaining <= Duration::from_millis(50));
+        assert_eq!(backend.ban_remaining("fedcba9876543210"), None);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(backend.ban_remaining("0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn added_hashes_are_looked_up_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        let hash = Hash256::from_words([1, 2, 3, 4]);
+        let added = AddedHash {
+            hash,
+            quality: Some(90),
+            label: "api".into(),
+        };
+        let report = backend
+            .add_hashes("learned", std::slice::from_ref(&added))
+            .expect("added");
+        assert_eq!(report.added, 1);
+        assert_eq!(backend.lists.lookup(&[hash], 100).len(), 1);
+        assert!(matches!(
+            backend.add_hashes("missing", &[added]),
+            Err(ListSetError::UnknownList(_))
+        ));
+    }
+
+    #[test]
+    fn the_audit_trail_keeps_the_latest_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        for id in 1..=3 {
+            backend.publish_audit(&AuditRecord::now(
+                AuditEvent::Match,
+                StreamId::local(id),
+                "seen",
+            ));
+        }
+        let ids: Vec<StreamId> = backend
+            .recent_audit()
+            .iter()
+            .map(|record| record.stream_id)
+            .collect();
+        assert_eq!(ids, [StreamId::local(2), StreamId::local(3)]);
+    }
+
+    #[test]
+    fn a_remote_cut_has_no_node_to_ask() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        assert_eq!(
+            backend.cut_remote("k3x9pq-7", "operator"),
+            Err(RemoteCutError::NotFound("k3x9pq-7".into()))
+        );
+    }
+}
