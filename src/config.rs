@@ -22,12 +22,24 @@ pub enum ConfigError {
     },
     #[error("config {origin}: {message}")]
     Parse { origin: String, message: String },
-    #[error("config {origin}: key `{key}`: {message}")]
-    Invalid {
-        origin: String,
-        key: String,
-        message: String,
-    },
+    #[error("config {origin}: {invalid}")]
+    Invalid { origin: String, invalid: InvalidKey },
+}
+
+/// A config value that is wrong: its dotted key (e.g. `hashlist[1].max_distance`) and
+/// what is wrong with it. Every section's `validate` returns it, so every config error
+/// names its key the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct InvalidKey {
+    pub key: String,
+    pub message: String,
+}
+
+impl InvalidKey {
+    pub fn new(key: String, message: String) -> Self {
+        InvalidKey { key, message }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -305,11 +317,11 @@ impl Config {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: &str| ConfigError::Invalid {
+        let in_section = |invalid: InvalidKey| ConfigError::Invalid {
             origin: origin.to_string(),
-            key,
-            message: message.to_string(),
+            invalid,
         };
+        let invalid = |key: String, message: &str| in_section(InvalidKey::new(key, message.into()));
         if self.ingest.is_empty() {
             return Err(invalid(
                 "ingest".into(),
@@ -380,31 +392,20 @@ impl Config {
                 ));
             }
         }
-        crate::signals::lists::validate_configs(&self.hashlist)
-            .map_err(|error| invalid(error.key, &error.message))?;
-        self.policy
-            .validate()
-            .map_err(|(key, message)| invalid(key, &message))?;
+        crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
+        self.policy.validate().map_err(in_section)?;
         let list_names: Vec<&str> = self
             .hashlist
             .iter()
             .map(|list| list.name.as_str())
             .collect();
-        self.actuator
-            .validate(&list_names)
-            .map_err(|(key, message)| invalid(key, &message))?;
-        self.analysis
-            .validate()
-            .map_err(|(key, message)| invalid(key, &message))?;
+        self.actuator.validate(&list_names).map_err(in_section)?;
+        self.analysis.validate().map_err(in_section)?;
         if let Some(admin) = &self.admin {
-            admin
-                .validate()
-                .map_err(|(key, message)| invalid(key, &message))?;
+            admin.validate().map_err(in_section)?;
         }
         if let Some(classifier) = &self.classifier {
-            classifier
-                .validate()
-                .map_err(|(key, message)| invalid(key, &message))?;
+            classifier.validate().map_err(in_section)?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::backend::Backend;
+use crate::config::InvalidKey;
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
 use crate::signals::lists::AddedHash;
 use crate::stream::RedactedKey;
@@ -79,11 +80,11 @@ mod defaults {
 
 impl ActuatorConfig {
     /// Checks what can be checked without other sections; the error is `(key, message)`.
-    pub fn validate(&self, list_names: &[&str]) -> Result<(), (String, String)> {
+    pub fn validate(&self, list_names: &[&str]) -> Result<(), InvalidKey> {
         if let Some(list) = &self.learn_into
             && !list_names.contains(&list.as_str())
         {
-            return Err((
+            return Err(InvalidKey::new(
                 "actuator.learn_into".into(),
                 format!("no [[hashlist]] is named {list:?}"),
             ));
@@ -91,16 +92,19 @@ impl ActuatorConfig {
         for (index, webhook) in self.webhook.iter().enumerate() {
             let key = |name: &str| format!("actuator.webhook[{index}].{name}");
             if webhook_target(&webhook.url).is_none() {
-                return Err((
+                return Err(InvalidKey::new(
                     key("url"),
                     format!("{:?} is not an http://HOST:PORT/PATH URL", webhook.url),
                 ));
             }
             if webhook.timeout_ms == 0 {
-                return Err((key("timeout_ms"), "must be greater than 0".into()));
+                return Err(InvalidKey::new(
+                    key("timeout_ms"),
+                    "must be greater than 0".into(),
+                ));
             }
             if webhook.retries > 10 {
-                return Err((key("retries"), "must be at most 10".into()));
+                return Err(InvalidKey::new(key("retries"), "must be at most 10".into()));
             }
         }
         Ok(())

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
 
+use crate::config::InvalidKey;
 use crate::session::Services;
 use crate::signals::lists::ListSet;
 
@@ -72,16 +73,16 @@ const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 
 impl AdminConfig {
     /// Checks the section; the error is `(key, message)`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), InvalidKey> {
         if let Some(token) = &self.token {
             if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err((
+                return Err(InvalidKey::new(
                     "admin.token".into(),
                     "must be non-empty, without spaces or control characters".into(),
                 ));
             }
             if self.token_file.is_some() {
-                return Err((
+                return Err(InvalidKey::new(
                     "admin.token_file".into(),
                     "set either admin.token or admin.token_file, not both".into(),
                 ));
@@ -92,10 +93,13 @@ impl AdminConfig {
             .as_ref()
             .is_some_and(|path| path.as_os_str().is_empty())
         {
-            return Err(("admin.token_file".into(), "must not be empty".into()));
+            return Err(InvalidKey::new(
+                "admin.token_file".into(),
+                "must not be empty".into(),
+            ));
         }
         if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&self.max_body_bytes) {
-            return Err((
+            return Err(InvalidKey::new(
                 "admin.max_body_bytes".into(),
                 format!("must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}"),
             ));
@@ -563,7 +567,7 @@ mod tests {
             ("max_body_bytes = 10", "admin.max_body_bytes"),
         ];
         for (text, key) in cases {
-            let (found, _) = config(text).validate().expect_err(text);
+            let found = config(text).validate().expect_err(text).key;
             assert_eq!(found, key, "{text}");
         }
         config("token = \"ok\"").validate().expect("valid");

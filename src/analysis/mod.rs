@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use crate::actions::{Actions, AuditEvent, Cut, Finding};
+use crate::config::InvalidKey;
 use crate::config::OnParseError;
 use crate::media::decode::{self, Concealment, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
@@ -106,24 +107,27 @@ mod defaults {
 const PICTURE_PIXELS_RANGE: std::ops::RangeInclusive<u64> = 64 * 64..=16384 * 16384;
 
 impl AnalysisConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), InvalidKey> {
         if self.queue_per_stream == 0 || self.queue_per_stream > 64 {
-            return Err((
+            return Err(InvalidKey::new(
                 "analysis.queue_per_stream".into(),
                 "must be between 1 and 64".into(),
             ));
         }
         if !(self.max_samples_per_second > 0.0 && self.max_samples_per_second <= 120.0) {
-            return Err((
+            return Err(InvalidKey::new(
                 "analysis.max_samples_per_second".into(),
                 "must be greater than 0 and at most 120".into(),
             ));
         }
         if self.workers > 1024 {
-            return Err(("analysis.workers".into(), "must be at most 1024".into()));
+            return Err(InvalidKey::new(
+                "analysis.workers".into(),
+                "must be at most 1024".into(),
+            ));
         }
         if !PICTURE_PIXELS_RANGE.contains(&self.max_picture_pixels) {
-            return Err((
+            return Err(InvalidKey::new(
                 "analysis.max_picture_pixels".into(),
                 format!(
                     "must be between {} and {}",
@@ -133,7 +137,7 @@ impl AnalysisConfig {
             ));
         }
         if !(0.0..=1.0).contains(&self.max_concealed_fraction) {
-            return Err((
+            return Err(InvalidKey::new(
                 "analysis.max_concealed_fraction".into(),
                 "must be between 0 and 1".into(),
             ));

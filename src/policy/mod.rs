@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+use crate::config::InvalidKey;
 use crate::signals::classifier::{ClassifierConfig, LabelScore};
 use crate::signals::lists::ListMatch;
 
@@ -111,9 +112,13 @@ mod defaults {
 
 impl PolicyConfig {
     /// Checks ranges; the error is `(key, message)` for the config's error type.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid =
-            |key: &str, message: &str| Err((format!("policy.{key}"), message.to_string()));
+    pub fn validate(&self) -> Result<(), InvalidKey> {
+        let invalid = |key: &str, message: &str| {
+            Err(InvalidKey::new(
+                format!("policy.{key}"),
+                message.to_string(),
+            ))
+        };
         if self.confirm_window == 0 || self.confirm_window > 64 {
             return invalid("confirm_window", "must be between 1 and 64");
         }
@@ -129,7 +134,7 @@ impl PolicyConfig {
         if let Some(bad) = self.allow_key_fingerprints.iter().find(|fingerprint| {
             fingerprint.len() != 16 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit())
         }) {
-            return Err((
+            return Err(InvalidKey::new(
                 "policy.allow_key_fingerprints".into(),
                 format!("{bad:?} is not a key fingerprint (16 hex digits, as logged after '#')"),
             ));
@@ -553,7 +558,7 @@ mod tests {
                 config
                     .validate()
                     .err()
-                    .map(|(key, _)| key)
+                    .map(|invalid| invalid.key)
                     .unwrap_or_default()
             })
             .collect();

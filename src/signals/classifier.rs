@@ -18,6 +18,7 @@
 //! the rest black — as YOLO-style detectors and NudeNet expect, and its boxes are mapped
 //! back to frame pixels.
 
+use crate::config::InvalidKey;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -176,8 +177,9 @@ const MAX_NMS_CANDIDATES: usize = 1000;
 
 impl ClassifierConfig {
     /// Checks ranges and rules; the error is `(key, message)` for the config's error type.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let invalid = |key: &str, message: String| Err((format!("classifier.{key}"), message));
+    pub fn validate(&self) -> Result<(), InvalidKey> {
+        let invalid =
+            |key: &str, message: String| Err(InvalidKey::new(format!("classifier.{key}"), message));
         let [width, height] = self.input_size;
         if !(1..=MAX_INPUT_SIDE).contains(&width) || !(1..=MAX_INPUT_SIDE).contains(&height) {
             return invalid(
@@ -762,7 +764,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let key = |extra: &str| config(extra).validate().err().map(|(key, _)| key);
+        let key = |extra: &str| config(extra).validate().err().map(|invalid| invalid.key);
         assert_eq!(key(""), None);
         assert_eq!(
             key("[[rule]]\nlabel = \"c\"\nthreshold = 0.5\n").as_deref(),
@@ -784,7 +786,7 @@ mod tests {
         let mut empty = config("");
         empty.labels.clear();
         assert_eq!(
-            empty.validate().err().map(|(key, _)| key).as_deref(),
+            empty.validate().err().map(|invalid| invalid.key).as_deref(),
             Some("classifier.labels")
         );
         assert_eq!(config("").rules.first(), None);

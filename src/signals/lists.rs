@@ -16,6 +16,7 @@
 //! list (its file or earlier additions) or repeated within one call is skipped and
 //! counted, so repeated posts or re-learned keyframes do not grow the list.
 
+use crate::config::InvalidKey;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -112,21 +113,12 @@ impl HashListConfig {
     }
 }
 
-/// A config value that is out of range; `key` is e.g. `hashlist[1].max_distance`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigKeyError {
-    pub key: String,
-    pub message: String,
-}
-
 /// Checks the `[[hashlist]]` entries (the files themselves are read by [`ListSet::load`]).
-pub fn validate_configs(lists: &[HashListConfig]) -> Result<(), ConfigKeyError> {
+pub fn validate_configs(lists: &[HashListConfig]) -> Result<(), InvalidKey> {
     let mut names = HashSet::new();
     for (i, list) in lists.iter().enumerate() {
-        let invalid = |name: &str, message: &str| ConfigKeyError {
-            key: format!("hashlist[{i}].{name}"),
-            message: message.to_string(),
+        let invalid = |name: &str, message: &str| {
+            InvalidKey::new(format!("hashlist[{i}].{name}"), message.to_string())
         };
         let name_ok = !list.name.is_empty()
             && list
@@ -699,32 +691,32 @@ mod tests {
                     max_distance: 65,
                     ..other.clone()
                 },
-                "hashlist[1].max_distance: must be 0..=64",
+                "key `hashlist[1].max_distance`: must be 0..=64",
             ),
             (
                 HashListConfig {
                     min_quality: 101,
                     ..other.clone()
                 },
-                "hashlist[1].min_quality: must be 0..=100",
+                "key `hashlist[1].min_quality`: must be 0..=100",
             ),
             (
                 HashListConfig {
                     name: "bad name".into(),
                     ..other.clone()
                 },
-                "hashlist[1].name: must be non-empty ASCII letters, digits, '-', '_' or '.'",
+                "key `hashlist[1].name`: must be non-empty ASCII letters, digits, '-', '_' or '.'",
             ),
             (
                 good.clone(),
-                "hashlist[1].name: used by two [[hashlist]] entries",
+                "key `hashlist[1].name`: used by two [[hashlist]] entries",
             ),
             (
                 HashListConfig {
                     max_hashes: 0,
                     ..other.clone()
                 },
-                "hashlist[1].max_hashes: must be 1..=4294967294",
+                "key `hashlist[1].max_hashes`: must be 1..=4294967294",
             ),
         ];
         for (second, expected) in cases {

@@ -155,8 +155,8 @@ impl ClassifierSetup {
             confirm_matches: 1,
             confirm_window: 1,
         }];
-        if let Err((key, message)) = config.validate() {
-            bail!("{key}: {message}");
+        if let Err(invalid) = config.validate() {
+            bail!("{invalid}");
         }
         let photo = venv_path(
             &args.python,
