@@ -418,3 +418,155 @@ impl Ord for TotalF32 {
         self.0.total_cmp(&other.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// SplitMix64 → approximately Gaussian components (sum of uniforms).
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn gaussian(&mut self) -> f32 {
+            (0..4).map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).sum()
+        }
+
+        fn unit(&mut self, dim: usize) -> Descriptor {
+            Descriptor::new((0..dim).map(|_| self.gaussian()).collect()).unwrap()
+        }
+
+        /// `base` moved by noise of relative size `amount`.
+        fn near(&mut self, base: &Descriptor, amount: f32) -> Descriptor {
+            let values = base
+                .values()
+                .iter()
+                .map(|&v| v + amount * self.gaussian() / (base.dim() as f32).sqrt())
+                .collect();
+            Descriptor::new(values).unwrap()
+        }
+    }
+
+    fn index_of(vectors: &[Descriptor]) -> DescriptorIndex {
+        let mut index = DescriptorIndex::new(vectors[0].dim());
+        for vector in vectors {
+            index.push(vector.quantize().components()).unwrap();
+        }
+        index
+    }
+
+    #[test]
+    fn quantizing_keeps_the_direction() {
+        let mut random = Random(7);
+        for _ in 0..100 {
+            let vector = random.unit(512);
+            let back = vector.quantize().to_descriptor();
+            assert!(vector.cosine(&back) > 0.9999, "{}", vector.cosine(&back));
+        }
+    }
+
+    #[test]
+    fn planted_copies_are_found_best_first() {
+        let mut random = Random(1);
+        let mut stored: Vec<Descriptor> = (0..2000).map(|_| random.unit(512)).collect();
+        let original = random.unit(512);
+        let copy = random.near(&original, 0.5);
+        stored[1234] = copy.clone();
+        stored[99] = random.near(&original, 1.0);
+        let index = index_of(&stored);
+        let found = index.search(&original, 0.5).unwrap();
+        assert_eq!(
+            found.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [1234, 99],
+            "{found:?}"
+        );
+        assert!((found[0].cosine - original.cosine(&copy)).abs() < 0.002);
+        assert_eq!(found, index.brute_force_search(&original, 0.5).unwrap());
+        assert_eq!(index.top_k(&original, 3).unwrap(), index.brute_force_top_k(&original, 3).unwrap());
+        assert_eq!(index.cosine(&original, 1234), Some(found[0].cosine));
+    }
+
+    #[test]
+    fn wrong_dimensions_and_vectors_are_refused() {
+        let mut index = DescriptorIndex::new(4);
+        assert_eq!(
+            index.push(&[1, 2, 3]),
+            Err(DescriptorIndexError::Dimension { found: 3, expected: 4 })
+        );
+        assert_eq!(
+            index.push(&[0, 0, 0, 0]),
+            Err(DescriptorIndexError::Vector(DescriptorError::Zero))
+        );
+        assert_eq!(
+            index.push(&[1, -128, 0, 0]),
+            Err(DescriptorIndexError::Vector(DescriptorError::OutOfRange { index: 1 }))
+        );
+        assert_eq!(index.push(&[1, -127, 0, 0]), Ok(0));
+        let query = Descriptor::new(vec![1.0; 5]).unwrap();
+        assert_eq!(
+            index.search(&query, 0.5),
+            Err(DescriptorIndexError::Dimension { found: 5, expected: 4 })
+        );
+        assert!(index.top_k(&Descriptor::new(vec![1.0; 4]).unwrap(), 0).unwrap().is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random unit vectors plus planted near-duplicates of the query at several
+        /// distances, any dimension (tails off the 16 lanes included): the threshold search
+        /// and the top-k equal the f32 brute force, set and order.
+        #[test]
+        fn equals_the_brute_force(
+            seed in any::<u64>(),
+            dim in 1usize..80,
+            count in 1usize..300,
+            planted in 0usize..20,
+            threshold in -0.2f32..1.0,
+            k in 0usize..12,
+        ) {
+            let mut random = Random(seed);
+            let query = random.unit(dim);
+            let mut stored: Vec<Descriptor> = (0..count).map(|_| random.unit(dim)).collect();
+            for i in 0..planted {
+                let at = random.next() as usize % count;
+                stored[at] = random.near(&query, i as f32 * 0.15);
+            }
+            // Exact copies of each other tie: ties are broken by id on both sides.
+            let duplicate = stored[random.next() as usize % count].clone();
+            stored.push(duplicate);
+            let index = index_of(&stored);
+            prop_assert_eq!(
+                index.search(&query, threshold).unwrap(),
+                index.brute_force_search(&query, threshold).unwrap()
+            );
+            prop_assert_eq!(index.top_k(&query, k).unwrap(), index.brute_force_top_k(&query, k).unwrap());
+            // A stored vector queried with itself scores about 1.
+            let own = stored[0].quantize().to_descriptor();
+            let best = index.top_k(&own, 1).unwrap();
+            prop_assert!(best[0].cosine > 0.999);
+        }
+    }
+
+    /// Thresholds sitting exactly on stored scores: the boundary is inclusive on both sides.
+    #[test]
+    fn thresholds_on_a_stored_score_agree() {
+        let mut random = Random(3);
+        let stored: Vec<Descriptor> = (0..500).map(|_| random.unit(64)).collect();
+        let index = index_of(&stored);
+        let query = random.unit(64);
+        for found in index.brute_force_top_k(&query, 50).unwrap() {
+            let exact = index.search(&query, found.cosine).unwrap();
+            assert_eq!(exact, index.brute_force_search(&query, found.cosine).unwrap());
+            assert!(exact.iter().any(|m| m.id == found.id));
+        }
+    }
+}
