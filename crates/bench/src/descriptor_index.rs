@@ -110,6 +110,7 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
         };
         list.push(&rng.unit(args.dim)?.quantize(), &fields, i as u32 + 1)?;
     }
+    list.shrink_to_fit();
     let build_time = started.elapsed();
     let rss_delta = resident_bytes().saturating_sub(rss_before);
     let index = list.index();
@@ -118,8 +119,8 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
         .map(|i| {
             if i % 2 == 0 {
                 let id = rng.below(size as u64) as usize;
-                let stored = index.vector(id).map(|v| v.iter().map(|&c| f32::from(c)));
-                let stored = Descriptor::new(stored.into_iter().flatten().collect())?;
+                let stored = index.vector(id).unwrap_or_default();
+                let stored = Descriptor::new(stored.into_iter().map(f32::from).collect())?;
                 rng.near_descriptor(&stored, 0.75)
             } else {
                 rng.unit(args.dim)

@@ -705,7 +705,7 @@ impl DescriptorList {
         write_header(&mut out, &self.model)?;
         for id in 0..self.len() {
             if let (Some(vector), Some(entry)) = (self.index.vector(id), self.metadata.get(id)) {
-                write_components(&mut out, vector, &entry.fields)?;
+                write_components(&mut out, &vector, &entry.fields)?;
             }
         }
         Ok(())
@@ -1031,8 +1031,8 @@ mod tests {
         text.push_str("  AQIDBA== \n");
         let list = read_text(&text).unwrap();
         assert_eq!(list.len(), 3);
-        assert_eq!(list.index().vector(0), Some(&[127, -127, 0, 5][..]));
-        assert_eq!(list.index().vector(2), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(list.index().vector(0), Some(vec![127, -127, 0, 5]));
+        assert_eq!(list.index().vector(2), Some(vec![1, 2, 3, 4]));
         let first = list.metadata().get(0).unwrap();
         assert_eq!(first.fields, tricky);
         assert_eq!(first.line, Some(4));
@@ -1060,7 +1060,7 @@ mod tests {
             write_header(&mut text, &model).unwrap();
             write_record(&mut text, &QuantizedDescriptor::new(components.clone()).unwrap(), &RecordFields::default()).unwrap();
             let list = read_with(&text, &model, DescriptorListLimits::default()).unwrap();
-            assert_eq!(list.index().vector(0), Some(&components[..]), "dim {dim}");
+            assert_eq!(list.index().vector(0), Some(components), "dim {dim}");
         }
     }
 
@@ -1224,7 +1224,7 @@ mod tests {
             let list = read_with(&text, &model, DescriptorListLimits::default()).unwrap();
             prop_assert_eq!(list.len(), kept.len());
             for (id, (components, fields)) in kept.iter().enumerate() {
-                prop_assert_eq!(list.index().vector(id), Some(&components[..]));
+                prop_assert_eq!(list.index().vector(id), Some(components.to_vec()));
                 let read = list.metadata().get(id).unwrap().fields;
                 prop_assert_eq!(read.pts, fields.pts);
                 prop_assert_eq!(read.label, fields.label);

@@ -2,29 +2,37 @@
 //! then f32 re-scoring, so the answer equals the f32 brute force's exactly.
 //!
 //! **What is held.** Stored descriptors are int8 vectors `r` (see [`crate::descriptor`]),
-//! in one contiguous array, `dim` bytes each (ids are positions), plus one f32 per vector,
-//! `ν = 1/‖r‖`. 1M × 512-d: 512 MiB + 4 MiB. A descriptor's score against a query `x`
-//! (unit f32) is defined as `cosine(x, r) = fl(Σ x_j · r_j) · ν`, the sum taken by
-//! [`exact_dot`] in a fixed order (16 lanes, then a fixed reduction); the brute force
-//! ([`DescriptorIndex::brute_force_search`]) scores every vector that way.
+//! split at `h = dim/2` (rounded down to 16; the whole vector below 32 dimensions) into a
+//! head and a tail, each in one contiguous array (`h` and `dim − h` bytes per descriptor;
+//! ids are positions), plus two f32 per descriptor: `ν = 1/‖r‖` and `τ = ‖r_tail‖·ν`.
+//! 1M × 512-d: 512 MiB + 8 MiB. A descriptor's score against a query `x` (unit f32) is
+//! defined as `cosine(x, r) = fl(Σ x_j · r_j) · ν`, the sum taken by [`exact_dot`] in a
+//! fixed order (16 lanes, then a fixed reduction); the brute force
+//! ([`DescriptorIndex::brute_force_search`]) scores every descriptor that way.
 //!
 //! **The fast path.** The query is quantised too: `s = max|x|/127`, `q_j = round(x_j/s)`,
-//! and every stored vector gets the integer dot product `D = Σ q_j r_j` (exact in i32),
-//! approximated score `A = D · s · ν`. With `e = x − s·q` (computed per query),
-//! Cauchy–Schwarz bounds the difference with the real-arithmetic score:
-//! `|ν Σ x_j r_j − ν s D| = ν |Σ e_j r_j| ≤ ν ‖e‖ ‖r‖ = ‖e‖` (≈ 0.009 for 512-d), and the
-//! f32 rounding of both sides adds at most `(dim + 8) · 2ε · (‖x‖ + ‖e‖)`. Their sum is the
-//! query's `margin`, so `|A − cosine| ≤ margin` for every stored vector. A search for
-//! `cosine ≥ t` keeps the vectors with `A ≥ t − margin` as candidates and re-scores
-//! them with [`exact_dot`]: the same floats the brute force computes, so the same set, in
-//! the same order (best first, ties by id). Top-k: with `A_k` the k-th largest `A`, every
-//! vector of the exact top k has `A ≥ A_k − 2·margin`; those are re-scored.
+//! `e = x − s·q`. Integer dot products are exact (i32); with `D = Σ q_j r_j` the
+//! approximate score `A = D·s·ν` differs from the real-arithmetic score by
+//! `ν|Σ e_j r_j| ≤ ν‖e‖‖r‖ = ‖e‖` (Cauchy–Schwarz; ≈ 0.009 for 512-d), and the f32
+//! rounding of both sides adds at most `(dim + 8)·2ε·(‖x‖ + ‖e‖)`: their sum (widened a
+//! little) is the query's `margin`, `|A − cosine| ≤ margin` for every descriptor.
 //!
-//! **The scan** is a plain loop over `i16 × i8 → i32` products that LLVM vectorises
-//! (`vpmovsxbw` + `vpmaddwd`, or `vpdpwssd` with AVX-512 VNNI); the loop is compiled
-//! three times, for AVX-512 (BW + VNNI), AVX2 and the baseline, and the CPU's best is
-//! chosen at run time. Between unrelated pictures cosines average 0.02 (sd 0.055), so at
-//! copy thresholds (≥ 0.7) almost nothing but true matches is re-scored.
+//! A search for `cosine ≥ t` first reads only the heads: with `A_h = D_head·s·ν`,
+//! Cauchy–Schwarz on the tail gives `cosine ≤ A_h + ‖x_tail‖·τ + head margin`, so a
+//! descriptor whose bound is below `t` cannot match and its tail is never read. Unrelated
+//! descriptors have `A_h` near 0 and `τ ≈ 0.7`, so for thresholds above about 0.6 almost
+//! every descriptor stops there (half the bytes and arithmetic). The others get the tail
+//! product; those with `A ≥ t − margin` are re-scored with [`exact_dot`]: the same floats
+//! the brute force computes, so the same set in the same order (best first, ties by id).
+//! Top-k reads whole vectors: with `A_k` the k-th largest `A`, every descriptor of the
+//! exact top k has `A ≥ A_k − 2·margin`; those are re-scored.
+//!
+//! **The scan** is a plain loop over `u8 × i8 → i32` products (the query offset by +128 to
+//! be unsigned, corrected with the stored row sums) that LLVM vectorises (`vpdpwssd` with
+//! AVX-512 VNNI, `vpmaddwd` with AVX2); the loop is compiled three times, for AVX-512,
+//! AVX2 and the baseline, and the CPU's best is chosen at run time. Between unrelated
+//! pictures cosines average 0.02 (sd 0.055), so at copy thresholds (≥ 0.7) almost
+//! nothing but true matches is re-scored.
 
 use crate::descriptor::{Descriptor, DescriptorError, check_components};
 
@@ -32,8 +40,10 @@ use crate::descriptor::{Descriptor, DescriptorError, check_components};
 pub const MAX_DESCRIPTORS: usize = u32::MAX as usize;
 /// f32 lanes of [`exact_dot`]: independent partial sums the compiler vectorises.
 const LANES: usize = 16;
-/// Vectors scanned between candidate-list prunes in a top-k search.
+/// Descriptors scanned between candidate-list prunes in a top-k search.
 const TOP_K_PRUNE_EVERY: usize = 4096;
+/// The +128 that makes quantised query components unsigned (see [`QuantizedQuery`]).
+const QUERY_OFFSET: i32 = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("more than {max} descriptors")]
@@ -59,45 +69,63 @@ pub struct DescriptorMatch {
     pub cosine: f32,
 }
 
-/// int8 vectors and their inverse norms; see the module comment.
+/// int8 heads and tails, their sums and norms; see the module comment.
 #[derive(Debug, Clone)]
 pub struct DescriptorIndex {
     dim: usize,
-    vectors: Vec<i8>,
+    head_dim: usize,
+    heads: Vec<i8>,
+    tails: Vec<i8>,
+    /// Per descriptor: (head sum, tail sum), to undo the query's offset.
+    sums: Vec<[i32; 2]>,
     inverse_norms: Vec<f32>,
+    /// `‖r_tail‖ / ‖r‖`.
+    tail_fractions: Vec<f32>,
 }
 
-/// A query prepared for the int8 scan.
+/// A query prepared for the int8 scan: `q_j + 128` as `u8` (an unsigned operand is what
+/// lets LLVM use the byte dot-product instructions), so `D = Σ (q_j+128) r_j − 128 Σ r_j`.
 struct QuantizedQuery {
-    quantized: Vec<i16>,
+    offset: Vec<u8>,
     scale: f32,
+    /// Bounds `|A − cosine|` (whole vectors) and `|A_h − head part|` (heads).
     margin: f32,
+    head_margin: f32,
+    tail_norm: f32,
 }
 
 impl QuantizedQuery {
-    fn new(query: &Descriptor) -> QuantizedQuery {
+    fn new(query: &Descriptor, head_dim: usize) -> QuantizedQuery {
         let values = query.values();
         let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
         // A descriptor is not zero, so `largest > 0`.
         let scale = largest / 127.0;
-        let quantized: Vec<i16> = values
+        let quantized: Vec<i32> = values
             .iter()
-            .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i16)
+            .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i32)
             .collect();
-        let (mut error_squares, mut norm_squares) = (0f64, 0f64);
-        for (&v, &q) in values.iter().zip(&quantized) {
-            let error = f64::from(v) - f64::from(scale) * f64::from(q);
-            error_squares += error * error;
-            norm_squares += f64::from(v) * f64::from(v);
-        }
-        let (error, norm) = (error_squares.sqrt(), norm_squares.sqrt());
-        let rounding = (values.len() as f64 + 8.0) * 2.0 * f64::from(f32::EPSILON) * (norm + error);
+        let squares = |range: std::ops::Range<usize>, error: bool| {
+            range
+                .map(|j| {
+                    let v = f64::from(values[j]);
+                    let d = if error { v - f64::from(scale) * f64::from(quantized[j]) } else { v };
+                    d * d
+                })
+                .sum::<f64>()
+        };
+        let dim = values.len();
+        let head_error = squares(0..head_dim, true);
+        let error = (head_error + squares(head_dim..dim, true)).sqrt();
+        let norm = squares(0..dim, false).sqrt();
+        let rounding = (dim as f64 + 8.0) * 4.0 * f64::from(f32::EPSILON) * (norm + error);
         // Widened by a millionth and 1e-6: the bound itself is computed in floating point.
-        let margin = ((error + rounding) * (1.0 + 1e-6) + 1e-6) as f32;
+        let widen = |bound: f64| ((bound + rounding) * (1.0 + 1e-6) + 1e-6) as f32;
         QuantizedQuery {
-            quantized,
+            offset: quantized.iter().map(|&q| (q + QUERY_OFFSET) as u8).collect(),
             scale,
-            margin,
+            margin: widen(error),
+            head_margin: widen(head_error.sqrt()),
+            tail_norm: (squares(head_dim..dim, false).sqrt() * (1.0 + 1e-6)) as f32,
         }
     }
 }
@@ -105,17 +133,26 @@ impl QuantizedQuery {
 impl DescriptorIndex {
     /// An empty index of `dim`-dimensional descriptors.
     pub fn new(dim: usize) -> DescriptorIndex {
+        // A multiple of 16 keeps `exact_dot`'s lanes the same across the split.
+        let head_dim = if dim >= 32 { dim / 2 / LANES * LANES } else { dim };
         DescriptorIndex {
             dim,
-            vectors: Vec::new(),
+            head_dim,
+            heads: Vec::new(),
+            tails: Vec::new(),
+            sums: Vec::new(),
             inverse_norms: Vec::new(),
+            tail_fractions: Vec::new(),
         }
     }
 
     /// Room for `additional` more descriptors without reallocating.
     pub fn reserve(&mut self, additional: usize) {
-        self.vectors.reserve(additional.saturating_mul(self.dim));
+        self.heads.reserve(additional.saturating_mul(self.head_dim));
+        self.tails.reserve(additional.saturating_mul(self.dim - self.head_dim));
+        self.sums.reserve(additional);
         self.inverse_norms.reserve(additional);
+        self.tail_fractions.reserve(additional);
     }
 
     pub fn dim(&self) -> usize {
@@ -130,19 +167,35 @@ impl DescriptorIndex {
         self.inverse_norms.is_empty()
     }
 
-    /// Stored components of descriptor `id`.
-    pub fn vector(&self, id: usize) -> Option<&[i8]> {
-        self.vectors.get(id * self.dim..(id + 1) * self.dim)
+    fn head(&self, id: usize) -> &[i8] {
+        &self.heads[id * self.head_dim..(id + 1) * self.head_dim]
     }
 
-    /// Bytes held: vectors and inverse norms.
+    fn tail(&self, id: usize) -> &[i8] {
+        let tail_dim = self.dim - self.head_dim;
+        &self.tails[id * tail_dim..(id + 1) * tail_dim]
+    }
+
+    /// Stored components of descriptor `id`.
+    pub fn vector(&self, id: usize) -> Option<Vec<i8>> {
+        (id < self.len()).then(|| [self.head(id), self.tail(id)].concat())
+    }
+
+    /// Bytes held: vectors, sums and norms.
     pub fn memory_bytes(&self) -> usize {
-        size_of::<Self>() + self.vectors.capacity() + self.inverse_norms.capacity() * 4
+        size_of::<Self>()
+            + self.heads.capacity()
+            + self.tails.capacity()
+            + self.sums.capacity() * size_of::<[i32; 2]>()
+            + (self.inverse_norms.capacity() + self.tail_fractions.capacity()) * size_of::<f32>()
     }
 
     pub fn shrink_to_fit(&mut self) {
-        self.vectors.shrink_to_fit();
+        self.heads.shrink_to_fit();
+        self.tails.shrink_to_fit();
+        self.sums.shrink_to_fit();
         self.inverse_norms.shrink_to_fit();
+        self.tail_fractions.shrink_to_fit();
     }
 
     /// Adds a descriptor (`dim` components, -127..=127, not all zero); returns its id.
@@ -165,18 +218,27 @@ impl DescriptorIndex {
                 max: MAX_DESCRIPTORS,
             });
         }
-        let squares: i64 = components.iter().map(|&c| i64::from(c) * i64::from(c)).sum();
-        self.vectors.extend_from_slice(components);
-        self.inverse_norms.push((1.0 / (squares as f64).sqrt()) as f32);
+        let (head, tail) = components.split_at(self.head_dim);
+        let sum = |part: &[i8]| part.iter().map(|&c| i32::from(c)).sum::<i32>();
+        let squares = |part: &[i8]| part.iter().map(|&c| i64::from(c) * i64::from(c)).sum::<i64>() as f64;
+        let (head_squares, tail_squares) = (squares(head), squares(tail));
+        let norm = (head_squares + tail_squares).sqrt();
+        self.heads.extend_from_slice(head);
+        self.tails.extend_from_slice(tail);
+        self.sums.push([sum(head), sum(tail)]);
+        self.inverse_norms.push((1.0 / norm) as f32);
+        // Rounded up: it bounds the tail's share of the score from above.
+        self.tail_fractions.push(((tail_squares.sqrt() / norm) * (1.0 + 1e-6)) as f32);
         Ok(id as u32)
     }
 
     /// The score of descriptor `id` against `query` as every search defines it.
     pub fn cosine(&self, query: &Descriptor, id: usize) -> Option<f32> {
-        if query.dim() != self.dim {
-            return None;
-        }
-        Some(exact_dot(query.values(), self.vector(id)?) * self.inverse_norms[id])
+        (query.dim() == self.dim && id < self.len()).then(|| self.exact_cosine(query, id))
+    }
+
+    fn exact_cosine(&self, query: &Descriptor, id: usize) -> f32 {
+        exact_dot(query.values(), self.head(id), self.tail(id)) * self.inverse_norms[id]
     }
 
     fn check_query(&self, query: &Descriptor) -> Result<(), DescriptorIndexError> {
@@ -199,9 +261,10 @@ impl DescriptorIndex {
     ) -> Result<(), DescriptorIndexError> {
         self.check_query(query)?;
         out.clear();
-        let prepared = QuantizedQuery::new(query);
+        let prepared = QuantizedQuery::new(query, self.head_dim);
+        let head_cut = Some(threshold - prepared.head_margin);
         let cut = threshold - prepared.margin;
-        self.scan(&prepared, |id, approximate| {
+        self.scan(&prepared, head_cut, |id, approximate| {
             if approximate >= cut {
                 out.push(DescriptorMatch {
                     id,
@@ -212,7 +275,6 @@ impl DescriptorIndex {
         self.rescore(query, out, |cosine| cosine >= threshold);
         Ok(())
     }
-
     /// [`DescriptorIndex::search_into`] into a new vector.
     pub fn search(
         &self,
@@ -235,14 +297,14 @@ impl DescriptorIndex {
         if k == 0 {
             return Ok(out);
         }
-        let prepared = QuantizedQuery::new(query);
+        let prepared = QuantizedQuery::new(query, self.head_dim);
         let window = 2.0 * prepared.margin;
         // The k largest approximate scores seen so far (a min-heap); its minimum only
         // rises, so `minimum − window` keeps a superset of the final candidates.
         let mut best = std::collections::BinaryHeap::with_capacity(k + 1);
         let mut floor = f32::NEG_INFINITY;
         let mut since_prune = 0usize;
-        self.scan(&prepared, |id, approximate| {
+        self.scan(&prepared, None, |id, approximate| {
             if approximate < floor - window {
                 return;
             }
@@ -313,60 +375,91 @@ impl DescriptorIndex {
         keep: impl Fn(f32) -> bool,
     ) {
         candidates.retain_mut(|candidate| {
-            let id = candidate.id as usize;
-            let row = &self.vectors[id * self.dim..(id + 1) * self.dim];
-            candidate.cosine = exact_dot(query.values(), row) * self.inverse_norms[id];
+            candidate.cosine = self.exact_cosine(query, candidate.id as usize);
             keep(candidate.cosine)
         });
         candidates.sort_unstable_by(|a, b| b.cosine.total_cmp(&a.cosine).then(a.id.cmp(&b.id)));
     }
 
-    /// Calls `visit(id, approximate score)` for every stored vector, in id order, with the
-    /// widest vector instructions the CPU has.
-    fn scan(&self, query: &QuantizedQuery, mut visit: impl FnMut(u32, f32)) {
+    /// Calls `visit(id, approximate score)` for every stored descriptor in id order, or,
+    /// with a `head_cut`, only for those whose head bound reaches it; with the widest vector
+    /// instructions the CPU has.
+    fn scan(
+        &self,
+        query: &QuantizedQuery,
+        head_cut: Option<f32>,
+        mut visit: impl FnMut(u32, f32),
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
             {
                 // SAFETY: the CPU has the features `scan_avx512` is compiled for (checked).
-                unsafe { self.scan_avx512(query, &mut visit) };
+                unsafe { self.scan_avx512(query, head_cut, &mut visit) };
                 return;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked above).
-                unsafe { self.scan_avx2(query, &mut visit) };
+                unsafe { self.scan_avx2(query, head_cut, &mut visit) };
                 return;
             }
         }
-        self.scan_portable(query, &mut visit);
+        self.scan_portable(query, head_cut, &mut visit);
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn scan_avx512(&self, query: &QuantizedQuery, visit: &mut impl FnMut(u32, f32)) {
-        self.scan_portable(query, visit);
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn scan_avx512(
+        &self,
+        query: &QuantizedQuery,
+        head_cut: Option<f32>,
+        visit: &mut impl FnMut(u32, f32),
+    ) {
+        self.scan_portable(query, head_cut, visit);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn scan_avx2(&self, query: &QuantizedQuery, visit: &mut impl FnMut(u32, f32)) {
-        self.scan_portable(query, visit);
+    fn scan_avx2(
+        &self,
+        query: &QuantizedQuery,
+        head_cut: Option<f32>,
+        visit: &mut impl FnMut(u32, f32),
+    ) {
+        self.scan_portable(query, head_cut, visit);
     }
 
     #[inline(always)]
-    fn scan_portable(&self, query: &QuantizedQuery, visit: &mut impl FnMut(u32, f32)) {
-        let rows = self.vectors.chunks_exact(self.dim);
-        for (id, (row, &inverse_norm)) in rows.zip(&self.inverse_norms).enumerate() {
-            let dot = integer_dot(&query.quantized, row);
-            visit(id as u32, dot as f32 * (query.scale * inverse_norm));
+    fn scan_portable(
+        &self,
+        query: &QuantizedQuery,
+        head_cut: Option<f32>,
+        visit: &mut impl FnMut(u32, f32),
+    ) {
+        let (query_head, query_tail) = query.offset.split_at(self.head_dim);
+        let tail_dim = self.dim - self.head_dim;
+        let heads = self.heads.chunks_exact(self.head_dim);
+        for (id, head) in heads.enumerate() {
+            let [head_sum, tail_sum] = self.sums[id];
+            let head_dot = integer_dot(query_head, head) - QUERY_OFFSET * head_sum;
+            let factor = query.scale * self.inverse_norms[id];
+            if let Some(cut) = head_cut {
+                let bound = head_dot as f32 * factor + query.tail_norm * self.tail_fractions[id];
+                if bound < cut {
+                    continue;
+                }
+            }
+            let tail = &self.tails[id * tail_dim..(id + 1) * tail_dim];
+            let dot = head_dot + integer_dot(query_tail, tail) - QUERY_OFFSET * tail_sum;
+            visit(id as u32, dot as f32 * factor);
         }
     }
 }
 
-/// `Σ q_j · r_j`, exact (|q|, |r| ≤ 127 and dim ≤ 4096 stay far inside i32).
+/// `Σ q_j · r_j`, exact: |q| ≤ 255, |r| ≤ 127 and dim ≤ 4096 stay far inside i32.
 #[inline(always)]
-fn integer_dot(query: &[i16], row: &[i8]) -> i32 {
+fn integer_dot(query: &[u8], row: &[i8]) -> i32 {
     query
         .iter()
         .zip(row)
@@ -374,23 +467,16 @@ fn integer_dot(query: &[i16], row: &[i8]) -> i32 {
         .sum()
 }
 
-/// `Σ x_j · r_j` in f32 in a fixed order: 16 lane sums over the 16-aligned prefix, the
-/// tail added to lanes 0.., then a pairwise reduction. Every search and the brute force
-/// use this one function, so they compute the same floats.
+/// `Σ x_j · r_j` in f32 in a fixed order over `r = head ++ tail`: 16 lane sums over the
+/// 16-aligned part (the head's length is a multiple of 16 when there is a tail, so the lanes
+/// are those of the whole vector), the rest added to lanes 0.., then a pairwise reduction.
+/// Every search and the brute force use this one function, so they compute the same floats.
 #[inline]
-pub fn exact_dot(query: &[f32], row: &[i8]) -> f32 {
+pub fn exact_dot(query: &[f32], head: &[i8], tail: &[i8]) -> f32 {
     let mut lanes = [0f32; LANES];
-    let query_chunks = query.chunks_exact(LANES);
-    let row_chunks = row.chunks_exact(LANES);
-    let (query_tail, row_tail) = (query_chunks.remainder(), row_chunks.remainder());
-    for (x, r) in query_chunks.zip(row_chunks) {
-        for lane in 0..LANES {
-            lanes[lane] += x[lane] * f32::from(r[lane]);
-        }
-    }
-    for (lane, (&x, &r)) in query_tail.iter().zip(row_tail).enumerate() {
-        lanes[lane] += x * f32::from(r);
-    }
+    let (query_head, query_tail) = query.split_at(head.len().min(query.len()));
+    add_lanes(&mut lanes, query_head, head);
+    add_lanes(&mut lanes, query_tail, tail);
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -399,6 +485,21 @@ pub fn exact_dot(query: &[f32], row: &[i8]) -> f32 {
         }
     }
     lanes[0]
+}
+
+#[inline(always)]
+fn add_lanes(lanes: &mut [f32; LANES], query: &[f32], row: &[i8]) {
+    let query_chunks = query.chunks_exact(LANES);
+    let row_chunks = row.chunks_exact(LANES);
+    let (query_rest, row_rest) = (query_chunks.remainder(), row_chunks.remainder());
+    for (x, r) in query_chunks.zip(row_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] += x[lane] * f32::from(r[lane]);
+        }
+    }
+    for (lane, (&x, &r)) in query_rest.iter().zip(row_rest).enumerate() {
+        lanes[lane] += x * f32::from(r);
+    }
 }
 
 /// f32 ordered by `total_cmp`, for the top-k heap.
