@@ -6,7 +6,8 @@
 //! Stored descriptors are random unit vectors (unrelated pictures' descriptors are close
 //! to that: cosines 0.02 ± 0.055). Half the queries are a stored descriptor moved to a
 //! cosine of about 0.8 (an edited copy), half are random (a benign frame), so searches at
-//! copy thresholds return results. One thread: the figures are per core.
+//! copy thresholds return results. One thread: the figures are per core. `batch_*` is
+//! the time per query when `--batch` queries (a keyframe's views) are searched together.
 
 use clap::Args;
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ pub struct DescriptorIndexBenchArgs {
     /// Brute-force searches per size (each scores the whole list in f32).
     #[arg(long, default_value_t = 20)]
     pub brute_queries: usize,
+    /// Queries per batch search (a keyframe's views: whole picture, crops, top part).
+    #[arg(long, default_value_t = 7)]
+    pub batch: usize,
     /// Seed of the pseudo-random descriptors and queries.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -48,7 +52,9 @@ impl SplitMix {
     }
 
     fn unit(&mut self, dim: usize) -> anyhow::Result<Descriptor> {
-        Ok(Descriptor::new((0..dim).map(|_| self.gaussian()).collect())?)
+        Ok(Descriptor::new(
+            (0..dim).map(|_| self.gaussian()).collect(),
+        )?)
     }
 
     /// `base` moved to a cosine of about `1/√(1 + amount²)`.
@@ -72,13 +78,15 @@ pub fn run(args: DescriptorIndexBenchArgs) -> anyhow::Result<ExitCode> {
         println!("load average at start: {}", load.trim());
     }
     println!(
-        "{:>11} {:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>8} {:>6}",
+        "{:>11} {:>8} {:>7} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9} {:>10} {:>8} {:>6}",
         "descriptors",
         "build_s",
         "B/desc",
         "rss_MiB",
         "p50_us",
         "p99_us",
+        "batch_p50",
+        "batch_p99",
         "top1_p50",
         "top1_p99",
         "brute_us",
@@ -145,6 +153,15 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
         std::hint::black_box(best);
     }
 
+    // The views of one keyframe are searched together: per-query time of a batch.
+    let mut batched = Vec::new();
+    let mut outs = Vec::new();
+    for batch in queries[..args.queries].chunks_exact(args.batch.max(1)) {
+        let started = Instant::now();
+        index.search_batch_into(batch, args.threshold, &mut outs)?;
+        batched.push(started.elapsed() / batch.len() as u32);
+    }
+
     let mut brute: Vec<Duration> = Vec::with_capacity(args.brute_queries);
     for query in &queries[..args.brute_queries] {
         let started = Instant::now();
@@ -157,6 +174,8 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
             found.len(),
             expected.len()
         );
+        index.search_batch_into(std::slice::from_ref(query), args.threshold, &mut outs)?;
+        anyhow::ensure!(outs[0] == expected, "batch search and brute force disagree");
         let best = index.top_k(query, 5)?;
         anyhow::ensure!(
             best == index.brute_force_top_k(query, 5)?,
@@ -166,13 +185,15 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
 
     let (brute_mean, index_mean) = (mean(&brute), mean(&times));
     println!(
-        "{:>11} {:>8.2} {:>7.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>9.0} {:>9.0} {:>10.0} {:>7.1}x {:>6.2}",
+        "{:>11} {:>8.2} {:>7.0} {:>8.0} {:>8.0} {:>8.0} {:>10.0} {:>10.0} {:>8.0} {:>9.0} {:>9.0} {:>10.0} {:>7.1}x {:>6.2}",
         size,
         build_time.as_secs_f64(),
         list.memory_bytes() as f64 / size.max(1) as f64,
         rss_delta as f64 / f64::from(1 << 20),
         micros(percentile(&mut times, 0.50)),
         micros(percentile(&mut times, 0.99)),
+        micros(percentile(&mut batched, 0.50)),
+        micros(percentile(&mut batched, 0.99)),
         micros(percentile(&mut top1, 0.50)),
         micros(percentile(&mut top1, 0.99)),
         micros(brute_mean),

@@ -286,7 +286,9 @@ pub enum LineProblem {
     TooLong { max: usize },
     #[error("not UTF-8 (invalid byte at column {column})")]
     NotUtf8 { column: usize },
-    #[error("a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)")]
+    #[error(
+        "a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)"
+    )]
     NoHeader,
     #[error("header: format version {found:?}, this reader reads {FORMAT_VERSION}")]
     Version { found: String },
@@ -407,7 +409,9 @@ impl DescriptorMetadata {
 
     pub fn get(&self, id: usize) -> Option<EntryMetadata<'_>> {
         let [source_end, label_end] = *self.ends.get(id)?;
-        let start = id.checked_sub(1).map_or(0, |previous| self.ends[previous][1]);
+        let start = id
+            .checked_sub(1)
+            .map_or(0, |previous| self.ends[previous][1]);
         Some(EntryMetadata {
             fields: RecordFields {
                 source: &self.text[start as usize..source_end as usize],
@@ -490,7 +494,11 @@ impl DescriptorList {
             });
         }
         let mut list = DescriptorList::new(model.clone());
-        list.read(path, std::io::BufReader::with_capacity(1 << 16, file), limits)?;
+        list.read(
+            path,
+            std::io::BufReader::with_capacity(1 << 16, file),
+            limits,
+        )?;
         list.shrink_to_fit();
         Ok(list)
     }
@@ -1037,7 +1045,10 @@ mod tests {
         assert_eq!(first.fields, tricky);
         assert_eq!(first.line, Some(4));
         let second = list.metadata().get(1).unwrap();
-        assert_eq!((second.fields, second.line), (RecordFields::default(), Some(5)));
+        assert_eq!(
+            (second.fields, second.line),
+            (RecordFields::default(), Some(5))
+        );
         // Writing the loaded list gives the same records again.
         let mut rewritten = Vec::new();
         list.write(&mut rewritten).unwrap();
@@ -1054,11 +1065,18 @@ mod tests {
     #[test]
     fn every_dimension_round_trips_through_base64() {
         for dim in 1..=40 {
-            let components: Vec<i8> = (0..dim).map(|i| (i as i8).wrapping_mul(37).max(-127) | 1).collect();
+            let components: Vec<i8> = (0..dim)
+                .map(|i| (i as i8).wrapping_mul(37).max(-127) | 1)
+                .collect();
             let model = DescriptorModel::new("m", dim).unwrap();
             let mut text = Vec::new();
             write_header(&mut text, &model).unwrap();
-            write_record(&mut text, &QuantizedDescriptor::new(components.clone()).unwrap(), &RecordFields::default()).unwrap();
+            write_record(
+                &mut text,
+                &QuantizedDescriptor::new(components.clone()).unwrap(),
+                &RecordFields::default(),
+            )
+            .unwrap();
             let list = read_with(&text, &model, DescriptorListLimits::default()).unwrap();
             assert_eq!(list.index().vector(0), Some(components), "dim {dim}");
         }
@@ -1081,46 +1099,126 @@ mod tests {
     #[test]
     fn bad_lines_are_named_by_file_and_line() {
         let cases = [
-            ("AQIDBA==\n", "lists/d.txt:1: a record before the header line (`livegate-descriptors 1 model=TAG dim=N`)"),
-            ("livegate-descriptors 2 model=a dim=4\n", "lists/d.txt:1: header: format version \"2\", this reader reads 1"),
-            ("livegate-descriptors 1 model=a\n", "lists/d.txt:1: header: no dim="),
-            ("livegate-descriptors 1 model=a dim=4 model=b\n", "lists/d.txt:1: header: model= given twice"),
-            ("livegate-descriptors 1 model=a dim=4 junk\n", "lists/d.txt:1: header: \"junk\" is not key=value"),
-            ("livegate-descriptors 1 model=a/b dim=4\n", "lists/d.txt:1: header: model=\"a/b\": model tag \"a/b\": 1 to 64 of A-Z a-z 0-9 . _ -"),
-            ("livegate-descriptors 1 model=a dim=0\n", "lists/d.txt:1: header: dim=\"0\": 0 dimensions, a descriptor has 1 to 4096"),
-            ("livegate-descriptors 1 model=a dim=x\n", "lists/d.txt:1: header: dim=\"x\": 0 dimensions, a descriptor has 1 to 4096"),
-            (&format!("{HEADER}\nAQIDBA==\n{HEADER} \nlivegate-descriptors 1 model=sscd_distilled dim=4 x=1\n"), "lists/d.txt:4: header differs from the one on line 1"),
-            (&format!("{HEADER}\nAQIDBA\n"), "lists/d.txt:2: field 1 (vector): 6 base64 characters, 8 encode 4 components"),
-            (&format!("{HEADER}\nAQI*BA==\n"), "lists/d.txt:2: field 1 (vector): invalid base64 character '*' at position 4"),
-            (&format!("{HEADER}\nAQIDBAA=\n"), "lists/d.txt:2: field 1 (vector): invalid base64 character 'A' at position 7"),
-            (&format!("{HEADER}\nAAAAAA==\n"), "lists/d.txt:2: field 1 (vector): the zero vector has no direction"),
-            (&format!("{HEADER}\nAIAAAA==\n"), "lists/d.txt:2: field 1 (vector): component 1 is -128 (stored components are -127..=127)"),
-            (&format!("{HEADER}\nAQIDBA==,a,-1\n"), "lists/d.txt:2: field 3 (pts): \"-1\" is not a finite number of seconds >= 0"),
-            (&format!("{HEADER}\nAQIDBA==,a,NaN\n"), "lists/d.txt:2: field 3 (pts): \"NaN\" is not a finite number of seconds >= 0"),
-            (&format!("{HEADER}\nAQIDBA==,a%2,1\n"), "lists/d.txt:2: field 2: '%' at position 2 is not followed by two hex digits"),
-            (&format!("{HEADER}\nAQIDBA==,a,1,%FF\n"), "lists/d.txt:2: field 4: percent-decoded text is not UTF-8"),
-            (&format!("{HEADER}\nAQIDBA==,a,1,b,c\n"), "lists/d.txt:2: more than 4 fields (VECTOR,SOURCE,PTS,LABEL; encode ',' as %2C)"),
+            (
+                "AQIDBA==\n",
+                "lists/d.txt:1: a record before the header line (`livegate-descriptors 1 model=TAG dim=N`)",
+            ),
+            (
+                "livegate-descriptors 2 model=a dim=4\n",
+                "lists/d.txt:1: header: format version \"2\", this reader reads 1",
+            ),
+            (
+                "livegate-descriptors 1 model=a\n",
+                "lists/d.txt:1: header: no dim=",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=4 model=b\n",
+                "lists/d.txt:1: header: model= given twice",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=4 junk\n",
+                "lists/d.txt:1: header: \"junk\" is not key=value",
+            ),
+            (
+                "livegate-descriptors 1 model=a/b dim=4\n",
+                "lists/d.txt:1: header: model=\"a/b\": model tag \"a/b\": 1 to 64 of A-Z a-z 0-9 . _ -",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=0\n",
+                "lists/d.txt:1: header: dim=\"0\": 0 dimensions, a descriptor has 1 to 4096",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=x\n",
+                "lists/d.txt:1: header: dim=\"x\": 0 dimensions, a descriptor has 1 to 4096",
+            ),
+            (
+                &format!(
+                    "{HEADER}\nAQIDBA==\n{HEADER} \nlivegate-descriptors 1 model=sscd_distilled dim=4 x=1\n"
+                ),
+                "lists/d.txt:4: header differs from the one on line 1",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA\n"),
+                "lists/d.txt:2: field 1 (vector): 6 base64 characters, 8 encode 4 components",
+            ),
+            (
+                &format!("{HEADER}\nAQI*BA==\n"),
+                "lists/d.txt:2: field 1 (vector): invalid base64 character '*' at position 4",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBAA=\n"),
+                "lists/d.txt:2: field 1 (vector): invalid base64 character 'A' at position 7",
+            ),
+            (
+                &format!("{HEADER}\nAAAAAA==\n"),
+                "lists/d.txt:2: field 1 (vector): the zero vector has no direction",
+            ),
+            (
+                &format!("{HEADER}\nAIAAAA==\n"),
+                "lists/d.txt:2: field 1 (vector): component 1 is -128 (stored components are -127..=127)",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,-1\n"),
+                "lists/d.txt:2: field 3 (pts): \"-1\" is not a finite number of seconds >= 0",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,NaN\n"),
+                "lists/d.txt:2: field 3 (pts): \"NaN\" is not a finite number of seconds >= 0",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a%2,1\n"),
+                "lists/d.txt:2: field 2: '%' at position 2 is not followed by two hex digits",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,1,%FF\n"),
+                "lists/d.txt:2: field 4: percent-decoded text is not UTF-8",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,1,b,c\n"),
+                "lists/d.txt:2: more than 4 fields (VECTOR,SOURCE,PTS,LABEL; encode ',' as %2C)",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(error_text(text), expected, "{text:?}");
         }
         let not_utf8 = [HEADER.as_bytes(), b"\nAQIDBA==,caf\xe9\n"].concat();
         let error = read_with(&not_utf8, &model(), DescriptorListLimits::default()).unwrap_err();
-        assert_eq!(error.to_string(), "lists/d.txt:2: not UTF-8 (invalid byte at column 13)");
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:2: not UTF-8 (invalid byte at column 13)"
+        );
     }
 
     #[test]
     fn caps_hold() {
         let text = format!("{HEADER}\nAQIDBA==\nAQIDBA==\nAQIDBA==\n");
-        let limits = DescriptorListLimits { max_descriptors: 2, ..Default::default() };
+        let limits = DescriptorListLimits {
+            max_descriptors: 2,
+            ..Default::default()
+        };
         let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
-        assert_eq!(error.to_string(), "lists/d.txt:4: more than 2 descriptors, the list's cap");
-        let limits = DescriptorListLimits { max_file_bytes: 40, ..Default::default() };
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:4: more than 2 descriptors, the list's cap"
+        );
+        let limits = DescriptorListLimits {
+            max_file_bytes: 40,
+            ..Default::default()
+        };
         let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
-        assert_eq!(error.to_string(), "lists/d.txt: larger than the 40-byte cap");
-        let limits = DescriptorListLimits { max_line_bytes: 20, ..Default::default() };
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt: larger than the 40-byte cap"
+        );
+        let limits = DescriptorListLimits {
+            max_line_bytes: 20,
+            ..Default::default()
+        };
         let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
-        assert_eq!(error.to_string(), "lists/d.txt:1: line longer than 20 bytes");
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:1: line longer than 20 bytes"
+        );
     }
 
     /// Every prefix of a valid list either reads (a record cut inside its metadata is
@@ -1130,14 +1228,23 @@ mod tests {
         let mut text = format!("{HEADER}\n");
         for i in 0..5 {
             let pts = Some(f64::from(i) * 1.5);
-            text.push_str(&record(&[1, 2, -3, i as i8 + 1], &RecordFields { source: "a.mp4", pts, label: "l" }));
+            text.push_str(&record(
+                &[1, 2, -3, i as i8 + 1],
+                &RecordFields {
+                    source: "a.mp4",
+                    pts,
+                    label: "l",
+                },
+            ));
         }
         for cut in 0..text.len() {
             let prefix = &text[..cut];
             let lines = prefix.split('\n').count() as u32;
             match read_text(prefix) {
                 Ok(list) => assert!(list.len() < lines as usize),
-                Err(DescriptorListError::Line { line, .. }) => assert_eq!(line, lines, "{prefix:?}"),
+                Err(DescriptorListError::Line { line, .. }) => {
+                    assert_eq!(line, lines, "{prefix:?}")
+                }
                 Err(other) => panic!("{other}"),
             }
         }
@@ -1148,10 +1255,22 @@ mod tests {
         let descriptor = Descriptor::new(vec![3.0, 4.0]).unwrap();
         assert_eq!(descriptor.values(), [0.6, 0.8]);
         assert_eq!(Descriptor::new(vec![0.0; 3]), Err(DescriptorError::Zero));
-        assert_eq!(Descriptor::new(vec![1.0, f32::NAN]), Err(DescriptorError::NotFinite { index: 1 }));
-        assert_eq!(Descriptor::new(vec![f32::INFINITY]), Err(DescriptorError::NotFinite { index: 0 }));
-        assert_eq!(Descriptor::new(vec![]), Err(DescriptorError::BadDimension { dim: 0 }));
-        assert_eq!(Descriptor::new(vec![1.0; MAX_DIM + 1]), Err(DescriptorError::BadDimension { dim: MAX_DIM + 1 }));
+        assert_eq!(
+            Descriptor::new(vec![1.0, f32::NAN]),
+            Err(DescriptorError::NotFinite { index: 1 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![f32::INFINITY]),
+            Err(DescriptorError::NotFinite { index: 0 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![]),
+            Err(DescriptorError::BadDimension { dim: 0 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![1.0; MAX_DIM + 1]),
+            Err(DescriptorError::BadDimension { dim: MAX_DIM + 1 })
+        );
         // Tiny finite components still have a direction.
         assert!(Descriptor::new(vec![1e-40, 0.0]).is_ok());
         assert_eq!(descriptor.quantize().components(), [95, 127]);
@@ -1164,19 +1283,35 @@ mod tests {
         let a = Descriptor::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
         let a_again = Descriptor::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.01]).unwrap();
         let b = Descriptor::new(vec![8.0, -7.0, 6.0, -5.0, 4.0, -3.0, 2.0, -1.0]).unwrap();
-        let fields = RecordFields { source: "live/key", pts: Some(3.0), label: "" };
+        let fields = RecordFields {
+            source: "live/key",
+            pts: Some(3.0),
+            label: "",
+        };
         assert_eq!(list.add_unless_near(&a, &fields, 0.999, 10), Ok(Some(0)));
         assert_eq!(list.add_unless_near(&a_again, &fields, 0.999, 10), Ok(None));
-        assert_eq!(list.add_unless_near(&b, &fields, 0.999, 1), Err(AddError::Full(CapacityError { max: 1 })));
+        assert_eq!(
+            list.add_unless_near(&b, &fields, 0.999, 1),
+            Err(AddError::Full(CapacityError { max: 1 }))
+        );
         assert_eq!(list.add_unless_near(&b, &fields, 0.999, 10), Ok(Some(1)));
         assert_eq!(list.metadata().get(1).unwrap().line, None);
         let short = Descriptor::new(vec![1.0; 4]).unwrap();
         assert_eq!(
             list.add_unless_near(&short, &fields, 0.999, 10),
-            Err(AddError::Dimension { found: 4, expected: 8 })
+            Err(AddError::Dimension {
+                found: 4,
+                expected: 8
+            })
         );
-        let bad_pts = RecordFields { pts: Some(f64::INFINITY), ..fields };
-        assert!(matches!(list.push(&b.quantize(), &bad_pts, 0), Err(AddError::Pts { .. })));
+        let bad_pts = RecordFields {
+            pts: Some(f64::INFINITY),
+            ..fields
+        };
+        assert!(matches!(
+            list.push(&b.quantize(), &bad_pts, 0),
+            Err(AddError::Pts { .. })
+        ));
         assert_eq!(list.len(), 2);
         assert_eq!(list.metadata().len(), 2);
     }
@@ -1189,8 +1324,12 @@ mod tests {
         let list = DescriptorList::load(&path, &model(), &DescriptorListLimits::default()).unwrap();
         assert_eq!(list.metadata().get(0).unwrap().fields.source, "x.jpg");
         let missing = dir.path().join("missing.txt");
-        let error = DescriptorList::load(&missing, &model(), &DescriptorListLimits::default()).unwrap_err();
-        assert!(error.to_string().starts_with(&format!("cannot read descriptor list {}:", missing.display())));
+        let error =
+            DescriptorList::load(&missing, &model(), &DescriptorListLimits::default()).unwrap_err();
+        assert!(error.to_string().starts_with(&format!(
+            "cannot read descriptor list {}:",
+            missing.display()
+        )));
     }
 
     use proptest::prelude::*;

@@ -34,6 +34,8 @@
 //! pictures cosines average 0.02 (sd 0.055), so at copy thresholds (≥ 0.7) almost
 //! nothing but true matches is re-scored.
 
+use std::ops::Range;
+
 use crate::descriptor::{Descriptor, DescriptorError, check_components};
 
 /// Ids are `u32`.
@@ -42,6 +44,8 @@ pub const MAX_DESCRIPTORS: usize = u32::MAX as usize;
 const LANES: usize = 16;
 /// Descriptors scanned between candidate-list prunes in a top-k search.
 const TOP_K_PRUNE_EVERY: usize = 4096;
+/// Descriptors per block of a batch search: 1024 heads of 256 bytes stay in L2.
+pub const BATCH_BLOCK: usize = 1024;
 /// The +128 that makes quantised query components unsigned (see [`QuantizedQuery`]).
 const QUERY_OFFSET: i32 = 128;
 
@@ -108,7 +112,11 @@ impl QuantizedQuery {
             range
                 .map(|j| {
                     let v = f64::from(values[j]);
-                    let d = if error { v - f64::from(scale) * f64::from(quantized[j]) } else { v };
+                    let d = if error {
+                        v - f64::from(scale) * f64::from(quantized[j])
+                    } else {
+                        v
+                    };
                     d * d
                 })
                 .sum::<f64>()
@@ -121,7 +129,10 @@ impl QuantizedQuery {
         // Widened by a millionth and 1e-6: the bound itself is computed in floating point.
         let widen = |bound: f64| ((bound + rounding) * (1.0 + 1e-6) + 1e-6) as f32;
         QuantizedQuery {
-            offset: quantized.iter().map(|&q| (q + QUERY_OFFSET) as u8).collect(),
+            offset: quantized
+                .iter()
+                .map(|&q| (q + QUERY_OFFSET) as u8)
+                .collect(),
             scale,
             margin: widen(error),
             head_margin: widen(head_error.sqrt()),
@@ -134,7 +145,11 @@ impl DescriptorIndex {
     /// An empty index of `dim`-dimensional descriptors.
     pub fn new(dim: usize) -> DescriptorIndex {
         // A multiple of 16 keeps `exact_dot`'s lanes the same across the split.
-        let head_dim = if dim >= 32 { dim / 2 / LANES * LANES } else { dim };
+        let head_dim = if dim >= 32 {
+            dim / 2 / LANES * LANES
+        } else {
+            dim
+        };
         DescriptorIndex {
             dim,
             head_dim,
@@ -149,7 +164,8 @@ impl DescriptorIndex {
     /// Room for `additional` more descriptors without reallocating.
     pub fn reserve(&mut self, additional: usize) {
         self.heads.reserve(additional.saturating_mul(self.head_dim));
-        self.tails.reserve(additional.saturating_mul(self.dim - self.head_dim));
+        self.tails
+            .reserve(additional.saturating_mul(self.dim - self.head_dim));
         self.sums.reserve(additional);
         self.inverse_norms.reserve(additional);
         self.tail_fractions.reserve(additional);
@@ -220,7 +236,11 @@ impl DescriptorIndex {
         }
         let (head, tail) = components.split_at(self.head_dim);
         let sum = |part: &[i8]| part.iter().map(|&c| i32::from(c)).sum::<i32>();
-        let squares = |part: &[i8]| part.iter().map(|&c| i64::from(c) * i64::from(c)).sum::<i64>() as f64;
+        let squares = |part: &[i8]| {
+            part.iter()
+                .map(|&c| i64::from(c) * i64::from(c))
+                .sum::<i64>() as f64
+        };
         let (head_squares, tail_squares) = (squares(head), squares(tail));
         let norm = (head_squares + tail_squares).sqrt();
         self.heads.extend_from_slice(head);
@@ -228,7 +248,8 @@ impl DescriptorIndex {
         self.sums.push([sum(head), sum(tail)]);
         self.inverse_norms.push((1.0 / norm) as f32);
         // Rounded up: it bounds the tail's share of the score from above.
-        self.tail_fractions.push(((tail_squares.sqrt() / norm) * (1.0 + 1e-6)) as f32);
+        self.tail_fractions
+            .push(((tail_squares.sqrt() / norm) * (1.0 + 1e-6)) as f32);
         Ok(id as u32)
     }
 
@@ -259,22 +280,68 @@ impl DescriptorIndex {
         threshold: f32,
         out: &mut Vec<DescriptorMatch>,
     ) -> Result<(), DescriptorIndexError> {
-        self.check_query(query)?;
-        out.clear();
-        let prepared = QuantizedQuery::new(query, self.head_dim);
-        let head_cut = Some(threshold - prepared.head_margin);
-        let cut = threshold - prepared.margin;
-        self.scan(&prepared, head_cut, |id, approximate| {
-            if approximate >= cut {
-                out.push(DescriptorMatch {
-                    id,
-                    cosine: approximate,
+        self.search_each(
+            std::slice::from_ref(query),
+            threshold,
+            std::slice::from_mut(out),
+        )
+    }
+
+    /// [`DescriptorIndex::search_into`] for several queries at once (e.g. the views of one
+    /// keyframe), `outs[i]` for `queries[i]`: the stored heads are read once per block of
+    /// [`BATCH_BLOCK`] descriptors for all queries, so a batch costs less memory traffic
+    /// than the same searches one by one. Results are those of the single searches; `outs`
+    /// is resized to one vector per query.
+    pub fn search_batch_into(
+        &self,
+        queries: &[Descriptor],
+        threshold: f32,
+        outs: &mut Vec<Vec<DescriptorMatch>>,
+    ) -> Result<(), DescriptorIndexError> {
+        outs.resize_with(queries.len(), Vec::new);
+        self.search_each(queries, threshold, outs)
+    }
+
+    /// The batch search into one output per query (`outs.len() == queries.len()`).
+    fn search_each(
+        &self,
+        queries: &[Descriptor],
+        threshold: f32,
+        outs: &mut [Vec<DescriptorMatch>],
+    ) -> Result<(), DescriptorIndexError> {
+        for query in queries {
+            self.check_query(query)?;
+        }
+        let prepared: Vec<QuantizedQuery> = queries
+            .iter()
+            .map(|query| QuantizedQuery::new(query, self.head_dim))
+            .collect();
+        for out in outs.iter_mut() {
+            out.clear();
+        }
+        let mut start = 0;
+        while start < self.len() {
+            let rows = start..(start + BATCH_BLOCK).min(self.len());
+            for (query, out) in prepared.iter().zip(outs.iter_mut()) {
+                let head_cut = Some(threshold - query.head_margin);
+                let cut = threshold - query.margin;
+                self.scan(query, head_cut, rows.clone(), |id, approximate| {
+                    if approximate >= cut {
+                        out.push(DescriptorMatch {
+                            id,
+                            cosine: approximate,
+                        });
+                    }
                 });
             }
-        });
-        self.rescore(query, out, |cosine| cosine >= threshold);
+            start = rows.end;
+        }
+        for (query, out) in queries.iter().zip(outs.iter_mut()) {
+            self.rescore(query, out, |cosine| cosine >= threshold);
+        }
         Ok(())
     }
+
     /// [`DescriptorIndex::search_into`] into a new vector.
     pub fn search(
         &self,
@@ -304,7 +371,7 @@ impl DescriptorIndex {
         let mut best = std::collections::BinaryHeap::with_capacity(k + 1);
         let mut floor = f32::NEG_INFINITY;
         let mut since_prune = 0usize;
-        self.scan(&prepared, None, |id, approximate| {
+        self.scan(&prepared, None, 0..self.len(), |id, approximate| {
             if approximate < floor - window {
                 return;
             }
@@ -381,13 +448,14 @@ impl DescriptorIndex {
         candidates.sort_unstable_by(|a, b| b.cosine.total_cmp(&a.cosine).then(a.id.cmp(&b.id)));
     }
 
-    /// Calls `visit(id, approximate score)` for every stored descriptor in id order, or,
+    /// Calls `visit(id, approximate score)` for every stored descriptor of `rows` in id order, or,
     /// with a `head_cut`, only for those whose head bound reaches it; with the widest vector
     /// instructions the CPU has.
     fn scan(
         &self,
         query: &QuantizedQuery,
         head_cut: Option<f32>,
+        rows: Range<usize>,
         mut visit: impl FnMut(u32, f32),
     ) {
         #[cfg(target_arch = "x86_64")]
@@ -396,16 +464,16 @@ impl DescriptorIndex {
                 && std::arch::is_x86_feature_detected!("avx512vnni")
             {
                 // SAFETY: the CPU has the features `scan_avx512` is compiled for (checked).
-                unsafe { self.scan_avx512(query, head_cut, &mut visit) };
+                unsafe { self.scan_avx512(query, head_cut, rows, &mut visit) };
                 return;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2 (checked above).
-                unsafe { self.scan_avx2(query, head_cut, &mut visit) };
+                unsafe { self.scan_avx2(query, head_cut, rows, &mut visit) };
                 return;
             }
         }
-        self.scan_portable(query, head_cut, &mut visit);
+        self.scan_portable(query, head_cut, rows, &mut visit);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -414,9 +482,10 @@ impl DescriptorIndex {
         &self,
         query: &QuantizedQuery,
         head_cut: Option<f32>,
+        rows: Range<usize>,
         visit: &mut impl FnMut(u32, f32),
     ) {
-        self.scan_portable(query, head_cut, visit);
+        self.scan_portable(query, head_cut, rows, visit);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -425,9 +494,10 @@ impl DescriptorIndex {
         &self,
         query: &QuantizedQuery,
         head_cut: Option<f32>,
+        rows: Range<usize>,
         visit: &mut impl FnMut(u32, f32),
     ) {
-        self.scan_portable(query, head_cut, visit);
+        self.scan_portable(query, head_cut, rows, visit);
     }
 
     #[inline(always)]
@@ -435,12 +505,14 @@ impl DescriptorIndex {
         &self,
         query: &QuantizedQuery,
         head_cut: Option<f32>,
+        rows: Range<usize>,
         visit: &mut impl FnMut(u32, f32),
     ) {
         let (query_head, query_tail) = query.offset.split_at(self.head_dim);
         let tail_dim = self.dim - self.head_dim;
-        let heads = self.heads.chunks_exact(self.head_dim);
-        for (id, head) in heads.enumerate() {
+        let heads = self.heads[rows.start * self.head_dim..rows.end * self.head_dim]
+            .chunks_exact(self.head_dim);
+        for (id, head) in (rows.start..).zip(heads) {
             let [head_sum, tail_sum] = self.sums[id];
             let head_dot = integer_dot(query_head, head) - QUERY_OFFSET * head_sum;
             let factor = query.scale * self.inverse_norms[id];
@@ -538,7 +610,9 @@ mod tests {
         }
 
         fn gaussian(&mut self) -> f32 {
-            (0..4).map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).sum()
+            (0..4)
+                .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                .sum()
         }
 
         fn unit(&mut self, dim: usize) -> Descriptor {
@@ -591,7 +665,10 @@ mod tests {
         );
         assert!((found[0].cosine - original.cosine(&copy)).abs() < 0.002);
         assert_eq!(found, index.brute_force_search(&original, 0.5).unwrap());
-        assert_eq!(index.top_k(&original, 3).unwrap(), index.brute_force_top_k(&original, 3).unwrap());
+        assert_eq!(
+            index.top_k(&original, 3).unwrap(),
+            index.brute_force_top_k(&original, 3).unwrap()
+        );
         assert_eq!(index.cosine(&original, 1234), Some(found[0].cosine));
     }
 
@@ -600,7 +677,10 @@ mod tests {
         let mut index = DescriptorIndex::new(4);
         assert_eq!(
             index.push(&[1, 2, 3]),
-            Err(DescriptorIndexError::Dimension { found: 3, expected: 4 })
+            Err(DescriptorIndexError::Dimension {
+                found: 3,
+                expected: 4
+            })
         );
         assert_eq!(
             index.push(&[0, 0, 0, 0]),
@@ -608,15 +688,25 @@ mod tests {
         );
         assert_eq!(
             index.push(&[1, -128, 0, 0]),
-            Err(DescriptorIndexError::Vector(DescriptorError::OutOfRange { index: 1 }))
+            Err(DescriptorIndexError::Vector(DescriptorError::OutOfRange {
+                index: 1
+            }))
         );
         assert_eq!(index.push(&[1, -127, 0, 0]), Ok(0));
         let query = Descriptor::new(vec![1.0; 5]).unwrap();
         assert_eq!(
             index.search(&query, 0.5),
-            Err(DescriptorIndexError::Dimension { found: 5, expected: 4 })
+            Err(DescriptorIndexError::Dimension {
+                found: 5,
+                expected: 4
+            })
         );
-        assert!(index.top_k(&Descriptor::new(vec![1.0; 4]).unwrap(), 0).unwrap().is_empty());
+        assert!(
+            index
+                .top_k(&Descriptor::new(vec![1.0; 4]).unwrap(), 0)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     proptest! {
@@ -650,6 +740,14 @@ mod tests {
                 index.brute_force_search(&query, threshold).unwrap()
             );
             prop_assert_eq!(index.top_k(&query, k).unwrap(), index.brute_force_top_k(&query, k).unwrap());
+            // A batch answers each query as a single search does.
+            let others: Vec<Descriptor> = (0..3).map(|_| random.unit(dim)).collect();
+            let batch = [query.clone(), others[0].clone(), others[1].clone(), others[2].clone()];
+            let mut outs = Vec::new();
+            index.search_batch_into(&batch, threshold, &mut outs).unwrap();
+            for (query, out) in batch.iter().zip(&outs) {
+                prop_assert_eq!(out, &index.brute_force_search(query, threshold).unwrap());
+            }
             // A stored vector queried with itself scores about 1.
             let own = stored[0].quantize().to_descriptor();
             let best = index.top_k(&own, 1).unwrap();
@@ -666,7 +764,10 @@ mod tests {
         let query = random.unit(64);
         for found in index.brute_force_top_k(&query, 50).unwrap() {
             let exact = index.search(&query, found.cosine).unwrap();
-            assert_eq!(exact, index.brute_force_search(&query, found.cosine).unwrap());
+            assert_eq!(
+                exact,
+                index.brute_force_search(&query, found.cosine).unwrap()
+            );
             assert!(exact.iter().any(|m| m.id == found.id));
         }
     }
