@@ -44,11 +44,13 @@ pub struct DescriptorIndexBenchArgs {
 }
 
 impl SplitMix {
-    /// About Gaussian (a sum of four uniforms): enough for directions.
+    /// About a standard Gaussian (a sum of four uniforms, each of variance 1/12, scaled to
+    /// variance 1): enough for directions.
     fn gaussian(&mut self) -> f32 {
-        (0..4)
+        let sum: f32 = (0..4)
             .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
-            .sum()
+            .sum();
+        sum * 3f32.sqrt()
     }
 
     fn unit(&mut self, dim: usize) -> anyhow::Result<Descriptor> {
