@@ -195,9 +195,17 @@ impl QuantizedDescriptor {
 
     /// The unit vector this stands for.
     pub fn to_descriptor(&self) -> Descriptor {
-        let values = self.components.iter().map(|&c| f32::from(c)).collect();
-        // Not zero and finite by construction.
-        Descriptor::new(values).unwrap_or_else(|_| unreachable!("checked on construction"))
+        // Not all zero by construction, so the norm is positive.
+        let norm = self
+            .components
+            .iter()
+            .map(|&c| f64::from(c) * f64::from(c))
+            .sum::<f64>()
+            .sqrt();
+        let values = self.components.iter();
+        Descriptor {
+            values: values.map(|&c| (f64::from(c) / norm) as f32).collect(),
+        }
     }
 }
 
@@ -304,6 +312,8 @@ pub enum LineProblem {
         value: String,
         problem: ModelError,
     },
+    #[error("header: {key}={value:?} is not a number")]
+    HeaderNumber { key: &'static str, value: String },
     #[error("list made by {found}, expected {expected}")]
     ModelMismatch {
         found: DescriptorModel,
@@ -494,6 +504,11 @@ impl DescriptorList {
             });
         }
         let mut list = DescriptorList::new(model.clone());
+        // Every record line holds at least its vector and a line ending: reserving for
+        // that many avoids the doubling (and the copies) of growing 500 MB arrays.
+        let record_bytes = model.dim.div_ceil(3) * 4 + 1;
+        let most_records = usize::try_from(size).unwrap_or(usize::MAX) / record_bytes;
+        list.index.reserve(most_records.min(limits.max_descriptors));
         list.read(
             path,
             std::io::BufReader::with_capacity(1 << 16, file),
@@ -771,13 +786,12 @@ fn parse_header(text: &str) -> Result<Header, LineProblem> {
         value: value.to_owned(),
         problem,
     };
-    let dim = dim_text.parse::<usize>().map_err(|_| {
-        value_error(
-            "dim",
-            dim_text,
-            ModelError::BadDimension(DescriptorError::BadDimension { dim: 0 }),
-        )
-    })?;
+    let dim = dim_text
+        .parse::<usize>()
+        .map_err(|_| LineProblem::HeaderNumber {
+            key: "dim",
+            value: dim_text.to_owned(),
+        })?;
     let model = DescriptorModel::new(tag, dim).map_err(|problem| match problem {
         ModelError::BadTag { .. } => value_error("model", tag, problem),
         ModelError::BadDimension(_) => value_error("dim", dim_text, problem),
@@ -1129,7 +1143,7 @@ mod tests {
             ),
             (
                 "livegate-descriptors 1 model=a dim=x\n",
-                "lists/d.txt:1: header: dim=\"x\": 0 dimensions, a descriptor has 1 to 4096",
+                "lists/d.txt:1: header: dim=\"x\" is not a number",
             ),
             (
                 &format!(
