@@ -1,7 +1,9 @@
 //! `livegate-bench descriptor-index`: build time, memory and per-query latency of the exact
 //! descriptor index (int8 scan, f32 re-scoring) against the f32 brute force (every stored
 //! descriptor scored in f32) measured in the same run on the same queries, whose answers
-//! must be identical.
+//! must be identical. The list is also written as a list file and loaded back (`file_MB`,
+//! `load_s`, `load_MiB`: what the proxy's loading costs), after the in-memory list is
+//! dropped.
 //!
 //! Stored descriptors are random unit vectors (unrelated pictures' descriptors are close
 //! to that: cosines 0.02 ± 0.055). Half the queries are a stored descriptor moved to a
@@ -13,7 +15,9 @@ use clap::Args;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use livegate_signals::descriptor::{Descriptor, DescriptorList, DescriptorModel, RecordFields};
+use livegate_signals::descriptor::{
+    Descriptor, DescriptorList, DescriptorListLimits, DescriptorModel, RecordFields,
+};
 use livegate_signals::descriptor_index::DescriptorMatch;
 
 use crate::index::{SplitMix, mean, micros, percentile, resident_bytes};
@@ -80,11 +84,14 @@ pub fn run(args: DescriptorIndexBenchArgs) -> anyhow::Result<ExitCode> {
         println!("load average at start: {}", load.trim());
     }
     println!(
-        "{:>11} {:>8} {:>7} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9} {:>10} {:>8} {:>6}",
+        "{:>11} {:>8} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10} {:>8} {:>9} {:>9} {:>10} {:>8} {:>6}",
         "descriptors",
         "build_s",
+        "file_MB",
+        "load_s",
         "B/desc",
         "rss_MiB",
+        "load_MiB",
         "p50_us",
         "p99_us",
         "batch_p50",
@@ -123,6 +130,7 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
     list.shrink_to_fit();
     let build_time = started.elapsed();
     let rss_delta = resident_bytes().saturating_sub(rss_before);
+
     let index = list.index();
 
     let queries = (0..args.queries.max(args.brute_queries))
@@ -185,13 +193,43 @@ fn bench_size(args: &DescriptorIndexBenchArgs, size: usize) -> anyhow::Result<()
         );
     }
 
+    // The list as a file: written, the in-memory list dropped, then loaded back (what the
+    // proxy does), which must give the same vectors in no more memory.
+    let file = tempfile::NamedTempFile::new()?;
+    list.write(std::io::BufWriter::new(file.as_file()))?;
+    let file_bytes = file.as_file().metadata()?.len();
+    let samples: Vec<_> = [0, size / 2, size.saturating_sub(1)]
+        .into_iter()
+        .map(|id| (id, list.index().vector(id)))
+        .collect();
+    let model = list.model().clone();
+    drop(list);
+    let rss_before = resident_bytes();
+    let started = Instant::now();
+    let limits = DescriptorListLimits {
+        max_descriptors: size.max(1),
+        ..DescriptorListLimits::default()
+    };
+    let loaded = DescriptorList::load(file.path(), &model, &limits)?;
+    let load_time = started.elapsed();
+    let load_rss = resident_bytes().saturating_sub(rss_before);
+    for (id, vector) in samples {
+        anyhow::ensure!(
+            loaded.index().vector(id) == vector,
+            "descriptor {id} differs after writing and loading the list"
+        );
+    }
+
     let (brute_mean, index_mean) = (mean(&brute), mean(&times));
     println!(
-        "{:>11} {:>8.2} {:>7.0} {:>8.0} {:>8.0} {:>8.0} {:>10.0} {:>10.0} {:>8.0} {:>9.0} {:>9.0} {:>10.0} {:>7.1}x {:>6.2}",
+        "{:>11} {:>8.2} {:>7.0} {:>7.2} {:>7.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>10.0} {:>10.0} {:>8.0} {:>9.0} {:>9.0} {:>10.0} {:>7.1}x {:>6.2}",
         size,
         build_time.as_secs_f64(),
-        list.memory_bytes() as f64 / size.max(1) as f64,
+        file_bytes as f64 / 1e6,
+        load_time.as_secs_f64(),
+        loaded.memory_bytes() as f64 / size.max(1) as f64,
         rss_delta as f64 / f64::from(1 << 20),
+        load_rss as f64 / f64::from(1 << 20),
         micros(percentile(&mut times, 0.50)),
         micros(percentile(&mut times, 0.99)),
         micros(percentile(&mut batched, 0.50)),
