@@ -4,8 +4,8 @@
 //! **What is held.** Stored descriptors are int8 vectors `r` (see [`crate::descriptor`]),
 //! split at `h = dim/2` (rounded down to 16; the whole vector below 32 dimensions) into a
 //! head and a tail, each in one contiguous array (`h` and `dim − h` bytes per descriptor;
-//! ids are positions), plus two f32 per descriptor: `ν = 1/‖r‖` and `τ = ‖r_tail‖·ν`.
-//! 1M × 512-d: 512 MiB + 8 MiB. A descriptor's score against a query `x` (unit f32) is
+//! ids are positions), plus per descriptor two f32, `ν = 1/‖r‖` and `τ = ‖r_tail‖·ν`, and
+//! the sums of head and tail (two i32, see the scan). 1M × 512-d: 512 MB + 16 MB. A descriptor's score against a query `x` (unit f32) is
 //! defined as `cosine(x, r) = fl(Σ x_j · r_j) · ν`, the sum taken by [`exact_dot`] in a
 //! fixed order (16 lanes, then a fixed reduction); the brute force
 //! ([`DescriptorIndex::brute_force_search`]) scores every descriptor that way.
@@ -14,7 +14,7 @@
 //! `e = x − s·q`. Integer dot products are exact (i32); with `D = Σ q_j r_j` the
 //! approximate score `A = D·s·ν` differs from the real-arithmetic score by
 //! `ν|Σ e_j r_j| ≤ ν‖e‖‖r‖ = ‖e‖` (Cauchy–Schwarz; ≈ 0.009 for 512-d), and the f32
-//! rounding of both sides adds at most `(dim + 8)·2ε·(‖x‖ + ‖e‖)`: their sum (widened a
+//! rounding of both sides adds at most `(dim + 8)·4ε·(‖x‖ + ‖e‖)`: their sum (widened a
 //! little) is the query's `margin`, `|A − cosine| ≤ margin` for every descriptor.
 //!
 //! A search for `cosine ≥ t` first reads only the heads: with `A_h = D_head·s·ν`,
@@ -26,6 +26,10 @@
 //! the brute force computes, so the same set in the same order (best first, ties by id).
 //! Top-k reads whole vectors: with `A_k` the k-th largest `A`, every descriptor of the
 //! exact top k has `A ≥ A_k − 2·margin`; those are re-scored.
+//!
+//! A batch search ([`DescriptorIndex::search_batch_into`], e.g. a keyframe's views) runs
+//! the same per-query steps block by block, so each block of heads is read from memory
+//! once for all the queries.
 //!
 //! **The scan** is a plain loop over `u8 × i8 → i32` products (the query offset by +128 to
 //! be unsigned, corrected with the stored row sums) that LLVM vectorises (`vpdpwssd` with
