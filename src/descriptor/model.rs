@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::config::{DescriptorConfig, InputDtype};
-use crate::media::resize::bilinear;
+use crate::media::resize::stretch;
 use crate::onnx::{self, OnnxError, Session, TensorElementType};
 use crate::signals::classifier::{ColorOrder, PixelScale, TensorLayout};
 use livegate_signals::pdq::Image;
@@ -260,8 +260,6 @@ fn input_values(config: &DescriptorConfig) -> usize {
 /// side is resized the same way.
 pub fn preprocess(config: &DescriptorConfig, picture: &Image<'_>, mut put: impl FnMut(usize, f32)) {
     let [width, height] = config.input_size.width_height().map(|side| side as usize);
-    let step_x = picture.width.max(1) as f32 / width as f32;
-    let step_y = picture.height.max(1) as f32 / height as f32;
     let channels = match config.colour {
         ColorOrder::Rgb => [0, 1, 2],
         ColorOrder::Bgr => [2, 1, 0],
@@ -278,23 +276,21 @@ pub fn preprocess(config: &DescriptorConfig, picture: &Image<'_>, mut put: impl 
         )),
     };
     let plane = width * height;
-    for y in 0..height {
-        let source_y = (y as f32 + 0.5) * step_y - 0.5;
-        for x in 0..width {
-            let rgb = bilinear(picture, (x as f32 + 0.5) * step_x - 0.5, source_y);
-            for (c, &source_channel) in channels.iter().enumerate() {
-                let value = match normalise {
-                    None => rgb[source_channel],
-                    Some((mean, std, scale)) => (rgb[source_channel] * scale - mean[c]) / std[c],
-                };
-                let index = match config.input_layout {
-                    TensorLayout::Nchw => c * plane + y * width + x,
-                    TensorLayout::Nhwc => (y * width + x) * 3 + c,
-                };
-                put(index, value);
-            }
+    // (offset of the pixel's first value, step between its channels) per layout.
+    let place = |x: usize, y: usize| match config.input_layout {
+        TensorLayout::Nchw => (y * width + x, plane),
+        TensorLayout::Nhwc => ((y * width + x) * 3, 1),
+    };
+    stretch(picture, width, height, |x, y, rgb| {
+        let (first, step) = place(x, y);
+        for (c, &source_channel) in channels.iter().enumerate() {
+            let value = match normalise {
+                None => rgb[source_channel],
+                Some((mean, std, scale)) => (rgb[source_channel] * scale - mean[c]) / std[c],
+            };
+            put(first + c * step, value);
         }
-    }
+    });
 }
 
 /// Scales `vector` to unit length; `false` when it has none to scale (zero or not
