@@ -286,9 +286,7 @@ pub enum LineProblem {
     TooLong { max: usize },
     #[error("not UTF-8 (invalid byte at column {column})")]
     NotUtf8 { column: usize },
-    #[error(
-        "a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)"
-    )]
+    #[error("a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)")]
     NoHeader,
     #[error("header: format version {found:?}, this reader reads {FORMAT_VERSION}")]
     Version { found: String },
@@ -409,9 +407,7 @@ impl DescriptorMetadata {
 
     pub fn get(&self, id: usize) -> Option<EntryMetadata<'_>> {
         let [source_end, label_end] = *self.ends.get(id)?;
-        let start = id
-            .checked_sub(1)
-            .map_or(0, |previous| self.ends[previous][1]);
+        let start = id.checked_sub(1).map_or(0, |previous| self.ends[previous][1]);
         Some(EntryMetadata {
             fields: RecordFields {
                 source: &self.text[start as usize..source_end as usize],
@@ -494,11 +490,7 @@ impl DescriptorList {
             });
         }
         let mut list = DescriptorList::new(model.clone());
-        list.read(
-            path,
-            std::io::BufReader::with_capacity(1 << 16, file),
-            limits,
-        )?;
+        list.read(path, std::io::BufReader::with_capacity(1 << 16, file), limits)?;
         list.shrink_to_fit();
         Ok(list)
     }

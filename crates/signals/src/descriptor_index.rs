@@ -165,13 +165,9 @@ impl DescriptorIndex {
                 max: MAX_DESCRIPTORS,
             });
         }
-        let squares: i64 = components
-            .iter()
-            .map(|&c| i64::from(c) * i64::from(c))
-            .sum();
+        let squares: i64 = components.iter().map(|&c| i64::from(c) * i64::from(c)).sum();
         self.vectors.extend_from_slice(components);
-        self.inverse_norms
-            .push((1.0 / (squares as f64).sqrt()) as f32);
+        self.inverse_norms.push((1.0 / (squares as f64).sqrt()) as f32);
         Ok(id as u32)
     }
 
