@@ -60,10 +60,10 @@ impl ListKind {
 }
 
 /// SplitMix64: a tiny, fast, deterministic generator (enough for benchmark data).
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -71,7 +71,7 @@ impl SplitMix {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
 
@@ -246,11 +246,11 @@ fn generate_list(rng: &mut SplitMix, size: usize, kind: ListKind) -> Vec<Hash256
     }
 }
 
-fn mean(times: &[Duration]) -> Duration {
+pub(crate) fn mean(times: &[Duration]) -> Duration {
     times.iter().sum::<Duration>() / u32::try_from(times.len().max(1)).unwrap_or(u32::MAX)
 }
 
-fn percentile(times: &mut [Duration], fraction: f64) -> Duration {
+pub(crate) fn percentile(times: &mut [Duration], fraction: f64) -> Duration {
     if times.is_empty() {
         return Duration::ZERO;
     }
@@ -259,12 +259,12 @@ fn percentile(times: &mut [Duration], fraction: f64) -> Duration {
     times[rank - 1]
 }
 
-fn micros(duration: Duration) -> f64 {
+pub(crate) fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
 /// Resident set size from /proc/self/statm (0 where unavailable).
-fn resident_bytes() -> usize {
+pub(crate) fn resident_bytes() -> usize {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<usize>().ok())

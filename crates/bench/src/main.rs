@@ -6,6 +6,7 @@ mod classifier;
 mod cut;
 mod demux;
 mod descriptor;
+mod descriptor_index;
 mod index;
 mod pdq;
 mod relay;
@@ -23,6 +24,8 @@ enum BenchCommand {
     Relay(relay::RelayBenchArgs),
     /// Hash index: build time, memory, lookup latency against brute force.
     Index(index::IndexBenchArgs),
+    /// Descriptor index: memory, exact cosine search latency against f32 brute force.
+    DescriptorIndex(descriptor_index::DescriptorIndexBenchArgs),
     /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
     Pdq(pdq::PdqBenchArgs),
     /// RTMP demuxer throughput on a captured publish session.
@@ -52,6 +55,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
         BenchCommand::Index(args) => index::run(args),
+        BenchCommand::DescriptorIndex(args) => descriptor_index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),

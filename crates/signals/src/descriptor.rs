@@ -195,9 +195,17 @@ impl QuantizedDescriptor {
 
     /// The unit vector this stands for.
     pub fn to_descriptor(&self) -> Descriptor {
-        let values = self.components.iter().map(|&c| f32::from(c)).collect();
-        // Not zero and finite by construction.
-        Descriptor::new(values).unwrap_or_else(|_| unreachable!("checked on construction"))
+        // Not all zero by construction, so the norm is positive.
+        let norm = self
+            .components
+            .iter()
+            .map(|&c| f64::from(c) * f64::from(c))
+            .sum::<f64>()
+            .sqrt();
+        let values = self.components.iter();
+        Descriptor {
+            values: values.map(|&c| (f64::from(c) / norm) as f32).collect(),
+        }
     }
 }
 
@@ -286,7 +294,9 @@ pub enum LineProblem {
     TooLong { max: usize },
     #[error("not UTF-8 (invalid byte at column {column})")]
     NotUtf8 { column: usize },
-    #[error("a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)")]
+    #[error(
+        "a record before the header line (`{HEADER_KEYWORD} {FORMAT_VERSION} model=TAG dim=N`)"
+    )]
     NoHeader,
     #[error("header: format version {found:?}, this reader reads {FORMAT_VERSION}")]
     Version { found: String },
@@ -302,6 +312,8 @@ pub enum LineProblem {
         value: String,
         problem: ModelError,
     },
+    #[error("header: {key}={value:?} is not a number")]
+    HeaderNumber { key: &'static str, value: String },
     #[error("list made by {found}, expected {expected}")]
     ModelMismatch {
         found: DescriptorModel,
@@ -407,7 +419,9 @@ impl DescriptorMetadata {
 
     pub fn get(&self, id: usize) -> Option<EntryMetadata<'_>> {
         let [source_end, label_end] = *self.ends.get(id)?;
-        let start = id.checked_sub(1).map_or(0, |previous| self.ends[previous][1]);
+        let start = id
+            .checked_sub(1)
+            .map_or(0, |previous| self.ends[previous][1]);
         Some(EntryMetadata {
             fields: RecordFields {
                 source: &self.text[start as usize..source_end as usize],
@@ -490,7 +504,16 @@ impl DescriptorList {
             });
         }
         let mut list = DescriptorList::new(model.clone());
-        list.read(path, std::io::BufReader::with_capacity(1 << 16, file), limits)?;
+        // Every record line holds at least its vector and a line ending: reserving for
+        // that many avoids the doubling (and the copies) of growing 500 MB arrays.
+        let record_bytes = model.dim.div_ceil(3) * 4 + 1;
+        let most_records = usize::try_from(size).unwrap_or(usize::MAX) / record_bytes;
+        list.index.reserve(most_records.min(limits.max_descriptors));
+        list.read(
+            path,
+            std::io::BufReader::with_capacity(1 << 16, file),
+            limits,
+        )?;
         list.shrink_to_fit();
         Ok(list)
     }
@@ -548,7 +571,9 @@ impl DescriptorList {
                     column: error.valid_up_to() + 1,
                 })
             })?;
-            let text = text.trim();
+            // Trailing spaces are part of the last field (a label may end in one).
+            let record = text.trim_start();
+            let text = record.trim_end();
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
@@ -576,7 +601,7 @@ impl DescriptorList {
             if header_line.is_none() {
                 return Err(line_error(LineProblem::NoHeader));
             }
-            let fields = parse_record(text, self.model.dim, &mut vector, &mut scratch)
+            let fields = parse_record(record, self.model.dim, &mut vector, &mut scratch)
                 .map_err(line_error)?;
             if self.len() >= limits.max_descriptors {
                 return Err(DescriptorListError::TooManyDescriptors {
@@ -630,15 +655,14 @@ impl DescriptorList {
         min_cosine: f32,
         max_descriptors: usize,
     ) -> Result<Option<u32>, AddError> {
-        let dimension_error = AddError::Dimension {
-            found: descriptor.dim(),
-            expected: self.model.dim,
-        };
         let near = self
             .index
-            .top_k(descriptor, 1)
-            .map_err(|_| dimension_error)?;
-        if near.first().is_some_and(|best| best.cosine >= min_cosine) {
+            .search(descriptor, min_cosine)
+            .map_err(|_| AddError::Dimension {
+                found: descriptor.dim(),
+                expected: self.model.dim,
+            })?;
+        if !near.is_empty() {
             return Ok(None);
         }
         if self.len() >= max_descriptors {
@@ -663,7 +687,8 @@ impl DescriptorList {
         })
     }
 
-    fn shrink_to_fit(&mut self) {
+    /// Releases spare capacity (loading does this at the end).
+    pub fn shrink_to_fit(&mut self) {
         self.index.shrink_to_fit();
         self.metadata.shrink_to_fit();
     }
@@ -703,7 +728,7 @@ impl DescriptorList {
         write_header(&mut out, &self.model)?;
         for id in 0..self.len() {
             if let (Some(vector), Some(entry)) = (self.index.vector(id), self.metadata.get(id)) {
-                write_components(&mut out, vector, &entry.fields)?;
+                write_components(&mut out, &vector, &entry.fields)?;
             }
         }
         Ok(())
@@ -761,13 +786,12 @@ fn parse_header(text: &str) -> Result<Header, LineProblem> {
         value: value.to_owned(),
         problem,
     };
-    let dim = dim_text.parse::<usize>().map_err(|_| {
-        value_error(
-            "dim",
-            dim_text,
-            ModelError::BadDimension(DescriptorError::BadDimension { dim: 0 }),
-        )
-    })?;
+    let dim = dim_text
+        .parse::<usize>()
+        .map_err(|_| LineProblem::HeaderNumber {
+            key: "dim",
+            value: dim_text.to_owned(),
+        })?;
     let model = DescriptorModel::new(tag, dim).map_err(|problem| match problem {
         ModelError::BadTag { .. } => value_error("model", tag, problem),
         ModelError::BadDimension(_) => value_error("dim", dim_text, problem),
@@ -782,7 +806,7 @@ struct TextScratch {
     label: String,
 }
 
-/// Parses a record line (trimmed, not a header or comment) for `dim` components into
+/// Parses a record line (without leading spaces, not a header or comment) for `dim` components into
 /// `vector`; the fields borrow the decoded text from `scratch`.
 fn parse_record<'s>(
     text: &str,
@@ -972,4 +996,418 @@ fn percent_decode(text: &str, field: usize, out: &mut String) -> Result<(), Line
     let decoded = String::from_utf8(bytes).map_err(|_| LineProblem::DecodedNotUtf8 { field })?;
     out.push_str(&decoded);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "livegate-descriptors 1 model=sscd_distilled dim=4";
+
+    fn model() -> DescriptorModel {
+        DescriptorModel::new("sscd_distilled", 4).unwrap()
+    }
+
+    fn read_with(
+        bytes: &[u8],
+        model: &DescriptorModel,
+        limits: DescriptorListLimits,
+    ) -> Result<DescriptorList, DescriptorListError> {
+        let mut list = DescriptorList::new(model.clone());
+        list.read(Path::new("lists/d.txt"), bytes, &limits)?;
+        Ok(list)
+    }
+
+    fn read_text(text: &str) -> Result<DescriptorList, DescriptorListError> {
+        read_with(text.as_bytes(), &model(), DescriptorListLimits::default())
+    }
+
+    fn error_text(text: &str) -> String {
+        match read_text(text) {
+            Ok(list) => panic!("accepted: {list:?}"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    fn record(components: &[i8], fields: &RecordFields<'_>) -> String {
+        let mut line = Vec::new();
+        let vector = QuantizedDescriptor::new(components.to_vec()).unwrap();
+        write_record(&mut line, &vector, fields).unwrap();
+        String::from_utf8(line).unwrap()
+    }
+
+    #[test]
+    fn a_written_list_reads_back_exactly() {
+        let mut text = String::new();
+        text.push_str("\u{feff}# made by a test\n\n");
+        text.push_str(HEADER);
+        text.push_str(" input=320\r\n");
+        let tricky = RecordFields {
+            source: "clips/a, b%20 100%\nx.mp4",
+            pts: Some(12.5),
+            label: " case 7,  ",
+        };
+        text.push_str(&record(&[127, -127, 0, 5], &tricky));
+        text.push_str(&record(&[1, 0, 0, 0], &RecordFields::default()));
+        // Trailing fields may be omitted; the vector field may be space-padded.
+        text.push_str("  AQIDBA== \n");
+        let list = read_text(&text).unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.index().vector(0), Some(vec![127, -127, 0, 5]));
+        assert_eq!(list.index().vector(2), Some(vec![1, 2, 3, 4]));
+        let first = list.metadata().get(0).unwrap();
+        assert_eq!(first.fields, tricky);
+        assert_eq!(first.line, Some(4));
+        let second = list.metadata().get(1).unwrap();
+        assert_eq!(
+            (second.fields, second.line),
+            (RecordFields::default(), Some(5))
+        );
+        // Writing the loaded list gives the same records again.
+        let mut rewritten = Vec::new();
+        list.write(&mut rewritten).unwrap();
+        let again = read_with(&rewritten, &model(), DescriptorListLimits::default()).unwrap();
+        for id in 0..3 {
+            assert_eq!(again.index().vector(id), list.index().vector(id));
+            assert_eq!(
+                again.metadata().get(id).unwrap().fields,
+                list.metadata().get(id).unwrap().fields
+            );
+        }
+    }
+
+    #[test]
+    fn every_dimension_round_trips_through_base64() {
+        for dim in 1..=40 {
+            let components: Vec<i8> = (0..dim)
+                .map(|i| (i as i8).wrapping_mul(37).max(-127) | 1)
+                .collect();
+            let model = DescriptorModel::new("m", dim).unwrap();
+            let mut text = Vec::new();
+            write_header(&mut text, &model).unwrap();
+            write_record(
+                &mut text,
+                &QuantizedDescriptor::new(components.clone()).unwrap(),
+                &RecordFields::default(),
+            )
+            .unwrap();
+            let list = read_with(&text, &model, DescriptorListLimits::default()).unwrap();
+            assert_eq!(list.index().vector(0), Some(components), "dim {dim}");
+        }
+    }
+
+    #[test]
+    fn a_list_of_another_model_is_refused_at_its_header() {
+        let text = "# x\nlivegate-descriptors 1 model=sscd dim=4\nAQIDBA==\n";
+        assert_eq!(
+            error_text(text),
+            "lists/d.txt:2: list made by model=sscd dim=4, expected model=sscd_distilled dim=4"
+        );
+        let text = "livegate-descriptors 1 model=sscd_distilled dim=512\n";
+        assert_eq!(
+            error_text(text),
+            "lists/d.txt:1: list made by model=sscd_distilled dim=512, expected model=sscd_distilled dim=4"
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_named_by_file_and_line() {
+        let cases = [
+            (
+                "AQIDBA==\n",
+                "lists/d.txt:1: a record before the header line (`livegate-descriptors 1 model=TAG dim=N`)",
+            ),
+            (
+                "livegate-descriptors 2 model=a dim=4\n",
+                "lists/d.txt:1: header: format version \"2\", this reader reads 1",
+            ),
+            (
+                "livegate-descriptors 1 model=a\n",
+                "lists/d.txt:1: header: no dim=",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=4 model=b\n",
+                "lists/d.txt:1: header: model= given twice",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=4 junk\n",
+                "lists/d.txt:1: header: \"junk\" is not key=value",
+            ),
+            (
+                "livegate-descriptors 1 model=a/b dim=4\n",
+                "lists/d.txt:1: header: model=\"a/b\": model tag \"a/b\": 1 to 64 of A-Z a-z 0-9 . _ -",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=0\n",
+                "lists/d.txt:1: header: dim=\"0\": 0 dimensions, a descriptor has 1 to 4096",
+            ),
+            (
+                "livegate-descriptors 1 model=a dim=x\n",
+                "lists/d.txt:1: header: dim=\"x\" is not a number",
+            ),
+            (
+                &format!(
+                    "{HEADER}\nAQIDBA==\n{HEADER} \nlivegate-descriptors 1 model=sscd_distilled dim=4 x=1\n"
+                ),
+                "lists/d.txt:4: header differs from the one on line 1",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA\n"),
+                "lists/d.txt:2: field 1 (vector): 6 base64 characters, 8 encode 4 components",
+            ),
+            (
+                &format!("{HEADER}\nAQI*BA==\n"),
+                "lists/d.txt:2: field 1 (vector): invalid base64 character '*' at position 4",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBAA=\n"),
+                "lists/d.txt:2: field 1 (vector): invalid base64 character 'A' at position 7",
+            ),
+            (
+                &format!("{HEADER}\nAAAAAA==\n"),
+                "lists/d.txt:2: field 1 (vector): the zero vector has no direction",
+            ),
+            (
+                &format!("{HEADER}\nAIAAAA==\n"),
+                "lists/d.txt:2: field 1 (vector): component 1 is -128 (stored components are -127..=127)",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,-1\n"),
+                "lists/d.txt:2: field 3 (pts): \"-1\" is not a finite number of seconds >= 0",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,NaN\n"),
+                "lists/d.txt:2: field 3 (pts): \"NaN\" is not a finite number of seconds >= 0",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a%2,1\n"),
+                "lists/d.txt:2: field 2: '%' at position 2 is not followed by two hex digits",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,1,%FF\n"),
+                "lists/d.txt:2: field 4: percent-decoded text is not UTF-8",
+            ),
+            (
+                &format!("{HEADER}\nAQIDBA==,a,1,b,c\n"),
+                "lists/d.txt:2: more than 4 fields (VECTOR,SOURCE,PTS,LABEL; encode ',' as %2C)",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error_text(text), expected, "{text:?}");
+        }
+        let not_utf8 = [HEADER.as_bytes(), b"\nAQIDBA==,caf\xe9\n"].concat();
+        let error = read_with(&not_utf8, &model(), DescriptorListLimits::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:2: not UTF-8 (invalid byte at column 13)"
+        );
+    }
+
+    #[test]
+    fn caps_hold() {
+        let text = format!("{HEADER}\nAQIDBA==\nAQIDBA==\nAQIDBA==\n");
+        let limits = DescriptorListLimits {
+            max_descriptors: 2,
+            ..Default::default()
+        };
+        let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:4: more than 2 descriptors, the list's cap"
+        );
+        let limits = DescriptorListLimits {
+            max_file_bytes: 40,
+            ..Default::default()
+        };
+        let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt: larger than the 40-byte cap"
+        );
+        let limits = DescriptorListLimits {
+            max_line_bytes: 20,
+            ..Default::default()
+        };
+        let error = read_with(text.as_bytes(), &model(), limits).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "lists/d.txt:1: line longer than 20 bytes"
+        );
+    }
+
+    /// Every prefix of a valid list either reads (a record cut inside its metadata is
+    /// still a record) or fails at the last line, never earlier and never with a panic.
+    #[test]
+    fn truncated_lists_fail_at_the_cut_line() {
+        let mut text = format!("{HEADER}\n");
+        for i in 0..5 {
+            let pts = Some(f64::from(i) * 1.5);
+            text.push_str(&record(
+                &[1, 2, -3, i as i8 + 1],
+                &RecordFields {
+                    source: "a.mp4",
+                    pts,
+                    label: "l",
+                },
+            ));
+        }
+        for cut in 0..text.len() {
+            let prefix = &text[..cut];
+            let lines = prefix.split('\n').count() as u32;
+            match read_text(prefix) {
+                Ok(list) => assert!(list.len() < lines as usize),
+                Err(DescriptorListError::Line { line, .. }) => {
+                    assert_eq!(line, lines, "{prefix:?}")
+                }
+                Err(other) => panic!("{other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn descriptors_are_normalised_and_checked() {
+        let descriptor = Descriptor::new(vec![3.0, 4.0]).unwrap();
+        assert_eq!(descriptor.values(), [0.6, 0.8]);
+        assert_eq!(Descriptor::new(vec![0.0; 3]), Err(DescriptorError::Zero));
+        assert_eq!(
+            Descriptor::new(vec![1.0, f32::NAN]),
+            Err(DescriptorError::NotFinite { index: 1 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![f32::INFINITY]),
+            Err(DescriptorError::NotFinite { index: 0 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![]),
+            Err(DescriptorError::BadDimension { dim: 0 })
+        );
+        assert_eq!(
+            Descriptor::new(vec![1.0; MAX_DIM + 1]),
+            Err(DescriptorError::BadDimension { dim: MAX_DIM + 1 })
+        );
+        // Tiny finite components still have a direction.
+        assert!(Descriptor::new(vec![1e-40, 0.0]).is_ok());
+        assert_eq!(descriptor.quantize().components(), [95, 127]);
+    }
+
+    #[test]
+    fn learning_skips_near_identical_descriptors() {
+        let model = DescriptorModel::new("m", 8).unwrap();
+        let mut list = DescriptorList::new(model);
+        let a = Descriptor::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+        let a_again = Descriptor::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.01]).unwrap();
+        let b = Descriptor::new(vec![8.0, -7.0, 6.0, -5.0, 4.0, -3.0, 2.0, -1.0]).unwrap();
+        let fields = RecordFields {
+            source: "live/key",
+            pts: Some(3.0),
+            label: "",
+        };
+        assert_eq!(list.add_unless_near(&a, &fields, 0.999, 10), Ok(Some(0)));
+        assert_eq!(list.add_unless_near(&a_again, &fields, 0.999, 10), Ok(None));
+        assert_eq!(
+            list.add_unless_near(&b, &fields, 0.999, 1),
+            Err(AddError::Full(CapacityError { max: 1 }))
+        );
+        assert_eq!(list.add_unless_near(&b, &fields, 0.999, 10), Ok(Some(1)));
+        assert_eq!(list.metadata().get(1).unwrap().line, None);
+        let short = Descriptor::new(vec![1.0; 4]).unwrap();
+        assert_eq!(
+            list.add_unless_near(&short, &fields, 0.999, 10),
+            Err(AddError::Dimension {
+                found: 4,
+                expected: 8
+            })
+        );
+        let bad_pts = RecordFields {
+            pts: Some(f64::INFINITY),
+            ..fields
+        };
+        assert!(matches!(
+            list.push(&b.quantize(), &bad_pts, 0),
+            Err(AddError::Pts { .. })
+        ));
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.metadata().len(), 2);
+    }
+
+    #[test]
+    fn files_are_loaded_with_their_path_in_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known.txt");
+        std::fs::write(&path, format!("{HEADER}\nAQIDBA==,x.jpg\n")).unwrap();
+        let list = DescriptorList::load(&path, &model(), &DescriptorListLimits::default()).unwrap();
+        assert_eq!(list.metadata().get(0).unwrap().fields.source, "x.jpg");
+        let missing = dir.path().join("missing.txt");
+        let error =
+            DescriptorList::load(&missing, &model(), &DescriptorListLimits::default()).unwrap_err();
+        assert!(error.to_string().starts_with(&format!(
+            "cannot read descriptor list {}:",
+            missing.display()
+        )));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary records written and read back are identical.
+        #[test]
+        fn records_round_trip(
+            records in proptest::collection::vec(
+                (
+                    proptest::collection::vec(-127i8..=127, 6),
+                    "\\PC{0,12}",
+                    proptest::option::of(0.0f64..1e7),
+                    "[ -~\\n\\r%,é]{0,12}",
+                ),
+                0..12,
+            )
+        ) {
+            let model = DescriptorModel::new("m", 6).unwrap();
+            let mut text = Vec::new();
+            write_header(&mut text, &model).unwrap();
+            let mut kept = Vec::new();
+            for (components, source, pts, label) in &records {
+                let Ok(vector) = QuantizedDescriptor::new(components.clone()) else { continue };
+                let fields = RecordFields { source, pts: *pts, label };
+                write_record(&mut text, &vector, &fields).unwrap();
+                kept.push((components, fields));
+            }
+            let list = read_with(&text, &model, DescriptorListLimits::default()).unwrap();
+            prop_assert_eq!(list.len(), kept.len());
+            for (id, (components, fields)) in kept.iter().enumerate() {
+                prop_assert_eq!(list.index().vector(id), Some(components.to_vec()));
+                let read = list.metadata().get(id).unwrap().fields;
+                prop_assert_eq!(read.pts, fields.pts);
+                prop_assert_eq!(read.label, fields.label);
+                prop_assert_eq!(read.source, fields.source);
+            }
+        }
+
+        /// Arbitrary bytes never panic; an error names a line that exists.
+        #[test]
+        fn arbitrary_input_is_rejected_or_read(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    proptest::string::string_regex("[A-Za-z0-9+/=]{6,10}(,[a-z%. ]{0,6})?(,[0-9.e-]{0,4})?").unwrap().prop_map(String::into_bytes),
+                    Just(HEADER.as_bytes().to_vec()),
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    Just(b"# comment".to_vec()),
+                ],
+                0..16,
+            )
+        ) {
+            let text = lines.join(&b'\n');
+            let line_count = text.split(|&b| b == b'\n').count() as u32;
+            let limits = DescriptorListLimits { max_line_bytes: 30, max_descriptors: 8, ..Default::default() };
+            match read_with(&text, &model(), limits) {
+                Ok(list) => prop_assert!(list.len() <= 8 && list.len() as u32 <= line_count),
+                Err(DescriptorListError::Line { line, .. } | DescriptorListError::TooManyDescriptors { line, .. }) => {
+                    prop_assert!(line >= 1 && line <= line_count)
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+    }
 }
