@@ -65,7 +65,7 @@ pub struct DescriptorModel {
     session: Session,
     input_name: String,
     /// Pictures one run takes at most: any number when the model's batch dimension is
-    /// symbolic, else the fixed batch size (1 for most exports).
+    /// symbolic, else 1.
     max_batch: usize,
     tensor: Tensor,
 }
@@ -90,12 +90,19 @@ impl DescriptorModel {
             InputDtype::Float32 => TensorElementType::Float32,
         };
         let any_batch = input_shape(&config, -1);
-        if !input.fits(element, &any_batch) {
+        let declared_batch = input
+            .tensor
+            .as_ref()
+            .and_then(|(_, dims)| dims.first().copied())
+            .unwrap_or(1);
+        // A symbolic batch takes a keyframe's views in one run; a fixed one must be 1,
+        // since livegate does not pad batches.
+        if !input.fits(element, &any_batch) || declared_batch > 1 {
             return Err(DescriptorError::InputShape {
                 path: config.model.clone(),
                 found: input.describe(),
                 expected: format!(
-                    "a {} tensor {} ({:?})",
+                    "a {} tensor {} ({:?}, batch 1 or symbolic)",
                     onnx::element_name(element),
                     onnx::shape_text(&any_batch),
                     config.input_layout
@@ -103,11 +110,6 @@ impl DescriptorModel {
                 .to_lowercase(),
             });
         }
-        let declared_batch = input
-            .tensor
-            .as_ref()
-            .and_then(|(_, dims)| dims.first().copied())
-            .unwrap_or(1);
         let dim = config.output_dim as i64;
         if !output.fits(TensorElementType::Float32, &[declared_batch, dim]) {
             return Err(DescriptorError::OutputShape {
@@ -116,7 +118,7 @@ impl DescriptorModel {
                 expected: format!("a float32 tensor [batch, {dim}]"),
             });
         }
-        let max_batch = usize::try_from(declared_batch).unwrap_or(usize::MAX).max(1);
+        let max_batch = if declared_batch < 0 { usize::MAX } else { 1 };
         let tensor = match config.input_dtype {
             InputDtype::Uint8 => Tensor::Uint8(Vec::new()),
             InputDtype::Float32 => Tensor::Float32(Vec::new()),
