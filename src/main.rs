@@ -22,6 +22,8 @@ enum Command {
     Match(cli::matching::MatchArgs),
     /// PDQ hashes of images and video frames (`HASH,QUALITY,FILENAME[,PTS]`).
     Hash(cli::hash::HashArgs),
+    /// A descriptor list of images and video frames (`[descriptor]` model).
+    Describe(cli::describe::DescribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => cli::run::check_config(args),
         Command::Match(args) => cli::matching::run(args),
         Command::Hash(args) => cli::hash::run(args),
+        Command::Describe(args) => cli::describe::run(args),
     };
     match result {
         Ok(code) => code,

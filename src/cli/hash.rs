@@ -41,7 +41,7 @@ pub struct HashArgs {
     pub keyframes: bool,
 }
 
-fn parse_positive_seconds(text: &str) -> Result<f64, String> {
+pub(super) fn parse_positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
         _ => Err(format!("{text:?} is not a positive number of seconds")),
@@ -118,7 +118,7 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
 
 /// Whether the file's content (not its name) is an image format the `image` crate decodes
 /// here; anything else (videos, and images of formats not compiled in) goes to FFmpeg.
-fn is_image(path: &Path) -> bool {
+pub(super) fn is_image(path: &Path) -> bool {
     let Ok(file) = File::open(path) else {
         return false;
     };
@@ -156,7 +156,7 @@ fn emit(
 /// replicated) with the luma of PyPI `pdqhash.compute`.
 const IMAGE_LAYOUT: PixelLayout = PixelLayout::Rgb8(LumaFormula::Float64Rounded);
 
-fn decode_rgb(path: &Path) -> anyhow::Result<image::RgbImage> {
+pub(super) fn decode_rgb(path: &Path) -> anyhow::Result<image::RgbImage> {
     Ok(image::ImageReader::open(path)
         .context("opening")?
         .with_guessed_format()
@@ -166,7 +166,7 @@ fn decode_rgb(path: &Path) -> anyhow::Result<image::RgbImage> {
         .into_rgb8())
 }
 
-fn view(decoded: &image::RgbImage) -> Image<'_> {
+pub(super) fn view(decoded: &image::RgbImage) -> Image<'_> {
     let width = decoded.width() as usize;
     Image {
         data: decoded.as_raw(),
@@ -250,7 +250,7 @@ fn hash_video(
 }
 
 /// A progress bar in seconds of video, on stderr, only when stderr is a terminal.
-fn progress_bar(duration_seconds: Option<f64>) -> Option<ProgressBar> {
+pub(super) fn progress_bar(duration_seconds: Option<f64>) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }

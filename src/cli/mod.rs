@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod describe;
 pub mod hash;
 pub mod matching;
 pub mod run;

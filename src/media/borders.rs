@@ -1,8 +1,11 @@
-//! Finding the picture inside black bars (letterbox, pillarbox, windowbox).
+//! Finding the picture inside black bars (letterbox, pillarbox, windowbox), or inside
+//! uniform borders of any colour (a picture-in-picture frame, a coloured letterbox).
 //!
 //! Re-uploaders often shrink footage into a frame with black bars; PDQ of the whole
 //! frame then differs from the original's by far more than the match threshold. The
 //! live path hashes the picture inside the bars as well, so those copies still match.
+//! The descriptor trims uniform borders of any colour, on the list side and the live side
+//! alike ([`find_uniform_border_box`]); PDQ keeps the black-only rule it was measured with.
 
 use livegate_signals::pdq::Image;
 
@@ -14,6 +17,21 @@ const DARK_LEVEL: u8 = 40;
 const MIN_BAR_FRACTION: f64 = 0.03;
 /// The picture inside the bars must keep at least this fraction of each side.
 const MIN_CONTENT_FRACTION: f64 = 0.3;
+/// A pixel within this of a border's colour (on every channel) belongs to the border:
+/// a flat colour survives encoding within a few levels, while a picture's edge rarely
+/// stays this close to one colour along a whole row or column. (16 trimmed a third of a
+/// blurry grey microscopy photograph.)
+const UNIFORM_TOLERANCE: u8 = 8;
+
+/// Which pixels a border is made of.
+#[derive(Clone, Copy)]
+enum Border {
+    /// Black (see [`DARK_LEVEL`]).
+    Dark,
+    /// The colour of the border's outermost corner pixel; any dark pixel when that is
+    /// dark (encoding noise in black bars exceeds the tolerance).
+    Uniform,
+}
 
 /// A rectangle of an image, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +45,16 @@ pub struct ContentBox {
 /// The picture inside dark bars of an RGB8 image, or `None` when there are no bars
 /// (or the frame is dark all over, which is a dark scene, not bars).
 pub fn find_content_box(image: &Image<'_>) -> Option<ContentBox> {
+    find_box(image, Border::Dark)
+}
+
+/// The picture inside uniform borders of any colour (each side's colour is its corner
+/// pixel's), black bars included, or `None` as for [`find_content_box`].
+pub fn find_uniform_border_box(image: &Image<'_>) -> Option<ContentBox> {
+    find_box(image, Border::Uniform)
+}
+
+fn find_box(image: &Image<'_>, border: Border) -> Option<ContentBox> {
     let (width, height) = (image.width, image.height);
     if width < 16 || height < 16 || image.stride < width * 3 {
         return None;
@@ -35,23 +63,44 @@ pub fn find_content_box(image: &Image<'_>) -> Option<ContentBox> {
         let at = y * image.stride + x * 3;
         image.data.get(at..at + 3)
     };
-    let dark = |rgb: Option<&[u8]>| rgb.is_some_and(|rgb| rgb.iter().all(|&c| c <= DARK_LEVEL));
-    let row_dark = |y: usize| (0..width).all(|x| dark(pixel(x, y)));
-    let column_dark =
-        |x: usize, top: usize, bottom: usize| (top..bottom).all(|y| dark(pixel(x, y)));
+    // `reference`: the side's corner pixel, the colour a uniform border has.
+    let in_border = |reference: Option<&[u8]>, rgb: Option<&[u8]>| {
+        let Some(rgb) = rgb else { return false };
+        let dark = rgb.iter().all(|&c| c <= DARK_LEVEL);
+        match (border, reference) {
+            (Border::Dark, _) | (Border::Uniform, None) => dark,
+            (Border::Uniform, Some(reference)) => {
+                let dark_border = reference.iter().all(|&c| c <= DARK_LEVEL);
+                (dark_border && dark)
+                    || rgb
+                        .iter()
+                        .zip(reference)
+                        .all(|(c, r)| c.abs_diff(*r) <= UNIFORM_TOLERANCE)
+            }
+        }
+    };
+    let row_border =
+        |y: usize, corner_y: usize| (0..width).all(|x| in_border(pixel(0, corner_y), pixel(x, y)));
+    let column_border = |x: usize, corner_x: usize, top: usize, bottom: usize| {
+        (top..bottom).all(|y| in_border(pixel(corner_x, top), pixel(x, y)))
+    };
 
-    let top = (0..height).take_while(|&y| row_dark(y)).count();
+    let top = (0..height).take_while(|&y| row_border(y, 0)).count();
     if top == height {
         return None;
     }
-    let bottom = height - (0..height).rev().take_while(|&y| row_dark(y)).count();
+    let bottom = height
+        - (0..height)
+            .rev()
+            .take_while(|&y| row_border(y, height - 1))
+            .count();
     let left = (0..width)
-        .take_while(|&x| column_dark(x, top, bottom))
+        .take_while(|&x| column_border(x, 0, top, bottom))
         .count();
     let right = width
         - (0..width)
             .rev()
-            .take_while(|&x| column_dark(x, top, bottom))
+            .take_while(|&x| column_border(x, width - 1, top, bottom))
             .count();
 
     let bar = |size: usize, side: usize| size as f64 >= side as f64 * MIN_BAR_FRACTION;
@@ -178,6 +227,41 @@ mod tests {
             },
         );
         assert_eq!(find_content_box(&image(&data, 320, 180)), None);
+    }
+
+    #[test]
+    fn uniform_borders_of_any_colour_are_trimmed_black_ones_too() {
+        let content = ContentBox {
+            x: 100,
+            y: 40,
+            width: 200,
+            height: 120,
+        };
+        let mut data = framed(400, 200, content);
+        // A grey frame around the picture, with a little encoding noise.
+        for y in 0..200 {
+            for x in 0..400 {
+                let inside = (content.x..content.x + content.width).contains(&x)
+                    && (content.y..content.y + content.height).contains(&y);
+                if !inside {
+                    let at = (y * 400 + x) * 3;
+                    let noise = ((x * 31 + y * 17) % 5) as u8;
+                    data[at..at + 3].copy_from_slice(&[120 + noise, 124, 128 - noise]);
+                }
+            }
+        }
+        let grey = image(&data, 400, 200);
+        assert_eq!(find_content_box(&grey), None, "PDQ's rule trims black only");
+        assert_eq!(find_uniform_border_box(&grey), Some(content));
+
+        let black = framed(400, 200, content);
+        assert_eq!(
+            find_uniform_border_box(&image(&black, 400, 200)),
+            Some(content)
+        );
+        // A flat picture is a flat scene, not a border.
+        let flat = vec![200u8; 400 * 200 * 3];
+        assert_eq!(find_uniform_border_box(&image(&flat, 400, 200)), None);
     }
 
     #[test]

@@ -140,6 +140,13 @@ impl FrameHasher {
         Ok(FrameHashes { full, inside_bars })
     }
 
+    /// The RGB24 picture of a decoded frame, converted as for hashing but not hashed
+    /// (what `livegate describe` feeds the descriptor model).
+    pub fn picture(&mut self, frame: &frame::Video) -> Result<Image<'_>, FrameError> {
+        self.convert_to_rgb(frame)?;
+        Ok(rgb_view(&self.rgb))
+    }
+
     /// The RGB24 picture of the frame hashed last (empty before the first), for other
     /// signals to reuse instead of converting again.
     pub fn rgb_picture(&self) -> Image<'_> {

@@ -5,4 +5,5 @@ pub mod borders;
 pub mod decode;
 pub mod frame;
 pub mod log;
+pub mod resize;
 pub mod sequence_header;

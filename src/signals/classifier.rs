@@ -6,10 +6,8 @@
 //! seen, so by default a score leads to an alert for human review, and a cut only where a
 //! rule says so (with k-of-n confirmation like hash matches).
 //!
-//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): nothing is loaded and no
-//! runtime is needed unless `[classifier]` names a model. The library is
-//! `classifier.runtime_library`, else `ORT_DYLIB_PATH`, else the one inside the PyPI
-//! `onnxruntime` wheel in the project's `.venv` (installed by `scripts/install-deps.sh`).
+//! ONNX Runtime is loaded at run time, by [`crate::onnx`], only when `[classifier]` names
+//! a model; `classifier.runtime_library` picks the library.
 //!
 //! Preprocessing starts from the RGB24 picture the PDQ path already converted. A
 //! classification model gets the picture stretched to its input size (classifiers are
@@ -20,9 +18,11 @@
 
 use crate::config::InvalidKey;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::media::resize::bilinear;
+use crate::onnx::{self, OnnxError, TensorElementType, TensorInfo};
 use livegate_signals::pdq::Image;
 
 /// `[classifier]`.
@@ -243,39 +243,6 @@ impl ClassifierConfig {
         }
         Ok(())
     }
-
-    /// The ONNX Runtime library to load: the configured one, `ORT_DYLIB_PATH`, or the
-    /// one in `.venv` under the current directory.
-    pub fn find_runtime_library(&self) -> Result<PathBuf, ClassifierError> {
-        if let Some(path) = &self.runtime_library {
-            return Ok(path.clone());
-        }
-        if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-            return Ok(PathBuf::from(path));
-        }
-        let lib = Path::new(".venv").join("lib");
-        let found = std::fs::read_dir(&lib).ok().and_then(|pythons| {
-            pythons.flatten().find_map(|python| {
-                let capi = python
-                    .path()
-                    .join("site-packages")
-                    .join("onnxruntime")
-                    .join("capi");
-                std::fs::read_dir(capi).ok()?.flatten().find_map(|entry| {
-                    let name = entry.file_name();
-                    name.to_string_lossy()
-                        .starts_with("libonnxruntime.so")
-                        .then(|| entry.path())
-                })
-            })
-        });
-        found.ok_or_else(|| ClassifierError::RuntimeNotFound {
-            looked: format!(
-                "ORT_DYLIB_PATH unset, no onnxruntime/capi/libonnxruntime.so* under {}",
-                lib.display()
-            ),
-        })
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,6 +278,16 @@ pub enum ClassifierError {
     Inference(String),
 }
 
+impl From<OnnxError> for ClassifierError {
+    fn from(error: OnnxError) -> Self {
+        match error {
+            OnnxError::RuntimeNotFound { looked } => ClassifierError::RuntimeNotFound { looked },
+            OnnxError::Runtime { path, message } => ClassifierError::Runtime { path, message },
+            OnnxError::Model { path, message } => ClassifierError::Model { path, message },
+        }
+    }
+}
+
 /// One label's score on a picture; for a detection model, with its box in frame pixels
 /// (`x, y, width, height` from the top-left corner).
 #[derive(Debug, Clone, PartialEq)]
@@ -318,33 +295,6 @@ pub struct LabelScore {
     pub label: Arc<str>,
     pub score: f32,
     pub bbox: Option<[f32; 4]>,
-}
-
-/// The process-wide ONNX Runtime environment, created from the first library loaded.
-/// A failed load is not remembered, so a corrected path works on the next attempt.
-static RUNTIME: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
-
-fn runtime(library: &Path) -> Result<ort::environment::Environment, ClassifierError> {
-    let failed = |message: String| ClassifierError::Runtime {
-        path: library.to_path_buf(),
-        message,
-    };
-    // Checked on every load: once a library is loaded, ONNX Runtime ignores new paths.
-    if !library.is_file() {
-        return Err(failed("no such file".into()));
-    }
-    let mut current = RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(environment) = current.as_ref() {
-        return Ok(environment.clone());
-    }
-    let environment = ort::init_from(library)
-        .map_err(|error| failed(error.to_string()))?
-        .with_name("livegate")
-        .build()
-        .map_err(|error| failed(error.to_string()))?;
-    Ok(current.insert(environment).clone())
 }
 
 /// A loaded model with its preprocessing; one per classifier thread.
@@ -361,35 +311,14 @@ impl Classifier {
     /// Loads ONNX Runtime (once per process) and the model, and checks the model's
     /// declared input shape against `input_size` and `layout`.
     pub fn load(config: Arc<ClassifierConfig>) -> Result<Self, ClassifierError> {
-        let library = config.find_runtime_library()?;
-        let environment = runtime(&library)?;
-        let model_error = |message: String| ClassifierError::Model {
-            path: config.model.clone(),
-            message,
-        };
-        if !config.model.is_file() {
-            return Err(model_error("no such file".into()));
-        }
-        let session = ort::session::Session::builder(&environment)
-            .and_then(|builder| builder.with_intra_threads(1).map_err(Into::into))
-            .and_then(|mut builder| builder.commit_from_file(&config.model))
-            .map_err(|error| model_error(error.to_string()))?;
-        let [input] = session.inputs() else {
-            return Err(model_error(format!(
-                "the model has {} inputs; livegate feeds one picture tensor",
-                session.inputs().len()
-            )));
-        };
-        let input_name = input.name().to_string();
-        let declared = match input.dtype() {
-            ort::value::ValueType::Tensor { ty, shape, .. }
-                if *ty == ort::value::TensorElementType::Float32 =>
-            {
-                Some(&shape[..])
-            }
-            _ => None,
-        };
-        check_input_shape(&config, declared)?;
+        let session = onnx::load_session(config.runtime_library.as_deref(), &config.model, 1)?;
+        let (input, _) =
+            onnx::single_input(&session).map_err(|message| ClassifierError::Model {
+                path: config.model.clone(),
+                message,
+            })?;
+        check_input_shape(&config, &input)?;
+        let input_name = input.name;
         let [width, height] = config.input_size;
         let mut classifier = Classifier {
             labels: config
@@ -494,44 +423,19 @@ impl Classifier {
     }
 }
 
-fn check_input_shape(
-    config: &ClassifierConfig,
-    declared: Option<&[i64]>,
-) -> Result<(), ClassifierError> {
+fn check_input_shape(config: &ClassifierConfig, input: &TensorInfo) -> Result<(), ClassifierError> {
     let [width, height] = config.input_size.map(i64::from);
     let expected = match config.layout {
         TensorLayout::Nchw => [1, 3, height, width],
         TensorLayout::Nhwc => [1, height, width, 3],
     };
-    let describe = |dims: &[i64]| {
-        let dims: Vec<String> = dims
-            .iter()
-            .map(|dim| {
-                if *dim < 0 {
-                    "?".into()
-                } else {
-                    dim.to_string()
-                }
-            })
-            .collect();
-        format!("[{}]", dims.join(", "))
-    };
-    let fits = declared.is_some_and(|dims| {
-        dims.len() == 4
-            && dims
-                .iter()
-                .zip(expected)
-                .all(|(declared, wanted)| *declared < 0 || *declared == wanted)
-    });
-    if fits {
+    if input.fits(TensorElementType::Float32, &expected) {
         return Ok(());
     }
     Err(ClassifierError::InputShape {
         path: config.model.clone(),
-        found: declared.map_or("an input that is not a float tensor".into(), |dims| {
-            format!("a float tensor {}", describe(dims))
-        }),
-        expected: format!("{:?} {}", config.layout, describe(&expected)).to_lowercase(),
+        found: input.describe(),
+        expected: format!("{:?} {}", config.layout, onnx::shape_text(&expected)).to_lowercase(),
     })
 }
 
@@ -611,31 +515,6 @@ pub fn preprocess(
         frame_width: source_w,
         frame_height: source_h,
     }
-}
-
-/// The picture's colour at a fractional position (pixel centres at integers), edges
-/// clamped, as OpenCV's `INTER_LINEAR` samples.
-fn bilinear(picture: &Image<'_>, x: f32, y: f32) -> [f32; 3] {
-    let max_x = picture.width.saturating_sub(1);
-    let max_y = picture.height.saturating_sub(1);
-    let (x, y) = (x.max(0.0), y.max(0.0));
-    let (x0, y0) = ((x as usize).min(max_x), (y as usize).min(max_y));
-    let (x1, y1) = ((x0 + 1).min(max_x), (y0 + 1).min(max_y));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let pixel = |px: usize, py: usize, c: usize| {
-        f32::from(
-            picture
-                .data
-                .get(py * picture.stride + px * 3 + c)
-                .copied()
-                .unwrap_or(0),
-        )
-    };
-    std::array::from_fn(|c| {
-        let top = pixel(x0, y0, c) * (1.0 - fx) + pixel(x1, y0, c) * fx;
-        let bottom = pixel(x0, y1, c) * (1.0 - fx) + pixel(x1, y1, c) * fx;
-        top * (1.0 - fy) + bottom * fy
-    })
 }
 
 /// One score per label, in label order; `None` when the output has another size.

@@ -12,6 +12,7 @@ mod classifier_stream;
 mod cut;
 mod demo;
 mod demux_fixture;
+mod descriptor;
 mod docker;
 mod evasion;
 mod lifecycle;

@@ -5,6 +5,7 @@
 mod classifier;
 mod cut;
 mod demux;
+mod descriptor;
 mod descriptor_index;
 mod index;
 mod pdq;
@@ -33,6 +34,8 @@ enum BenchCommand {
     Cut(cut::CutBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
     Classifier(classifier::ClassifierBenchArgs),
+    /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
+    Descriptor(descriptor::DescriptorBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
+        BenchCommand::Descriptor(args) => descriptor::run(args),
     }
 }
 

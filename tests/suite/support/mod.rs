@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// Python that writes a tiny ONNX model with exactly known outputs to `argv[1]`.
 pub const TINY_ONNX_MODEL: &str = include_str!("tiny_onnx_model.py");
 
+/// Python that writes real photographs and re-streamers' edits of them as 1280x720 PNGs
+/// into `argv[1]` (see the script).
+pub const DESCRIPTOR_EDITS: &str = include_str!("descriptor_edits.py");
+
 /// The fingerprint livegate logs for a stream key (first 16 hex digits of its SHA-256).
 pub fn key_fingerprint(key: &str) -> String {
     Sha256::digest(key.as_bytes())[..8]
