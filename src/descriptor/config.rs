@@ -32,11 +32,11 @@ pub struct DescriptorConfig {
     #[serde(default)]
     pub input_dtype: InputDtype,
     #[serde(default)]
-    pub colour: ColorOrder,
+    pub color: ColorOrder,
     /// `float32` input: what a pixel value of 255 becomes before `mean`/`std`.
     #[serde(default)]
     pub scale: PixelScale,
-    /// `float32` input: subtracted per channel (in `colour` order) after scaling.
+    /// `float32` input: subtracted per channel (in `color` order) after scaling.
     #[serde(default = "defaults::mean")]
     pub mean: [f32; 3],
     /// `float32` input: divides per channel after subtracting `mean`.
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.input_size.width_height(), [320, 320]);
         assert_eq!(
-            (config.input_layout, config.input_dtype, config.colour),
+            (config.input_layout, config.input_dtype, config.color),
             (TensorLayout::Nhwc, InputDtype::Uint8, ColorOrder::Rgb)
         );
         assert_eq!((config.output_dim, config.views), (512, ViewSet::Standard));

@@ -256,13 +256,13 @@ fn input_values(config: &DescriptorConfig) -> usize {
 
 /// Calls `put(index, value)` for every value of one picture's slot in the input tensor:
 /// the picture stretched to the input size (bilinear, sampled as the classifier's
-/// preprocessing and OpenCV's `INTER_LINEAR` do), channels in `colour` order, laid out
+/// preprocessing and OpenCV's `INTER_LINEAR` do), channels in `color` order, laid out
 /// as configured; for a float input, scaled and normalised. Stretching, not
 /// letterboxing: SSCD was trained and evaluated on resized whole pictures, and the list
 /// side is resized the same way.
 pub fn preprocess(config: &DescriptorConfig, picture: &Image<'_>, mut put: impl FnMut(usize, f32)) {
     let [width, height] = config.input_size.width_height().map(|side| side as usize);
-    let channels = match config.colour {
+    let channels = match config.color {
         ColorOrder::Rgb => [0, 1, 2],
         ColorOrder::Bgr => [2, 1, 0],
     };
@@ -341,7 +341,7 @@ mod tests {
         );
 
         let float = config(
-            "input_dtype = \"float32\"\ninput_layout = \"nchw\"\ncolour = \"bgr\"\n\
+            "input_dtype = \"float32\"\ninput_layout = \"nchw\"\ncolor = \"bgr\"\n\
              mean = [0.5, 0.0, 0.0]\nstd = [0.5, 1.0, 1.0]",
         );
         let mut nchw = [-1.0; 24];

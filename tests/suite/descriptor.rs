@@ -319,7 +319,7 @@ fn a_float_model_gets_normalised_input_and_unit_vectors() {
     run_python(support::TINY_ONNX_MODEL, &[&model]);
     let float = config(
         "input_size = 8\ninput_layout = \"nchw\"\ninput_dtype = \"float32\"\noutput_dim = 2\n\
-         colour = \"bgr\"\nmean = [0.1, 0.2, 0.3]\nstd = [0.5, 0.5, 0.5]",
+         color = \"bgr\"\nmean = [0.1, 0.2, 0.3]\nstd = [0.5, 0.5, 0.5]",
         &model,
     );
     let mut tiny = DescriptorModel::load(Arc::new(float)).expect("load");
