@@ -300,7 +300,7 @@ mod tests {
             Some("descriptor.views_per_keyframe")
         );
         assert_eq!(key("views = \"full\"\nviews_per_keyframe = 1"), None);
-        assert!(toml::from_str::<DescriptorConfig>("model = \"m\"\ncolor = \"rgb\"").is_err());
+        assert!(toml::from_str::<DescriptorConfig>("model = \"m\"\ncolour = \"rgb\"").is_err());
     }
 
     #[test]
