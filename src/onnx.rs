@@ -7,8 +7,9 @@
 //! the section's `runtime_library`, else `ORT_DYLIB_PATH`, else the one inside the PyPI
 //! `onnxruntime` wheel in the project's `.venv` (installed by `scripts/install-deps.sh`).
 //!
-//! Errors here name no config key: each model's own error type maps them to its
-//! section's keys (`classifier.model`, `descriptor.runtime_library`, ...).
+//! Every error names the key of the model's config section that is wrong
+//! (`classifier.model`, `descriptor.runtime_library`, ...): one [`ModelError`] type serves
+//! every model, told its section by a [`ModelSection`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,21 +17,108 @@ use std::sync::Mutex;
 pub use ort::session::Session;
 pub use ort::value::TensorElementType;
 
-/// Why a runtime or a model could not be loaded.
+/// A config section that runs an ONNX model, and the keys its errors name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelSection {
+    /// `classifier`, `descriptor`.
+    pub name: &'static str,
+    /// The keys that describe the model's input, e.g. `input_size/layout`.
+    pub input_keys: &'static str,
+    /// The keys that describe its output, e.g. `output_dim`.
+    pub output_keys: &'static str,
+}
+
+/// Why a model section cannot run its model; every message starts with the key to fix.
 #[derive(Debug, thiserror::Error)]
-pub enum OnnxError {
+pub enum ModelError {
     /// No library configured and none found where livegate looks.
-    #[error("no ONNX Runtime library ({looked})")]
-    RuntimeNotFound { looked: String },
-    #[error("cannot load ONNX Runtime from {path}: {message}")]
-    Runtime { path: PathBuf, message: String },
-    #[error("cannot load the ONNX model {path}: {message}")]
-    Model { path: PathBuf, message: String },
+    #[error(
+        "{section}.runtime_library: no ONNX Runtime library ({looked}); install the \
+         `onnxruntime` wheel into .venv (scripts/install-deps.sh), or set \
+         {section}.runtime_library or ORT_DYLIB_PATH"
+    )]
+    RuntimeNotFound {
+        section: &'static str,
+        looked: String,
+    },
+    #[error("{section}.runtime_library: cannot load ONNX Runtime from {path}: {message}")]
+    Runtime {
+        section: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{section}.model: cannot load the ONNX model {path}: {message}")]
+    Model {
+        section: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{section}.{keys}: model {path} takes {found}, but the config describes {expected}")]
+    InputShape {
+        section: &'static str,
+        keys: &'static str,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("{section}.{keys}: model {path} outputs {found}, but the config expects {expected}")]
+    OutputShape {
+        section: &'static str,
+        keys: &'static str,
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("running the {section} model: {message}")]
+    Inference {
+        section: &'static str,
+        message: String,
+    },
+}
+
+impl ModelSection {
+    pub fn model_error(self, path: &Path, message: String) -> ModelError {
+        ModelError::Model {
+            section: self.name,
+            path: path.to_path_buf(),
+            message,
+        }
+    }
+
+    pub fn input_shape(self, path: &Path, found: String, expected: String) -> ModelError {
+        ModelError::InputShape {
+            section: self.name,
+            keys: self.input_keys,
+            path: path.to_path_buf(),
+            found,
+            expected,
+        }
+    }
+
+    pub fn output_shape(self, path: &Path, found: String, expected: String) -> ModelError {
+        ModelError::OutputShape {
+            section: self.name,
+            keys: self.output_keys,
+            path: path.to_path_buf(),
+            found,
+            expected,
+        }
+    }
+
+    pub fn inference(self, message: impl Into<String>) -> ModelError {
+        ModelError::Inference {
+            section: self.name,
+            message: message.into(),
+        }
+    }
 }
 
 /// The ONNX Runtime library to load: `configured`, else `ORT_DYLIB_PATH`, else the one in
 /// `.venv` under the current directory.
-pub fn find_runtime_library(configured: Option<&Path>) -> Result<PathBuf, OnnxError> {
+pub fn find_runtime_library(
+    section: ModelSection,
+    configured: Option<&Path>,
+) -> Result<PathBuf, ModelError> {
     if let Some(path) = configured {
         return Ok(path.to_path_buf());
     }
@@ -53,7 +141,8 @@ pub fn find_runtime_library(configured: Option<&Path>) -> Result<PathBuf, OnnxEr
             })
         })
     });
-    found.ok_or_else(|| OnnxError::RuntimeNotFound {
+    found.ok_or_else(|| ModelError::RuntimeNotFound {
+        section: section.name,
         looked: format!(
             "ORT_DYLIB_PATH unset, no onnxruntime/capi/libonnxruntime.so* under {}",
             lib.display()
@@ -65,8 +154,12 @@ pub fn find_runtime_library(configured: Option<&Path>) -> Result<PathBuf, OnnxEr
 /// A failed load is not remembered, so a corrected path works on the next attempt.
 static RUNTIME: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
-fn runtime(library: &Path) -> Result<ort::environment::Environment, OnnxError> {
-    let failed = |message: String| OnnxError::Runtime {
+fn runtime(
+    section: ModelSection,
+    library: &Path,
+) -> Result<ort::environment::Environment, ModelError> {
+    let failed = |message: String| ModelError::Runtime {
+        section: section.name,
         path: library.to_path_buf(),
         message,
     };
@@ -91,16 +184,14 @@ fn runtime(library: &Path) -> Result<ort::environment::Environment, OnnxError> {
 /// Loads ONNX Runtime (once per process: `runtime_library` as [`find_runtime_library`]
 /// resolves it) and a session on `model` running on `threads` threads.
 pub fn load_session(
+    section: ModelSection,
     runtime_library: Option<&Path>,
     model: &Path,
     threads: usize,
-) -> Result<Session, OnnxError> {
-    let library = find_runtime_library(runtime_library)?;
-    let environment = runtime(&library)?;
-    let model_error = |message: String| OnnxError::Model {
-        path: model.to_path_buf(),
-        message,
-    };
+) -> Result<Session, ModelError> {
+    let library = find_runtime_library(section, runtime_library)?;
+    let environment = runtime(section, &library)?;
+    let model_error = |message: String| section.model_error(model, message);
     if !model.is_file() {
         return Err(model_error("no such file".into()));
     }
@@ -221,9 +312,44 @@ mod tests {
         assert!(!missing.fits(TensorElementType::Uint8, &[1]));
     }
 
+    const SECTION: ModelSection = ModelSection {
+        name: "model",
+        input_keys: "input",
+        output_keys: "output",
+    };
+
     #[test]
     fn a_configured_library_is_taken_as_it_is() {
         let path = Path::new("/opt/ort/libonnxruntime.so.1");
-        assert_eq!(find_runtime_library(Some(path)).ok().as_deref(), Some(path));
+        assert_eq!(
+            find_runtime_library(SECTION, Some(path)).ok().as_deref(),
+            Some(path)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_of_their_section() {
+        let path = Path::new("m.onnx");
+        let errors = [
+            SECTION.model_error(path, "no such file".into()),
+            SECTION.input_shape(path, "a".into(), "b".into()),
+            SECTION.output_shape(path, "a".into(), "b".into()),
+        ];
+        let starts: Vec<String> = errors
+            .iter()
+            .map(|error| {
+                error
+                    .to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(starts, ["model.model", "model.input", "model.output"]);
+        assert_eq!(
+            SECTION.inference("boom").to_string(),
+            "running the model model: boom"
+        );
     }
 }

@@ -1,57 +1,23 @@
 //! The descriptor model on ONNX Runtime: pictures resized to its input, run in one batch,
 //! and the output turned into L2-normalised vectors.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::config::{DescriptorConfig, InputDtype};
 use crate::media::resize::stretch;
-use crate::onnx::{self, OnnxError, Session, TensorElementType};
+use crate::onnx::{self, ModelError, ModelSection, Session, TensorElementType};
 use crate::signals::classifier::{ColorOrder, PixelScale, TensorLayout};
 use livegate_signals::pdq::Image;
 
-#[derive(Debug, thiserror::Error)]
-pub enum DescriptorError {
-    #[error(
-        "descriptor.runtime_library: no ONNX Runtime library ({looked}); install the \
-         `onnxruntime` wheel into .venv (scripts/install-deps.sh), or set \
-         descriptor.runtime_library or ORT_DYLIB_PATH"
-    )]
-    RuntimeNotFound { looked: String },
-    #[error("descriptor.runtime_library: cannot load ONNX Runtime from {path}: {message}")]
-    Runtime { path: PathBuf, message: String },
-    #[error("descriptor.model: cannot load the ONNX model {path}: {message}")]
-    Model { path: PathBuf, message: String },
-    #[error(
-        "descriptor.input_size/input_layout/input_dtype: model {path} takes {found}, but the \
-         config describes {expected}"
-    )]
-    InputShape {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error(
-        "descriptor.output_dim: model {path} outputs {found}, but the config expects {expected}"
-    )]
-    OutputShape {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("running the descriptor model: {0}")]
-    Inference(String),
-}
+/// The section the descriptor's errors name.
+pub const SECTION: ModelSection = ModelSection {
+    name: "descriptor",
+    input_keys: "input_size/input_layout/input_dtype",
+    output_keys: "output_dim",
+};
 
-impl From<OnnxError> for DescriptorError {
-    fn from(error: OnnxError) -> Self {
-        match error {
-            OnnxError::RuntimeNotFound { looked } => DescriptorError::RuntimeNotFound { looked },
-            OnnxError::Runtime { path, message } => DescriptorError::Runtime { path, message },
-            OnnxError::Model { path, message } => DescriptorError::Model { path, message },
-        }
-    }
-}
+/// Why the descriptor cannot load or run its model.
+pub type DescriptorError = ModelError;
 
 /// The input tensor of one run, reused across runs.
 enum Tensor {
@@ -76,14 +42,12 @@ impl DescriptorModel {
     /// output of another size fails here, at startup, not on every keyframe.
     pub fn load(config: Arc<DescriptorConfig>) -> Result<Self, DescriptorError> {
         let session = onnx::load_session(
+            SECTION,
             config.runtime_library.as_deref(),
             &config.model,
             config.threads,
         )?;
-        let model_error = |message: String| DescriptorError::Model {
-            path: config.model.clone(),
-            message,
-        };
+        let model_error = |message: String| SECTION.model_error(&config.model, message);
         let (input, output) = onnx::single_input(&session).map_err(model_error)?;
         let element = match config.input_dtype {
             InputDtype::Uint8 => TensorElementType::Uint8,
@@ -98,25 +62,25 @@ impl DescriptorModel {
         // A symbolic batch takes a keyframe's views in one run; a fixed one must be 1,
         // since livegate does not pad batches.
         if !input.fits(element, &any_batch) || declared_batch > 1 {
-            return Err(DescriptorError::InputShape {
-                path: config.model.clone(),
-                found: input.describe(),
-                expected: format!(
+            return Err(SECTION.input_shape(
+                &config.model,
+                input.describe(),
+                format!(
                     "a {} tensor {} ({:?}, batch 1 or symbolic)",
                     onnx::element_name(element),
                     onnx::shape_text(&any_batch),
                     config.input_layout
                 )
                 .to_lowercase(),
-            });
+            ));
         }
         let dim = config.output_dim as i64;
         if !output.fits(TensorElementType::Float32, &[declared_batch, dim]) {
-            return Err(DescriptorError::OutputShape {
-                path: config.model.clone(),
-                found: output.describe(),
-                expected: format!("a float32 tensor [batch, {dim}]"),
-            });
+            return Err(SECTION.output_shape(
+                &config.model,
+                output.describe(),
+                format!("a float32 tensor [batch, {dim}]"),
+            ));
         }
         let max_batch = if declared_batch < 0 { usize::MAX } else { 1 };
         let tensor = match config.input_dtype {
@@ -149,7 +113,7 @@ impl DescriptorModel {
         let mut found = self.describe_all(std::slice::from_ref(picture))?;
         found
             .pop()
-            .ok_or_else(|| DescriptorError::Inference("the model returned no descriptor".into()))
+            .ok_or_else(|| SECTION.inference("the model returned no descriptor"))
     }
 
     /// The descriptors of several pictures (a keyframe's views), in order: in one run
@@ -198,7 +162,7 @@ impl DescriptorModel {
 
     fn run(&mut self, batch: usize) -> Result<Vec<Vec<f32>>, DescriptorError> {
         let shape: Vec<i64> = input_shape(&self.config, batch as i64);
-        let failed = |error: ort::Error| DescriptorError::Inference(error.to_string());
+        let failed = |error: ort::Error| SECTION.inference(error.to_string());
         let input = match &self.tensor {
             Tensor::Uint8(values) => {
                 ort::value::TensorRef::from_array_view((shape, &values[..])).map(|t| t.into_dyn())
@@ -215,24 +179,22 @@ impl DescriptorModel {
         let (_, output) = outputs
             .iter()
             .next()
-            .ok_or_else(|| DescriptorError::Inference("the model returned no output".into()))?;
+            .ok_or_else(|| SECTION.inference("the model returned no output"))?;
         let (shape, values) = output.try_extract_tensor::<f32>().map_err(failed)?;
         let dim = self.config.output_dim;
         if values.len() != batch * dim {
-            return Err(DescriptorError::OutputShape {
-                path: self.config.model.clone(),
-                found: format!("{shape} for {batch} pictures"),
-                expected: format!("[{batch}, {dim}]"),
-            });
+            return Err(SECTION.output_shape(
+                &self.config.model,
+                format!("{shape} for {batch} pictures"),
+                format!("[{batch}, {dim}]"),
+            ));
         }
         values
             .chunks_exact(dim)
             .map(|raw| {
                 let mut vector = raw.to_vec();
                 l2_normalise(&mut vector).then_some(vector).ok_or_else(|| {
-                    DescriptorError::Inference(
-                        "the model returned a zero or non-finite vector".into(),
-                    )
+                    SECTION.inference("the model returned a zero or non-finite vector")
                 })
             })
             .collect()

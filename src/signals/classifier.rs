@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::media::resize::bilinear;
-use crate::onnx::{self, OnnxError, TensorElementType, TensorInfo};
+use crate::onnx::{self, ModelError, ModelSection, TensorElementType, TensorInfo};
 use livegate_signals::pdq::Image;
 
 /// `[classifier]`.
@@ -245,48 +245,15 @@ impl ClassifierConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClassifierError {
-    #[error(
-        "classifier.runtime_library: no ONNX Runtime library ({looked}); install the \
-         `onnxruntime` wheel into .venv (scripts/install-deps.sh), or set \
-         classifier.runtime_library or ORT_DYLIB_PATH"
-    )]
-    RuntimeNotFound { looked: String },
-    #[error("classifier.runtime_library: cannot load ONNX Runtime from {path}: {message}")]
-    Runtime { path: PathBuf, message: String },
-    #[error("classifier.model: cannot load the ONNX model {path}: {message}")]
-    Model { path: PathBuf, message: String },
-    #[error(
-        "classifier.input_size/layout: model {path} takes {found}, but the config \
-         describes {expected}"
-    )]
-    InputShape {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error(
-        "classifier.labels/output: model {path} outputs {found}, but the config expects {expected}"
-    )]
-    OutputShape {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("running the classifier model: {0}")]
-    Inference(String),
-}
+/// The section the classifier's errors name.
+pub const SECTION: ModelSection = ModelSection {
+    name: "classifier",
+    input_keys: "input_size/layout",
+    output_keys: "labels/output",
+};
 
-impl From<OnnxError> for ClassifierError {
-    fn from(error: OnnxError) -> Self {
-        match error {
-            OnnxError::RuntimeNotFound { looked } => ClassifierError::RuntimeNotFound { looked },
-            OnnxError::Runtime { path, message } => ClassifierError::Runtime { path, message },
-            OnnxError::Model { path, message } => ClassifierError::Model { path, message },
-        }
-    }
-}
+/// Why the classifier cannot load or run its model.
+pub type ClassifierError = ModelError;
 
 /// One label's score on a picture; for a detection model, with its box in frame pixels
 /// (`x, y, width, height` from the top-left corner).
@@ -311,12 +278,10 @@ impl Classifier {
     /// Loads ONNX Runtime (once per process) and the model, and checks the model's
     /// declared input shape against `input_size` and `layout`.
     pub fn load(config: Arc<ClassifierConfig>) -> Result<Self, ClassifierError> {
-        let session = onnx::load_session(config.runtime_library.as_deref(), &config.model, 1)?;
-        let (input, _) =
-            onnx::single_input(&session).map_err(|message| ClassifierError::Model {
-                path: config.model.clone(),
-                message,
-            })?;
+        let session =
+            onnx::load_session(SECTION, config.runtime_library.as_deref(), &config.model, 1)?;
+        let (input, _) = onnx::single_input(&session)
+            .map_err(|message| SECTION.model_error(&config.model, message))?;
         check_input_shape(&config, &input)?;
         let input_name = input.name;
         let [width, height] = config.input_size;
@@ -359,7 +324,7 @@ impl Classifier {
         mapping: BoxMapping,
     ) -> Result<Vec<LabelScore>, ClassifierError> {
         if tensor.len() != self.tensor.len() {
-            return Err(ClassifierError::Inference(format!(
+            return Err(SECTION.inference(format!(
                 "tensor of {} values for a model input of {}",
                 tensor.len(),
                 self.tensor.len()
@@ -375,7 +340,7 @@ impl Classifier {
             TensorLayout::Nchw => [1, 3, height, width],
             TensorLayout::Nhwc => [1, height, width, 3],
         };
-        let failed = |error: ort::Error| ClassifierError::Inference(error.to_string());
+        let failed = |error: ort::Error| SECTION.inference(error.to_string());
         let input =
             ort::value::TensorRef::from_array_view((shape, &self.tensor[..])).map_err(failed)?;
         let outputs = self
@@ -385,17 +350,17 @@ impl Classifier {
         let (_, output) = outputs
             .iter()
             .next()
-            .ok_or_else(|| ClassifierError::Inference("the model returned no output".into()))?;
+            .ok_or_else(|| SECTION.inference("the model returned no output"))?;
         let (shape, values) = output.try_extract_tensor::<f32>().map_err(failed)?;
         let path = &self.config.model;
         match self.config.output {
             OutputKind::Classification => {
                 classification_scores(&self.labels, values, self.config.softmax).ok_or_else(|| {
-                    ClassifierError::OutputShape {
-                        path: path.clone(),
-                        found: format!("shape {shape}"),
-                        expected: format!("{} scores", self.labels.len()),
-                    }
+                    SECTION.output_shape(
+                        path,
+                        format!("shape {shape}"),
+                        format!("{} scores", self.labels.len()),
+                    )
                 })
             }
             OutputKind::Detection => {
@@ -403,11 +368,11 @@ impl Classifier {
                 let candidates = match dims[..] {
                     [1, rows, n] if rows == 4 + self.labels.len() as i64 => n as usize,
                     _ => {
-                        return Err(ClassifierError::OutputShape {
-                            path: path.clone(),
-                            found: format!("shape {shape}"),
-                            expected: format!("[1, {}, N] (4 + labels)", 4 + self.labels.len()),
-                        });
+                        return Err(SECTION.output_shape(
+                            path,
+                            format!("shape {shape}"),
+                            format!("[1, {}, N] (4 + labels)", 4 + self.labels.len()),
+                        ));
                     }
                 };
                 Ok(detections(
@@ -432,11 +397,11 @@ fn check_input_shape(config: &ClassifierConfig, input: &TensorInfo) -> Result<()
     if input.fits(TensorElementType::Float32, &expected) {
         return Ok(());
     }
-    Err(ClassifierError::InputShape {
-        path: config.model.clone(),
-        found: input.describe(),
-        expected: format!("{:?} {}", config.layout, onnx::shape_text(&expected)).to_lowercase(),
-    })
+    Err(SECTION.input_shape(
+        &config.model,
+        input.describe(),
+        format!("{:?} {}", config.layout, onnx::shape_text(&expected)).to_lowercase(),
+    ))
 }
 
 /// How a detection box in model-input pixels maps back to frame pixels.
