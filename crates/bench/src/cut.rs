@@ -49,8 +49,8 @@ use livegate::actions::{AuditEvent, AuditRecord};
 use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
 use livegate::media::borders::{crop, find_content_box};
-use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
-use livegate::media::frame::FrameHasher;
+use livegate::media::decode::{Deblocking, KeyframeDecoder, Sampling, VideoFile};
+use livegate::media::frame::{FrameHasher, matching_size};
 use livegate::server::Server;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
@@ -631,7 +631,13 @@ fn measure_keyframe_costs(
         .context("loading the list")?;
     let h264 = ffmpeg_next::codec::Id::H264;
     let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
-    let mut decoder = KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels)?;
+    // The live path's decoder (see `WorkerState::use_codec`).
+    let mut decoder = KeyframeDecoder::new(
+        h264,
+        media.benign.extradata(),
+        max_pixels,
+        Deblocking::Skip,
+    )?;
     let mut hasher = FrameHasher::new();
     let mut scratch = LookupScratch::default();
     let mut matches: Vec<ListMatch> = Vec::new();
@@ -673,25 +679,21 @@ fn measure_keyframe_costs(
                 .clone(),
         );
     }
-    // Converted into buffers allocated once, as `FrameHasher` does.
+    // Converted at the live path's reduced size into buffers allocated once, as
+    // `FrameHasher::hash_frame_for_matching` does.
+    let first = &pictures[0];
+    let (width, height) = matching_size(first.width(), first.height());
     let mut rgb_frames: Vec<_> = pictures
         .iter()
-        .map(|picture| {
-            ffmpeg_next::frame::Video::new(
-                ffmpeg_next::format::Pixel::RGB24,
-                picture.width(),
-                picture.height(),
-            )
-        })
+        .map(|_| ffmpeg_next::frame::Video::new(ffmpeg_next::format::Pixel::RGB24, width, height))
         .collect();
-    let first = &pictures[0];
     let mut converter = ffmpeg_next::software::scaling::Context::get(
         first.format(),
         first.width(),
         first.height(),
         ffmpeg_next::format::Pixel::RGB24,
-        first.width(),
-        first.height(),
+        width,
+        height,
         // vPDQ's and livegate's flag (src/media/frame.rs).
         ffmpeg_next::software::scaling::Flags::AREA,
     )?;
@@ -753,8 +755,11 @@ fn measure_keyframe_costs(
     let classify = match classifier {
         Some(config) => {
             let mut classifier = Classifier::load(Arc::new(config.clone()))?;
+            // The live path converts a classifier's sample at full size on demand.
             Some(cpu_ms_per_call(budget, || {
-                std::hint::black_box(classifier.classify(&next_image())?);
+                picture_index = (picture_index + 1) % pictures.len();
+                let rgb = hasher.picture(&pictures[picture_index])?;
+                std::hint::black_box(classifier.classify(&rgb)?);
                 Ok(())
             })?)
         }
@@ -816,8 +821,8 @@ fn report_costs(costs: &KeyframeCosts, yardstick: &EveryFrameDecode) {
     );
     let stages = [
         ("decode (KeyframeDecoder)", costs.decode),
-        ("RGB24 convert (swscale AREA)", costs.convert),
-        ("PDQ + 7 dihedral, full frame", costs.pdq_full),
+        ("RGB24 convert, reduced (AREA)", costs.convert),
+        ("PDQ + 7 dihedral, reduced frame", costs.pdq_full),
         ("black-bar check", costs.borders),
         ("PDQ inside bars (per keyframe)", costs.pdq_inside),
         ("list lookup (8 variants)", costs.lookup),
