@@ -92,7 +92,7 @@ impl StreamAnalysis {
             lookup.full.quality,
             self.analysis.actions.learn_keyframes(),
         );
-        self.hand_to_classifier(state, scratch, picture, at);
+        self.hand_to_classifier(state, scratch, at);
         let decision = self.decide(&Signals::pdq(&scratch.matches));
         let learn = if decision.verdict == Verdict::Cut {
             state.recent_hashes.drain(..).collect()
@@ -171,13 +171,11 @@ impl StreamAnalysis {
     }
 
     /// Offers the picture to the classifier: the stream's first analysed sample, then
-    /// every nth. Only those samples are converted to RGB at full size (the lookup hashes
-    /// a reduced picture).
+    /// every nth.
     fn hand_to_classifier(
         self: &Arc<Self>,
         state: &mut PipelineState,
-        scratch: &mut WorkerScratch,
-        picture: &frame::Video,
+        scratch: &WorkerScratch,
         at: SampleTime,
     ) {
         let Some(classifier) = &self.analysis.classifier else {
@@ -186,15 +184,8 @@ impl StreamAnalysis {
         let due = state.samples_for_classifier == 0;
         state.samples_for_classifier =
             (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
-        if !due {
-            return;
-        }
-        match scratch.hasher.picture(picture) {
-            Ok(rgb) => classifier.offer(self, &rgb, at),
-            // Unreachable in practice: the same frame was just converted for the lookup.
-            Err(error) => {
-                debug!(session = %self.session.id, %error, pts_ms = at.pts_ms, "keyframe not offered to the classifier");
-            }
+        if due {
+            classifier.offer(self, &scratch.hasher.rgb_picture(), at);
         }
     }
 

@@ -4,9 +4,7 @@
 //! It follows Meta's vPDQ, which lists of known videos are made with: the decoded frame is
 //! converted by swscale to RGB24 at its own size with the `SWS_AREA` flag, then hashed at
 //! full resolution with the C++ `f32` luma (`fillFloatLumaFromRGB`, here
-//! [`LumaFormula::Float32`]). The live path hashes the same RGB24 conversion at a reduced
-//! size ([`matching_size`]) and converts at full size only for a sample the classifier or
-//! the descriptor is given.
+//! [`LumaFormula::Float32`]).
 
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::frame;
@@ -44,19 +42,7 @@ pub enum FrameError {
     Pdq(#[from] PdqError),
 }
 
-/// The live path hashes pictures reduced by an integer factor so that their shorter
-/// side stays at least this long (720p is halved, 1080p divided by 3): PDQ's tent filter
-/// and the RGB conversion then cost a quarter or less, while the hash stays within a few
-/// bits of the full-size one (BENCHMARKS.md, "Live hashing at reduced size").
-const MATCHING_MIN_SIDE: u32 = 360;
-
-/// The size the live path hashes a `width`×`height` picture at.
-pub fn matching_size(width: u32, height: u32) -> (u32, u32) {
-    let factor = (width.min(height) / MATCHING_MIN_SIDE).max(1);
-    (width / factor, height / factor)
-}
-
-/// A swscale context to RGB24 at a given size, owned by one [`Converter`].
+/// A swscale context, owned by one [`FrameHasher`].
 struct Scaler {
     context: scaling::Context,
     format: Pixel,
@@ -65,14 +51,14 @@ struct Scaler {
 }
 
 impl Scaler {
-    fn new(format: Pixel, width: u32, height: u32, to: (u32, u32)) -> Result<Self, FrameError> {
+    fn new(format: Pixel, width: u32, height: u32) -> Result<Self, FrameError> {
         let context = scaling::Context::get(
             format,
             width,
             height,
             Pixel::RGB24,
-            to.0,
-            to.1,
+            width,
+            height,
             VPDQ_SCALER_FLAGS,
         )
         .map_err(|source| FrameError::Scaler {
@@ -95,49 +81,6 @@ impl Scaler {
 // to an analysis worker thread is what the live path needs.
 unsafe impl Send for Scaler {}
 
-/// Converts decoded frames to RGB24 at the size `size` picks from the frame's, into a
-/// buffer reused while the stream's size and pixel format stay the same.
-struct Converter {
-    size: fn(u32, u32) -> (u32, u32),
-    scaler: Option<Scaler>,
-    rgb: frame::Video,
-}
-
-impl Converter {
-    fn new(size: fn(u32, u32) -> (u32, u32)) -> Self {
-        Self {
-            size,
-            scaler: None,
-            rgb: frame::Video::empty(),
-        }
-    }
-
-    fn convert(&mut self, frame: &frame::Video) -> Result<Image<'_>, FrameError> {
-        let (format, width, height) = (frame.format(), frame.width(), frame.height());
-        if format == Pixel::None || width == 0 || height == 0 {
-            return Err(FrameError::Empty { width, height });
-        }
-        let scaler = match self.scaler.take() {
-            Some(s) if s.format == format && s.width == width && s.height == height => s,
-            _ => {
-                let to = (self.size)(width, height);
-                self.rgb = frame::Video::new(Pixel::RGB24, to.0, to.1);
-                Scaler::new(format, width, height, to)?
-            }
-        };
-        let scaler = self.scaler.insert(scaler);
-        scaler
-            .context
-            .run(frame, &mut self.rgb)
-            .map_err(|source| FrameError::Convert {
-                width,
-                height,
-                source,
-            })?;
-        Ok(rgb_view(&self.rgb))
-    }
-}
-
 /// A decoded frame's hashes for lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHashes {
@@ -146,14 +89,12 @@ pub struct FrameHashes {
     pub inside_bars: Option<PdqDihedral>,
 }
 
-/// Turns decoded frames into PDQ hashes, reusing its converters and buffers across frames
+/// Turns decoded frames into PDQ hashes, reusing its converter and buffers across frames
 /// (no allocation per frame while the stream's size and pixel format stay the same).
 pub struct FrameHasher {
     pdq: PdqHasher,
-    /// At the frame's own size, as vPDQ converts.
-    full_size: Converter,
-    /// At [`matching_size`], for the live path's lookups.
-    matching: Converter,
+    scaler: Option<Scaler>,
+    rgb: frame::Video,
 }
 
 impl Default for FrameHasher {
@@ -166,31 +107,31 @@ impl FrameHasher {
     pub fn new() -> Self {
         Self {
             pdq: PdqHasher::new(),
-            full_size: Converter::new(|width, height| (width, height)),
-            matching: Converter::new(matching_size),
+            scaler: None,
+            rgb: frame::Video::empty(),
         }
     }
 
     /// PDQ hash and quality of a decoded frame, as vPDQ computes them.
     pub fn hash_frame(&mut self, frame: &frame::Video) -> Result<PdqOutput, FrameError> {
-        let rgb = self.full_size.convert(frame)?;
-        Ok(self.pdq.hash(rgb, VPDQ_LAYOUT)?)
+        self.convert_to_rgb(frame)?;
+        Ok(self.pdq.hash(rgb_view(&self.rgb), VPDQ_LAYOUT)?)
     }
 
     /// The 8 dihedral variants' hashes of a decoded frame.
     pub fn hash_frame_dihedral(&mut self, frame: &frame::Video) -> Result<PdqDihedral, FrameError> {
-        let rgb = self.full_size.convert(frame)?;
-        Ok(self.pdq.hash_dihedral(rgb, VPDQ_LAYOUT)?)
+        self.convert_to_rgb(frame)?;
+        Ok(self.pdq.hash_dihedral(rgb_view(&self.rgb), VPDQ_LAYOUT)?)
     }
 
     /// What the live path looks up: the dihedral hashes of the frame, and of the picture
-    /// inside black bars when the frame has them (see [`super::borders`]), both computed
-    /// at [`matching_size`].
+    /// inside black bars when the frame has them (see [`super::borders`]).
     pub fn hash_frame_for_matching(
         &mut self,
         frame: &frame::Video,
     ) -> Result<FrameHashes, FrameError> {
-        let whole = self.matching.convert(frame)?;
+        self.convert_to_rgb(frame)?;
+        let whole = rgb_view(&self.rgb);
         let full = self.pdq.hash_dihedral(whole, VPDQ_LAYOUT)?;
         let inside_bars = match find_content_box(&whole).and_then(|content| crop(&whole, content)) {
             Some(picture) => Some(self.pdq.hash_dihedral(picture, VPDQ_LAYOUT)?),
@@ -199,10 +140,42 @@ impl FrameHasher {
         Ok(FrameHashes { full, inside_bars })
     }
 
-    /// The RGB24 picture of a decoded frame at its own size, converted as for hashing but
-    /// not hashed (what the classifier and the descriptor model are fed).
+    /// The RGB24 picture of a decoded frame, converted as for hashing but not hashed
+    /// (what `livegate describe` feeds the descriptor model).
     pub fn picture(&mut self, frame: &frame::Video) -> Result<Image<'_>, FrameError> {
-        self.full_size.convert(frame)
+        self.convert_to_rgb(frame)?;
+        Ok(rgb_view(&self.rgb))
+    }
+
+    /// The RGB24 picture of the frame hashed last (empty before the first), for other
+    /// signals to reuse instead of converting again.
+    pub fn rgb_picture(&self) -> Image<'_> {
+        rgb_view(&self.rgb)
+    }
+
+    /// Converts the frame into the owned RGB24 buffer.
+    fn convert_to_rgb(&mut self, frame: &frame::Video) -> Result<(), FrameError> {
+        let (format, width, height) = (frame.format(), frame.width(), frame.height());
+        if format == Pixel::None || width == 0 || height == 0 {
+            return Err(FrameError::Empty { width, height });
+        }
+        let scaler = match self.scaler.take() {
+            Some(s) if s.format == format && s.width == width && s.height == height => s,
+            _ => {
+                self.rgb = frame::Video::new(Pixel::RGB24, width, height);
+                Scaler::new(format, width, height)?
+            }
+        };
+        let scaler = self.scaler.insert(scaler);
+        scaler
+            .context
+            .run(frame, &mut self.rgb)
+            .map_err(|source| FrameError::Convert {
+                width,
+                height,
+                source,
+            })?;
+        Ok(())
     }
 }
 

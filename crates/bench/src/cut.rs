@@ -50,7 +50,7 @@ use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
 use livegate::media::borders::{crop, find_content_box};
 use livegate::media::decode::{Deblocking, KeyframeDecoder, Sampling, VideoFile};
-use livegate::media::frame::{FrameHasher, matching_size};
+use livegate::media::frame::FrameHasher;
 use livegate::server::Server;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
 use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
@@ -679,21 +679,25 @@ fn measure_keyframe_costs(
                 .clone(),
         );
     }
-    // Converted at the live path's reduced size into buffers allocated once, as
-    // `FrameHasher::hash_frame_for_matching` does.
-    let first = &pictures[0];
-    let (width, height) = matching_size(first.width(), first.height());
+    // Converted into buffers allocated once, as `FrameHasher` does.
     let mut rgb_frames: Vec<_> = pictures
         .iter()
-        .map(|_| ffmpeg_next::frame::Video::new(ffmpeg_next::format::Pixel::RGB24, width, height))
+        .map(|picture| {
+            ffmpeg_next::frame::Video::new(
+                ffmpeg_next::format::Pixel::RGB24,
+                picture.width(),
+                picture.height(),
+            )
+        })
         .collect();
+    let first = &pictures[0];
     let mut converter = ffmpeg_next::software::scaling::Context::get(
         first.format(),
         first.width(),
         first.height(),
         ffmpeg_next::format::Pixel::RGB24,
-        width,
-        height,
+        first.width(),
+        first.height(),
         // vPDQ's and livegate's flag (src/media/frame.rs).
         ffmpeg_next::software::scaling::Flags::AREA,
     )?;
@@ -755,11 +759,8 @@ fn measure_keyframe_costs(
     let classify = match classifier {
         Some(config) => {
             let mut classifier = Classifier::load(Arc::new(config.clone()))?;
-            // The live path converts a classifier's sample at full size on demand.
             Some(cpu_ms_per_call(budget, || {
-                picture_index = (picture_index + 1) % pictures.len();
-                let rgb = hasher.picture(&pictures[picture_index])?;
-                std::hint::black_box(classifier.classify(&rgb)?);
+                std::hint::black_box(classifier.classify(&next_image())?);
                 Ok(())
             })?)
         }
@@ -821,8 +822,8 @@ fn report_costs(costs: &KeyframeCosts, yardstick: &EveryFrameDecode) {
     );
     let stages = [
         ("decode (KeyframeDecoder)", costs.decode),
-        ("RGB24 convert, reduced (AREA)", costs.convert),
-        ("PDQ + 7 dihedral, reduced frame", costs.pdq_full),
+        ("RGB24 convert (swscale AREA)", costs.convert),
+        ("PDQ + 7 dihedral, full frame", costs.pdq_full),
         ("black-bar check", costs.borders),
         ("PDQ inside bars (per keyframe)", costs.pdq_inside),
         ("list lookup (8 variants)", costs.lookup),
