@@ -519,7 +519,8 @@ mod tests {
     fn an_annex_b_keyframe_decodes_without_a_codec_config() {
         let (avcc, keyframe) = avcc_and_keyframe();
         let h264 = decoder_for(VideoCodec::Avc);
-        let mut with_config = KeyframeDecoder::new(h264, &avcc, MAX_PIXELS, Deblocking::Full).expect("decoder");
+        let mut with_config =
+            KeyframeDecoder::new(h264, &avcc, MAX_PIXELS, Deblocking::Full).expect("decoder");
         let reference = with_config
             .decode_keyframe(&keyframe.data, keyframe.pts_ms)
             .expect("decodes with avcC");
@@ -527,7 +528,8 @@ mod tests {
         let reference = luma(reference.picture);
 
         let in_band = annex_b(&avcc, &keyframe.data);
-        let mut without_config = KeyframeDecoder::new(h264, &[], MAX_PIXELS, Deblocking::Full).expect("decoder");
+        let mut without_config =
+            KeyframeDecoder::new(h264, &[], MAX_PIXELS, Deblocking::Full).expect("decoder");
         let decoded = without_config
             .decode_keyframe(&in_band, keyframe.pts_ms)
             .expect("decodes from in-band parameter sets");

@@ -319,7 +319,8 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
         assert_eq!(refused(error), (640, 480, limit), "{name}");
         if name == "av1.mp4" {
             // An av1C without the sequence header: libdav1d refuses the frame.
-            let mut decoder = KeyframeDecoder::new(codec, &extradata[..4], limit, Deblocking::Full).unwrap();
+            let mut decoder =
+                KeyframeDecoder::new(codec, &extradata[..4], limit, Deblocking::Full).unwrap();
             let error = decoder.decode_keyframe(data, *pts).err().unwrap();
             assert_eq!(
                 refused(error),
@@ -327,7 +328,8 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
                 "{name} without configOBUs"
             );
         }
-        let mut decoder = KeyframeDecoder::new(codec, &extradata, 640 * 480, Deblocking::Full).unwrap();
+        let mut decoder =
+            KeyframeDecoder::new(codec, &extradata, 640 * 480, Deblocking::Full).unwrap();
         let decoded = decoder.decode_keyframe(data, *pts).unwrap();
         assert_eq!(decoded.picture.width(), 640, "{name}");
     }

@@ -632,12 +632,8 @@ fn measure_keyframe_costs(
     let h264 = ffmpeg_next::codec::Id::H264;
     let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
     // The live path's decoder (see `WorkerState::use_codec`).
-    let mut decoder = KeyframeDecoder::new(
-        h264,
-        media.benign.extradata(),
-        max_pixels,
-        Deblocking::Skip,
-    )?;
+    let mut decoder =
+        KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels, Deblocking::Skip)?;
     let mut hasher = FrameHasher::new();
     let mut scratch = LookupScratch::default();
     let mut matches: Vec<ListMatch> = Vec::new();
