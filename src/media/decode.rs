@@ -252,7 +252,7 @@ fn open_decoder(parameters: codec::Parameters) -> Result<decoder::Video, MediaEr
 pub enum Deblocking {
     /// The picture the encoder meant, as `livegate hash` decodes it.
     Full,
-    /// FFmpeg's `skip_loop_filter = all`: ~12 % less H.264 decode time on noisy 720p
+    /// FFmpeg's `skip_loop_filter = all`: ~11 % less H.264 decode time on noisy 720p
     /// keyframes. Only the live path sets it: the filter smooths block edges a few pixels
     /// wide, which PDQ's 64×64 downscale all but averages away (within 4 bits of the
     /// deblocked picture's hash on 234 keyframes, `livegate-bench live-hash`).

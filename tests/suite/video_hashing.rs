@@ -199,6 +199,42 @@ fn lone_keyframes_decode_promptly_from_extradata() {
     assert_eq!(lone, sequential);
 }
 
+/// The live path's decoder skips the loop filter: a different picture on blocky noisy
+/// keyframes, but the same PDQ hash within a few bits of what `livegate hash` computes.
+#[test]
+fn keyframes_decoded_without_deblocking_hash_as_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noisy.mp4");
+    generate_video(
+        &path,
+        "testsrc2=size=640x360:rate=25:duration=3,noise=alls=20:allf=t",
+        &[
+            "-c:v", "libx264", "-g", "25", "-b:v", "300k", "-pix_fmt", "yuv420p",
+        ],
+    );
+    let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+    let mut full = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Full).unwrap();
+    let mut live = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Skip).unwrap();
+    let mut frames = FrameHasher::new();
+    assert!(!keyframes.is_empty());
+    for (data, pts) in keyframes {
+        let filtered = full.decode_keyframe(&data, pts).unwrap().picture.clone();
+        let unfiltered = live.decode_keyframe(&data, pts).unwrap().picture;
+        assert_ne!(
+            filtered.data(0),
+            unfiltered.data(0),
+            "the loop filter was skipped"
+        );
+        let reference = frames.hash_frame(&filtered).unwrap().hash;
+        let hashed = frames.hash_frame(unfiltered).unwrap().hash;
+        let distance = reference.distance(&hashed);
+        assert!(
+            distance <= 8,
+            "pts {pts}: {distance} bits from the filtered picture's hash"
+        );
+    }
+}
+
 /// A keyframe packet's data and pts.
 type Keyframe = (Vec<u8>, i64);
 
