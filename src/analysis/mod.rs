@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use crate::actions::{Actions, AuditEvent, Cut, Finding};
 use crate::config::InvalidKey;
 use crate::config::OnParseError;
-use crate::media::decode::{self, Concealment, KeyframeDecoder, MediaError};
+use crate::media::decode::{self, Concealment, Deblocking, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy};
 use crate::session::{Closer, EndKind, SessionState};
@@ -625,6 +625,7 @@ impl WorkerState {
                 decode::decoder_for(codec.codec),
                 &codec.extradata,
                 max_pixels,
+                Deblocking::Skip,
             )?,
         ));
         Ok(())

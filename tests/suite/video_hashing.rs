@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ffmpeg_next as ffmpeg;
-use livegate::media::decode::{KeyframeDecoder, MediaError, Sampling, VideoFile};
+use livegate::media::decode::{Deblocking, KeyframeDecoder, MediaError, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
 use livegate_signals::hash256::Hash256;
 use serde_json::Value;
@@ -185,7 +185,7 @@ fn lone_keyframes_decode_promptly_from_extradata() {
     // keyframe packets demuxed by FFmpeg.
     let (codec, extradata, keyframes) = demuxed_keyframes(&path);
     assert!(!extradata.is_empty(), "mp4 H.264 carries an avcC record");
-    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX).unwrap();
+    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Full).unwrap();
     let mut lone = Vec::new();
     for (data, pts) in keyframes {
         let decoded = decoder.decode_keyframe(&data, pts).unwrap();
@@ -197,6 +197,42 @@ fn lone_keyframes_decode_promptly_from_extradata() {
         lone.push((Some(pts), frames.hash_frame(decoded.picture).unwrap()));
     }
     assert_eq!(lone, sequential);
+}
+
+/// The live path's decoder skips the loop filter: a different picture on blocky noisy
+/// keyframes, but the same PDQ hash within a few bits of what `livegate hash` computes.
+#[test]
+fn keyframes_decoded_without_deblocking_hash_as_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("noisy.mp4");
+    generate_video(
+        &path,
+        "testsrc2=size=640x360:rate=25:duration=3,noise=alls=20:allf=t",
+        &[
+            "-c:v", "libx264", "-g", "25", "-b:v", "300k", "-pix_fmt", "yuv420p",
+        ],
+    );
+    let (codec, extradata, keyframes) = demuxed_keyframes(&path);
+    let mut full = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Full).unwrap();
+    let mut live = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Skip).unwrap();
+    let mut frames = FrameHasher::new();
+    assert!(!keyframes.is_empty());
+    for (data, pts) in keyframes {
+        let filtered = full.decode_keyframe(&data, pts).unwrap().picture.clone();
+        let unfiltered = live.decode_keyframe(&data, pts).unwrap().picture;
+        assert_ne!(
+            filtered.data(0),
+            unfiltered.data(0),
+            "the loop filter was skipped"
+        );
+        let reference = frames.hash_frame(&filtered).unwrap().hash;
+        let hashed = frames.hash_frame(unfiltered).unwrap().hash;
+        let distance = reference.distance(&hashed);
+        assert!(
+            distance <= 8,
+            "pts {pts}: {distance} bits from the filtered picture's hash"
+        );
+    }
 }
 
 /// A keyframe packet's data and pts.
@@ -240,7 +276,7 @@ fn keyframes_decoded_with_concealment_say_how_much_was_made_up() {
     );
     let (codec, extradata, keyframes) = demuxed_keyframes(&path);
     let (clean, pts) = keyframes.into_iter().next().unwrap();
-    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX).unwrap();
+    let mut decoder = KeyframeDecoder::new(codec, &extradata, u64::MAX, Deblocking::Full).unwrap();
     assert_eq!(
         decoder.decode_keyframe(&clean, pts).unwrap().concealment,
         None
@@ -289,11 +325,11 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
         let path = dir.path().join(name);
         generate_video(&path, "testsrc2=size=640x480:rate=25:duration=0.2", args);
         let (codec, extradata, _) = demuxed_keyframes(&path);
-        let error = KeyframeDecoder::new(codec, &extradata, limit)
+        let error = KeyframeDecoder::new(codec, &extradata, limit, Deblocking::Full)
             .err()
             .unwrap_or_else(|| panic!("{name}: a 640x480 stream opened under a 320x240 limit"));
         assert_eq!(refused(error), (640, 480, limit), "{name}");
-        assert!(KeyframeDecoder::new(codec, &extradata, 640 * 480).is_ok());
+        assert!(KeyframeDecoder::new(codec, &extradata, 640 * 480, Deblocking::Full).is_ok());
     }
     // VP9 and AV1 sizes are not read by livegate: FFmpeg's max_pixels refuses them, for
     // VP9 at the frame, for AV1 when libdav1d opens on the av1C sequence header (or, as
@@ -312,14 +348,15 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
         generate_video(&path, "testsrc2=size=640x480:rate=25:duration=0.2", args);
         let (codec, extradata, keyframes) = demuxed_keyframes(&path);
         let (data, pts) = &keyframes[0];
-        let error = match KeyframeDecoder::new(codec, &extradata, limit) {
+        let error = match KeyframeDecoder::new(codec, &extradata, limit, Deblocking::Full) {
             Ok(mut decoder) => decoder.decode_keyframe(data, *pts).err().unwrap(),
             Err(error) => error,
         };
         assert_eq!(refused(error), (640, 480, limit), "{name}");
         if name == "av1.mp4" {
             // An av1C without the sequence header: libdav1d refuses the frame.
-            let mut decoder = KeyframeDecoder::new(codec, &extradata[..4], limit).unwrap();
+            let mut decoder =
+                KeyframeDecoder::new(codec, &extradata[..4], limit, Deblocking::Full).unwrap();
             let error = decoder.decode_keyframe(data, *pts).err().unwrap();
             assert_eq!(
                 refused(error),
@@ -327,7 +364,8 @@ fn pictures_over_the_pixel_limit_are_refused_before_a_picture_is_decoded() {
                 "{name} without configOBUs"
             );
         }
-        let mut decoder = KeyframeDecoder::new(codec, &extradata, 640 * 480).unwrap();
+        let mut decoder =
+            KeyframeDecoder::new(codec, &extradata, 640 * 480, Deblocking::Full).unwrap();
         let decoded = decoder.decode_keyframe(data, *pts).unwrap();
         assert_eq!(decoded.picture.width(), 640, "{name}");
     }

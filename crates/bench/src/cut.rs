@@ -49,7 +49,7 @@ use livegate::actions::{AuditEvent, AuditRecord};
 use livegate::analysis::{AnalysisStats, ClassifierStats};
 use livegate::config::Config;
 use livegate::media::borders::{crop, find_content_box};
-use livegate::media::decode::{KeyframeDecoder, Sampling, VideoFile};
+use livegate::media::decode::{Deblocking, KeyframeDecoder, Sampling, VideoFile};
 use livegate::media::frame::FrameHasher;
 use livegate::server::Server;
 use livegate::signals::classifier::{Classifier, ClassifierConfig, ClassifierRule, RuleAction};
@@ -631,7 +631,9 @@ fn measure_keyframe_costs(
         .context("loading the list")?;
     let h264 = ffmpeg_next::codec::Id::H264;
     let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
-    let mut decoder = KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels)?;
+    // The live path's decoder (see `WorkerState::use_codec`).
+    let mut decoder =
+        KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels, Deblocking::Skip)?;
     let mut hasher = FrameHasher::new();
     let mut scratch = LookupScratch::default();
     let mut matches: Vec<ListMatch> = Vec::new();

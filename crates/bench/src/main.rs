@@ -8,6 +8,7 @@ mod demux;
 mod descriptor;
 mod descriptor_index;
 mod index;
+mod live_hash;
 mod pdq;
 mod relay;
 
@@ -36,6 +37,8 @@ enum BenchCommand {
     Classifier(classifier::ClassifierBenchArgs),
     /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
     Descriptor(descriptor::DescriptorBenchArgs),
+    /// Distance of the live path's PDQ hashes to `livegate hash`'s on real keyframes.
+    LiveHash(live_hash::LiveHashBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),
+        BenchCommand::LiveHash(args) => live_hash::run(args),
     }
 }
 
