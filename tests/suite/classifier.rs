@@ -7,7 +7,6 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use livegate::signals::classifier::{
@@ -15,51 +14,16 @@ use livegate::signals::classifier::{
 };
 use livegate_signals::pdq::Image;
 
-fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh (onnx, onnxruntime, nudenet)",
-        python.display()
-    );
-    python
-}
-
-fn run_python(script: &str, args: &[&Path]) -> String {
-    let output = Command::new(venv_python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run .venv/bin/python");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
-/// The ONNX Runtime library of the wheel in .venv (as livegate finds it by default).
-fn runtime_library() -> PathBuf {
-    run_python(
-        "import glob, os, onnxruntime; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so*'))[0])",
-        &[],
-    )
-    .trim()
-    .into()
-}
-
 fn tiny_model(dir: &Path) -> PathBuf {
     let path = dir.join("tiny.onnx");
-    run_python(support::TINY_ONNX_MODEL, &[&path]);
+    support::run_python(support::TINY_ONNX_MODEL, &[&path]);
     path
 }
 
 fn config(toml_text: &str, model: &Path) -> ClassifierConfig {
     let mut config: ClassifierConfig = toml::from_str(toml_text).expect("classifier config");
     config.model = model.to_path_buf();
-    config.runtime_library = Some(runtime_library());
+    config.runtime_library = Some(support::onnx_runtime_library());
     config.validate().expect("valid config");
     config
 }
@@ -230,7 +194,7 @@ for c in range(out.shape[1] - 4):
 
 #[test]
 fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
-    let model = Path::new(&run_python(
+    let model = Path::new(&support::run_python(
         "import os, nudenet; print(os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx'))",
         &[],
     )
@@ -287,7 +251,7 @@ fn nudenet_detector_matches_python_onnxruntime_on_the_same_tensor() {
         .flat_map(|value| value.to_le_bytes())
         .collect();
     std::fs::write(&tensor_path, bytes).expect("write tensor");
-    let reference = run_python(NUDENET_REFERENCE, &[&model, &tensor_path]);
+    let reference = support::run_python(NUDENET_REFERENCE, &[&model, &tensor_path]);
     let labels: Vec<String> = toml::from_str::<ClassifierConfig>(NUDENET_CONFIG)
         .expect("config")
         .labels;
@@ -351,14 +315,14 @@ print(float(out[0, 4 + 1].max()))
 fn nudenet_finds_the_face_in_a_photograph_as_nudenet_itself_does() {
     // scikit-image's `astronaut` (public-domain NASA portrait of Eileen Collins), 512x512.
     let photo = PathBuf::from(
-        run_python(
+        support::run_python(
             "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'astronaut.png'))",
             &[],
         )
         .trim(),
     );
     let model = PathBuf::from(
-        run_python(
+        support::run_python(
             "import os, nudenet; print(os.path.join(os.path.dirname(nudenet.__file__), '320n.onnx'))",
             &[],
         )
@@ -384,7 +348,7 @@ fn nudenet_finds_the_face_in_a_photograph_as_nudenet_itself_does() {
 
     // The model as trained (RGB): livegate's resize against OpenCV's, same model.
     let ours = face("rgb");
-    let opencv: f32 = run_python(OPENCV_RGB_FACE_SCORE, &[&photo, &model])
+    let opencv: f32 = support::run_python(OPENCV_RGB_FACE_SCORE, &[&photo, &model])
         .trim()
         .parse()
         .expect("score");
@@ -397,7 +361,7 @@ fn nudenet_finds_the_face_in_a_photograph_as_nudenet_itself_does() {
     // NudeNet's own pipeline swaps channels twice (RGBA2BGR on a BGR picture, then
     // swapRB), so it feeds the model BGR: livegate with `color = "bgr"` reproduces it.
     let theirs: serde_json::Value =
-        serde_json::from_str(&run_python(NUDENET_DETECT, &[&photo])).expect("json");
+        serde_json::from_str(&support::run_python(NUDENET_DETECT, &[&photo])).expect("json");
     let their_face = &theirs[0];
     assert_eq!(
         their_face["class"], "FACE_FEMALE",

@@ -35,48 +35,17 @@ fn sscd_distilled() -> PathBuf {
     model
 }
 
-fn run_python(script: &str, args: &[&Path]) -> String {
-    let python = repo(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh",
-        python.display()
-    );
-    let output = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run .venv/bin/python");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
-
-/// The ONNX Runtime library of the wheel in .venv (as livegate finds it by default).
-fn runtime_library() -> PathBuf {
-    run_python(
-        "import glob, os, onnxruntime; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so*'))[0])",
-        &[],
-    )
-    .trim()
-    .into()
-}
-
 fn config(extra: &str, model: &Path) -> DescriptorConfig {
     let mut config: DescriptorConfig =
         toml::from_str(&format!("model = \"set below\"\n{extra}")).expect("descriptor config");
     config.model = model.to_path_buf();
-    config.runtime_library = Some(runtime_library());
+    config.runtime_library = Some(support::onnx_runtime_library());
     config.validate().expect("valid config");
     config
 }
 
 fn photo(name: &str) -> image::RgbImage {
-    let path = run_python(
+    let path = support::run_python(
         "import os, sys, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data', sys.argv[1]))",
         &[Path::new(name)],
     );
@@ -154,7 +123,7 @@ fn sscd_distilled_descriptors_equal_python_onnxruntime_on_the_same_input() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tensor = dir.path().join("tensor.u8");
     std::fs::write(&tensor, sscd.input_tensor_bytes(&pictures)).expect("write tensor");
-    let reference = parse_rows(&run_python(
+    let reference = parse_rows(&support::run_python(
         ONNXRUNTIME_REFERENCE,
         &[&model, &tensor, Path::new("320")],
     ));
@@ -178,7 +147,7 @@ fn sscd_distilled_descriptors_equal_python_onnxruntime_on_the_same_input() {
         image::ColorType::Rgb8,
     )
     .expect("save");
-    let pillow = parse_rows(&run_python(
+    let pillow = parse_rows(&support::run_python(
         PILLOW_REFERENCE,
         &[&model, &png, Path::new("320")],
     ));
@@ -215,7 +184,7 @@ fn describe_writes_a_list_that_loads_with_the_models_descriptors() {
     assert!(status.success());
 
     let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-        .env("ORT_DYLIB_PATH", runtime_library())
+        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
         .arg("describe")
         .arg("--model")
         .arg(&model)
@@ -316,7 +285,7 @@ fn a_float_model_gets_normalised_input_and_unit_vectors() {
     // [1, 3, 8, 8] input; as a "descriptor" its fixed batch of 1 means one run a view.
     let dir = tempfile::tempdir().expect("tempdir");
     let model = dir.path().join("tiny.onnx");
-    run_python(support::TINY_ONNX_MODEL, &[&model]);
+    support::run_python(support::TINY_ONNX_MODEL, &[&model]);
     let float = config(
         "input_size = 8\ninput_layout = \"nchw\"\ninput_dtype = \"float32\"\noutput_dim = 2\n\
          color = \"bgr\"\nmean = [0.1, 0.2, 0.3]\nstd = [0.5, 0.5, 0.5]",
@@ -341,7 +310,7 @@ fn a_float_model_gets_normalised_input_and_unit_vectors() {
 
 /// Decoded edit frames of `descriptor_edits.py`, by file stem.
 fn edit_frames(dir: &Path) -> BTreeMap<String, image::RgbImage> {
-    let listing = run_python(support::DESCRIPTOR_EDITS, &[dir]);
+    let listing = support::run_python(support::DESCRIPTOR_EDITS, &[dir]);
     assert!(listing.lines().count() >= 14, "{listing}");
     std::fs::read_dir(dir)
         .expect("edits")
@@ -486,7 +455,7 @@ fn describe_reads_the_descriptor_table_of_a_config_and_names_a_bad_key() {
         )
         .expect("write config");
         Command::new(env!("CARGO_BIN_EXE_livegate"))
-            .env("ORT_DYLIB_PATH", runtime_library())
+            .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
             .arg("describe")
             .arg("--config")
             .arg(&config)

@@ -2,8 +2,9 @@
 //! every hash, quality and dihedral variant of a generated corpus must be identical, through
 //! the `livegate hash` CLI and through the library on raw (padded-stride) buffers.
 
+use crate::support;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use livegate_signals::hash256::Hash256;
@@ -21,16 +22,6 @@ const VARIANTS: [&str; 8] = [
     "flipminus1",
 ];
 
-fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh to create the virtualenv with Meta's pdqhash",
-        python.display()
-    );
-    python
-}
-
 struct Expected {
     file: String,
     hash: String,
@@ -41,7 +32,7 @@ struct Expected {
 
 fn generate_corpus(dir: &Path) -> Vec<Expected> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pdq/corpus.py");
-    let status = Command::new(venv_python())
+    let status = Command::new(support::venv_python())
         .arg(&script)
         .arg(dir)
         .status()

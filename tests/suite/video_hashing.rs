@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ffmpeg_next as ffmpeg;
@@ -12,16 +12,6 @@ use livegate::media::decode::{Deblocking, KeyframeDecoder, MediaError, Sampling,
 use livegate::media::frame::FrameHasher;
 use livegate_signals::hash256::Hash256;
 use serde_json::Value;
-
-fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-deps.sh to create the virtualenv with Meta's vpdq",
-        python.display()
-    );
-    python
-}
 
 /// Encodes a lavfi source with the ffmpeg CLI.
 fn generate_video(path: &Path, source: &str, codec_args: &[&str]) {
@@ -65,7 +55,7 @@ fn vpdq_features(video: &Path) -> Vec<(u64, Hash256, u64, f64)> {
     let script = "import json, sys, vpdq\n\
         print(json.dumps([[f.frame_number, f.hex, f.quality, f.timestamp]\n\
                           for f in vpdq.computeHash(sys.argv[1], seconds_per_hash=1.0)]))";
-    let output = Command::new(venv_python())
+    let output = Command::new(support::venv_python())
         .args(["-c", script])
         .arg(video)
         .output()

@@ -24,6 +24,44 @@ pub const TINY_ONNX_MODEL: &str = include_str!("tiny_onnx_model.py");
 /// into `argv[1]` (see the script).
 pub const DESCRIPTOR_EDITS: &str = include_str!("descriptor_edits.py");
 
+/// The project's `.venv` Python (made by scripts/install-deps.sh with Meta's pdqhash and
+/// vpdq, onnxruntime and NudeNet): missing means the install step was skipped, a failure.
+pub fn venv_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-deps.sh (pdqhash, vpdq, onnxruntime, nudenet)",
+        python.display()
+    );
+    python
+}
+
+/// Runs `script` with `.venv`'s Python and `args`; its stdout.
+pub fn run_python(script: &str, args: &[&Path]) -> String {
+    let output = Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run .venv/bin/python");
+    assert!(
+        output.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// The ONNX Runtime library of the wheel in .venv (as livegate finds it by default).
+pub fn onnx_runtime_library() -> PathBuf {
+    run_python(
+        "import glob, os, onnxruntime; print(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so*'))[0])",
+        &[],
+    )
+    .trim()
+    .into()
+}
+
 /// The fingerprint livegate logs for a stream key (first 16 hex digits of its SHA-256).
 pub fn key_fingerprint(key: &str) -> String {
     Sha256::digest(key.as_bytes())[..8]
