@@ -38,7 +38,9 @@ pub struct ClassifierBenchArgs {
     pub seconds: f64,
 }
 
-fn per_call_ms(
+/// Milliseconds per call of `call`, repeated for at least `budget` (and 3 calls) after
+/// one warm-up call.
+pub(crate) fn per_call_ms(
     budget: Duration,
     mut call: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {

@@ -7,13 +7,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use livegate::descriptor::views::{ViewSet, crop_view, trim_borders};
 use livegate::descriptor::{DescriptorConfig, DescriptorModel};
 use livegate_signals::pdq::Image;
+
+use crate::classifier::per_call_ms;
 
 const REFERENCE: &str = r#"
 import sys, time, numpy as np, onnxruntime
@@ -52,23 +54,6 @@ pub struct DescriptorBenchArgs {
     /// Measuring time per measurement, in seconds.
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-}
-
-fn per_call_ms(
-    budget: Duration,
-    mut call: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<f64> {
-    call()?;
-    let start = Instant::now();
-    let mut calls = 0u32;
-    loop {
-        call()?;
-        calls += 1;
-        let elapsed = start.elapsed();
-        if elapsed >= budget && calls >= 3 {
-            return Ok(elapsed.as_secs_f64() * 1000.0 / f64::from(calls));
-        }
-    }
 }
 
 pub fn run(args: DescriptorBenchArgs) -> anyhow::Result<std::process::ExitCode> {
