@@ -63,6 +63,10 @@ pub struct Config {
     pub admin: Option<crate::admin::AdminConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classifier: Option<crate::signals::classifier::ClassifierConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<crate::descriptor::DescriptorConfig>,
+    #[serde(default)]
+    pub descriptorlist: Vec<crate::signals::descriptor_lists::DescriptorListConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -393,11 +397,20 @@ impl Config {
             }
         }
         crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
+        crate::signals::descriptor_lists::validate_configs(&self.descriptorlist)
+            .map_err(in_section)?;
+        if !self.descriptorlist.is_empty() && self.descriptor.is_none() {
+            return Err(invalid(
+                "descriptorlist".into(),
+                "[[descriptorlist]] needs a [descriptor] model to describe live pictures",
+            ));
+        }
         self.policy.validate().map_err(in_section)?;
         let list_names: Vec<&str> = self
             .hashlist
             .iter()
             .map(|list| list.name.as_str())
+            .chain(self.descriptorlist.iter().map(|list| list.name.as_str()))
             .collect();
         self.actuator.validate(&list_names).map_err(in_section)?;
         self.analysis.validate().map_err(in_section)?;
@@ -406,6 +419,9 @@ impl Config {
         }
         if let Some(classifier) = &self.classifier {
             classifier.validate().map_err(in_section)?;
+        }
+        if let Some(descriptor) = &self.descriptor {
+            descriptor.validate().map_err(in_section)?;
         }
         Ok(())
     }

@@ -42,8 +42,10 @@ pub struct ActuatorConfig {
     /// Recent audit records kept in memory (for the admin API).
     #[serde(default = "defaults::audit_memory")]
     pub audit_memory: usize,
-    /// On a cut, add the stream's recently analysed keyframe hashes to this list, so other
-    /// copies of the same footage are caught even if the list held only a few frames.
+    /// On a cut, add the stream's recently analysed keyframe hashes to the `[[hashlist]]`
+    /// of this name, and their descriptors to the `[[descriptorlist]]` of this name (either
+    /// or both may exist), so other copies of the same footage — edited ones too, through
+    /// the descriptors — are caught even if the lists held only a few frames.
     #[serde(default)]
     pub learn_into: Option<String>,
     /// How many of the cut stream's latest analysed keyframes are learned.
@@ -86,7 +88,7 @@ impl ActuatorConfig {
         {
             return Err(InvalidKey::new(
                 "actuator.learn_into".into(),
-                format!("no [[hashlist]] is named {list:?}"),
+                format!("no [[hashlist]] or [[descriptorlist]] is named {list:?}"),
             ));
         }
         for (index, webhook) in self.webhook.iter().enumerate() {
