@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::actions::{Actions, ActionsError, AuditTrail};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, SignalSources};
 use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
@@ -107,9 +107,14 @@ impl Server {
         let analysis = Analysis::start(
             config.analysis.clone(),
             config.policy.clone(),
-            Arc::clone(&lists),
+            SignalSources {
+                lists: Arc::clone(&lists),
+                classifier,
+                descriptor: None,
+                descriptor_lists: config.descriptorlist.clone(),
+            },
             actions,
-            classifier,
+            config.actuator.learn_into.as_deref(),
         );
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),

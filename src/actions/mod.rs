@@ -17,9 +17,11 @@ use tracing::{info, warn};
 use crate::backend::Backend;
 use crate::config::InvalidKey;
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
+use crate::signals::descriptor_lists::AddedDescriptor;
 use crate::signals::lists::AddedHash;
-use crate::stream::RedactedKey;
+use crate::stream::{RedactedKey, StreamId};
 use crate::telemetry::Telemetry;
+use livegate_signals::descriptor::Descriptor;
 use livegate_signals::hash256::Hash256;
 
 mod audit;
@@ -160,8 +162,24 @@ pub struct Cut {
     pub keyframe_arrived: Option<Instant>,
     /// Ban the stream's key for `ban_seconds`.
     pub ban: bool,
-    /// The stream's recently analysed keyframe hashes, for `learn_into`.
-    pub learn: Vec<(Hash256, u8)>,
+    /// What the cut learns into `learn_into`.
+    pub learn: Learned,
+}
+
+/// A cut stream's footage as `learn_into` learns it: its recently analysed keyframe
+/// hashes (for the hash list) and described keyframes' whole-picture descriptors (for
+/// the descriptor list).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Learned {
+    pub hashes: Vec<(Hash256, u8)>,
+    pub descriptors: Vec<LearnedDescriptor>,
+}
+
+/// One described keyframe's whole-picture descriptor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedDescriptor {
+    pub descriptor: Descriptor,
+    pub pts_ms: i64,
 }
 
 /// What became of a cut.
@@ -247,7 +265,7 @@ impl Actions {
             self.ban(key.fingerprint());
             key.fingerprint().to_string()
         });
-        self.learn(cut.learn, format!("learned,session {}", session.id));
+        self.learn(cut.learn, session.id);
         CutOutcome { won, banned }
     }
 
@@ -332,28 +350,49 @@ impl Actions {
         self.config.learn_keyframes
     }
 
-    /// Adds a cut stream's keyframe hashes to the `learn_into` list, on a blocking
-    /// thread (rebuilding an index is not for an analysis worker to wait on).
-    fn learn(&self, hashes: Vec<(Hash256, u8)>, label: String) {
+    /// Adds a cut stream's keyframe hashes and descriptors to the `learn_into` lists, on
+    /// a blocking thread (rebuilding an index is not for an analysis worker to wait on).
+    /// Analysis collects only what a list of that name exists for.
+    fn learn(&self, learned: Learned, stream: StreamId) {
         let Some(list) = self.config.learn_into.clone() else {
             return;
         };
-        if hashes.is_empty() {
+        if learned == Learned::default() {
             return;
         }
         let backend = Arc::clone(&self.backend);
         self.runtime.spawn_blocking(move || {
-            let added: Vec<AddedHash> = hashes
-                .into_iter()
-                .map(|(hash, quality)| AddedHash {
-                    hash,
-                    quality: Some(quality),
-                    label: label.clone(),
-                })
-                .collect();
-            match backend.add_hashes(&list, &added) {
-                Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned hashes of a cut stream"),
-                Err(error) => warn!(list = %list, %error, "cannot learn hashes of a cut stream"),
+            if !learned.hashes.is_empty() {
+                let label = format!("learned,session {stream}");
+                let added: Vec<AddedHash> = learned
+                    .hashes
+                    .into_iter()
+                    .map(|(hash, quality)| AddedHash {
+                        hash,
+                        quality: Some(quality),
+                        label: label.clone(),
+                    })
+                    .collect();
+                match backend.add_hashes(&list, &added) {
+                    Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned hashes of a cut stream"),
+                    Err(error) => warn!(list = %list, %error, "cannot learn hashes of a cut stream"),
+                }
+            }
+            if !learned.descriptors.is_empty() {
+                let added: Vec<AddedDescriptor> = learned
+                    .descriptors
+                    .into_iter()
+                    .map(|learned| AddedDescriptor {
+                        descriptor: learned.descriptor,
+                        source: stream.to_string(),
+                        pts: Some(learned.pts_ms.max(0) as f64 / 1000.0),
+                        label: "learned".into(),
+                    })
+                    .collect();
+                match backend.add_descriptors(&list, &added) {
+                    Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned descriptors of a cut stream"),
+                    Err(error) => warn!(list = %list, %error, "cannot learn descriptors of a cut stream"),
+                }
             }
         });
     }

@@ -8,7 +8,7 @@
 //! owned by [`Telemetry`]; its families are registered here.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -82,6 +82,12 @@ fn register_telemetry(registry: &mut Registry, telemetry: &Telemetry, lists: &Li
         telemetry.matches().clone(),
     );
     registry.register(
+        "livegate_verdicts",
+        "Verdicts more than clear, by the signal that decided (pdq, descriptor, classifier) \
+         and the audit event (match, alert, shadow_cut, cut)",
+        telemetry.verdicts().clone(),
+    );
+    registry.register(
         "livegate_sessions_closed",
         "Sessions ended, by who ended them (closer) and how (kind)",
         telemetry.sessions_closed().clone(),
@@ -102,11 +108,11 @@ impl std::fmt::Debug for LiveCounters {
     }
 }
 
-fn counter(
+fn counter<N: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: u64,
+    value: N,
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
@@ -225,6 +231,49 @@ impl Collector for LiveCounters {
             ] {
                 counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
             }
+        }
+        if let Some(descriptor) = self.analysis.descriptor() {
+            let stats = &descriptor.stats;
+            for (name, help, value) in [
+                (
+                    "livegate_descriptor_pictures",
+                    "Keyframe pictures the descriptor model described",
+                    &stats.pictures_described,
+                ),
+                (
+                    "livegate_descriptor_views",
+                    "Views of keyframe pictures described (a picture has one or more)",
+                    &stats.views_described,
+                ),
+                (
+                    "livegate_descriptor_shed",
+                    "Pictures dropped because the descriptor queue was full",
+                    &stats.pictures_shed,
+                ),
+                (
+                    "livegate_descriptor_errors",
+                    "Pictures the descriptor model failed on",
+                    &stats.errors,
+                ),
+                (
+                    "livegate_descriptor_matches",
+                    "Described pictures that matched a descriptor list",
+                    &stats.matches,
+                ),
+                (
+                    "livegate_descriptor_verdicts",
+                    "Described pictures on which a descriptor list's rule fired",
+                    &stats.verdicts,
+                ),
+            ] {
+                counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+            }
+            counter(
+                &mut encoder,
+                "livegate_descriptor_busy_seconds",
+                "Seconds the descriptor workers spent describing and looking up",
+                stats.describe_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
+            )?;
         }
         counter(
             &mut encoder,

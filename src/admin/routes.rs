@@ -474,7 +474,7 @@ async fn cut_stream(
             finding: Finding::new(AuditEvent::ManualCut, reason.clone()),
             keyframe_arrived: None,
             ban: true,
-            learn: Vec::new(),
+            learn: Default::default(),
         },
     );
     if !outcome.won {
