@@ -1,4 +1,5 @@
-//! The proxy as a whole: loads the hash lists, starts the analysis workers, binds every
+//! The proxy as a whole: loads the hash lists (and, with `[descriptor]`, the descriptor
+//! lists), starts the analysis workers, binds every
 //! `[[ingest]]` and the `[admin]` server, serves until told to stop, then drains
 //! sessions for `shutdown_grace_ms` before cutting the rest; the admin server (with
 //! `/readyz` answering "draining") stops last.
@@ -17,6 +18,7 @@ use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
+use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
 use crate::signals::lists::{ListSet, ListSetError};
 use crate::telemetry::Telemetry;
 
@@ -24,6 +26,10 @@ use crate::telemetry::Telemetry;
 pub enum ServerError {
     #[error("loading hash lists: {0}")]
     Lists(#[from] ListSetError),
+    #[error("loading descriptor lists: {0}")]
+    DescriptorLists(#[from] DescriptorListSetError),
+    #[error("descriptor.model_tag: {0}")]
+    DescriptorModel(#[from] livegate_signals::descriptor::ModelError),
     #[error(transparent)]
     Actions(#[from] ActionsError),
     #[error(transparent)]
@@ -47,6 +53,7 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     services: Arc<Services>,
     lists: Arc<ListSet>,
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
     admin: Option<AdminServer>,
     readiness: Arc<Readiness>,
 }
@@ -70,8 +77,30 @@ impl Server {
         for status in lists.status() {
             info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
         }
+        let descriptor_lists = match &config.descriptor {
+            Some(descriptor) => {
+                let model = descriptor.list_model()?;
+                let configs = config.descriptorlist.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || DescriptorListSet::load(&configs, &model))
+                        .await
+                        .map_err(|join| ServerError::Internal(join.to_string()))??;
+                for status in loaded.status() {
+                    info!(
+                        list = %status.name,
+                        descriptors = status.descriptors,
+                        action = ?status.action,
+                        min_cosine = status.min_cosine,
+                        "descriptor list loaded"
+                    );
+                }
+                Some(Arc::new(loaded))
+            }
+            None => None,
+        };
         let backend = Arc::new(LocalBackend::new(
             Arc::clone(&lists),
+            descriptor_lists.clone(),
             AuditTrail::open(&config.actuator)?,
         ));
         let actions = Arc::new(Actions::new(
@@ -127,6 +156,7 @@ impl Server {
                     admin,
                     Arc::clone(&services),
                     Arc::clone(&lists),
+                    descriptor_lists.clone(),
                     Arc::clone(&readiness),
                     listeners.len(),
                 )
@@ -140,6 +170,7 @@ impl Server {
             local_addrs,
             services,
             lists,
+            descriptor_lists,
             admin,
             readiness,
         })
@@ -166,6 +197,11 @@ impl Server {
     /// The hash lists, for reloads (SIGHUP, admin API).
     pub fn lists(&self) -> Arc<ListSet> {
         Arc::clone(&self.lists)
+    }
+
+    /// The descriptor lists (with `[descriptor]`), for reloads (SIGHUP, admin API).
+    pub fn descriptor_lists(&self) -> Option<Arc<DescriptorListSet>> {
+        self.descriptor_lists.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains.

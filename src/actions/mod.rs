@@ -420,7 +420,7 @@ mod tests {
         let trail = AuditTrail::open(&config).expect("audit trail");
         Actions::new(
             config,
-            Arc::new(LocalBackend::new(lists, trail)),
+            Arc::new(LocalBackend::new(lists, None, trail)),
             Arc::new(Telemetry::default()),
         )
     }

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use crate::analysis::Analysis;
 use crate::config::OnParseError;
 use crate::session::{Refusal, SessionRegistry};
+use crate::signals::descriptor_lists::DescriptorListSet;
 use crate::signals::lists::ListSet;
 use crate::stream::UninspectableReason;
 use crate::telemetry::Telemetry;
@@ -30,12 +31,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Renders the live `sessions`, `analysis` (with its actions and their telemetry) and
-    /// `lists`.
+    /// Renders the live `sessions`, `analysis` (with its actions and their telemetry),
+    /// `lists` and `descriptor_lists`.
     pub fn new(
         sessions: Arc<SessionRegistry>,
         analysis: Arc<Analysis>,
         lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
     ) -> Metrics {
         let mut registry = Registry::default();
         register_telemetry(&mut registry, analysis.actions().telemetry(), &lists);
@@ -43,6 +45,7 @@ impl Metrics {
             sessions,
             analysis,
             lists,
+            descriptor_lists,
         }));
         Metrics { registry }
     }
@@ -100,6 +103,7 @@ struct LiveCounters {
     sessions: Arc<SessionRegistry>,
     analysis: Arc<Analysis>,
     lists: Arc<ListSet>,
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
 }
 
 impl std::fmt::Debug for LiveCounters {
@@ -281,41 +285,97 @@ impl Collector for LiveCounters {
             "Webhook deliveries that failed after every retry",
             actions.webhook_failures(),
         )?;
-        let status = self.lists.status();
-        let mut hashes = encoder.encode_descriptor(
-            "livegate_hashlist_hashes",
-            "Hashes in the active version of each list",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            ConstGauge::new(list.hashes as i64)
-                .encode(hashes.encode_family(&[("list", list.name.as_str())])?)?;
-        }
-        let mut versions = encoder.encode_descriptor(
-            "livegate_hashlist_version",
-            "Version of the active list (1 at startup, +1 per reload or addition)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            ConstGauge::new(list.version as i64)
-                .encode(versions.encode_family(&[("list", list.name.as_str())])?)?;
-        }
-        let mut reloaded = encoder.encode_descriptor(
-            "livegate_hashlist_last_reload_timestamp_seconds",
-            "Unix time at which the active version of each list was loaded",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            let seconds = list
-                .loaded_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |since| since.as_secs_f64());
-            ConstGauge::new(seconds)
-                .encode(reloaded.encode_family(&[("list", list.name.as_str())])?)?;
+        let hash_lists: Vec<ListGauges> = self
+            .lists
+            .status()
+            .into_iter()
+            .map(|list| ListGauges {
+                name: list.name,
+                entries: list.hashes,
+                version: list.version,
+                loaded_at: list.loaded_at,
+                memory_bytes: list.memory_bytes,
+            })
+            .collect();
+        encode_list_gauges(&mut encoder, "hashlist", "hashes", &hash_lists)?;
+        if let Some(descriptor_lists) = &self.descriptor_lists {
+            let descriptor_lists: Vec<ListGauges> = descriptor_lists
+                .status()
+                .into_iter()
+                .map(|list| ListGauges {
+                    name: list.name,
+                    entries: list.descriptors,
+                    version: list.version,
+                    loaded_at: list.loaded_at,
+                    memory_bytes: list.memory_bytes,
+                })
+                .collect();
+            encode_list_gauges(
+                &mut encoder,
+                "descriptorlist",
+                "descriptors",
+                &descriptor_lists,
+            )?;
         }
         Ok(())
     }
+}
+
+/// What the per-list gauges show of one list's active version.
+struct ListGauges {
+    name: String,
+    entries: usize,
+    version: u64,
+    loaded_at: SystemTime,
+    memory_bytes: usize,
+}
+
+/// The gauges `livegate_{kind}_{entries}`, `_version`, `_last_reload_timestamp_seconds`
+/// and `_memory_bytes`, labelled by list.
+fn encode_list_gauges(
+    encoder: &mut DescriptorEncoder,
+    kind: &str,
+    entries: &str,
+    lists: &[ListGauges],
+) -> Result<(), std::fmt::Error> {
+    let family = |encoder: &mut DescriptorEncoder,
+                  suffix: &str,
+                  help: &str,
+                  value: &dyn Fn(&ListGauges) -> f64| {
+        let name = format!("livegate_{kind}_{suffix}");
+        let mut family = encoder.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+        for list in lists {
+            ConstGauge::new(value(list))
+                .encode(family.encode_family(&[("list", list.name.as_str())])?)?;
+        }
+        Ok::<_, std::fmt::Error>(())
+    };
+    family(
+        encoder,
+        entries,
+        &format!("Number of {entries} in the active version of each {kind}"),
+        &|list| list.entries as f64,
+    )?;
+    family(
+        encoder,
+        "version",
+        &format!("Version of the active {kind} (1 at startup, +1 per reload or addition)"),
+        &|list| list.version as f64,
+    )?;
+    family(
+        encoder,
+        "last_reload_timestamp_seconds",
+        &format!("Unix time at which the active version of each {kind} was loaded"),
+        &|list| {
+            list.loaded_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64())
+        },
+    )?;
+    family(
+        encoder,
+        "memory_bytes",
+        &format!("Bytes held by the active version of each {kind} (entries, index, metadata)"),
+        &|list| list.memory_bytes as f64,
+    )
 }
