@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::actions::{Actions, ActionsError, AuditTrail};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
-use crate::analysis::{Analysis, SignalSources};
+use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
@@ -34,8 +34,10 @@ pub enum ServerError {
     Actions(#[from] ActionsError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A model that cannot load (the classifier's or the descriptor's): the error names
+    /// the section and key.
     #[error(transparent)]
-    Classifier(#[from] crate::signals::classifier::ClassifierError),
+    Model(#[from] crate::onnx::ModelError),
     #[error("internal error while starting: {0}")]
     Internal(String),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
@@ -112,6 +114,20 @@ impl Server {
             Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
             None => None,
         };
+        let descriptor = match (&config.descriptor, &descriptor_lists) {
+            (Some(descriptor), Some(lists)) => {
+                if config.descriptorlist.is_empty() {
+                    warn!(
+                        "[descriptor] without any [[descriptorlist]]: descriptors are computed but nothing is matched"
+                    );
+                }
+                Some(DescriptorPool::start(
+                    descriptor.clone(),
+                    Arc::clone(lists),
+                )?)
+            }
+            _ => None,
+        };
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
         for (index, ingest) in config.ingest.iter().enumerate() {
@@ -139,7 +155,7 @@ impl Server {
             SignalSources {
                 lists: Arc::clone(&lists),
                 classifier,
-                descriptor: None,
+                descriptor,
                 descriptor_lists: config.descriptorlist.clone(),
             },
             actions,

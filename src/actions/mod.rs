@@ -403,7 +403,9 @@ mod tests {
     use super::*;
     use crate::backend::LocalBackend;
     use crate::session::{Registration, SessionRegistry};
+    use crate::signals::descriptor_lists::{DescriptorListConfig, DescriptorListSet};
     use crate::signals::lists::{HashListConfig, ListSet};
+    use livegate_signals::descriptor::DescriptorModel;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn lists(dir: &tempfile::TempDir) -> Arc<ListSet> {
@@ -416,11 +418,31 @@ mod tests {
         Arc::new(ListSet::load(&[config]).expect("load"))
     }
 
+    /// A descriptor list `learned` of 4-d descriptors, empty.
+    fn descriptor_lists(dir: &tempfile::TempDir) -> Arc<DescriptorListSet> {
+        let path = dir.path().join("learned.txt");
+        std::fs::write(&path, "livegate-descriptors 1 model=test dim=4\n").expect("write");
+        let config = DescriptorListConfig {
+            allow_empty: true,
+            ..DescriptorListConfig::new("learned", &path)
+        };
+        let model = DescriptorModel::new("test", 4).expect("model");
+        Arc::new(DescriptorListSet::load(&[config], &model).expect("load"))
+    }
+
     fn actions(config: ActuatorConfig, lists: Arc<ListSet>) -> Actions {
+        actions_with(config, lists, None)
+    }
+
+    fn actions_with(
+        config: ActuatorConfig,
+        lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
+    ) -> Actions {
         let trail = AuditTrail::open(&config).expect("audit trail");
         Actions::new(
             config,
-            Arc::new(LocalBackend::new(lists, None, trail)),
+            Arc::new(LocalBackend::new(lists, descriptor_lists, trail)),
             Arc::new(Telemetry::default()),
         )
     }
@@ -437,7 +459,7 @@ mod tests {
         registration
     }
 
-    fn policy_cut(reason: &str, ban: bool, learn: Vec<(Hash256, u8)>) -> Cut {
+    fn policy_cut(reason: &str, ban: bool, learn: Learned) -> Cut {
         Cut {
             closer: Closer::Policy,
             kind: EndKind::PolicyCut,
@@ -579,14 +601,30 @@ mod tests {
             learn_into: Some("learned".into()),
             ..ActuatorConfig::default()
         };
-        let actions = actions(config, Arc::clone(&lists));
+        let descriptor_lists = descriptor_lists(&dir);
+        let actions = actions_with(
+            config,
+            Arc::clone(&lists),
+            Some(Arc::clone(&descriptor_lists)),
+        );
         let registry = Arc::new(SessionRegistry::default());
         let session = session(&registry);
-        let hashes = vec![
-            (Hash256::from_words([1, 2, 3, 4]), 90),
-            (Hash256::from_words([u64::MAX; 4]), 80),
-        ];
-        let outcome = actions.cut(&session.state, policy_cut("matched", true, hashes));
+        let descriptor = |values: [f32; 4]| Descriptor::new(values.to_vec()).expect("descriptor");
+        let learned = Learned {
+            hashes: vec![
+                (Hash256::from_words([1, 2, 3, 4]), 90),
+                (Hash256::from_words([u64::MAX; 4]), 80),
+            ],
+            descriptors: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+                .into_iter()
+                .enumerate()
+                .map(|(index, values)| LearnedDescriptor {
+                    descriptor: descriptor(values),
+                    pts_ms: 1000 * index as i64,
+                })
+                .collect(),
+        };
+        let outcome = actions.cut(&session.state, policy_cut("matched", true, learned));
         let fingerprint = RedactedKey::new("secret-key").fingerprint().to_string();
         assert_eq!(
             outcome,
@@ -629,6 +667,19 @@ mod tests {
         let found = lists.lookup(&[Hash256::from_words([1, 2, 3, 4])], 100);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].distance, 0);
+        // Both descriptors learned, findable at once, with the stream and pts as source.
+        assert!(
+            eventually(Duration::from_secs(5), || descriptor_lists.status()[0]
+                .added_at_runtime
+                == 2)
+            .await
+        );
+        let found = descriptor_lists.lookup(&[descriptor([0.1, 1.0, 0.0, 0.0])]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].source.as_str(), found[0].pts, found[0].line),
+            (session.state.id.to_string().as_str(), Some(1.0), None)
+        );
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert!(
             actions.ban_remaining(&fingerprint).is_none(),
@@ -648,7 +699,10 @@ mod tests {
             EndKind::Shutdown,
             "livegate is shutting down"
         ));
-        let outcome = actions.cut(&session.state, policy_cut("too late", true, Vec::new()));
+        let outcome = actions.cut(
+            &session.state,
+            policy_cut("too late", true, Learned::default()),
+        );
         assert_eq!(
             outcome,
             CutOutcome {

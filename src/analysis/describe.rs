@@ -161,10 +161,9 @@ fn run_describer(
             job.stream.remember_descriptor(whole, job.at.pts_ms);
         }
         lists.lookup_into(&descriptors, &mut scratch.lookup, &mut scratch.matches);
-        stats.describe_micros_total.fetch_add(
-            started.elapsed().as_micros() as u64,
-            Ordering::Relaxed,
-        );
+        stats
+            .describe_micros_total
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if !scratch.matches.is_empty() {
             stats.matches.fetch_add(1, Ordering::Relaxed);
         }

@@ -39,8 +39,8 @@ use crate::policy::{OverloadMode, PolicyConfig, SignalRules, StreamPolicy};
 use crate::session::{Closer, EndKind, SessionState};
 use crate::signals::descriptor_lists::DescriptorListConfig;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
-use livegate_signals::descriptor::Descriptor;
 use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
+use livegate_signals::descriptor::Descriptor;
 
 mod classify;
 mod describe;

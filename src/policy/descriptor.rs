@@ -66,7 +66,10 @@ impl DescriptorRules {
                 found.score,
                 describe_entry(found),
                 if found.score >= list.cut_immediately_above {
-                    format!(" (at or above cut_immediately_above {})", list.cut_immediately_above)
+                    format!(
+                        " (at or above cut_immediately_above {})",
+                        list.cut_immediately_above
+                    )
                 } else {
                     format!(
                         " ({seen} of {} needed in the last {} described keyframes, min_cosine {})",

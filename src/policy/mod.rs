@@ -25,8 +25,8 @@ mod descriptor;
 mod hashes;
 
 use classifier::ClassifierRules;
-pub use descriptor::DescriptorSignal;
 use descriptor::DescriptorRules;
+pub use descriptor::DescriptorSignal;
 use hashes::HashRules;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -629,14 +629,19 @@ mod tests {
         assert_eq!(decision.verdict, Verdict::Cut, "{}", decision.reason);
         assert!(
             decision.reason.contains("view top_left_75 scored 0.820")
-                && decision.reason.contains("original.mp4 at 12.500 s (line 4)")
+                && decision
+                    .reason
+                    .contains("original.mp4 at 12.500 s (line 4)")
                 && decision.reason.contains("immediate"),
             "{}",
             decision.reason
         );
         assert!(matches!(
             decision.evidence,
-            Some(Evidence::Descriptor { view: "top_left_75", .. })
+            Some(Evidence::Descriptor {
+                view: "top_left_75",
+                ..
+            })
         ));
     }
 
@@ -645,7 +650,11 @@ mod tests {
         let mut policy = with_descriptor_lists(PolicyConfig::default());
         let first = describe(&mut policy, &[described("footage", 0, 0.6)]);
         assert_eq!(first.verdict, Verdict::Log);
-        assert!(first.reason.contains("awaiting confirmation"), "{}", first.reason);
+        assert!(
+            first.reason.contains("awaiting confirmation"),
+            "{}",
+            first.reason
+        );
         // Keyframes that were not described (hash samples) do not move the window.
         for _ in 0..5 {
             policy.decide(&Signals::pdq(&[]));
