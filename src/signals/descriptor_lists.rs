@@ -178,7 +178,8 @@ pub enum DescriptorListSetError {
     #[error("descriptor list {name:?}: {source}")]
     Load {
         name: String,
-        source: DescriptorListError,
+        /// Boxed: a line error names two models and would make every `Result` large.
+        source: Box<DescriptorListError>,
     },
     #[error(
         "descriptor list {name:?}: {} holds no descriptor (at most a header); set allow_empty = true on [[descriptorlist]] {name:?} if that is intended",
@@ -592,7 +593,7 @@ fn build(
     let file = DescriptorList::load(&config.path, model, &limits).map_err(|source| {
         DescriptorListSetError::Load {
             name: config.name.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     if file.is_empty() && !config.allow_empty {
