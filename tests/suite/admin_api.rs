@@ -121,6 +121,18 @@ fn routes_answer_with_auth_and_json_errors() {
     let streams = Request::get("/v1/streams").token(TOKEN).send(admin);
     assert_status(&streams, 200);
     assert_eq!(streams.json()["streams"], Value::Array(vec![]));
+    // Without [descriptor]: no descriptor list, and saying why.
+    let descriptorlists = Request::get("/v1/descriptorlists").token(TOKEN).send(admin);
+    assert_status(&descriptorlists, 200);
+    assert_eq!(descriptorlists.json()["model"], Value::Null);
+    let reload = Request::post("/v1/descriptorlists/known/reload", b"")
+        .token(TOKEN)
+        .send(admin);
+    assert_status(&reload, 404);
+    assert!(
+        reload.error().contains("without a [descriptor] section"),
+        "{reload:?}"
+    );
     assert_status(
         &Request::get("/v1/no-such-route").token(TOKEN).send(admin),
         404,

