@@ -2,13 +2,15 @@
 //! naming `sscd_distilled.onnx` (installed by scripts/install-deps.sh; never copied) and a
 //! `[[descriptorlist]]` written by `livegate describe`: listing, adding the descriptors
 //! of another photograph as `livegate describe` writes them (near-duplicates skipped),
-//! a reload keeping the addition, and bad bodies named by line.
+//! a reload (through the API and on SIGHUP) keeping the addition, and bad bodies named by
+//! line.
 
 use crate::descriptor::{photo, sscd_distilled};
 use crate::support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use support::http::{HttpResponse, Request, metric, scrape};
 use support::{Livegate, free_port, local};
 
@@ -111,6 +113,24 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
         (&2.into(), &3.into()),
         "{reloaded}"
     );
+    // SIGHUP reloads descriptor lists too, still keeping the addition.
+    let hangup = Command::new("kill")
+        .args(["-HUP", &livegate.process.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hangup.success());
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "descriptor list reloaded"
+                    && line["list"] == "known"
+                    && line["version"] == 4
+                    && line["entries"] == 2
+            })
+        },
+        Duration::from_secs(10),
+        "the SIGHUP reload",
+    );
     let metrics = scrape(admin);
     assert_eq!(
         metric(
@@ -121,7 +141,7 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
     );
     assert_eq!(
         metric(&metrics, "livegate_descriptorlist_version{list=\"known\"}"),
-        3.0
+        4.0
     );
     assert!(
         metric(
@@ -164,7 +184,7 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
         .token(TOKEN)
         .send(admin)
         .json();
-    assert_eq!(status["descriptorlists"][0]["version"], 3, "{status}");
+    assert_eq!(status["descriptorlists"][0]["version"], 4, "{status}");
     assert_eq!(
         status["descriptorlists"][0]["added_at_runtime"], 1,
         "{status}"
