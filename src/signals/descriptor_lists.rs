@@ -178,7 +178,8 @@ pub enum DescriptorListSetError {
     #[error("descriptor list {name:?}: {source}")]
     Load {
         name: String,
-        source: DescriptorListError,
+        /// Boxed: a line error is large and errors travel through every `Result`.
+        source: Box<DescriptorListError>,
     },
     #[error(
         "descriptor list {name:?}: {} holds no descriptor (at most a header); set allow_empty = true on [[descriptorlist]] {name:?} if that is intended",
@@ -592,7 +593,7 @@ fn build(
     let file = DescriptorList::load(&config.path, model, &limits).map_err(|source| {
         DescriptorListSetError::Load {
             name: config.name.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     if file.is_empty() && !config.allow_empty {
@@ -694,6 +695,30 @@ mod tests {
             pts: None,
             label: label.into(),
         }
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let uncommented = crate::config::uncommented_example("\n# [descriptor]\n", false);
+        let parsed: toml::Table = toml::from_str(&uncommented).expect("example parses");
+        let descriptor: crate::descriptor::DescriptorConfig =
+            parsed["descriptor"].clone().try_into().expect("schema");
+        assert_eq!(descriptor.validate(), Ok(()));
+        let lists: Vec<DescriptorListConfig> =
+            parsed["descriptorlist"].clone().try_into().expect("schema");
+        assert_eq!(validate_configs(&lists), Ok(()));
+        assert_eq!(
+            lists,
+            [DescriptorListConfig::new(
+                "known-d",
+                Path::new("lists/known-d.txt")
+            )]
+        );
+        assert_eq!(descriptor.list_model(), Ok(model_of("sscd_distilled", 512)));
+    }
+
+    fn model_of(tag: &str, dim: usize) -> DescriptorModel {
+        DescriptorModel::new(tag, dim).unwrap()
     }
 
     #[test]
