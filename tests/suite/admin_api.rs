@@ -613,11 +613,7 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
         refused.error().contains("version 1 stays active"),
         "{refused:?}"
     );
-    let hangup = Command::new("kill")
-        .args(["-HUP", &livegate.process.child.id().to_string()])
-        .status()
-        .expect("kill -HUP");
-    assert!(hangup.success());
+    livegate.signal("HUP");
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
@@ -734,11 +730,7 @@ fn readiness_turns_to_draining_on_sigterm_and_the_admin_server_stops_last() {
         Duration::from_secs(5),
         "the session",
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &livegate.process.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    livegate.signal("TERM");
     livegate.wait_for_logs(
         |lines| {
             lines

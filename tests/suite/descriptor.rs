@@ -35,6 +35,25 @@ pub(crate) fn sscd_distilled() -> PathBuf {
     model
 }
 
+/// `livegate describe --model MODEL --label LABEL FILES...`: the list it writes.
+pub(crate) fn describe(model: &Path, label: &str, files: &[&Path]) -> Vec<u8> {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
+        .arg("describe")
+        .arg("--model")
+        .arg(model)
+        .args(["--label", label])
+        .args(files)
+        .output()
+        .expect("run livegate describe");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
 fn config(extra: &str, model: &Path) -> DescriptorConfig {
     let mut config: DescriptorConfig =
         toml::from_str(&format!("model = \"set below\"\n{extra}")).expect("descriptor config");
@@ -183,23 +202,9 @@ fn describe_writes_a_list_that_loads_with_the_models_descriptors() {
         .expect("run ffmpeg");
     assert!(status.success());
 
-    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
-        .arg("describe")
-        .arg("--model")
-        .arg(&model)
-        .args(["--label", "case 7, part 1"])
-        .arg(&still)
-        .arg(&video)
-        .output()
-        .expect("run livegate describe");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let list_text = describe(&model, "case 7, part 1", &[&still, &video]);
     let list_path = dir.path().join("list.txt");
-    std::fs::write(&list_path, &output.stdout).expect("write list");
+    std::fs::write(&list_path, &list_text).expect("write list");
 
     let config = config("", &model);
     let list = DescriptorList::load(
@@ -209,7 +214,7 @@ fn describe_writes_a_list_that_loads_with_the_models_descriptors() {
     )
     .expect("the list loads");
     // The still and one frame a second of the 3 s video.
-    assert_eq!(list.len(), 4, "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(list.len(), 4, "{}", String::from_utf8_lossy(&list_text));
     let entry = list.metadata().get(1).expect("first frame");
     assert_eq!(
         (entry.fields.pts, entry.fields.label),

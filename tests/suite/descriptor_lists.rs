@@ -5,35 +5,14 @@
 //! a reload (through the API and on SIGHUP) keeping the addition, and bad bodies named by
 //! line.
 
-use crate::descriptor::{photo, sscd_distilled};
+use crate::descriptor::{describe, photo, sscd_distilled};
 use crate::support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 use support::http::{HttpResponse, Request, metric, scrape};
 use support::{Livegate, free_port, local};
 
 const TOKEN: &str = "test-admin-token-descriptors";
-
-/// `livegate describe --model` of `picture`: a list file's text.
-fn describe(model: &Path, picture: &Path) -> Vec<u8> {
-    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
-        .arg("describe")
-        .arg("--model")
-        .arg(model)
-        .args(["--label", "case 12"])
-        .arg(picture)
-        .output()
-        .expect("run livegate describe");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
 
 fn assert_status(response: &HttpResponse, status: u16) {
     assert_eq!(response.status, status, "{response:?}");
@@ -48,8 +27,8 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
         photo(name).save(&path).expect("save the photograph");
         path
     };
-    let astronaut = describe(&model, &picture("astronaut.png"));
-    let coffee = describe(&model, &picture("coffee.png"));
+    let astronaut = describe(&model, "case 12", &[&picture("astronaut.png")]);
+    let coffee = describe(&model, "case 12", &[&picture("coffee.png")]);
     let list = dir.path().join("known.txt");
     std::fs::write(&list, &astronaut).expect("write list");
 
@@ -114,11 +93,7 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
         "{reloaded}"
     );
     // SIGHUP reloads descriptor lists too, still keeping the addition.
-    let hangup = Command::new("kill")
-        .args(["-HUP", &livegate.process.child.id().to_string()])
-        .status()
-        .expect("kill -HUP");
-    assert!(hangup.success());
+    livegate.signal("HUP");
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
