@@ -30,7 +30,9 @@ use livegate_signals::descriptor::{
     AddError, DEFAULT_MAX_DESCRIPTORS, Descriptor, DescriptorList, DescriptorListError,
     DescriptorListLimits, DescriptorModel, RecordFields,
 };
-use livegate_signals::descriptor_index::{CapacityError, DescriptorMatch, MAX_DESCRIPTORS};
+use livegate_signals::descriptor_index::{
+    CapacityError, DescriptorIndexError, DescriptorMatch, MAX_DESCRIPTORS,
+};
 
 /// One `[[descriptorlist]]` entry of the config. Its file's header must name the model
 /// of `[descriptor]` (`model_tag`, `output_dim`).
@@ -190,6 +192,12 @@ pub enum DescriptorListSetError {
         "descriptor list {name:?}: more than its cap of {max} descriptors (max_descriptors), run-time additions included"
     )]
     Full { name: String, max: usize },
+    /// A descriptor the list cannot be searched with (another dimension).
+    #[error("descriptor list {name:?}: {source}")]
+    Query {
+        name: String,
+        source: DescriptorIndexError,
+    },
     #[error("descriptor list {name:?}: addition {index}: {source}")]
     Add {
         name: String,
@@ -512,19 +520,9 @@ impl DescriptorListSet {
                 .file
                 .index()
                 .search_batch_into(&queries, NEAR_DUPLICATE_COSINE, &mut in_file)
-                .map_err(|_| {
-                    let index = entries
-                        .iter()
-                        .position(|entry| entry.descriptor.dim() != self.model.dim())
-                        .unwrap_or_default();
-                    let found = entries.get(index).map_or(0, |entry| entry.descriptor.dim());
-                    add_error(
-                        index,
-                        AddError::Dimension {
-                            found,
-                            expected: self.model.dim(),
-                        },
-                    )
+                .map_err(|source| DescriptorListSetError::Query {
+                    name: config.name.clone(),
+                    source,
                 })?;
             let mut additions = (*current.added).clone();
             let room = config.max_descriptors.saturating_sub(current.file.len());
@@ -945,7 +943,7 @@ mod tests {
         let error = set.add("learned", &[added(short, "short")]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "descriptor list \"learned\": addition 0: 4 dimensions, the list's model has 32"
+            "descriptor list \"learned\": a 4-dimensional query against 32-dimensional descriptors"
         );
         assert!(matches!(
             set.add("other", &batch),
