@@ -427,6 +427,30 @@ impl Config {
     }
 }
 
+/// The commented-out section of `config/example.toml` that starts at the line `marker`
+/// (e.g. `# [classifier]`), uncommented, up to the first blank line or the end with
+/// `to_end`: what the tests of optional sections parse.
+#[cfg(test)]
+pub(crate) fn uncommented_example(marker: &str, to_end: bool) -> String {
+    let example = include_str!("../config/example.toml");
+    let start = example
+        .find(marker)
+        .expect("section documented in example.toml");
+    let section = &example[start..];
+    let end = if to_end {
+        section.len()
+    } else {
+        section.find("\n\n").unwrap_or(section.len())
+    };
+    section[..end]
+        .lines()
+        .map(|line| {
+            let line = line.strip_prefix('#').unwrap_or(line);
+            format!("{}\n", line.strip_prefix(' ').unwrap_or(line))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

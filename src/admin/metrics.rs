@@ -297,7 +297,7 @@ impl Collector for LiveCounters {
                 memory_bytes: list.memory_bytes,
             })
             .collect();
-        encode_list_gauges(&mut encoder, "hashlist", "hashes", &hash_lists)?;
+        encode_list_gauges(&mut encoder, &HASHLIST_GAUGES, &hash_lists)?;
         if let Some(descriptor_lists) = &self.descriptor_lists {
             let descriptor_lists: Vec<ListGauges> = descriptor_lists
                 .status()
@@ -310,12 +310,7 @@ impl Collector for LiveCounters {
                     memory_bytes: list.memory_bytes,
                 })
                 .collect();
-            encode_list_gauges(
-                &mut encoder,
-                "descriptorlist",
-                "descriptors",
-                &descriptor_lists,
-            )?;
+            encode_list_gauges(&mut encoder, &DESCRIPTORLIST_GAUGES, &descriptor_lists)?;
         }
         Ok(())
     }
@@ -330,20 +325,49 @@ struct ListGauges {
     memory_bytes: usize,
 }
 
-/// The gauges `livegate_{kind}_{entries}`, `_version`, `_last_reload_timestamp_seconds`
-/// and `_memory_bytes`, labelled by list.
+/// The names of one kind of list's gauges (spelled out: the dashboard test looks for
+/// them in this file), and the words their help uses.
+struct ListGaugeNames {
+    /// "hash list".
+    kind: &'static str,
+    /// "hashes".
+    entries_word: &'static str,
+    entries: &'static str,
+    version: &'static str,
+    reloaded: &'static str,
+    memory: &'static str,
+}
+
+const HASHLIST_GAUGES: ListGaugeNames = ListGaugeNames {
+    kind: "hash list",
+    entries_word: "hashes",
+    entries: "livegate_hashlist_hashes",
+    version: "livegate_hashlist_version",
+    reloaded: "livegate_hashlist_last_reload_timestamp_seconds",
+    memory: "livegate_hashlist_memory_bytes",
+};
+
+const DESCRIPTORLIST_GAUGES: ListGaugeNames = ListGaugeNames {
+    kind: "descriptor list",
+    entries_word: "descriptors",
+    entries: "livegate_descriptorlist_descriptors",
+    version: "livegate_descriptorlist_version",
+    reloaded: "livegate_descriptorlist_last_reload_timestamp_seconds",
+    memory: "livegate_descriptorlist_memory_bytes",
+};
+
+/// The four gauges of `names`, labelled by list.
 fn encode_list_gauges(
     encoder: &mut DescriptorEncoder,
-    kind: &str,
-    entries: &str,
+    names: &ListGaugeNames,
     lists: &[ListGauges],
 ) -> Result<(), std::fmt::Error> {
+    let kind = names.kind;
     let family = |encoder: &mut DescriptorEncoder,
-                  suffix: &str,
+                  name: &str,
                   help: &str,
                   value: &dyn Fn(&ListGauges) -> f64| {
-        let name = format!("livegate_{kind}_{suffix}");
-        let mut family = encoder.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for list in lists {
             ConstGauge::new(value(list))
                 .encode(family.encode_family(&[("list", list.name.as_str())])?)?;
@@ -352,19 +376,22 @@ fn encode_list_gauges(
     };
     family(
         encoder,
-        entries,
-        &format!("Number of {entries} in the active version of each {kind}"),
+        names.entries,
+        &format!(
+            "Number of {} in the active version of each {kind}",
+            names.entries_word
+        ),
         &|list| list.entries as f64,
     )?;
     family(
         encoder,
-        "version",
+        names.version,
         &format!("Version of the active {kind} (1 at startup, +1 per reload or addition)"),
         &|list| list.version as f64,
     )?;
     family(
         encoder,
-        "last_reload_timestamp_seconds",
+        names.reloaded,
         &format!("Unix time at which the active version of each {kind} was loaded"),
         &|list| {
             list.loaded_at
@@ -374,7 +401,7 @@ fn encode_list_gauges(
     )?;
     family(
         encoder,
-        "memory_bytes",
+        names.memory,
         &format!("Bytes held by the active version of each {kind} (entries, index, metadata)"),
         &|list| list.memory_bytes as f64,
     )

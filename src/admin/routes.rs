@@ -617,56 +617,52 @@ struct ListUpdated {
 }
 
 impl ListUpdated {
-    fn new(name: String, version: u64, build_time: Duration) -> ListUpdated {
+    /// `counts`: hashes or descriptors (by the name of its field); `additions`: added and
+    /// already present, for an addition.
+    fn new(
+        name: String,
+        version: u64,
+        counts: (Option<usize>, Option<usize>),
+        build_time: Duration,
+        additions: Option<(usize, usize)>,
+    ) -> ListUpdated {
         ListUpdated {
             name,
             version,
-            hashes: None,
-            descriptors: None,
+            hashes: counts.0,
+            descriptors: counts.1,
             build_ms: build_time.as_secs_f64() * 1000.0,
-            added: None,
-            already_present: None,
+            added: additions.map(|(added, _)| added),
+            already_present: additions.map(|(_, already_present)| already_present),
         }
     }
 }
 
 impl From<ReloadReport> for ListUpdated {
-    fn from(report: ReloadReport) -> Self {
-        ListUpdated {
-            hashes: Some(report.hashes),
-            ..ListUpdated::new(report.name, report.version, report.build_time)
-        }
+    fn from(r: ReloadReport) -> Self {
+        let counts = (Some(r.hashes), None);
+        ListUpdated::new(r.name, r.version, counts, r.build_time, None)
     }
 }
 
 impl From<AddReport> for ListUpdated {
-    fn from(report: AddReport) -> Self {
-        ListUpdated {
-            hashes: Some(report.hashes),
-            added: Some(report.added),
-            already_present: Some(report.already_present),
-            ..ListUpdated::new(report.name, report.version, report.build_time)
-        }
+    fn from(r: AddReport) -> Self {
+        let (counts, additions) = ((Some(r.hashes), None), (r.added, r.already_present));
+        ListUpdated::new(r.name, r.version, counts, r.build_time, Some(additions))
     }
 }
 
 impl From<DescriptorReloadReport> for ListUpdated {
-    fn from(report: DescriptorReloadReport) -> Self {
-        ListUpdated {
-            descriptors: Some(report.descriptors),
-            ..ListUpdated::new(report.name, report.version, report.build_time)
-        }
+    fn from(r: DescriptorReloadReport) -> Self {
+        let counts = (None, Some(r.descriptors));
+        ListUpdated::new(r.name, r.version, counts, r.build_time, None)
     }
 }
 
 impl From<DescriptorAddReport> for ListUpdated {
-    fn from(report: DescriptorAddReport) -> Self {
-        ListUpdated {
-            descriptors: Some(report.descriptors),
-            added: Some(report.added),
-            already_present: Some(report.already_present),
-            ..ListUpdated::new(report.name, report.version, report.build_time)
-        }
+    fn from(r: DescriptorAddReport) -> Self {
+        let (counts, additions) = ((None, Some(r.descriptors)), (r.added, r.already_present));
+        ListUpdated::new(r.name, r.version, counts, r.build_time, Some(additions))
     }
 }
 

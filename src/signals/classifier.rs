@@ -591,15 +591,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_section_is_valid() {
-        let example = include_str!("../../config/example.toml");
-        let section = &example[example.find("# [classifier]").expect("documented")..];
-        let uncommented: String = section
-            .lines()
-            .map(|line| {
-                let line = line.strip_prefix('#').unwrap_or(line);
-                format!("{}\n", line.strip_prefix(' ').unwrap_or(line))
-            })
-            .collect();
+        let uncommented = crate::config::uncommented_example("# [classifier]", true);
         let parsed: toml::Table = toml::from_str(&uncommented).expect("example parses");
         let config: ClassifierConfig = parsed["classifier"].clone().try_into().expect("schema");
         assert_eq!(config.validate(), Ok(()));

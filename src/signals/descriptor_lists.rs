@@ -30,7 +30,9 @@ use livegate_signals::descriptor::{
     AddError, DEFAULT_MAX_DESCRIPTORS, Descriptor, DescriptorList, DescriptorListError,
     DescriptorListLimits, DescriptorModel, RecordFields,
 };
-use livegate_signals::descriptor_index::{CapacityError, DescriptorMatch, MAX_DESCRIPTORS};
+use livegate_signals::descriptor_index::{
+    CapacityError, DescriptorIndexError, DescriptorMatch, MAX_DESCRIPTORS,
+};
 
 /// One `[[descriptorlist]]` entry of the config. Its file's header must name the model
 /// of `[descriptor]` (`model_tag`, `output_dim`).
@@ -190,6 +192,12 @@ pub enum DescriptorListSetError {
         "descriptor list {name:?}: more than its cap of {max} descriptors (max_descriptors), run-time additions included"
     )]
     Full { name: String, max: usize },
+    /// A descriptor the list cannot be searched with (another dimension).
+    #[error("descriptor list {name:?}: {source}")]
+    Query {
+        name: String,
+        source: DescriptorIndexError,
+    },
     #[error("descriptor list {name:?}: addition {index}: {source}")]
     Add {
         name: String,
@@ -512,19 +520,9 @@ impl DescriptorListSet {
                 .file
                 .index()
                 .search_batch_into(&queries, NEAR_DUPLICATE_COSINE, &mut in_file)
-                .map_err(|_| {
-                    let index = entries
-                        .iter()
-                        .position(|entry| entry.descriptor.dim() != self.model.dim())
-                        .unwrap_or_default();
-                    let found = entries.get(index).map_or(0, |entry| entry.descriptor.dim());
-                    add_error(
-                        index,
-                        AddError::Dimension {
-                            found,
-                            expected: self.model.dim(),
-                        },
-                    )
+                .map_err(|source| DescriptorListSetError::Query {
+                    name: config.name.clone(),
+                    source,
                 })?;
             let mut additions = (*current.added).clone();
             let room = config.max_descriptors.saturating_sub(current.file.len());
@@ -695,6 +693,30 @@ mod tests {
             pts: None,
             label: label.into(),
         }
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let uncommented = crate::config::uncommented_example("\n# [descriptor]\n", false);
+        let parsed: toml::Table = toml::from_str(&uncommented).expect("example parses");
+        let descriptor: crate::descriptor::DescriptorConfig =
+            parsed["descriptor"].clone().try_into().expect("schema");
+        assert_eq!(descriptor.validate(), Ok(()));
+        let lists: Vec<DescriptorListConfig> =
+            parsed["descriptorlist"].clone().try_into().expect("schema");
+        assert_eq!(validate_configs(&lists), Ok(()));
+        assert_eq!(
+            lists,
+            [DescriptorListConfig::new(
+                "known-d",
+                Path::new("lists/known-d.txt")
+            )]
+        );
+        assert_eq!(descriptor.list_model(), Ok(model_of("sscd_distilled", 512)));
+    }
+
+    fn model_of(tag: &str, dim: usize) -> DescriptorModel {
+        DescriptorModel::new(tag, dim).unwrap()
     }
 
     #[test]
@@ -895,26 +917,14 @@ mod tests {
             added(descriptor(&random(2)), "new"),
             added(near(2, 0.9995, 51), "new again"),
         ];
-        let report = set.add("learned", &batch).unwrap();
-        assert_eq!(
-            (
-                report.version,
-                report.descriptors,
-                report.added,
-                report.already_present
-            ),
-            (2, 2, 1, 2)
-        );
-        let report = set.add("learned", &batch).unwrap();
-        assert_eq!(
-            (
-                report.version,
-                report.added,
-                report.already_present,
-                report.build_time
-            ),
-            (2, 0, 3, Duration::ZERO)
-        );
+        let counts = |report: DescriptorAddReport| {
+            let counted = (report.added, report.already_present);
+            (report.version, report.descriptors, counted)
+        };
+        assert_eq!(counts(set.add("learned", &batch).unwrap()), (2, 2, (1, 2)));
+        let again = set.add("learned", &batch).unwrap();
+        assert_eq!(again.build_time, Duration::ZERO);
+        assert_eq!(counts(again), (2, 2, (0, 3)));
         // A distinct picture at 0.99 is not a duplicate.
         let report = set
             .add("learned", &[added(near(2, 0.99, 52), "edit")])
@@ -933,7 +943,7 @@ mod tests {
         let error = set.add("learned", &[added(short, "short")]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "descriptor list \"learned\": addition 0: 4 dimensions, the list's model has 32"
+            "descriptor list \"learned\": a 4-dimensional query against 32-dimensional descriptors"
         );
         assert!(matches!(
             set.add("other", &batch),

@@ -121,6 +121,18 @@ fn routes_answer_with_auth_and_json_errors() {
     let streams = Request::get("/v1/streams").token(TOKEN).send(admin);
     assert_status(&streams, 200);
     assert_eq!(streams.json()["streams"], Value::Array(vec![]));
+    // Without [descriptor]: no descriptor list, and saying why.
+    let descriptorlists = Request::get("/v1/descriptorlists").token(TOKEN).send(admin);
+    assert_status(&descriptorlists, 200);
+    assert_eq!(descriptorlists.json()["model"], Value::Null);
+    let reload = Request::post("/v1/descriptorlists/known/reload", b"")
+        .token(TOKEN)
+        .send(admin);
+    assert_status(&reload, 404);
+    assert!(
+        reload.error().contains("without a [descriptor] section"),
+        "{reload:?}"
+    );
     assert_status(
         &Request::get("/v1/no-such-route").token(TOKEN).send(admin),
         404,
@@ -601,11 +613,7 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
         refused.error().contains("version 1 stays active"),
         "{refused:?}"
     );
-    let hangup = Command::new("kill")
-        .args(["-HUP", &livegate.process.child.id().to_string()])
-        .status()
-        .expect("kill -HUP");
-    assert!(hangup.success());
+    livegate.signal("HUP");
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
@@ -722,11 +730,7 @@ fn readiness_turns_to_draining_on_sigterm_and_the_admin_server_stops_last() {
         Duration::from_secs(5),
         "the session",
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &livegate.process.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    livegate.signal("TERM");
     livegate.wait_for_logs(
         |lines| {
             lines

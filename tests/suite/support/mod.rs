@@ -481,6 +481,15 @@ impl Livegate {
         }
     }
 
+    /// Sends the signal `name` (`"HUP"`: reload the lists, `"TERM"`: drain and stop).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.process.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
     /// The admin server's address, from its "admin listening" log line.
     pub fn admin_addr(&self) -> SocketAddr {
         self.wait_for_logs(
