@@ -13,6 +13,7 @@ mod cut;
 mod demo;
 mod demux_fixture;
 mod descriptor;
+mod descriptor_stream;
 mod docker;
 mod evasion;
 mod lifecycle;
