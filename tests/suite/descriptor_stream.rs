@@ -572,7 +572,7 @@ fn benign_streams_run_a_minute_in_enforce_mode_uncut() {
     }
     // The benign keyframes were described, not shed: about one a second per stream.
     let metrics = scrape(stack.livegate.admin_addr());
-    let described = metric(&metrics, "livegate_descriptor_pictures_described_total");
+    let described = metric(&metrics, "livegate_descriptor_pictures_total");
     assert!(
         described >= (benign.len() * 55) as f64,
         "{described} pictures described:\n{metrics}"
