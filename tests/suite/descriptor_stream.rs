@@ -4,9 +4,10 @@
 //! Re-streams of that footage after a benign lead-in, each edited the way re-streamers
 //! edit (crops, corner zoom, banner, picture-in-picture, rotation, mirror, letterbox, and
 //! all at once through a starved encoder), are cut with a descriptor signal soon after the
-//! first edited keyframe; benign streams (other photographs, test patterns, noise) run a
-//! minute uncut; shadow mode and the allowlist only audit; bad list files and a model of
-//! the wrong shape stop `livegate run` naming the line or the key.
+//! first edited keyframe, audited and counted (`livegate_verdicts_total`) as descriptor
+//! verdicts; benign streams (other photographs, test patterns, noise) run a minute uncut;
+//! shadow mode and the allowlist only audit; bad list files and a model of the wrong
+//! shape stop `livegate run` naming the line or the key.
 //!
 //! All video is 640×360 at 10 fps with a keyframe every second, encoded once per test to
 //! FLV; publishers send it at real-time rate without re-encoding, so a keyframe's pts is
@@ -377,6 +378,14 @@ fn assert_descriptor_signal(record: &Value, view: Option<&str>) {
     }
 }
 
+/// `livegate_verdicts_total` of the descriptor signal for `event`.
+fn descriptor_verdicts(metrics: &str, event: &str) -> f64 {
+    metric(
+        metrics,
+        &format!("livegate_verdicts_total{{signal=\"descriptor\",event=\"{event}\"}}"),
+    )
+}
+
 /// Waits for `publisher` to exit; whether it exited successfully (`None`: still running).
 fn exit_status(publisher: &mut ChildGuard, limit: Duration) -> Option<bool> {
     publisher.wait_for(limit).map(|status| status.success())
@@ -473,6 +482,12 @@ fn edited_re_streams_of_listed_photographs_are_cut_within_a_second() {
             }
         }
     }
+    let metrics = scrape(stack.livegate.admin_addr());
+    assert_eq!(
+        descriptor_verdicts(&metrics, "cut"),
+        edits.len() as f64,
+        "{metrics}"
+    );
 }
 
 /// 62 s of benign footage of each kind, none of it listed.
@@ -606,6 +621,11 @@ fn shadow_mode_audits_a_descriptor_cut_and_keeps_the_stream() {
     assert!(!shadow_cuts.is_empty(), "{records:#?}");
     assert_descriptor_signal(shadow_cuts[0], Some("top_85"));
     assert!(records_for(&records, key, "cut").is_empty(), "{records:#?}");
+    let metrics = scrape(stack.livegate.admin_addr());
+    assert!(
+        descriptor_verdicts(&metrics, "shadow_cut") >= 1.0,
+        "{metrics}"
+    );
     let recorded = support::probe_video(&stack.origin.recording(key));
     assert!(recorded.frames >= uncut_frames(), "{recorded:?}");
 }
@@ -649,6 +669,9 @@ fn an_allowlisted_key_is_alerted_not_cut_while_another_key_is_cut() {
         alerts[0]
     );
     assert!(records_for(&records, allowed, "cut").is_empty());
+    let metrics = scrape(stack.livegate.admin_addr());
+    assert_eq!(descriptor_verdicts(&metrics, "cut"), 1.0, "{metrics}");
+    assert!(descriptor_verdicts(&metrics, "alert") >= 1.0, "{metrics}");
     let recorded = support::probe_video(&stack.origin.recording(allowed));
     assert!(recorded.frames >= uncut_frames(), "{recorded:?}");
 }
