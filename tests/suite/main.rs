@@ -14,6 +14,7 @@ mod demo;
 mod demux_fixture;
 mod descriptor;
 mod descriptor_lists;
+mod descriptor_stream;
 mod docker;
 mod evasion;
 mod lifecycle;

@@ -903,17 +903,26 @@ pub struct GateStack {
 impl GateStack {
     /// `list` is the hash list `known` (action cut); `policy` the `[policy]` lines.
     pub fn start(list: &Path, policy: &str) -> GateStack {
+        let hashlist = format!(
+            "[[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n",
+            list.display()
+        );
+        GateStack::start_with(&hashlist, policy)
+    }
+
+    /// `tables`: the config's signal tables (`[[hashlist]]`, `[descriptor]`, …);
+    /// `policy` the `[policy]` lines.
+    pub fn start_with(tables: &str, policy: &str) -> GateStack {
         let origin = NginxOrigin::start();
         let dir = scratch_dir();
         let audit = dir.path().join("audit.jsonl");
         let listen = local(free_port());
         let config = format!(
             "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{}\"\n\
-             [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
+             {tables}\n\
              [policy]\n{policy}\n\
              [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n",
             origin.addr,
-            list.display(),
             audit.display()
         );
         let livegate = Livegate::start(&config, 1);
