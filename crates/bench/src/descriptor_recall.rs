@@ -12,8 +12,10 @@
 //!   `cut_immediately_above` (0.7).
 //!
 //! The corpus is `scripts/descriptor-edits.py --recall`'s (20 photographs, 10 edits of
-//! each, a benign corpus of ~1100 frames), decoded by FFmpeg as the live path decodes.
-//! The yardstick of the run is the live path's PDQ time per frame.
+//! each, a benign corpus of ~1100 frames). The list side hashes and describes the
+//! lossless sources; the live side sees the edited frames after an x264 encode (CRF 23,
+//! all keyframes), decoded by FFmpeg. The yardstick of the run is the live path's PDQ
+//! time per frame.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -185,6 +187,9 @@ pub struct DescriptorRecallBenchArgs {
     /// Reuse (or write once) the corpus in this directory instead of a temporary one.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// x264 quality the edited frames are encoded at before the live side sees them.
+    #[arg(long, default_value_t = 23)]
+    pub crf: u32,
 }
 
 /// The models and hashers applied to every frame, and their time.
@@ -358,15 +363,17 @@ pub fn run(args: DescriptorRecallBenchArgs) -> anyhow::Result<ExitCode> {
 
     let mut tally = Tally::new(scorers.len());
     for (edit, _) in EDITS {
-        for source in 0..sources {
-            let path = corpus.join(format!("{edit}_{source:02}.png"));
-            each_frame(&path, |frame| {
-                let scores = scoring.score(frame)?;
-                tally.add_edit(&scorers, edit, source, &scores);
-                Ok(())
-            })
-            .with_context(|| path.display().to_string())?;
-        }
+        let stream = encode_as_live(corpus, edit, sources, args.crf, temporary.path())?;
+        let mut source = 0;
+        each_frame(&stream, |frame| {
+            ensure!(source < sources, "more frames than sources");
+            let scores = scoring.score(frame)?;
+            tally.add_edit(&scorers, edit, source, &scores);
+            source += 1;
+            Ok(())
+        })
+        .with_context(|| stream.display().to_string())?;
+        ensure!(source == sources, "{edit}: {source} frames of {sources}");
     }
     let mut benign_files: Vec<PathBuf> = std::fs::read_dir(corpus.join("benign"))?
         .map(|entry| entry.map(|e| e.path()))
@@ -498,6 +505,39 @@ fn format_pair(score: Score, first: f32, second: f32) -> String {
         Score::Bits => format!("{first:.0} {second:.0}"),
         Score::Cosine => format!("{first:.2} {second:.2}"),
     }
+}
+
+/// The edited frames of `edit` in source order, encoded by the x264 CLI as a live
+/// publisher sends them (every frame a keyframe, 4:2:0, `crf`): the live path sees decoded
+/// H.264, never the lossless picture.
+fn encode_as_live(
+    corpus: &Path,
+    edit: &str,
+    sources: usize,
+    crf: u32,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let stream = out.join(format!("{edit}.mp4"));
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-framerate", "1", "-i"])
+        .arg(corpus.join(format!("{edit}_%02d.png")))
+        .args([
+            "-frames:v",
+            &sources.to_string(),
+            "-c:v",
+            "libx264",
+            "-g",
+            "1",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-crf", &crf.to_string()])
+        .arg(&stream)
+        .status()
+        .context("running ffmpeg")?;
+    ensure!(
+        status.success(),
+        "ffmpeg could not encode the {edit} frames"
+    );
+    Ok(stream)
 }
 
 /// Decodes every video frame of `path` (a still or a video) and hands it to `each`.
