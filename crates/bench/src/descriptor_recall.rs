@@ -387,6 +387,13 @@ pub fn run(args: DescriptorRecallBenchArgs) -> anyhow::Result<ExitCode> {
         })
         .with_context(|| path.display().to_string())?;
     }
+    // The floor; fewer means a corpus the script did not finish.
+    let benign = tally.benign[0].len();
+    ensure!(
+        benign >= 1000,
+        "{benign} benign frames in {}",
+        corpus.display()
+    );
     print_report(&scorers, &tally, &scoring, sources);
     Ok(ExitCode::SUCCESS)
 }
