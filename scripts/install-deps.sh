@@ -29,6 +29,9 @@ test_packages=(
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core
+  # real photographs (CC BY / CC BY-SA, /usr/share/backgrounds) for the descriptor's
+  # tests and recall benchmark, beside scikit-image's (scripts/descriptor-edits.py)
+  lomiri-wallpapers-16.04
 )
 
 mode=all

@@ -313,7 +313,7 @@ fn a_float_model_gets_normalised_input_and_unit_vectors() {
     }
 }
 
-/// Decoded edit frames of `descriptor_edits.py`, by file stem.
+/// Decoded edit frames of `scripts/descriptor-edits.py`, by file stem.
 fn edit_frames(dir: &Path) -> BTreeMap<String, image::RgbImage> {
     let listing = support::run_python(support::DESCRIPTOR_EDITS, &[dir]);
     assert!(listing.lines().count() >= 14, "{listing}");

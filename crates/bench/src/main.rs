@@ -7,6 +7,7 @@ mod cut;
 mod demux;
 mod descriptor;
 mod descriptor_index;
+mod descriptor_recall;
 mod index;
 mod live_hash;
 mod pdq;
@@ -37,6 +38,8 @@ enum BenchCommand {
     Classifier(classifier::ClassifierBenchArgs),
     /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
     Descriptor(descriptor::DescriptorBenchArgs),
+    /// Recall per edit and benign false matches: PDQ, PDQ views and the descriptor.
+    DescriptorRecall(descriptor_recall::DescriptorRecallBenchArgs),
     /// Distance of the live path's PDQ hashes to `livegate hash`'s on real keyframes.
     LiveHash(live_hash::LiveHashBenchArgs),
 }
@@ -64,6 +67,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),
+        BenchCommand::DescriptorRecall(args) => descriptor_recall::run(args),
         BenchCommand::LiveHash(args) => live_hash::run(args),
     }
 }

@@ -22,7 +22,7 @@ pub const TINY_ONNX_MODEL: &str = include_str!("tiny_onnx_model.py");
 
 /// Python that writes real photographs and re-streamers' edits of them as 1280x720 PNGs
 /// into `argv[1]` (see the script).
-pub const DESCRIPTOR_EDITS: &str = include_str!("descriptor_edits.py");
+pub const DESCRIPTOR_EDITS: &str = include_str!("../../../scripts/descriptor-edits.py");
 
 /// The project's `.venv` Python (made by scripts/install-deps.sh with Meta's pdqhash and
 /// vpdq, onnxruntime and NudeNet): missing means the install step was skipped, a failure.
