@@ -1896,6 +1896,19 @@ mod tests {
     }
 
     #[test]
+    fn descriptor_coverage_follows_every_nth_and_the_view_cycle() {
+        let config: DescriptorConfig =
+            toml::from_str("model = \"m.onnx\"\nviews_per_keyframe = 3").unwrap();
+        let setup = DescriptorSetup { config, every: 2 };
+        // Keyframes 0, 2, 4… of a 2 s GOP; the 6 crops 2 at a time, so 3 described
+        // keyframes for all of them.
+        assert_eq!(setup.described_every_seconds(), (4.0, 12.0));
+        // The lead's keyframe is described, the next described one (4 s) must show the
+        // edited clip: 2 s of lead, then up to and including that keyframe's GOP.
+        assert_eq!(ModelSignal::Descriptor(setup).content_seconds(), 4);
+    }
+
+    #[test]
     fn parses_tags_with_extended_timestamps() {
         let file = flv(&[
             tag_bytes(18, 0, b"meta"),
