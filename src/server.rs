@@ -1,4 +1,5 @@
-//! The proxy as a whole: loads the hash lists, starts the analysis workers, binds every
+//! The proxy as a whole: loads the hash lists (and, with `[descriptor]`, the descriptor
+//! lists), starts the analysis workers, binds every
 //! `[[ingest]]` and the `[admin]` server, serves until told to stop, then drains
 //! sessions for `shutdown_grace_ms` before cutting the rest; the admin server (with
 //! `/readyz` answering "draining") stops last.
@@ -8,15 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::actions::{Actions, ActionsError, AuditTrail};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
-use crate::analysis::Analysis;
+use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::LocalBackend;
 use crate::config::Config;
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
+use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
 use crate::signals::lists::{ListSet, ListSetError};
 use crate::telemetry::Telemetry;
 
@@ -24,12 +26,18 @@ use crate::telemetry::Telemetry;
 pub enum ServerError {
     #[error("loading hash lists: {0}")]
     Lists(#[from] ListSetError),
+    #[error("loading descriptor lists: {0}")]
+    DescriptorLists(#[from] DescriptorListSetError),
+    #[error("descriptor.model_tag: {0}")]
+    DescriptorModel(#[from] livegate_signals::descriptor::ModelError),
     #[error(transparent)]
     Actions(#[from] ActionsError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A model that cannot load (the classifier's or the descriptor's): the error names
+    /// the section and key.
     #[error(transparent)]
-    Classifier(#[from] crate::signals::classifier::ClassifierError),
+    Model(#[from] crate::onnx::ModelError),
     #[error("internal error while starting: {0}")]
     Internal(String),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
@@ -47,6 +55,7 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     services: Arc<Services>,
     lists: Arc<ListSet>,
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
     admin: Option<AdminServer>,
     readiness: Arc<Readiness>,
 }
@@ -70,8 +79,30 @@ impl Server {
         for status in lists.status() {
             info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
         }
+        let descriptor_lists = match &config.descriptor {
+            Some(descriptor) => {
+                let model = descriptor.list_model()?;
+                let configs = config.descriptorlist.clone();
+                let loaded =
+                    tokio::task::spawn_blocking(move || DescriptorListSet::load(&configs, &model))
+                        .await
+                        .map_err(|join| ServerError::Internal(join.to_string()))??;
+                for status in loaded.status() {
+                    info!(
+                        list = %status.name,
+                        descriptors = status.descriptors,
+                        action = ?status.action,
+                        min_cosine = status.min_cosine,
+                        "descriptor list loaded"
+                    );
+                }
+                Some(Arc::new(loaded))
+            }
+            None => None,
+        };
         let backend = Arc::new(LocalBackend::new(
             Arc::clone(&lists),
+            descriptor_lists.clone(),
             AuditTrail::open(&config.actuator)?,
         ));
         let actions = Arc::new(Actions::new(
@@ -82,6 +113,20 @@ impl Server {
         let classifier = match config.classifier.clone() {
             Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
             None => None,
+        };
+        let descriptor = match (&config.descriptor, &descriptor_lists) {
+            (Some(descriptor), Some(lists)) => {
+                if config.descriptorlist.is_empty() {
+                    warn!(
+                        "[descriptor] without any [[descriptorlist]]: descriptors are computed but nothing is matched"
+                    );
+                }
+                Some(DescriptorPool::start(
+                    descriptor.clone(),
+                    Arc::clone(lists),
+                )?)
+            }
+            _ => None,
         };
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
@@ -107,9 +152,14 @@ impl Server {
         let analysis = Analysis::start(
             config.analysis.clone(),
             config.policy.clone(),
-            Arc::clone(&lists),
+            SignalSources {
+                lists: Arc::clone(&lists),
+                classifier,
+                descriptor,
+                descriptor_lists: config.descriptorlist.clone(),
+            },
             actions,
-            classifier,
+            config.actuator.learn_into.as_deref(),
         );
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),
@@ -122,6 +172,7 @@ impl Server {
                     admin,
                     Arc::clone(&services),
                     Arc::clone(&lists),
+                    descriptor_lists.clone(),
                     Arc::clone(&readiness),
                     listeners.len(),
                 )
@@ -135,6 +186,7 @@ impl Server {
             local_addrs,
             services,
             lists,
+            descriptor_lists,
             admin,
             readiness,
         })
@@ -161,6 +213,11 @@ impl Server {
     /// The hash lists, for reloads (SIGHUP, admin API).
     pub fn lists(&self) -> Arc<ListSet> {
         Arc::clone(&self.lists)
+    }
+
+    /// The descriptor lists (with `[descriptor]`), for reloads (SIGHUP, admin API).
+    pub fn descriptor_lists(&self) -> Option<Arc<DescriptorListSet>> {
+        self.descriptor_lists.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains.

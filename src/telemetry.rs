@@ -1,7 +1,7 @@
 //! Telemetry that needs an observation point where the event happens: the
-//! analysis-latency and time-to-cut histograms, cuts by reason, matches by list and
-//! session ends by closer and kind — touched once per analysed keyframe, per cut or per
-//! session, never per read.
+//! analysis-latency and time-to-cut histograms, cuts by reason, matches by list,
+//! verdicts by signal and session ends by closer and kind — touched once per analysed
+//! keyframe, per verdict, per cut or per session, never per read.
 //!
 //! Counters that already exist as atomics where the work happens (sessions, analysis
 //! stats, the lists) are read at scrape time by the admin's renderer; this module owns
@@ -63,6 +63,14 @@ pub struct ListLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct VerdictLabel {
+    /// The deciding signal's audit kind: `pdq`, `descriptor` or `classifier`.
+    signal: &'static str,
+    /// The audit event: `match`, `alert`, `shadow_cut` or `cut`.
+    event: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct SessionEndLabel {
     closer: &'static str,
     kind: &'static str,
@@ -100,6 +108,7 @@ pub struct Telemetry {
     time_to_cut: Histogram,
     cuts: Family<ReasonLabel, Counter>,
     matches: Family<ListLabel, Counter>,
+    verdicts: Family<VerdictLabel, Counter>,
     sessions_closed: Family<SessionEndLabel, Counter>,
 }
 
@@ -121,6 +130,7 @@ impl Default for Telemetry {
             time_to_cut: Histogram::new(TIME_TO_CUT_BUCKETS),
             cuts,
             matches: Family::default(),
+            verdicts: Family::default(),
             sessions_closed,
         }
     }
@@ -165,6 +175,17 @@ impl Telemetry {
         }
     }
 
+    /// One verdict more than clear, by the signal that decided it
+    /// (`livegate_verdicts_total`).
+    pub fn record_verdict(&self, signal: &'static str, event: AuditEvent) {
+        self.verdicts
+            .get_or_create(&VerdictLabel {
+                signal,
+                event: event.as_str(),
+            })
+            .inc();
+    }
+
     /// One session ended, by whom and how (`livegate_sessions_closed_total`).
     pub fn session_closed(&self, closer: Closer, kind: EndKind) {
         self.sessions_closed
@@ -193,6 +214,10 @@ impl Telemetry {
 
     pub fn matches(&self) -> &Family<ListLabel, Counter> {
         &self.matches
+    }
+
+    pub fn verdicts(&self) -> &Family<VerdictLabel, Counter> {
+        &self.verdicts
     }
 
     pub fn sessions_closed(&self) -> &Family<SessionEndLabel, Counter> {

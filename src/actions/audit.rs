@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use tracing::{error, info, warn};
 
 use super::{ActionsError, ActuatorConfig, lock};
+use crate::signals::descriptor_lists::DescriptorListMatch;
 use crate::signals::lists::ListMatch;
 use crate::stream::StreamId;
 use livegate_signals::hash256::Hash256;
@@ -31,9 +32,26 @@ pub enum AuditEvent {
     Overload,
 }
 
-/// A signal as audited: a PDQ list match (`kind` "pdq") or a classifier score
-/// (`kind` "classifier": `label` and `score`, and `bbox` for a detection model).
-/// Fields a kind does not have are left out of the JSON.
+impl AuditEvent {
+    /// The name audit records and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Match => "match",
+            AuditEvent::Alert => "alert",
+            AuditEvent::ShadowCut => "shadow_cut",
+            AuditEvent::Cut => "cut",
+            AuditEvent::ManualCut => "manual_cut",
+            AuditEvent::Rejected => "rejected",
+            AuditEvent::Overload => "overload",
+        }
+    }
+}
+
+/// A signal as audited: a PDQ list match (`kind` "pdq"), a descriptor list match
+/// (`kind` "descriptor": `list`, the view as `variant`, the cosine as `score`, the
+/// entry's `source`, `source_pts`, `label` and `line`) or a classifier score (`kind`
+/// "classifier": `label` and `score`, and `bbox` for a detection model). Fields a kind
+/// does not have are left out of the JSON.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SignalRecord {
     pub kind: &'static str,
@@ -56,6 +74,18 @@ pub struct SignalRecord {
     /// Detection models: the box in frame pixels, `[x, y, width, height]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bbox: Option<[f32; 4]>,
+    /// Descriptor: where the matched entry came from (its list record's source and pts).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_pts: Option<f64>,
+    /// The matched entry's line in its list file (PDQ and descriptor lists); absent for
+    /// an entry added at run time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    /// The version of the list that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_version: Option<u64>,
 }
 
 impl SignalRecord {
@@ -69,23 +99,52 @@ impl SignalRecord {
             quality: Some(quality),
             variant: variant.to_string(),
             label: found.fields.clone(),
-            score: None,
-            bbox: None,
+            line: found.line,
+            list_version: Some(found.list_version),
+            ..SignalRecord::empty("pdq")
         }
     }
 
     pub fn classifier(label: &str, score: f32, bbox: Option<[f32; 4]>) -> Self {
         SignalRecord {
-            kind: "classifier",
+            label: label.to_string(),
+            score: Some(score),
+            bbox,
+            ..SignalRecord::empty("classifier")
+        }
+    }
+
+    /// A descriptor list match of the view named `view`; `score` is the cosine.
+    pub fn descriptor(found: &DescriptorListMatch, view: &str) -> Self {
+        SignalRecord {
+            list: found.list.to_string(),
+            variant: view.to_string(),
+            label: found.label.clone(),
+            score: Some(found.score),
+            source: found.source.clone(),
+            source_pts: found.pts,
+            line: found.line,
+            list_version: Some(found.list_version),
+            ..SignalRecord::empty("descriptor")
+        }
+    }
+
+    fn empty(kind: &'static str) -> Self {
+        SignalRecord {
+            kind,
             list: String::new(),
             hash: String::new(),
             matched_hash: String::new(),
             distance: None,
             quality: None,
             variant: String::new(),
-            label: label.to_string(),
-            score: Some(score),
-            bbox,
+            label: String::new(),
+            score: None,
+            bbox: None,
+            source: String::new(),
+            source_pts: None,
+            line: None,
+            list_version: None,
         }
     }
 }

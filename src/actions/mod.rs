@@ -17,9 +17,11 @@ use tracing::{info, warn};
 use crate::backend::Backend;
 use crate::config::InvalidKey;
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
+use crate::signals::descriptor_lists::AddedDescriptor;
 use crate::signals::lists::AddedHash;
-use crate::stream::RedactedKey;
+use crate::stream::{RedactedKey, StreamId};
 use crate::telemetry::Telemetry;
+use livegate_signals::descriptor::Descriptor;
 use livegate_signals::hash256::Hash256;
 
 mod audit;
@@ -160,8 +162,24 @@ pub struct Cut {
     pub keyframe_arrived: Option<Instant>,
     /// Ban the stream's key for `ban_seconds`.
     pub ban: bool,
-    /// The stream's recently analysed keyframe hashes, for `learn_into`.
-    pub learn: Vec<(Hash256, u8)>,
+    /// What the cut learns into `learn_into`.
+    pub learn: Learned,
+}
+
+/// A cut stream's footage as `learn_into` learns it: its recently analysed keyframe
+/// hashes (for the hash list) and described keyframes' whole-picture descriptors (for
+/// the descriptor list).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Learned {
+    pub hashes: Vec<(Hash256, u8)>,
+    pub descriptors: Vec<LearnedDescriptor>,
+}
+
+/// One described keyframe's whole-picture descriptor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedDescriptor {
+    pub descriptor: Descriptor,
+    pub pts_ms: i64,
 }
 
 /// What became of a cut.
@@ -247,7 +265,7 @@ impl Actions {
             self.ban(key.fingerprint());
             key.fingerprint().to_string()
         });
-        self.learn(cut.learn, format!("learned,session {}", session.id));
+        self.learn(cut.learn, session.id);
         CutOutcome { won, banned }
     }
 
@@ -332,28 +350,49 @@ impl Actions {
         self.config.learn_keyframes
     }
 
-    /// Adds a cut stream's keyframe hashes to the `learn_into` list, on a blocking
-    /// thread (rebuilding an index is not for an analysis worker to wait on).
-    fn learn(&self, hashes: Vec<(Hash256, u8)>, label: String) {
+    /// Adds a cut stream's keyframe hashes and descriptors to the `learn_into` lists, on
+    /// a blocking thread (rebuilding an index is not for an analysis worker to wait on).
+    /// Analysis collects only what a list of that name exists for.
+    fn learn(&self, learned: Learned, stream: StreamId) {
         let Some(list) = self.config.learn_into.clone() else {
             return;
         };
-        if hashes.is_empty() {
+        if learned == Learned::default() {
             return;
         }
         let backend = Arc::clone(&self.backend);
         self.runtime.spawn_blocking(move || {
-            let added: Vec<AddedHash> = hashes
-                .into_iter()
-                .map(|(hash, quality)| AddedHash {
-                    hash,
-                    quality: Some(quality),
-                    label: label.clone(),
-                })
-                .collect();
-            match backend.add_hashes(&list, &added) {
-                Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned hashes of a cut stream"),
-                Err(error) => warn!(list = %list, %error, "cannot learn hashes of a cut stream"),
+            if !learned.hashes.is_empty() {
+                let label = format!("learned,session {stream}");
+                let added: Vec<AddedHash> = learned
+                    .hashes
+                    .into_iter()
+                    .map(|(hash, quality)| AddedHash {
+                        hash,
+                        quality: Some(quality),
+                        label: label.clone(),
+                    })
+                    .collect();
+                match backend.add_hashes(&list, &added) {
+                    Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned hashes of a cut stream"),
+                    Err(error) => warn!(list = %list, %error, "cannot learn hashes of a cut stream"),
+                }
+            }
+            if !learned.descriptors.is_empty() {
+                let added: Vec<AddedDescriptor> = learned
+                    .descriptors
+                    .into_iter()
+                    .map(|learned| AddedDescriptor {
+                        descriptor: learned.descriptor,
+                        source: stream.to_string(),
+                        pts: Some(learned.pts_ms.max(0) as f64 / 1000.0),
+                        label: "learned".into(),
+                    })
+                    .collect();
+                match backend.add_descriptors(&list, &added) {
+                    Ok(report) => info!(list = %list, learned = added.len(), version = report.version, "learned descriptors of a cut stream"),
+                    Err(error) => warn!(list = %list, %error, "cannot learn descriptors of a cut stream"),
+                }
             }
         });
     }
@@ -364,7 +403,9 @@ mod tests {
     use super::*;
     use crate::backend::LocalBackend;
     use crate::session::{Registration, SessionRegistry};
+    use crate::signals::descriptor_lists::{DescriptorListConfig, DescriptorListSet};
     use crate::signals::lists::{HashListConfig, ListSet};
+    use livegate_signals::descriptor::DescriptorModel;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn lists(dir: &tempfile::TempDir) -> Arc<ListSet> {
@@ -377,11 +418,31 @@ mod tests {
         Arc::new(ListSet::load(&[config]).expect("load"))
     }
 
+    /// A descriptor list `learned` of 4-d descriptors, empty.
+    fn descriptor_lists(dir: &tempfile::TempDir) -> Arc<DescriptorListSet> {
+        let path = dir.path().join("learned.txt");
+        std::fs::write(&path, "livegate-descriptors 1 model=test dim=4\n").expect("write");
+        let config = DescriptorListConfig {
+            allow_empty: true,
+            ..DescriptorListConfig::new("learned", &path)
+        };
+        let model = DescriptorModel::new("test", 4).expect("model");
+        Arc::new(DescriptorListSet::load(&[config], &model).expect("load"))
+    }
+
     fn actions(config: ActuatorConfig, lists: Arc<ListSet>) -> Actions {
+        actions_with(config, lists, None)
+    }
+
+    fn actions_with(
+        config: ActuatorConfig,
+        lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
+    ) -> Actions {
         let trail = AuditTrail::open(&config).expect("audit trail");
         Actions::new(
             config,
-            Arc::new(LocalBackend::new(lists, trail)),
+            Arc::new(LocalBackend::new(lists, descriptor_lists, trail)),
             Arc::new(Telemetry::default()),
         )
     }
@@ -398,7 +459,7 @@ mod tests {
         registration
     }
 
-    fn policy_cut(reason: &str, ban: bool, learn: Vec<(Hash256, u8)>) -> Cut {
+    fn policy_cut(reason: &str, ban: bool, learn: Learned) -> Cut {
         Cut {
             closer: Closer::Policy,
             kind: EndKind::PolicyCut,
@@ -540,14 +601,30 @@ mod tests {
             learn_into: Some("learned".into()),
             ..ActuatorConfig::default()
         };
-        let actions = actions(config, Arc::clone(&lists));
+        let descriptor_lists = descriptor_lists(&dir);
+        let actions = actions_with(
+            config,
+            Arc::clone(&lists),
+            Some(Arc::clone(&descriptor_lists)),
+        );
         let registry = Arc::new(SessionRegistry::default());
         let session = session(&registry);
-        let hashes = vec![
-            (Hash256::from_words([1, 2, 3, 4]), 90),
-            (Hash256::from_words([u64::MAX; 4]), 80),
-        ];
-        let outcome = actions.cut(&session.state, policy_cut("matched", true, hashes));
+        let descriptor = |values: [f32; 4]| Descriptor::new(values.to_vec()).expect("descriptor");
+        let learned = Learned {
+            hashes: vec![
+                (Hash256::from_words([1, 2, 3, 4]), 90),
+                (Hash256::from_words([u64::MAX; 4]), 80),
+            ],
+            descriptors: [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]
+                .into_iter()
+                .enumerate()
+                .map(|(index, values)| LearnedDescriptor {
+                    descriptor: descriptor(values),
+                    pts_ms: 1000 * index as i64,
+                })
+                .collect(),
+        };
+        let outcome = actions.cut(&session.state, policy_cut("matched", true, learned));
         let fingerprint = RedactedKey::new("secret-key").fingerprint().to_string();
         assert_eq!(
             outcome,
@@ -590,6 +667,19 @@ mod tests {
         let found = lists.lookup(&[Hash256::from_words([1, 2, 3, 4])], 100);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].distance, 0);
+        // Both descriptors learned, findable at once, with the stream and pts as source.
+        assert!(
+            eventually(Duration::from_secs(5), || descriptor_lists.status()[0]
+                .added_at_runtime
+                == 2)
+            .await
+        );
+        let found = descriptor_lists.lookup(&[descriptor([0.1, 1.0, 0.0, 0.0])]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].source.as_str(), found[0].pts, found[0].line),
+            (session.state.id.to_string().as_str(), Some(1.0), None)
+        );
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert!(
             actions.ban_remaining(&fingerprint).is_none(),
@@ -609,7 +699,10 @@ mod tests {
             EndKind::Shutdown,
             "livegate is shutting down"
         ));
-        let outcome = actions.cut(&session.state, policy_cut("too late", true, Vec::new()));
+        let outcome = actions.cut(
+            &session.state,
+            policy_cut("too late", true, Learned::default()),
+        );
         assert_eq!(
             outcome,
             CutOutcome {

@@ -8,7 +8,7 @@
 //! owned by [`Telemetry`]; its families are registered here.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use crate::analysis::Analysis;
 use crate::config::OnParseError;
 use crate::session::{Refusal, SessionRegistry};
+use crate::signals::descriptor_lists::DescriptorListSet;
 use crate::signals::lists::ListSet;
 use crate::stream::UninspectableReason;
 use crate::telemetry::Telemetry;
@@ -30,12 +31,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Renders the live `sessions`, `analysis` (with its actions and their telemetry) and
-    /// `lists`.
+    /// Renders the live `sessions`, `analysis` (with its actions and their telemetry),
+    /// `lists` and `descriptor_lists`.
     pub fn new(
         sessions: Arc<SessionRegistry>,
         analysis: Arc<Analysis>,
         lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
     ) -> Metrics {
         let mut registry = Registry::default();
         register_telemetry(&mut registry, analysis.actions().telemetry(), &lists);
@@ -43,6 +45,7 @@ impl Metrics {
             sessions,
             analysis,
             lists,
+            descriptor_lists,
         }));
         Metrics { registry }
     }
@@ -82,6 +85,12 @@ fn register_telemetry(registry: &mut Registry, telemetry: &Telemetry, lists: &Li
         telemetry.matches().clone(),
     );
     registry.register(
+        "livegate_verdicts",
+        "Verdicts more than clear, by the signal that decided (pdq, descriptor, classifier) \
+         and the audit event (match, alert, shadow_cut, cut)",
+        telemetry.verdicts().clone(),
+    );
+    registry.register(
         "livegate_sessions_closed",
         "Sessions ended, by who ended them (closer) and how (kind)",
         telemetry.sessions_closed().clone(),
@@ -94,6 +103,7 @@ struct LiveCounters {
     sessions: Arc<SessionRegistry>,
     analysis: Arc<Analysis>,
     lists: Arc<ListSet>,
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
 }
 
 impl std::fmt::Debug for LiveCounters {
@@ -102,11 +112,11 @@ impl std::fmt::Debug for LiveCounters {
     }
 }
 
-fn counter(
+fn counter<N: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    value: u64,
+    value: N,
 ) -> Result<(), std::fmt::Error> {
     let metric = ConstCounter::new(value);
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
@@ -226,47 +236,146 @@ impl Collector for LiveCounters {
                 counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
             }
         }
+        if let Some(descriptor) = self.analysis.descriptor() {
+            let stats = &descriptor.stats;
+            for (name, help, value) in [
+                (
+                    "livegate_descriptor_pictures",
+                    "Keyframe pictures the descriptor model described",
+                    &stats.pictures_described,
+                ),
+                (
+                    "livegate_descriptor_views",
+                    "Views of keyframe pictures described (a picture has one or more)",
+                    &stats.views_described,
+                ),
+                (
+                    "livegate_descriptor_shed",
+                    "Pictures dropped because the descriptor queue was full",
+                    &stats.pictures_shed,
+                ),
+                (
+                    "livegate_descriptor_errors",
+                    "Pictures the descriptor model failed on",
+                    &stats.errors,
+                ),
+                (
+                    "livegate_descriptor_matches",
+                    "Described pictures that matched a descriptor list",
+                    &stats.matches,
+                ),
+                (
+                    "livegate_descriptor_verdicts",
+                    "Described pictures on which a descriptor list's rule fired",
+                    &stats.verdicts,
+                ),
+            ] {
+                counter(&mut encoder, name, help, value.load(Ordering::Relaxed))?;
+            }
+            counter(
+                &mut encoder,
+                "livegate_descriptor_busy_seconds",
+                "Seconds the descriptor workers spent describing and looking up",
+                stats.describe_micros_total.load(Ordering::Relaxed) as f64 / 1e6,
+            )?;
+        }
         counter(
             &mut encoder,
             "livegate_webhook_failures",
             "Webhook deliveries that failed after every retry",
             actions.webhook_failures(),
         )?;
-        let status = self.lists.status();
-        let mut hashes = encoder.encode_descriptor(
-            "livegate_hashlist_hashes",
-            "Hashes in the active version of each list",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            ConstGauge::new(list.hashes as i64)
-                .encode(hashes.encode_family(&[("list", list.name.as_str())])?)?;
-        }
-        let mut versions = encoder.encode_descriptor(
-            "livegate_hashlist_version",
-            "Version of the active list (1 at startup, +1 per reload or addition)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            ConstGauge::new(list.version as i64)
-                .encode(versions.encode_family(&[("list", list.name.as_str())])?)?;
-        }
-        let mut reloaded = encoder.encode_descriptor(
-            "livegate_hashlist_last_reload_timestamp_seconds",
-            "Unix time at which the active version of each list was loaded",
-            None,
-            MetricType::Gauge,
-        )?;
-        for list in &status {
-            let seconds = list
-                .loaded_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |since| since.as_secs_f64());
-            ConstGauge::new(seconds)
-                .encode(reloaded.encode_family(&[("list", list.name.as_str())])?)?;
+        let hash_lists: Vec<ListGauges> = self
+            .lists
+            .status()
+            .into_iter()
+            .map(|list| ListGauges {
+                name: list.name,
+                entries: list.hashes,
+                version: list.version,
+                loaded_at: list.loaded_at,
+                memory_bytes: list.memory_bytes,
+            })
+            .collect();
+        encode_list_gauges(&mut encoder, "hashlist", "hashes", &hash_lists)?;
+        if let Some(descriptor_lists) = &self.descriptor_lists {
+            let descriptor_lists: Vec<ListGauges> = descriptor_lists
+                .status()
+                .into_iter()
+                .map(|list| ListGauges {
+                    name: list.name,
+                    entries: list.descriptors,
+                    version: list.version,
+                    loaded_at: list.loaded_at,
+                    memory_bytes: list.memory_bytes,
+                })
+                .collect();
+            encode_list_gauges(
+                &mut encoder,
+                "descriptorlist",
+                "descriptors",
+                &descriptor_lists,
+            )?;
         }
         Ok(())
     }
+}
+
+/// What the per-list gauges show of one list's active version.
+struct ListGauges {
+    name: String,
+    entries: usize,
+    version: u64,
+    loaded_at: SystemTime,
+    memory_bytes: usize,
+}
+
+/// The gauges `livegate_{kind}_{entries}`, `_version`, `_last_reload_timestamp_seconds`
+/// and `_memory_bytes`, labelled by list.
+fn encode_list_gauges(
+    encoder: &mut DescriptorEncoder,
+    kind: &str,
+    entries: &str,
+    lists: &[ListGauges],
+) -> Result<(), std::fmt::Error> {
+    let family = |encoder: &mut DescriptorEncoder,
+                  suffix: &str,
+                  help: &str,
+                  value: &dyn Fn(&ListGauges) -> f64| {
+        let name = format!("livegate_{kind}_{suffix}");
+        let mut family = encoder.encode_descriptor(&name, help, None, MetricType::Gauge)?;
+        for list in lists {
+            ConstGauge::new(value(list))
+                .encode(family.encode_family(&[("list", list.name.as_str())])?)?;
+        }
+        Ok::<_, std::fmt::Error>(())
+    };
+    family(
+        encoder,
+        entries,
+        &format!("Number of {entries} in the active version of each {kind}"),
+        &|list| list.entries as f64,
+    )?;
+    family(
+        encoder,
+        "version",
+        &format!("Version of the active {kind} (1 at startup, +1 per reload or addition)"),
+        &|list| list.version as f64,
+    )?;
+    family(
+        encoder,
+        "last_reload_timestamp_seconds",
+        &format!("Unix time at which the active version of each {kind} was loaded"),
+        &|list| {
+            list.loaded_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64())
+        },
+    )?;
+    family(
+        encoder,
+        "memory_bytes",
+        &format!("Bytes held by the active version of each {kind} (entries, index, metadata)"),
+        &|list| list.memory_bytes as f64,
+    )
 }

@@ -1,6 +1,6 @@
 //! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, and
 //! the bearer-token API under `/v1/` to list and cut streams, reload and extend hash
-//! lists, and read recent audit records. Routes are in [`routes`], metrics in
+//! lists and descriptor lists, and read recent audit records. Routes are in [`routes`], metrics in
 //! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop
 //! (with its connection cap, at which idle connections give way to new ones).
 //!
@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::InvalidKey;
 use crate::session::Services;
+use crate::signals::descriptor_lists::DescriptorListSet;
 use crate::signals::lists::ListSet;
 
 /// The environment variable read when the config names no token.
@@ -240,6 +241,8 @@ impl Readiness {
 pub struct AdminContext {
     services: Arc<Services>,
     lists: Arc<ListSet>,
+    /// `None` without `[descriptor]`.
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
     readiness: Arc<Readiness>,
     ingest_listeners: usize,
     token: Option<Token>,
@@ -272,6 +275,7 @@ impl AdminServer {
         config: &AdminConfig,
         services: Arc<Services>,
         lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
         readiness: Arc<Readiness>,
         ingest_listeners: usize,
     ) -> Result<AdminServer, AdminError> {
@@ -297,6 +301,7 @@ impl AdminServer {
             Arc::clone(&services.registry),
             Arc::clone(&services.analysis),
             Arc::clone(&lists),
+            descriptor_lists.clone(),
         );
         Ok(AdminServer {
             listener,
@@ -304,6 +309,7 @@ impl AdminServer {
             context: Arc::new(AdminContext {
                 services,
                 lists,
+                descriptor_lists,
                 readiness,
                 ingest_listeners,
                 token,

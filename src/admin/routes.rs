@@ -6,6 +6,10 @@
 //! or list names. Errors are `{"error": "..."}` with the matching status code. Request
 //! bodies are read through a size limit (413 beyond `admin.max_body_bytes`, without
 //! buffering the rest). Stream keys never appear: sessions only hold redacted keys.
+//!
+//! Descriptors are posted as a descriptor list file, exactly as `livegate describe`
+//! writes it (its header must name the configured model), not as JSON: a vector is 512
+//! numbers, and the file format already has a checked reader that names `line N`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -14,6 +18,7 @@ use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderVa
 use hyper::{Method, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -22,8 +27,15 @@ use tracing::info;
 use super::{AdminContext, Phase};
 use crate::actions::{AuditEvent, AuditRecord, Cut, Finding};
 use crate::session::{Closer, EndKind, SessionState};
+use crate::signals::descriptor_lists::{
+    AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
+    DescriptorReloadReport,
+};
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
 use crate::stream::StreamId;
+use livegate_signals::descriptor::{
+    DescriptorList, DescriptorListError, DescriptorListLimits, DescriptorModel, QuantizedDescriptor,
+};
 use livegate_signals::hash256::Hash256;
 
 /// What a route does.
@@ -38,6 +50,9 @@ pub enum Endpoint {
     ListHashlists,
     ReloadHashlist,
     AddHashes,
+    ListDescriptorlists,
+    ReloadDescriptorlist,
+    AddDescriptors,
     Events,
 }
 
@@ -70,6 +85,21 @@ pub static ROUTES: &[Route] = &[
         Method::POST,
         "/v1/hashlists/{name}/hashes",
         Endpoint::AddHashes,
+    ),
+    route(
+        Method::GET,
+        "/v1/descriptorlists",
+        Endpoint::ListDescriptorlists,
+    ),
+    route(
+        Method::POST,
+        "/v1/descriptorlists/{name}/reload",
+        Endpoint::ReloadDescriptorlist,
+    ),
+    route(
+        Method::POST,
+        "/v1/descriptorlists/{name}/descriptors",
+        Endpoint::AddDescriptors,
     ),
     route(Method::GET, "/v1/events", Endpoint::Events),
 ];
@@ -218,6 +248,12 @@ async fn respond(
             let name = param(0).to_string();
             add_hashes(context, &name, request).await
         }
+        Endpoint::ListDescriptorlists => Ok(list_descriptorlists(context)),
+        Endpoint::ReloadDescriptorlist => reload_descriptorlist(context, param(0)).await,
+        Endpoint::AddDescriptors => {
+            let name = param(0).to_string();
+            add_descriptors(context, &name, request).await
+        }
         Endpoint::Events => events(context, request.uri().query()),
     }
 }
@@ -302,6 +338,13 @@ async fn read_json<T: DeserializeOwned>(
     context: &AdminContext,
     request: Request<Incoming>,
 ) -> Result<T, ApiError> {
+    let body = read_body(context, request).await?;
+    serde_json::from_slice(&body)
+        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+}
+
+/// Reads a body through the size limit (413 beyond it) and the body timeout.
+async fn read_body(context: &AdminContext, request: Request<Incoming>) -> Result<Bytes, ApiError> {
     let limit = context.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -331,17 +374,13 @@ async fn read_json<T: DeserializeOwned>(
             ),
         )
     })?;
-    let body = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<LengthLimitError>() => return Err(too_large()),
-        Err(error) => {
-            return Err(ApiError::bad_request(format!(
-                "cannot read the request body: {error}"
-            )));
-        }
-    };
-    serde_json::from_slice(&body)
-        .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {error}"
+        ))),
+    }
 }
 
 #[derive(Serialize)]
@@ -474,7 +513,7 @@ async fn cut_stream(
             finding: Finding::new(AuditEvent::ManualCut, reason.clone()),
             keyframe_arrived: None,
             ban: true,
-            learn: Vec::new(),
+            learn: Default::default(),
         },
     );
     if !outcome.won {
@@ -560,11 +599,16 @@ fn list_hashlists(context: &AdminContext) -> Response<Body> {
     json(StatusCode::OK, &Lists { hashlists })
 }
 
+/// A list's new state after a reload or an addition (hash lists count `hashes`,
+/// descriptor lists `descriptors`; additions also say what was new).
 #[derive(Serialize)]
 struct ListUpdated {
     name: String,
     version: u64,
-    hashes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hashes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    descriptors: Option<usize>,
     build_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     added: Option<usize>,
@@ -572,15 +616,25 @@ struct ListUpdated {
     already_present: Option<usize>,
 }
 
+impl ListUpdated {
+    fn new(name: String, version: u64, build_time: Duration) -> ListUpdated {
+        ListUpdated {
+            name,
+            version,
+            hashes: None,
+            descriptors: None,
+            build_ms: build_time.as_secs_f64() * 1000.0,
+            added: None,
+            already_present: None,
+        }
+    }
+}
+
 impl From<ReloadReport> for ListUpdated {
     fn from(report: ReloadReport) -> Self {
         ListUpdated {
-            name: report.name,
-            version: report.version,
-            hashes: report.hashes,
-            build_ms: report.build_time.as_secs_f64() * 1000.0,
-            added: None,
-            already_present: None,
+            hashes: Some(report.hashes),
+            ..ListUpdated::new(report.name, report.version, report.build_time)
         }
     }
 }
@@ -588,22 +642,58 @@ impl From<ReloadReport> for ListUpdated {
 impl From<AddReport> for ListUpdated {
     fn from(report: AddReport) -> Self {
         ListUpdated {
-            name: report.name,
-            version: report.version,
-            hashes: report.hashes,
-            build_ms: report.build_time.as_secs_f64() * 1000.0,
+            hashes: Some(report.hashes),
             added: Some(report.added),
             already_present: Some(report.already_present),
+            ..ListUpdated::new(report.name, report.version, report.build_time)
         }
     }
 }
 
+impl From<DescriptorReloadReport> for ListUpdated {
+    fn from(report: DescriptorReloadReport) -> Self {
+        ListUpdated {
+            descriptors: Some(report.descriptors),
+            ..ListUpdated::new(report.name, report.version, report.build_time)
+        }
+    }
+}
+
+impl From<DescriptorAddReport> for ListUpdated {
+    fn from(report: DescriptorAddReport) -> Self {
+        ListUpdated {
+            descriptors: Some(report.descriptors),
+            added: Some(report.added),
+            already_present: Some(report.already_present),
+            ..ListUpdated::new(report.name, report.version, report.build_time)
+        }
+    }
+}
+
+/// A list update's error, as [`update_list`] answers it.
+trait ListUpdateError: std::fmt::Display + Send + 'static {
+    /// No list has the name (404); any other error is the list's (422).
+    fn is_unknown_list(&self) -> bool;
+}
+
+impl ListUpdateError for ListSetError {
+    fn is_unknown_list(&self) -> bool {
+        matches!(self, ListSetError::UnknownList(_))
+    }
+}
+
+impl ListUpdateError for DescriptorListSetError {
+    fn is_unknown_list(&self) -> bool {
+        matches!(self, DescriptorListSetError::UnknownList(_))
+    }
+}
+
 /// Runs a list update on a blocking thread and maps its outcome: 404 for an unknown
-/// list, 422 for a bad or empty file (the active version is named: it stays in use).
-async fn update_list<R: Into<ListUpdated> + Send + 'static>(
-    context: &AdminContext,
-    name: &str,
-    update: impl FnOnce() -> Result<R, ListSetError> + Send + 'static,
+/// list, 422 for a bad or empty file or a full list (the version `active` names stays in
+/// use).
+async fn update_list<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
+    update: impl FnOnce() -> Result<R, E> + Send + 'static,
+    active: impl FnOnce() -> u64,
 ) -> Result<Response<Body>, ApiError> {
     let outcome = tokio::task::spawn_blocking(update)
         .await
@@ -615,30 +705,37 @@ async fn update_list<R: Into<ListUpdated> + Send + 'static>(
                 list = %updated.name,
                 version = updated.version,
                 hashes = updated.hashes,
+                descriptors = updated.descriptors,
                 added = updated.added,
                 already_present = updated.already_present,
-                "hash list updated through the admin API"
+                "list updated through the admin API"
             );
             Ok(json(StatusCode::OK, &updated))
         }
-        Err(error @ ListSetError::UnknownList(_)) => Err(ApiError::not_found(error.to_string())),
-        Err(error) => {
-            let active = context
-                .lists
-                .current(name)
-                .map_or(0, |current| current.version);
-            Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{error}; version {active} stays active"),
-            ))
-        }
+        Err(error) if error.is_unknown_list() => Err(ApiError::not_found(error.to_string())),
+        Err(error) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{error}; version {} stays active", active()),
+        )),
     }
+}
+
+/// The active version of hash list `name` (0: none).
+fn hashlist_version(context: &AdminContext, name: &str) -> u64 {
+    context
+        .lists
+        .current(name)
+        .map_or(0, |current| current.version)
 }
 
 async fn reload_hashlist(context: &AdminContext, name: &str) -> Result<Response<Body>, ApiError> {
     let lists = Arc::clone(&context.lists);
     let owned = name.to_string();
-    update_list(context, name, move || lists.reload(&owned)).await
+    update_list(
+        move || lists.reload(&owned),
+        || hashlist_version(context, name),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -688,7 +785,186 @@ async fn add_hashes(
     }
     let backend = Arc::clone(context.services.analysis.actions().backend());
     let owned = name.to_string();
-    update_list(context, name, move || backend.add_hashes(&owned, &added)).await
+    update_list(
+        move || backend.add_hashes(&owned, &added),
+        || hashlist_version(context, name),
+    )
+    .await
+}
+
+/// The descriptor lists, or 404 when livegate runs without `[descriptor]`.
+fn descriptor_lists(context: &AdminContext) -> Result<&Arc<DescriptorListSet>, ApiError> {
+    context.descriptor_lists.as_ref().ok_or_else(|| {
+        ApiError::not_found("no descriptor lists: livegate runs without a [descriptor] section")
+    })
+}
+
+/// A descriptor list `name` of `lists`, or 404.
+fn check_descriptorlist(lists: &DescriptorListSet, name: &str) -> Result<(), ApiError> {
+    if lists.contains(name) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "no [[descriptorlist]] named {name:?}"
+    )))
+}
+
+fn list_descriptorlists(context: &AdminContext) -> Response<Body> {
+    #[derive(Serialize)]
+    struct ListView {
+        name: String,
+        path: String,
+        action: crate::signals::lists::ListAction,
+        min_cosine: f32,
+        cut_immediately_above: f32,
+        version: u64,
+        loaded_at: String,
+        build_ms: f64,
+        descriptors: usize,
+        added_at_runtime: usize,
+        memory_bytes: usize,
+    }
+    #[derive(Serialize)]
+    struct Model {
+        tag: String,
+        dim: usize,
+    }
+    /// `model` is null and the array empty without `[descriptor]`.
+    #[derive(Serialize)]
+    struct Lists {
+        model: Option<Model>,
+        descriptorlists: Vec<ListView>,
+    }
+    let Some(lists) = &context.descriptor_lists else {
+        return json(
+            StatusCode::OK,
+            &Lists {
+                model: None,
+                descriptorlists: Vec::new(),
+            },
+        );
+    };
+    let descriptorlists = lists
+        .status()
+        .into_iter()
+        .map(|status| ListView {
+            name: status.name,
+            path: status.path.display().to_string(),
+            action: status.action,
+            min_cosine: status.min_cosine,
+            cut_immediately_above: status.cut_immediately_above,
+            version: status.version,
+            loaded_at: rfc3339(status.loaded_at),
+            build_ms: status.build_time.as_secs_f64() * 1000.0,
+            descriptors: status.descriptors,
+            added_at_runtime: status.added_at_runtime,
+            memory_bytes: status.memory_bytes,
+        })
+        .collect();
+    let model = lists.model();
+    json(
+        StatusCode::OK,
+        &Lists {
+            model: Some(Model {
+                tag: model.tag().to_string(),
+                dim: model.dim(),
+            }),
+            descriptorlists,
+        },
+    )
+}
+
+/// The active version of descriptor list `name` (0: none).
+fn descriptorlist_version(lists: &DescriptorListSet, name: &str) -> u64 {
+    lists.current(name).map_or(0, |current| current.version)
+}
+
+async fn reload_descriptorlist(
+    context: &AdminContext,
+    name: &str,
+) -> Result<Response<Body>, ApiError> {
+    let lists = Arc::clone(descriptor_lists(context)?);
+    check_descriptorlist(&lists, name)?;
+    let reloading = Arc::clone(&lists);
+    let owned = name.to_string();
+    update_list(
+        move || reloading.reload(&owned),
+        || descriptorlist_version(&lists, name),
+    )
+    .await
+}
+
+async fn add_descriptors(
+    context: &AdminContext,
+    name: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let lists = Arc::clone(descriptor_lists(context)?);
+    check_descriptorlist(&lists, name)?;
+    let body = read_body(context, request).await?;
+    let added = read_descriptors(lists.model(), &body)?;
+    let backend = Arc::clone(context.services.analysis.actions().backend());
+    let owned = name.to_string();
+    update_list(
+        move || backend.add_descriptors(&owned, &added),
+        || descriptorlist_version(&lists, name),
+    )
+    .await
+}
+
+/// The descriptors of a body in the descriptor list format, for `model`; 400 naming
+/// `line N: problem` for a bad line.
+fn read_descriptors(
+    model: &DescriptorModel,
+    body: &[u8],
+) -> Result<Vec<AddedDescriptor>, ApiError> {
+    let mut list = DescriptorList::new(model.clone());
+    // The body is already in memory, within admin.max_body_bytes.
+    let limits = DescriptorListLimits {
+        max_file_bytes: body.len() as u64,
+        ..DescriptorListLimits::default()
+    };
+    list.read(Path::new("request body"), body, &limits)
+        .map_err(|error| {
+            ApiError::bad_request(match error {
+                DescriptorListError::Line { line, problem, .. } => {
+                    format!("line {line}: {problem}")
+                }
+                DescriptorListError::TooManyDescriptors { line, max, .. } => {
+                    format!("line {line}: more than {max} descriptors")
+                }
+                other => other.to_string(),
+            })
+        })?;
+    if list.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the body holds no descriptor: send a descriptor list as `livegate describe` writes it \
+             (the header `livegate-descriptors 1 {model}`, then one record a line)"
+        )));
+    }
+    let mut added = Vec::with_capacity(list.len());
+    for id in 0..list.len() {
+        let (Some(components), Some(entry)) = (list.index().vector(id), list.metadata().get(id))
+        else {
+            return Err(ApiError::internal(format!(
+                "descriptor {id} of the body is missing"
+            )));
+        };
+        let line = entry.line.unwrap_or_default();
+        let descriptor = QuantizedDescriptor::new(components)
+            .map_err(|error| ApiError::bad_request(format!("line {line}: {error}")))?
+            .to_descriptor();
+        let fields = entry.fields;
+        check_text(&format!("line {line}: source"), fields.source)?;
+        check_text(&format!("line {line}: label"), fields.label)?;
+        added.push(AddedDescriptor {
+            descriptor,
+            source: fields.source.to_string(),
+            pts: fields.pts,
+            label: fields.label.to_string(),
+        });
+    }
+    Ok(added)
 }
 
 fn events(context: &AdminContext, query: Option<&str>) -> Result<Response<Body>, ApiError> {

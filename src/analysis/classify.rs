@@ -74,19 +74,9 @@ impl ClassifierPool {
 
     /// Queues a copy of `picture`; never waits: a full queue sheds it.
     pub(super) fn offer(&self, stream: &Arc<StreamAnalysis>, picture: &Image<'_>, at: SampleTime) {
-        let row = picture.width * 3;
-        let pixels: Vec<u8> = (0..picture.height)
-            .filter_map(|y| {
-                picture
-                    .data
-                    .get(y * picture.stride..y * picture.stride + row)
-            })
-            .flatten()
-            .copied()
-            .collect();
         let job = ClassifyJob {
             stream: Arc::clone(stream),
-            pixels,
+            pixels: picture.packed_rgb_rows(),
             width: picture.width,
             height: picture.height,
             at,

@@ -30,19 +30,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-use crate::actions::{Actions, AuditEvent, Cut, Finding};
+use crate::actions::{Actions, AuditEvent, Cut, Finding, LearnedDescriptor};
 use crate::config::InvalidKey;
 use crate::config::OnParseError;
 use crate::media::decode::{self, Concealment, Deblocking, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
-use crate::policy::{OverloadMode, PolicyConfig, StreamPolicy};
+use crate::policy::{OverloadMode, PolicyConfig, SignalRules, StreamPolicy};
 use crate::session::{Closer, EndKind, SessionState};
+use crate::signals::descriptor_lists::DescriptorListConfig;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
+use livegate_signals::descriptor::Descriptor;
 
 mod classify;
+mod describe;
 mod pipeline;
 pub use classify::{ClassifierPool, ClassifierStats};
+pub use describe::{DescriptorPool, DescriptorStats};
 use pipeline::{PipelineState, SampleTime};
 
 /// `[analysis]`.
@@ -241,27 +245,69 @@ struct Sample {
     arrived: Instant,
 }
 
+/// What analysis judges keyframes with, beside the policy.
+pub struct SignalSources {
+    /// The hash lists (PDQ), always there (possibly none configured).
+    pub lists: Arc<ListSet>,
+    /// Gets every `every_nth_sample`-th analysed picture of each stream.
+    pub classifier: Option<Arc<ClassifierPool>>,
+    /// Gets every `every_nth_sample`-th analysed picture of each stream, with the views
+    /// to describe.
+    pub descriptor: Option<Arc<DescriptorPool>>,
+    /// `[[descriptorlist]]`, whose rules the policy applies to descriptor matches.
+    pub descriptor_lists: Vec<DescriptorListConfig>,
+}
+
+/// Which lists a cut learns into (`actuator.learn_into` names a hash list, a descriptor
+/// list, or both).
+#[derive(Debug, Clone, Copy, Default)]
+struct LearnInto {
+    hashes: bool,
+    descriptors: bool,
+}
+
 /// The analysis pool shared by all sessions.
 pub struct Analysis {
     config: AnalysisConfig,
     policy: Arc<PolicyConfig>,
+    rules: SignalRules,
     lists: Arc<ListSet>,
     actions: Arc<Actions>,
     classifier: Option<Arc<ClassifierPool>>,
+    descriptor: Option<Arc<DescriptorPool>>,
+    learn_into: LearnInto,
     ready: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
 }
 
 impl Analysis {
-    /// Starts the worker threads; `classifier`, when given, gets every
-    /// `every_nth_sample`-th analysed picture of each stream.
+    /// Starts the worker threads; `learn_into` is `actuator.learn_into`.
     pub fn start(
         config: AnalysisConfig,
         policy: PolicyConfig,
-        lists: Arc<ListSet>,
+        signals: SignalSources,
         actions: Arc<Actions>,
-        classifier: Option<Arc<ClassifierPool>>,
+        learn_into: Option<&str>,
     ) -> Arc<Self> {
+        let SignalSources {
+            lists,
+            classifier,
+            descriptor,
+            descriptor_lists,
+        } = signals;
+        let learn_into = LearnInto {
+            hashes: lists.names().any(|name| Some(name) == learn_into),
+            descriptors: descriptor.is_some()
+                && descriptor_lists
+                    .iter()
+                    .any(|list| Some(list.name.as_str()) == learn_into),
+        };
+        let rules = SignalRules {
+            classifier: classifier
+                .as_ref()
+                .map(|classifier| Arc::clone(classifier.config())),
+            descriptor_lists: descriptor_lists.into(),
+        };
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let stats = Arc::new(AnalysisStats::default());
         let workers = config.worker_count();
@@ -278,9 +324,12 @@ impl Analysis {
         Arc::new(Analysis {
             config,
             policy: Arc::new(policy),
+            rules,
             lists,
             actions,
             classifier,
+            descriptor,
+            learn_into,
             ready,
             stats,
         })
@@ -292,6 +341,10 @@ impl Analysis {
 
     pub fn classifier(&self) -> Option<&Arc<ClassifierPool>> {
         self.classifier.as_ref()
+    }
+
+    pub fn descriptor(&self) -> Option<&Arc<DescriptorPool>> {
+        self.descriptor.as_ref()
     }
 
     /// The analysis state of a new session; `on_parse_error` is its listener's answer
@@ -309,6 +362,7 @@ impl Analysis {
             worker: Mutex::new(None),
             codec: Mutex::new(None),
             policy: Mutex::new(None),
+            recent_descriptors: Mutex::new(VecDeque::new()),
             ended: AtomicBool::new(false),
         })
     }
@@ -334,9 +388,12 @@ pub struct StreamAnalysis {
     queue: Mutex<StreamQueue>,
     worker: Mutex<Option<WorkerState>>,
     codec: Mutex<Option<Arc<CodecConfig>>>,
-    /// The stream's one policy, shared by the hash path and the classifier threads;
-    /// made at its first decision.
+    /// The stream's one policy, shared by the hash path and the classifier and
+    /// descriptor threads; made at its first decision.
     policy: Mutex<Option<StreamPolicy>>,
+    /// The whole-picture descriptors of the latest described keyframes, learned if the
+    /// stream is cut (kept only when `learn_into` names a descriptor list).
+    recent_descriptors: Mutex<VecDeque<LearnedDescriptor>>,
     ended: AtomicBool,
 }
 
@@ -416,6 +473,23 @@ impl StreamAnalysis {
         }
     }
 
+    /// Keeps a described keyframe's whole-picture descriptor for learning, the latest
+    /// `learn_keyframes` of them.
+    fn remember_descriptor(&self, whole: &Descriptor, pts_ms: i64) {
+        let keep = self.analysis.actions.learn_keyframes();
+        if !self.analysis.learn_into.descriptors || keep == 0 {
+            return;
+        }
+        let mut recent = lock(&self.recent_descriptors);
+        if recent.len() >= keep {
+            recent.pop_front();
+        }
+        recent.push_back(LearnedDescriptor {
+            descriptor: whole.clone(),
+            pts_ms,
+        });
+    }
+
     /// Stops analysing: the session is over.
     pub fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
@@ -475,7 +549,7 @@ impl StreamAnalysis {
                         finding: Finding::new(AuditEvent::Cut, reason),
                         keyframe_arrived: None,
                         ban: false,
-                        learn: Vec::new(),
+                        learn: Default::default(),
                     },
                 );
             }

@@ -1,7 +1,8 @@
 //! The per-keyframe pipeline after decode: hash → list lookup → stats and the learn
-//! buffer → classifier hand-off → [`Signals`] → the stream's one [`StreamPolicy`] →
-//! [`Actions`](crate::actions::Actions). The classifier threads join at the policy step
-//! with their own signal; both paths turn a decision into an audit record or a cut here.
+//! buffer → classifier and descriptor hand-off → [`Signals`] → the stream's one
+//! [`StreamPolicy`] → [`Actions`](crate::actions::Actions). The classifier and descriptor
+//! threads join at the policy step with their own signal; every path turns a decision
+//! into an audit record or a cut here.
 
 use ffmpeg_next::frame;
 use std::collections::VecDeque;
@@ -11,7 +12,8 @@ use std::time::Instant;
 use tracing::debug;
 
 use super::{StreamAnalysis, WorkerScratch, lock};
-use crate::actions::{AuditEvent, Cut, Finding, SignalRecord};
+use crate::actions::{AuditEvent, Cut, Finding, Learned, SignalRecord};
+use crate::descriptor::views::ViewCycle;
 use crate::policy::{Decision, Evidence, Signals, StreamPolicy, Verdict};
 use crate::session::{Closer, EndKind};
 use crate::signals::lists::ListMatch;
@@ -27,14 +29,29 @@ pub(super) struct SampleTime {
 }
 
 /// A stream's pipeline state, kept by its worker: the learn buffer and the classifier's
-/// sampling.
+/// and descriptor's sampling.
 #[derive(Default)]
 pub(super) struct PipelineState {
     /// The latest analysed keyframes' hashes, learned if the stream is cut.
     recent_hashes: VecDeque<(Hash256, u8)>,
-    /// Analysed samples since the classifier was last offered one, modulo
-    /// `every_nth_sample` (0: the next one is due).
-    samples_for_classifier: u32,
+    classifier_sampling: EveryNth,
+    descriptor_sampling: EveryNth,
+    /// Which views of the stream's next described keyframe to describe; made at the
+    /// first one.
+    view_cycle: Option<ViewCycle>,
+}
+
+/// Analysed samples since a signal was last offered one, modulo its `every_nth_sample`.
+#[derive(Default)]
+struct EveryNth(u32);
+
+impl EveryNth {
+    /// Whether this sample is due (the stream's first, then every nth).
+    fn due(&mut self, every_nth: u32) -> bool {
+        let due = self.0 == 0;
+        self.0 = (self.0 + 1) % every_nth.max(1);
+        due
+    }
 }
 
 impl PipelineState {
@@ -87,12 +104,15 @@ impl StreamAnalysis {
             return;
         };
         self.count_analysed(at, &scratch.matches);
-        state.remember(
-            lookup.full.variants[0],
-            lookup.full.quality,
-            self.analysis.actions.learn_keyframes(),
-        );
+        if self.analysis.learn_into.hashes {
+            state.remember(
+                lookup.full.variants[0],
+                lookup.full.quality,
+                self.analysis.actions.learn_keyframes(),
+            );
+        }
         self.hand_to_classifier(state, scratch, at);
+        self.hand_to_descriptor(state, scratch, at);
         let decision = self.decide(&Signals::pdq(&scratch.matches));
         let learn = if decision.verdict == Verdict::Cut {
             state.recent_hashes.drain(..).collect()
@@ -181,11 +201,32 @@ impl StreamAnalysis {
         let Some(classifier) = &self.analysis.classifier else {
             return;
         };
-        let due = state.samples_for_classifier == 0;
-        state.samples_for_classifier =
-            (state.samples_for_classifier + 1) % classifier.config().every_nth_sample;
-        if due {
+        if state
+            .classifier_sampling
+            .due(classifier.config().every_nth_sample)
+        {
             classifier.offer(self, &scratch.hasher.rgb_picture(), at);
+        }
+    }
+
+    /// Offers the picture to the descriptor, with the views due for this stream: the
+    /// stream's first analysed sample, then every nth.
+    fn hand_to_descriptor(
+        self: &Arc<Self>,
+        state: &mut PipelineState,
+        scratch: &WorkerScratch,
+        at: SampleTime,
+    ) {
+        let Some(descriptor) = &self.analysis.descriptor else {
+            return;
+        };
+        let config = descriptor.config();
+        if state.descriptor_sampling.due(config.every_nth_sample) {
+            let views = state
+                .view_cycle
+                .get_or_insert_with(|| ViewCycle::new(config.views, config.views_per_keyframe))
+                .next_views();
+            descriptor.offer(self, &scratch.hasher.rgb_picture(), views, at);
         }
     }
 
@@ -198,10 +239,7 @@ impl StreamAnalysis {
                 let identity = self.session.identity();
                 StreamPolicy::new(
                     Arc::clone(&self.analysis.policy),
-                    self.analysis
-                        .classifier
-                        .as_ref()
-                        .map(|classifier| Arc::clone(classifier.config())),
+                    &self.analysis.rules,
                     identity.app.as_deref().unwrap_or(""),
                     identity.key.as_ref().map(|key| key.fingerprint()),
                 )
@@ -210,8 +248,9 @@ impl StreamAnalysis {
     }
 
     /// Audits or cuts as `decision` says; `lookup` is the sample's PDQ query when the
-    /// decision came from the hash path, `learn` the hashes a cut learns. True when the
-    /// decision was more than clear.
+    /// decision came from the hash path, `learn` the hashes a cut learns (the stream's
+    /// remembered descriptors are learned too). True when the decision was more than
+    /// clear.
     pub(super) fn act(
         &self,
         decision: Decision,
@@ -235,11 +274,15 @@ impl StreamAnalysis {
             ..Finding::new(event, decision.reason)
         };
         let actions = &self.analysis.actions;
+        if let Some(signal) = &finding.signal {
+            actions.telemetry().record_verdict(signal.kind, event);
+        }
         if event != AuditEvent::Cut {
             actions.record(&self.session, finding);
             return true;
         }
         self.ended.store(true, Ordering::Relaxed);
+        let descriptors = lock(&self.recent_descriptors).drain(..).collect();
         actions.cut(
             &self.session,
             Cut {
@@ -248,7 +291,10 @@ impl StreamAnalysis {
                 finding,
                 keyframe_arrived: Some(at.arrived),
                 ban: true,
-                learn,
+                learn: Learned {
+                    hashes: learn,
+                    descriptors,
+                },
             },
         );
         true
@@ -262,6 +308,7 @@ fn signal_record(evidence: &Evidence, lookup: Option<&Lookup>) -> Option<SignalR
         Evidence::Classifier { label, score, bbox } => {
             Some(SignalRecord::classifier(label, *score, *bbox))
         }
+        Evidence::Descriptor { found, view } => Some(SignalRecord::descriptor(found, view)),
         Evidence::Pdq(found) => {
             let lookup = lookup?;
             let (picture, index, prefix) = match &lookup.inside_bars {

@@ -1,4 +1,5 @@
-//! The in-process backend: bans in a map, hashes added straight to this process's lists,
+//! The in-process backend: bans in a map, hashes and descriptors added straight to this
+//! process's lists,
 //! audit records in this process's trail (file, log, memory). Nothing is shared with
 //! other processes, so a stream not served here cannot be cut from here.
 
@@ -8,20 +9,30 @@ use std::time::{Duration, Instant};
 
 use super::{Backend, RemoteCutError};
 use crate::actions::{AuditRecord, AuditTrail};
+use crate::signals::descriptor_lists::{
+    AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
+};
 use crate::signals::lists::{AddReport, AddedHash, ListSet, ListSetError};
 
 /// One process's shared state.
 pub struct LocalBackend {
     bans: Mutex<HashMap<String, Instant>>,
     lists: Arc<ListSet>,
+    /// `None` without `[descriptor]`.
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
     audit: AuditTrail,
 }
 
 impl LocalBackend {
-    pub fn new(lists: Arc<ListSet>, audit: AuditTrail) -> Self {
+    pub fn new(
+        lists: Arc<ListSet>,
+        descriptor_lists: Option<Arc<DescriptorListSet>>,
+        audit: AuditTrail,
+    ) -> Self {
         LocalBackend {
             bans: Mutex::new(HashMap::new()),
             lists,
+            descriptor_lists,
             audit,
         }
     }
@@ -55,6 +66,17 @@ impl Backend for LocalBackend {
 
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
         self.lists.add_hashes(list, hashes)
+    }
+
+    fn add_descriptors(
+        &self,
+        list: &str,
+        entries: &[AddedDescriptor],
+    ) -> Result<DescriptorAddReport, DescriptorListSetError> {
+        match &self.descriptor_lists {
+            Some(lists) => lists.add(list, entries),
+            None => Err(DescriptorListSetError::UnknownList(list.to_string())),
+        }
     }
 
     fn publish_audit(&self, record: &AuditRecord) {
@@ -91,7 +113,7 @@ mod tests {
             audit_memory: 2,
             ..ActuatorConfig::default()
         };
-        LocalBackend::new(lists, AuditTrail::open(&config).expect("trail"))
+        LocalBackend::new(lists, None, AuditTrail::open(&config).expect("trail"))
     }
 
     #[test]
@@ -125,6 +147,40 @@ mod tests {
             backend.add_hashes("missing", &[added]),
             Err(ListSetError::UnknownList(_))
         ));
+    }
+
+    #[test]
+    fn added_descriptors_are_looked_up_at_once() {
+        use crate::signals::descriptor_lists::DescriptorListConfig;
+        use livegate_signals::descriptor::{Descriptor, DescriptorModel};
+
+        let dir = tempfile::tempdir().expect("dir");
+        let model = DescriptorModel::new("m", 4).expect("model");
+        let path = dir.path().join("learned.txt");
+        std::fs::write(&path, format!("livegate-descriptors 1 {model}\n")).expect("write list");
+        let config = DescriptorListConfig {
+            allow_empty: true,
+            ..DescriptorListConfig::new("learned", &path)
+        };
+        let lists = Arc::new(DescriptorListSet::load(&[config], &model).expect("load"));
+        let without = backend(&dir);
+        let trail = AuditTrail::open(&ActuatorConfig::default()).expect("trail");
+        let backend = LocalBackend::new(Arc::clone(&without.lists), Some(lists), trail);
+        let descriptor = Descriptor::new(vec![1.0, 2.0, 3.0, 4.0]).expect("descriptor");
+        let added = AddedDescriptor {
+            descriptor: descriptor.clone(),
+            source: "live/key".into(),
+            pts: Some(2.0),
+            label: "api".into(),
+        };
+        let report = backend
+            .add_descriptors("learned", std::slice::from_ref(&added))
+            .expect("added");
+        assert_eq!((report.added, report.descriptors), (1, 1));
+        let lists = backend.descriptor_lists.as_ref().expect("lists");
+        assert_eq!(lists.lookup(&[descriptor])[0].label, "api");
+        let error = without.add_descriptors("learned", &[added]).unwrap_err();
+        assert_eq!(error.to_string(), "no [[descriptorlist]] named \"learned\"");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Node-shared state behind one trait: key bans, hashes added to lists (learned from a
-//! cut or added through the API), audit events, and cutting a stream that may live on
+//! Node-shared state behind one trait: key bans, hashes and descriptors added to lists
+//! (learned from a cut or added through the API), audit events, and cutting a stream that may live on
 //! another node. [`local::LocalBackend`] is today's in-process behaviour; a cluster
 //! implementation (NATS JetStream, a later issue) shares the same calls across nodes.
 //!
@@ -12,6 +12,9 @@
 use std::time::Duration;
 
 use crate::actions::AuditRecord;
+use crate::signals::descriptor_lists::{
+    AddedDescriptor, DescriptorAddReport, DescriptorListSetError,
+};
 use crate::signals::lists::{AddReport, AddedHash, ListSetError};
 
 pub mod local;
@@ -40,6 +43,16 @@ pub trait Backend: Send + Sync {
     /// an index: call it off the relay and off analysis workers. Cluster: applied
     /// locally, then published asynchronously for the other nodes to apply.
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError>;
+
+    /// Adds descriptors to the descriptor list `list` (a learned cut stream, or the admin
+    /// API); near-duplicates of what it holds are skipped. Scans the list: call it off the
+    /// relay and off analysis workers. Cluster: applied locally, then published
+    /// asynchronously for the other nodes to apply.
+    fn add_descriptors(
+        &self,
+        list: &str,
+        entries: &[AddedDescriptor],
+    ) -> Result<DescriptorAddReport, DescriptorListSetError>;
 
     /// Stores an audit record. Cluster: also published asynchronously to the fleet's
     /// event stream.

@@ -6,11 +6,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
 use livegate::server::Server;
+use livegate::signals::descriptor_lists::DescriptorListSet;
 use livegate::signals::lists::ListSet;
 
 #[derive(Args)]
@@ -40,7 +42,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
-        tokio::spawn(reload_lists_on_sighup(server.lists()));
+        tokio::spawn(reload_lists_on_sighup(
+            server.lists(),
+            server.descriptor_lists(),
+        ));
         server.run_until(shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -72,9 +77,12 @@ pub fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads every hash list on SIGHUP, off the async workers; a list that fails keeps
-/// its previous version (the error names `file:line`).
-async fn reload_lists_on_sighup(lists: Arc<ListSet>) {
+/// Reloads every hash list and descriptor list on SIGHUP, off the async workers; a list
+/// that fails keeps its previous version (the error names `file:line`).
+async fn reload_lists_on_sighup(
+    lists: Arc<ListSet>,
+    descriptor_lists: Option<Arc<DescriptorListSet>>,
+) {
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(error) => {
@@ -83,27 +91,54 @@ async fn reload_lists_on_sighup(lists: Arc<ListSet>) {
         }
     };
     while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received: reloading hash lists");
-        let lists = Arc::clone(&lists);
-        match tokio::task::spawn_blocking(move || lists.reload_all()).await {
-            Ok(reports) => {
-                for report in reports {
-                    match report {
-                        Ok(report) => tracing::info!(
-                            list = %report.name,
-                            version = report.version,
-                            hashes = report.hashes,
-                            build_ms = report.build_time.as_millis() as u64,
-                            "hash list reloaded"
-                        ),
-                        Err(error) => {
-                            tracing::error!(%error, "hash list reload failed; previous version stays active")
-                        }
+        tracing::info!("SIGHUP received: reloading lists");
+        let hash_lists = Arc::clone(&lists);
+        reload_and_log("hash list", move || {
+            let reports = hash_lists.reload_all().into_iter();
+            reports
+                .map(|report| report.map(|r| (r.name, r.version, r.hashes, r.build_time)))
+                .collect()
+        })
+        .await;
+        if let Some(descriptor_lists) = &descriptor_lists {
+            let descriptor_lists = Arc::clone(descriptor_lists);
+            reload_and_log("descriptor list", move || {
+                let reports = descriptor_lists.reload_all().into_iter();
+                reports
+                    .map(|report| report.map(|r| (r.name, r.version, r.descriptors, r.build_time)))
+                    .collect()
+            })
+            .await;
+        }
+    }
+}
+
+/// One list's reload: name, version, entries (hashes or descriptors), build time.
+type Reloaded = (String, u64, usize, Duration);
+
+/// Runs `reload` on a blocking thread and logs each `kind` ("hash list") it reloaded.
+async fn reload_and_log<E: std::fmt::Display + Send + 'static>(
+    kind: &'static str,
+    reload: impl FnOnce() -> Vec<Result<Reloaded, E>> + Send + 'static,
+) {
+    match tokio::task::spawn_blocking(reload).await {
+        Ok(reports) => {
+            for report in reports {
+                match report {
+                    Ok((name, version, entries, build_time)) => tracing::info!(
+                        list = %name,
+                        version,
+                        entries,
+                        build_ms = build_time.as_millis() as u64,
+                        "{kind} reloaded"
+                    ),
+                    Err(error) => {
+                        tracing::error!(%error, "{kind} reload failed; previous version stays active")
                     }
                 }
             }
-            Err(error) => tracing::error!(%error, "hash list reload task failed"),
         }
+        Err(error) => tracing::error!(%error, "{kind} reload task failed"),
     }
 }
 

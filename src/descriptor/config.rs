@@ -54,6 +54,10 @@ pub struct DescriptorConfig {
     /// Pictures waiting for the model; beyond it new ones are shed and counted.
     #[serde(default = "defaults::queue")]
     pub queue: usize,
+    /// Describe a stream's first analysed keyframe, then every nth (analysis samples at
+    /// most `analysis.max_samples_per_second` keyframes a second per stream).
+    #[serde(default = "defaults::every_nth_sample")]
+    pub every_nth_sample: u32,
     /// The views of a live picture described (see [`ViewSet`]).
     #[serde(default)]
     pub views: ViewSet,
@@ -122,6 +126,9 @@ mod defaults {
     pub fn queue() -> usize {
         4
     }
+    pub fn every_nth_sample() -> u32 {
+        1
+    }
 }
 
 /// Largest accepted model input side; bounds the tensor buffer.
@@ -182,6 +189,9 @@ impl DescriptorConfig {
         }
         if self.queue == 0 || self.queue > 1024 {
             return invalid("queue", "must be between 1 and 1024".into());
+        }
+        if self.every_nth_sample == 0 || self.every_nth_sample > 1000 {
+            return invalid("every_nth_sample", "must be between 1 and 1000".into());
         }
         let count = self.views.views().len();
         // The whole picture and at least one other view per keyframe, unless the set has
@@ -291,6 +301,10 @@ mod tests {
         );
         assert_eq!(key("threads = 0").as_deref(), Some("descriptor.threads"));
         assert_eq!(key("queue = 0").as_deref(), Some("descriptor.queue"));
+        assert_eq!(
+            key("every_nth_sample = 0").as_deref(),
+            Some("descriptor.every_nth_sample")
+        );
         assert_eq!(
             key("views_per_keyframe = 1").as_deref(),
             Some("descriptor.views_per_keyframe")

@@ -1,5 +1,6 @@
 //! Signals → one verdict. Per stream, each rule set proposes what a sample's signals
-//! call for — [`hashes`] for PDQ list matches, [`classifier`] for classifier scores —
+//! call for — [`hashes`] for PDQ list matches, [`descriptor`] for descriptor list
+//! matches, [`classifier`] for classifier scores —
 //! the strongest proposal wins (cut over alert over log), and then one tail applies to
 //! whichever signal decided: an allowlisted stream's cut becomes an alert, shadow mode's
 //! a `shadow_cut`, because a false cut takes a real broadcaster off the air.
@@ -8,19 +9,24 @@
 //! `cut_immediately_within` cuts on that one sample (near-identical footage); a match
 //! nearer the list's threshold cuts only once `confirm_matches` of the last
 //! `confirm_window` samples matched that list, so one borderline keyframe never ends a
-//! broadcast. Classifier rules confirm k of n classified samples the same way.
+//! broadcast. Descriptor lists (per list: `cut_immediately_above`, then k of n described
+//! keyframes) and classifier rules (k of n classified samples) confirm the same way.
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::config::InvalidKey;
 use crate::signals::classifier::{ClassifierConfig, LabelScore};
+use crate::signals::descriptor_lists::{DescriptorListConfig, DescriptorListMatch};
 use crate::signals::lists::ListMatch;
 
 mod classifier;
+mod descriptor;
 mod hashes;
 
 use classifier::ClassifierRules;
+use descriptor::DescriptorRules;
+pub use descriptor::DescriptorSignal;
 use hashes::HashRules;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -182,6 +188,11 @@ pub enum Evidence {
         score: f32,
         bbox: Option<[f32; 4]>,
     },
+    /// A descriptor list match, with the name of the view that matched.
+    Descriptor {
+        found: DescriptorListMatch,
+        view: &'static str,
+    },
 }
 
 /// The verdict with its evidence: the decisive signal and why it decided so.
@@ -202,15 +213,18 @@ struct Proposal {
 }
 
 /// One sample's signals. A signal that was not computed for this sample is `None` (the
-/// classifier runs on every nth sample, on its own threads), so its rules' confirmation
-/// windows do not move; `Some(&[])` means computed, nothing found. A new signal is a new
-/// field here and a rule set beside [`hashes`] and [`classifier`].
+/// classifier and the descriptor run on every nth sample, on their own threads), so its
+/// rules' confirmation windows do not move; `Some(&[])` means computed, nothing found. A
+/// new signal is a new field here and a rule set beside [`hashes`], [`descriptor`] and
+/// [`classifier`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Signals<'a> {
     /// PDQ list matches, nearest first.
     pub pdq: Option<&'a [ListMatch]>,
     /// Classifier scores of the sample's picture.
     pub classifier: Option<&'a [LabelScore]>,
+    /// Descriptor list matches of the sample's views.
+    pub descriptor: Option<DescriptorSignal<'a>>,
 }
 
 impl<'a> Signals<'a> {
@@ -227,6 +241,22 @@ impl<'a> Signals<'a> {
             ..Signals::default()
         }
     }
+
+    pub fn descriptor(signal: DescriptorSignal<'a>) -> Self {
+        Signals {
+            descriptor: Some(signal),
+            ..Signals::default()
+        }
+    }
+}
+
+/// The rule sets a stream's policy is made of, beside the hash lists' (which are always
+/// there): the classifier's rules and the descriptor lists, when configured.
+#[derive(Debug, Clone, Default)]
+pub struct SignalRules {
+    pub classifier: Option<Arc<ClassifierConfig>>,
+    /// `[[descriptorlist]]`; empty without `[descriptor]`.
+    pub descriptor_lists: Arc<[DescriptorListConfig]>,
 }
 
 /// One stream's policy: every rule set's state and the stream's allowlisting.
@@ -236,20 +266,21 @@ pub struct StreamPolicy {
     allowlisted: bool,
     hashes: HashRules,
     classifier: Option<ClassifierRules>,
+    descriptor: DescriptorRules,
 }
 
 impl StreamPolicy {
-    /// `classifier` holds the classifier's rules when one is configured.
     pub fn new(
         config: Arc<PolicyConfig>,
-        classifier: Option<Arc<ClassifierConfig>>,
+        rules: &SignalRules,
         app: &str,
         key_fingerprint: Option<&str>,
     ) -> Self {
         StreamPolicy {
             allowlisted: config.allows(app, key_fingerprint),
             hashes: HashRules::new(Arc::clone(&config)),
-            classifier: classifier.map(ClassifierRules::new),
+            classifier: rules.classifier.clone().map(ClassifierRules::new),
+            descriptor: DescriptorRules::new(Arc::clone(&rules.descriptor_lists)),
             config,
         }
     }
@@ -265,8 +296,12 @@ impl StreamPolicy {
             (Some(rules), Some(scores)) => rules.propose(scores),
             _ => None,
         };
-        // The strongest proposal wins; on a tie the first (hashes before the classifier).
-        let strongest = [hashes, classifier]
+        let descriptor = signals
+            .descriptor
+            .and_then(|signal| self.descriptor.propose(&signal));
+        // The strongest proposal wins; on a tie the first (hashes, then descriptors, then
+        // the classifier: the more specific signal is the better evidence).
+        let strongest = [hashes, descriptor, classifier]
             .into_iter()
             .flatten()
             .reduce(|best, next| {
@@ -333,7 +368,12 @@ mod tests {
     }
 
     fn policy(config: PolicyConfig) -> StreamPolicy {
-        StreamPolicy::new(Arc::new(config), None, "live", Some("0123456789abcdef"))
+        StreamPolicy::new(
+            Arc::new(config),
+            &SignalRules::default(),
+            "live",
+            Some("0123456789abcdef"),
+        )
     }
 
     #[test]
@@ -454,7 +494,10 @@ mod tests {
     fn with_classifier(config: PolicyConfig) -> StreamPolicy {
         StreamPolicy::new(
             Arc::new(config),
-            Some(classifier_rules()),
+            &SignalRules {
+                classifier: Some(classifier_rules()),
+                ..SignalRules::default()
+            },
             "live",
             Some("0123456789abcdef"),
         )
@@ -531,9 +574,137 @@ mod tests {
         let both = policy.decide(&Signals {
             pdq: Some(&[found("logged", ListAction::Log, 1)]),
             classifier: Some(&[score("b", 0.8)]),
+            descriptor: None,
         });
         assert_eq!(both.verdict, Verdict::Alert);
         assert!(matches!(both.evidence, Some(Evidence::Classifier { .. })));
+    }
+
+    fn descriptor_list(name: &str, action: ListAction) -> DescriptorListConfig {
+        DescriptorListConfig {
+            action,
+            ..DescriptorListConfig::new(name, std::path::Path::new("list.txt"))
+        }
+    }
+
+    fn with_descriptor_lists(config: PolicyConfig) -> StreamPolicy {
+        StreamPolicy::new(
+            Arc::new(config),
+            &SignalRules {
+                descriptor_lists: vec![
+                    descriptor_list("footage", ListAction::Cut),
+                    descriptor_list("review", ListAction::Alert),
+                ]
+                .into(),
+                ..SignalRules::default()
+            },
+            "live",
+            Some("0123456789abcdef"),
+        )
+    }
+
+    fn described(list: &str, view: usize, score: f32) -> DescriptorListMatch {
+        DescriptorListMatch {
+            list: Arc::from(list),
+            action: ListAction::Cut,
+            list_version: 1,
+            view,
+            score,
+            source: "original.mp4".into(),
+            pts: Some(12.5),
+            label: "case 7".into(),
+            line: Some(4),
+        }
+    }
+
+    fn describe(policy: &mut StreamPolicy, matches: &[DescriptorListMatch]) -> Decision {
+        let views = crate::descriptor::views::ViewSet::Standard.views();
+        policy.decide(&Signals::descriptor(DescriptorSignal { matches, views }))
+    }
+
+    #[test]
+    fn a_strong_descriptor_match_cuts_at_once_naming_the_view_and_entry() {
+        let mut policy = with_descriptor_lists(PolicyConfig::default());
+        let decision = describe(&mut policy, &[described("footage", 1, 0.82)]);
+        assert_eq!(decision.verdict, Verdict::Cut, "{}", decision.reason);
+        assert!(
+            decision.reason.contains("view top_left_75 scored 0.820")
+                && decision
+                    .reason
+                    .contains("original.mp4 at 12.500 s (line 4)")
+                && decision.reason.contains("immediate"),
+            "{}",
+            decision.reason
+        );
+        assert!(matches!(
+            decision.evidence,
+            Some(Evidence::Descriptor {
+                view: "top_left_75",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_weaker_descriptor_match_confirms_k_of_n_described_keyframes() {
+        let mut policy = with_descriptor_lists(PolicyConfig::default());
+        let first = describe(&mut policy, &[described("footage", 0, 0.6)]);
+        assert_eq!(first.verdict, Verdict::Log);
+        assert!(
+            first.reason.contains("awaiting confirmation"),
+            "{}",
+            first.reason
+        );
+        // Keyframes that were not described (hash samples) do not move the window.
+        for _ in 0..5 {
+            policy.decide(&Signals::pdq(&[]));
+        }
+        assert_eq!(describe(&mut policy, &[]).verdict, Verdict::Clear);
+        let second = describe(&mut policy, &[described("footage", 6, 0.55)]);
+        assert_eq!(second.verdict, Verdict::Cut, "{}", second.reason);
+        assert!(second.reason.contains("confirmed"), "{}", second.reason);
+        // Out of the window: two misses between weak matches.
+        let mut policy = with_descriptor_lists(PolicyConfig::default());
+        describe(&mut policy, &[described("footage", 0, 0.6)]);
+        describe(&mut policy, &[]);
+        describe(&mut policy, &[]);
+        assert_eq!(
+            describe(&mut policy, &[described("footage", 0, 0.6)]).verdict,
+            Verdict::Log
+        );
+    }
+
+    #[test]
+    fn descriptor_list_actions_and_the_one_tail_apply() {
+        let mut policy = with_descriptor_lists(PolicyConfig::default());
+        let alert = describe(&mut policy, &[described("review", 0, 0.95)]);
+        assert_eq!(alert.verdict, Verdict::Alert);
+        // The cut list outranks the alert list in one keyframe.
+        let both = describe(
+            &mut policy,
+            &[described("review", 0, 0.95), described("footage", 0, 0.9)],
+        );
+        assert_eq!(both.verdict, Verdict::Cut);
+        for (config, verdict) in [
+            (
+                PolicyConfig {
+                    mode: PolicyMode::Shadow,
+                    ..PolicyConfig::default()
+                },
+                Verdict::ShadowCut,
+            ),
+            (
+                PolicyConfig {
+                    allow_key_fingerprints: vec!["0123456789abcdef".into()],
+                    ..PolicyConfig::default()
+                },
+                Verdict::Alert,
+            ),
+        ] {
+            let mut policy = with_descriptor_lists(config);
+            let decision = describe(&mut policy, &[described("footage", 0, 0.9)]);
+            assert_eq!(decision.verdict, verdict, "{}", decision.reason);
+        }
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The configured hash lists (`[[hashlist]]`): loading, lookup, and hot reload.
 //!
-//! Each list's current version (index + metadata) sits behind an [`ArcSwap`]: a lookup
-//! takes a snapshot without locking and so always sees one whole version; a reload reads
-//! and indexes the file on the calling thread (callers run it on a blocking thread, never
-//! on a stream's path), then swaps the new version in atomically. A file that fails to
-//! load leaves the previous version active and the error, naming `file:line`, is returned
-//! and logged. A file holding no hash (empty or only comments: typically a truncated
+//! Each list's current version (index + metadata) is swapped whole
+//! ([`LiveList`](super::live_list::LiveList)): a lookup takes a snapshot without locking
+//! and so always sees one whole version; a reload reads and indexes the file on the
+//! calling thread (callers run it on a blocking thread, never on a stream's path), then
+//! swaps the new version in atomically. A file that fails to load leaves the previous
+//! version active and the error, naming `file:line`, is returned and logged. A file holding no hash (empty or only comments: typically a truncated
 //! deploy) fails to load too, unless the list says `allow_empty = true`: a list that
 //! silently stops matching is worse than one that keeps its previous version. A reload
 //! that drops more than half of a list's hashes is accepted with a warning.
@@ -17,11 +17,10 @@
 //! counted, so repeated posts or re-learned keyframes do not grow the list.
 
 use crate::config::InvalidKey;
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use livegate_signals::hash256::Hash256;
@@ -29,6 +28,8 @@ use livegate_signals::hashlist::{
     DEFAULT_MAX_HASHES, EntryMetadata, HashListBuilder, HashListError, ListLimits, ListMetadata,
 };
 use livegate_signals::index::{HashIndex, IndexError, Neighbor};
+
+use super::live_list::{ListFile, ListVersion, LiveList, lock};
 
 /// Largest accepted `max_distance`: beyond it a PDQ match means little.
 pub const MAX_DISTANCE_LIMIT: u32 = 64;
@@ -87,6 +88,17 @@ mod defaults {
     }
     pub fn max_hashes() -> usize {
         DEFAULT_MAX_HASHES
+    }
+}
+
+impl ListFile for HashListConfig {
+    const KIND: &'static str = "hash list";
+    const ENTRIES: &'static str = "hashes";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -189,6 +201,12 @@ pub struct LoadedList {
     indexed: Arc<IndexedList>,
     /// Hashes added at run time since `indexed` was built.
     unindexed: Vec<AddedHash>,
+}
+
+impl ListVersion for LoadedList {
+    fn len(&self) -> usize {
+        LoadedList::len(self)
+    }
 }
 
 impl LoadedList {
@@ -294,13 +312,11 @@ pub struct LookupScratch {
     neighbors: Vec<Neighbor>,
 }
 
+/// One list: its live versions and the hashes added at run time (merged into every
+/// reload).
 struct NamedList {
-    config: HashListConfig,
-    name: Arc<str>,
-    current: ArcSwap<LoadedList>,
+    live: LiveList<HashListConfig, LoadedList>,
     added: Mutex<Vec<AddedHash>>,
-    /// Serialises reloads of this list (lookups never take it).
-    reloading: Mutex<()>,
 }
 
 /// All configured lists.
@@ -332,9 +348,6 @@ pub struct AddReport {
     pub already_present: usize,
 }
 
-/// A reload keeping less than this fraction of the list's hashes logs a warning.
-const SHRINK_WARNING_FRACTION: f64 = 0.5;
-
 impl ListSet {
     /// Loads every configured list; any missing or bad file is an error (at startup a
     /// list that cannot be read must not be silently empty).
@@ -344,11 +357,8 @@ impl ListSet {
             .map(|config| {
                 let loaded = build(config, None, &[], 1)?;
                 Ok(NamedList {
-                    name: Arc::from(config.name.as_str()),
-                    config: config.clone(),
-                    current: ArcSwap::from_pointee(loaded),
+                    live: LiveList::new(config.clone(), loaded),
                     added: Mutex::new(Vec::new()),
-                    reloading: Mutex::new(()),
                 })
             })
             .collect::<Result<Vec<_>, ListSetError>>()?;
@@ -356,20 +366,20 @@ impl ListSet {
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.lists.iter().map(|list| list.config.name.as_str())
+        self.lists.iter().map(|list| list.live.config.name.as_str())
     }
 
     /// The current version of a list (a snapshot: later reloads do not change it).
     pub fn current(&self, name: &str) -> Option<Arc<LoadedList>> {
-        self.find(name).ok().map(|list| list.current.load_full())
+        self.find(name).ok().map(|list| list.live.current_full())
     }
 
     pub fn status(&self) -> Vec<ListStatus> {
         self.lists
             .iter()
             .map(|list| {
-                let loaded = list.current.load();
-                let config = &list.config;
+                let loaded = list.live.current();
+                let config = &list.live.config;
                 ListStatus {
                     name: config.name.clone(),
                     path: config.path.clone(),
@@ -409,16 +419,16 @@ impl ListSet {
     ) {
         out.clear();
         for list in &self.lists {
-            let config = &list.config;
+            let config = &list.live.config;
             if u32::from(quality) < config.min_quality {
                 continue;
             }
-            let loaded = list.current.load();
+            let loaded = list.live.current();
             let used = if config.dihedral { variants.len() } else { 1 };
             let first = out.len();
             for (variant, query) in variants.iter().take(used).enumerate() {
                 let matched = |hash, distance, entry: Option<EntryMetadata<'_>>| ListMatch {
-                    list: Arc::clone(&list.name),
+                    list: Arc::clone(&list.live.name),
                     action: config.action,
                     list_version: loaded.version,
                     variant,
@@ -458,21 +468,23 @@ impl ListSet {
     /// run it on a blocking thread. On error the previous version stays active.
     pub fn reload(&self, name: &str) -> Result<ReloadReport, ListSetError> {
         let list = self.find(name)?;
-        let _reloading = lock(&list.reloading);
-        let added = lock(&list.added).clone();
-        let previous = list.current.load_full();
-        let result = build(&list.config, None, &added, previous.version + 1);
-        if let Ok(loaded) = &result {
-            warn_if_shrunk(&list.config, previous.len(), loaded.len());
-        }
-        self.swap_in(list, result)
+        let loaded = list.live.reload(|previous| {
+            let added = lock(&list.added).clone();
+            build(&list.live.config, None, &added, previous.version + 1)
+        })?;
+        Ok(ReloadReport {
+            name: list.live.config.name.clone(),
+            version: loaded.version,
+            hashes: loaded.len(),
+            build_time: loaded.build_time,
+        })
     }
 
     /// [`ListSet::reload`] for every list, in config order.
     pub fn reload_all(&self) -> Vec<Result<ReloadReport, ListSetError>> {
         self.lists
             .iter()
-            .map(|list| self.reload(&list.config.name))
+            .map(|list| self.reload(&list.live.config.name))
             .collect()
     }
 
@@ -484,97 +496,56 @@ impl ListSet {
     /// re-indexed (from memory, without re-reading the file).
     pub fn add_hashes(&self, name: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
         let list = self.find(name)?;
-        let _reloading = lock(&list.reloading);
+        let config = &list.live.config;
         let started = Instant::now();
-        let current = list.current.load_full();
-        let new = current.new_hashes(hashes);
-        let report = |version, total, build_time| AddReport {
-            name: list.config.name.clone(),
-            version,
-            hashes: total,
-            build_time,
+        let mut new = Vec::new();
+        let loaded = list.live.update(|current| {
+            new = current.new_hashes(hashes);
+            if new.is_empty() {
+                return Ok(None);
+            }
+            let version = current.version + 1;
+            let mut unindexed = current.unindexed.clone();
+            unindexed.extend_from_slice(&new);
+            let next = if current.len() + new.len() > config.max_hashes {
+                return Err(ListSetError::Full {
+                    name: config.name.clone(),
+                    max: config.max_hashes,
+                });
+            } else if unindexed.len() > MAX_UNINDEXED_ADDITIONS {
+                build(config, Some(&current.indexed), &unindexed, version)?
+            } else {
+                LoadedList {
+                    version,
+                    loaded_at: SystemTime::now(),
+                    build_time: started.elapsed(),
+                    indexed: Arc::clone(&current.indexed),
+                    unindexed,
+                }
+            };
+            lock(&list.added).extend_from_slice(&new);
+            Ok(Some(next))
+        })?;
+        Ok(AddReport {
+            name: config.name.clone(),
+            version: loaded.version,
+            hashes: loaded.len(),
+            build_time: if new.is_empty() {
+                Duration::ZERO
+            } else {
+                loaded.build_time
+            },
             added: new.len(),
             already_present: hashes.len() - new.len(),
-        };
-        if new.is_empty() {
-            return Ok(report(current.version, current.len(), Duration::ZERO));
-        }
-        let version = current.version + 1;
-        let mut unindexed = current.unindexed.clone();
-        unindexed.extend_from_slice(&new);
-        let result = if current.len() + new.len() > list.config.max_hashes {
-            Err(ListSetError::Full {
-                name: list.config.name.clone(),
-                max: list.config.max_hashes,
-            })
-        } else if unindexed.len() > MAX_UNINDEXED_ADDITIONS {
-            build(&list.config, Some(&current.indexed), &unindexed, version)
-        } else {
-            Ok(LoadedList {
-                version,
-                loaded_at: SystemTime::now(),
-                build_time: started.elapsed(),
-                indexed: Arc::clone(&current.indexed),
-                unindexed,
-            })
-        };
-        if result.is_ok() {
-            lock(&list.added).extend_from_slice(&new);
-        }
-        let swapped = self.swap_in(list, result)?;
-        Ok(report(swapped.version, swapped.hashes, swapped.build_time))
-    }
-
-    fn swap_in(
-        &self,
-        list: &NamedList,
-        result: Result<LoadedList, ListSetError>,
-    ) -> Result<ReloadReport, ListSetError> {
-        match result {
-            Ok(loaded) => {
-                let report = ReloadReport {
-                    name: list.config.name.clone(),
-                    version: loaded.version,
-                    hashes: loaded.len(),
-                    build_time: loaded.build_time,
-                };
-                list.current.store(Arc::new(loaded));
-                Ok(report)
-            }
-            Err(error) => {
-                tracing::warn!(list = %list.config.name, %error, "hash list reload failed; the previous version stays active");
-                Err(error)
-            }
-        }
+        })
     }
 
     fn find(&self, name: &str) -> Result<&NamedList, ListSetError> {
         self.lists
             .iter()
-            .find(|list| list.config.name == name)
+            .find(|list| list.live.config.name == name)
             .ok_or_else(|| ListSetError::UnknownList(name.to_string()))
     }
-}
-
-/// Warns when a reload keeps less than [`SHRINK_WARNING_FRACTION`] of a list's hashes: a
-/// file cut short by a deploy still parses, and a list that lost most of its hashes
-/// matches little, so an operator should look (it is not refused: lists do get pruned).
-fn warn_if_shrunk(config: &HashListConfig, previous: usize, hashes: usize) {
-    if (hashes as f64) < previous as f64 * SHRINK_WARNING_FRACTION {
-        tracing::warn!(
-            list = %config.name,
-            path = %config.path.display(),
-            previous_hashes = previous,
-            hashes,
-            "hash list {:?} shrank from {previous} to {hashes} hashes on reload; check that {} is complete",
-            config.name,
-            config.path.display()
-        );
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Keeps the first match of each hash in a slice sorted by hash; returns how many remain

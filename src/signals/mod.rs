@@ -6,3 +6,4 @@
 pub mod classifier;
 pub mod descriptor_lists;
 pub mod lists;
+mod live_list;

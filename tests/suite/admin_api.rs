@@ -641,9 +641,9 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
     let shrank = livegate
         .logs()
         .into_iter()
-        .find(|line| line["level"] == "WARN" && line["previous_hashes"] == listed)
+        .find(|line| line["level"] == "WARN" && line["previous_entries"] == listed)
         .unwrap_or_else(|| panic!("no shrink warning in:\n{}", livegate.raw_log()));
-    assert_eq!(shrank["hashes"], 1, "{shrank}");
+    assert_eq!(shrank["entries"], 1, "{shrank}");
     let message = shrank["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(&format!("shrank from {listed} to 1 hashes")),

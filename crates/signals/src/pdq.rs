@@ -142,6 +142,20 @@ pub struct Image<'a> {
     pub stride: usize,
 }
 
+impl Image<'_> {
+    /// A copy of the rows of an RGB24 picture without their padding (stride
+    /// `width * 3`), for a picture that must outlive its decoder's buffer; rows the data
+    /// does not hold are left out.
+    pub fn packed_rgb_rows(&self) -> Vec<u8> {
+        let row = self.width * 3;
+        (0..self.height)
+            .filter_map(|y| self.data.get(y * self.stride..y * self.stride + row))
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
 /// What the pixels of an [`Image`] are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelLayout {
