@@ -215,11 +215,9 @@ impl ClassifierSetup {
     }
 }
 
-/// `--descriptor`'s model and views, as `[descriptor]` holds them.
+/// `--descriptor`'s model, views and sampling, as `[descriptor]` holds them.
 struct DescriptorSetup {
     config: DescriptorConfig,
-    /// `[descriptor] every_nth_sample`.
-    every: u32,
 }
 
 impl DescriptorSetup {
@@ -233,12 +231,17 @@ impl DescriptorSetup {
             "{} not found: scripts/install-deps.sh installs sscd_distilled.onnx into .models/",
             model.display()
         );
-        // As an operator writes the table: the model and its input size, one worker.
+        // As an operator writes the table: the model, its input size and sampling, one
+        // worker.
         let mut table = toml::Table::new();
         table.insert("model".into(), path_str(model)?.into());
         table.insert(
             "input_size".into(),
             i64::from(args.descriptor_input_size).into(),
+        );
+        table.insert(
+            "every_nth_sample".into(),
+            i64::from(args.descriptor_every).into(),
         );
         table.insert("workers".into(), 1.into());
         if let Some(views) = args.descriptor_views_per_keyframe {
@@ -248,16 +251,13 @@ impl DescriptorSetup {
         if let Err(invalid) = config.validate() {
             bail!("{invalid}");
         }
-        Ok(DescriptorSetup {
-            config,
-            every: args.descriptor_every,
-        })
+        Ok(DescriptorSetup { config })
     }
 
     /// Seconds between two described keyframes of a stream, and between two
     /// descriptions of the same view.
     fn described_every_seconds(&self) -> (f64, f64) {
-        let described = f64::from(self.every) * GOP_SECONDS;
+        let described = f64::from(self.config.every_nth_sample) * GOP_SECONDS;
         (
             described,
             described * self.config.views_cycle_keyframes() as f64,
@@ -312,7 +312,7 @@ impl ModelSignal {
     fn every(&self) -> u32 {
         match self {
             ModelSignal::Classifier(setup) => setup.config.every_nth_sample,
-            ModelSignal::Descriptor(setup) => setup.every,
+            ModelSignal::Descriptor(setup) => setup.config.every_nth_sample,
         }
     }
 
@@ -1012,8 +1012,9 @@ fn measure_keyframe_costs(
 }
 
 /// The descriptor's CPU per described keyframe on `images`, its views chosen by a
-/// [`ViewCycle`] as the live side chooses them: trim and crops, `describe_all` (resize
-/// and inference), lookup of every view in a list of [`DESCRIPTOR_LIST_SIZE`].
+/// [`ViewCycle`] as the live side chooses them (`src/analysis/describe.rs`): the copy of
+/// the picture into the queue, trim and crops, `describe_all` (resize and inference),
+/// lookup of every view in a list of [`DESCRIPTOR_LIST_SIZE`].
 fn measure_descriptor_cost(
     setup: &DescriptorSetup,
     budget: Duration,
@@ -1024,8 +1025,13 @@ fn measure_descriptor_cost(
     let list = random_descriptor_list(&config)?;
     let min_cosine = DescriptorListConfig::new("bench", Path::new("bench")).min_cosine;
     let new_cycle = || ViewCycle::new(config.views, config.views_per_keyframe);
-    let mut cycle = new_cycle();
     let mut image_index = 0usize;
+    let copy = cpu_ms_per_call(budget, || {
+        image_index = (image_index + 1) % images.len();
+        std::hint::black_box(images[image_index].packed_rgb_rows());
+        Ok(())
+    })?;
+    let mut cycle = new_cycle();
     let crops = cpu_ms_per_call(budget, || {
         image_index = (image_index + 1) % images.len();
         std::hint::black_box(views_of(&images[image_index], &mut cycle));
@@ -1061,11 +1067,20 @@ fn measure_descriptor_cost(
             .search_batch_into(&queries[job_index], min_cosine, &mut found)?;
         Ok(())
     })?;
-    // End to end, as one descriptor thread does it per keyframe.
+    // End to end, as the live path does it per described keyframe: the analysis worker
+    // copies the picture into the queue, a descriptor thread does the rest.
     let mut cycle = new_cycle();
     let per_picture = cpu_ms_per_call(budget, || {
         image_index = (image_index + 1) % images.len();
-        let crops = views_of(&images[image_index], &mut cycle);
+        let image = &images[image_index];
+        let pixels = image.packed_rgb_rows();
+        let packed = Image {
+            data: &pixels,
+            width: image.width,
+            height: image.height,
+            stride: image.width * 3,
+        };
+        let crops = views_of(&packed, &mut cycle);
         let queries = model
             .describe_all(&crops)?
             .into_iter()
@@ -1078,6 +1093,7 @@ fn measure_descriptor_cost(
     Ok(SignalCost {
         what: format!("{}, list of {DESCRIPTOR_LIST_SIZE}", setup.describe()),
         stages: vec![
+            ("copy of the RGB24 picture (packed_rgb_rows)".into(), copy),
             ("trim borders + crop views".into(), crops),
             (
                 format!(
@@ -1234,12 +1250,13 @@ fn report_signal_cost(costs: &KeyframeCosts, cost: &SignalCost, signal: &ModelSi
     }
     if let ModelSignal::Descriptor(setup) = signal {
         let (described, each_view) = setup.described_every_seconds();
-        let streams = costs.streams_per_core(Some(setup.every));
+        let every = setup.config.every_nth_sample;
+        let streams = costs.streams_per_core(Some(every));
         let described_in_time = described <= DESCRIBED_EVERY_SECONDS;
         println!(
             "  every stream described every {described:.0} s (1 in {} keyframes at a {GOP_SECONDS} s GOP): \
              at least once per {DESCRIBED_EVERY_SECONDS} s {}; each view every {each_view:.0} s",
-            setup.every,
+            every,
             if described_in_time {
                 "holds"
             } else {
@@ -1404,8 +1421,15 @@ impl ModelSignal {
                         shed: load(&pool.stats.pictures_shed),
                     })
             }
-            // The live descriptor is wired on main next; counted once it is.
-            ModelSignal::Descriptor(_) => SignalCounters::default(),
+            ModelSignal::Descriptor(_) => {
+                services
+                    .analysis
+                    .descriptor()
+                    .map_or_else(SignalCounters::default, |pool| SignalCounters {
+                        pictures: load(&pool.stats.pictures_described),
+                        shed: load(&pool.stats.pictures_shed),
+                    })
+            }
         }
     }
 }
@@ -1898,8 +1922,9 @@ mod tests {
     #[test]
     fn descriptor_coverage_follows_every_nth_and_the_view_cycle() {
         let config: DescriptorConfig =
-            toml::from_str("model = \"m.onnx\"\nviews_per_keyframe = 3").unwrap();
-        let setup = DescriptorSetup { config, every: 2 };
+            toml::from_str("model = \"m.onnx\"\nviews_per_keyframe = 3\nevery_nth_sample = 2")
+                .unwrap();
+        let setup = DescriptorSetup { config };
         // Keyframes 0, 2, 4… of a 2 s GOP; the 6 crops 2 at a time, so 3 described
         // keyframes for all of them.
         assert_eq!(setup.described_every_seconds(), (4.0, 12.0));
