@@ -160,6 +160,9 @@ const CLASSIFIER_THRESHOLD: f32 = 0.5;
 /// The streams per core are reported for a model signal on every Nth keyframe, and for
 /// the N of the run.
 const SIGNAL_EVERY_REPORTED: [u32; 3] = [1, 5, 10];
+/// Keyframes of the listed stream's content a model signal sees (see
+/// [`ModelSignal::content_seconds`]).
+const SEEN_CONTENT_KEYFRAMES: u32 = 3;
 /// Descriptors in the list the per-keyframe cost looks up (random unit vectors: the
 /// search scans every stored descriptor whatever they are).
 const DESCRIPTOR_LIST_SIZE: usize = 10_000;
@@ -317,10 +320,15 @@ impl ModelSignal {
     }
 
     /// Seconds of the listed stream's content after the lead: up to and including the
-    /// first keyframe after the lead that the signal sees (keyframe N, the stream's
-    /// first keyframe being seen).
+    /// [`SEEN_CONTENT_KEYFRAMES`]th keyframe of it that the signal sees (keyframes N,
+    /// 2N…, the stream's first keyframe being seen). A stream is closed when cut, so the
+    /// extra keyframes only play when the first one was shed or its match awaits
+    /// confirmation: the cut comes later (its pts says so) instead of not at all.
     fn content_seconds(&self) -> u32 {
-        (self.every() * GOP_SECONDS as u32).saturating_sub(LISTED_LEAD_SECONDS) + GOP_SECONDS as u32
+        let seen_every = self.every() * GOP_SECONDS as u32;
+        seen_every.saturating_sub(LISTED_LEAD_SECONDS)
+            + GOP_SECONDS as u32
+            + (SEEN_CONTENT_KEYFRAMES - 1) * seen_every
     }
 
     /// What the listed stream shows after the lead: ffmpeg input arguments, and the
@@ -1866,8 +1874,9 @@ async fn live_per_core(
             interval.signal_waiting / interval.seconds * 100.0,
             cost.per_picture,
         );
-        let both_ms = (interval.analysis_cpu + interval.signal_cpu) * 1000.0
-            / interval.analysed.max(1) as f64;
+        // Per analysed keyframe: its own share and 1/N of a picture, the pictures shed
+        // not counted as free.
+        let both_ms = live_cost_ms + live_ms / f64::from(signal.every());
         println!(
             "  analysis + {kind}: {both_ms:.2} ms CPU per keyframe live (micro-benchmark: {:.2} ms) -> {:.0} streams per core",
             costs.per_keyframe(Some(signal.every())),
@@ -1928,9 +1937,9 @@ mod tests {
         // Keyframes 0, 2, 4… of a 2 s GOP; the 6 crops 2 at a time, so 3 described
         // keyframes for all of them.
         assert_eq!(setup.described_every_seconds(), (4.0, 12.0));
-        // The lead's keyframe is described, the next described one (4 s) must show the
-        // edited clip: 2 s of lead, then up to and including that keyframe's GOP.
-        assert_eq!(ModelSignal::Descriptor(setup).content_seconds(), 4);
+        // The lead's keyframe is described, the next described ones (4, 8, 12 s) show the
+        // edited clip: 2 s of lead, then up to and including the third one's GOP.
+        assert_eq!(ModelSignal::Descriptor(setup).content_seconds(), 12);
     }
 
     #[test]
