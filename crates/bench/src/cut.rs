@@ -1789,9 +1789,10 @@ async fn time_to_cut(
         if let Some(signal) = proxy_config.signal {
             let kind = signal.kind();
             println!(
-                "  cut keyframe's pts p50 {:.1} s (its content from {LISTED_LEAD_SECONDS} s; the {kind} sees \
+                "  cut keyframe's pts p50 {:.1} s, max {:.1} s (its content from {LISTED_LEAD_SECONDS} s; the {kind} sees \
                  keyframes 0, {n}, {}… of a stream); {kind}: {} pictures, {} shed",
                 percentile(&cut_pts, 0.50),
+                cut_pts.iter().copied().fold(f64::NAN, f64::max),
                 2 * signal.every(),
                 interval.signal_pictures,
                 interval.signal_shed,
