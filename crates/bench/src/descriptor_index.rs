@@ -57,7 +57,8 @@ impl SplitMix {
         sum * 3f32.sqrt()
     }
 
-    fn unit(&mut self, dim: usize) -> anyhow::Result<Descriptor> {
+    /// A random unit vector of `dim` dimensions.
+    pub(crate) fn unit(&mut self, dim: usize) -> anyhow::Result<Descriptor> {
         Ok(Descriptor::new(
             (0..dim).map(|_| self.gaussian()).collect(),
         )?)

@@ -75,6 +75,11 @@ impl SplitMix {
         self.next() % bound.max(1)
     }
 
+    /// Uniform in [0, 1].
+    pub(crate) fn next_fraction(&mut self) -> f64 {
+        self.next() as f64 / u64::MAX as f64
+    }
+
     fn hash(&mut self) -> Hash256 {
         Hash256::from_words([self.next(), self.next(), self.next(), self.next()])
     }
