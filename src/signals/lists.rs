@@ -132,22 +132,10 @@ pub fn validate_configs(lists: &[HashListConfig]) -> Result<(), InvalidKey> {
         let invalid = |name: &str, message: &str| {
             InvalidKey::new(format!("hashlist[{i}].{name}"), message.to_string())
         };
-        let name_ok = !list.name.is_empty()
-            && list
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !name_ok {
-            return Err(invalid(
-                "name",
-                "must be non-empty ASCII letters, digits, '-', '_' or '.'",
-            ));
-        }
-        if !names.insert(list.name.as_str()) {
-            return Err(invalid("name", "used by two [[hashlist]] entries"));
-        }
-        if list.path.as_os_str().is_empty() {
-            return Err(invalid("path", "must not be empty"));
+        if let Some((key, message)) =
+            super::live_list::check_name_and_path(&list.name, &list.path, &mut names, "hashlist")
+        {
+            return Err(invalid(key, &message));
         }
         if list.max_distance > MAX_DISTANCE_LIMIT {
             return Err(invalid("max_distance", "must be 0..=64"));

@@ -133,3 +133,31 @@ impl<C: ListFile, V: ListVersion> LiveList<C, V> {
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// The checks every list section shares: a name of ASCII letters, digits, `-`, `_` or
+/// `.`, unique among `names` (the section's names so far), and a non-empty path. The
+/// failing key (`name` or `path`) and why, for the section's `InvalidKey`.
+pub fn check_name_and_path<'a>(
+    name: &'a str,
+    path: &std::path::Path,
+    names: &mut std::collections::HashSet<&'a str>,
+    section: &str,
+) -> Option<(&'static str, String)> {
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !name_ok {
+        return Some((
+            "name",
+            "must be non-empty ASCII letters, digits, '-', '_' or '.'".into(),
+        ));
+    }
+    if !names.insert(name) {
+        return Some(("name", format!("used by two [[{section}]] entries")));
+    }
+    if path.as_os_str().is_empty() {
+        return Some(("path", "must not be empty".into()));
+    }
+    None
+}
