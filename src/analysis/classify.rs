@@ -6,7 +6,7 @@
 //! verdict is acted on by the same pipeline step as a hash verdict, so its time to cut
 //! is audited too.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::{debug, info, warn};
@@ -81,15 +81,12 @@ impl ClassifierPool {
             height: picture.height,
             at,
         };
-        match self.queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.pictures_shed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                warn!("classifier workers are gone: picture not classified");
-            }
-        }
+        super::queue_or_shed(
+            &self.queue,
+            job,
+            &self.stats.pictures_shed,
+            "classifier workers are gone: picture not classified",
+        );
     }
 }
 

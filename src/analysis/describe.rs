@@ -9,7 +9,7 @@
 //! audited too. The whole-picture descriptors of a stream's latest described keyframes
 //! are kept for `actuator.learn_into`.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -114,15 +114,12 @@ impl DescriptorPool {
             views,
             at,
         };
-        match self.queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.stats.pictures_shed.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                warn!("descriptor workers are gone: picture not described");
-            }
-        }
+        super::queue_or_shed(
+            &self.queue,
+            job,
+            &self.stats.pictures_shed,
+            "descriptor workers are gone: picture not described",
+        );
     }
 }
 

@@ -397,6 +397,18 @@ pub struct StreamAnalysis {
     ended: AtomicBool,
 }
 
+/// Queues `job` for a model's threads without waiting: a full queue sheds it and counts
+/// it in `shed`; `gone` is logged when the threads have stopped.
+fn queue_or_shed<T>(queue: &Sender<T>, job: T, shed: &AtomicU64, gone: &str) {
+    match queue.try_send(job) {
+        Ok(()) => {}
+        Err(crossbeam_channel::TrySendError::Full(_)) => {
+            shed.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => warn!("{gone}"),
+    }
+}
+
 /// How often an overloaded stream is re-reported.
 const OVERLOAD_ALERT_INTERVAL: Duration = Duration::from_secs(30);
 
