@@ -404,8 +404,19 @@ fn readiness(context: &AdminContext) -> Response<Body> {
         status: &'static str,
         ingest_listeners: usize,
         hashlists: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster_connected: Option<bool>,
     }
+    let fleet = context.services.analysis.actions().backend().fleet();
+    let cluster_connected = fleet.map(|fleet| fleet.status().connected());
     let (status, code) = match context.readiness.phase() {
+        // Only when configured: by default a node without NATS still serves.
+        Phase::Serving
+            if fleet.is_some_and(|fleet| fleet.ready_requires_cluster())
+                && cluster_connected == Some(false) =>
+        {
+            ("cluster_unreachable", StatusCode::SERVICE_UNAVAILABLE)
+        }
         Phase::Serving => ("ready", StatusCode::OK),
         Phase::Starting => ("starting", StatusCode::SERVICE_UNAVAILABLE),
         Phase::Draining => ("draining", StatusCode::SERVICE_UNAVAILABLE),
@@ -416,6 +427,7 @@ fn readiness(context: &AdminContext) -> Response<Body> {
             status,
             ingest_listeners: context.ingest_listeners,
             hashlists: context.lists.names().count(),
+            cluster_connected,
         },
     )
 }
@@ -570,6 +582,7 @@ async fn cut_key(
         .map(|id| serde_json::json!(id.to_string()))
         .collect();
     let mut unanswered = Vec::new();
+    let mut fleet_error = None;
     if let Some(fleet) = actions.backend().fleet() {
         let request = CutKeyRequest {
             fingerprint: fingerprint.to_string(),
@@ -585,8 +598,9 @@ async fn cut_key(
                 }
                 unanswered = gathered.unanswered;
             }
-            // The ban still reaches the fleet through the outbox.
-            Err(error) => return Err(fleet_error(error)),
+            // The ban is made and reaches the fleet through the outbox; streams of
+            // this key on other nodes could not be cut now: say so.
+            Err(error) => fleet_error = Some(error.to_string()),
         }
     }
     info!(key_fingerprint = %fingerprint, streams = cut.len(), %reason, "key cut requested");
@@ -597,6 +611,7 @@ async fn cut_key(
             "cut": cut,
             "banned": true,
             "unanswered": unanswered,
+            "fleet_error": fleet_error,
         }),
     ))
 }

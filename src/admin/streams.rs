@@ -12,6 +12,7 @@ use tracing::info;
 
 use crate::actions::{AuditEvent, Cut, Finding};
 use crate::backend::cluster::Command;
+use crate::backend::cluster::wire::is_fingerprint;
 use crate::session::{Closer, EndKind, Services, SessionState};
 use crate::stream::StreamId;
 
@@ -177,12 +178,28 @@ pub fn cut_key(services: &Services, fingerprint: &str, reason: &str) -> Vec<Stre
         .collect()
 }
 
+/// Longest reason kept from another node's request.
+const MAX_REMOTE_REASON_CHARS: usize = 1000;
+
+/// The reason another node sent, bounded and without control characters (it goes into
+/// logs and the audit), naming that node.
+fn remote_reason(reason: &str, from: &str) -> String {
+    let clean = |text: &str, max: usize| -> String {
+        text.chars().filter(|c| !c.is_control()).take(max).collect()
+    };
+    format!(
+        "{} (asked on node {})",
+        clean(reason, MAX_REMOTE_REASON_CHARS),
+        clean(from, 64)
+    )
+}
+
 /// Answers other nodes' requests until the cluster link goes away.
 pub async fn serve_commands(mut commands: mpsc::Receiver<Command>, services: Arc<Services>) {
     while let Some(command) = commands.recv().await {
         match command {
             Command::CutStream { request, reply } => {
-                let reason = format!("{} (asked on node {})", request.reason, request.from);
+                let reason = remote_reason(&request.reason, &request.from);
                 let answer = match cut(&services, &request.stream, &reason) {
                     Ok(accepted) => (202, serde_json::to_value(accepted)),
                     Err(refused) => (
@@ -193,7 +210,14 @@ pub async fn serve_commands(mut commands: mpsc::Receiver<Command>, services: Arc
                 let _ = reply.send((answer.0, answer.1.unwrap_or_default()));
             }
             Command::CutKey { request, reply } => {
-                let reason = format!("{} (asked on node {})", request.reason, request.from);
+                if !is_fingerprint(&request.fingerprint) {
+                    let _ = reply.send((
+                        400,
+                        serde_json::json!({ "error": "fingerprint: not 16 lowercase hex digits" }),
+                    ));
+                    continue;
+                }
+                let reason = remote_reason(&request.reason, &request.from);
                 let cut = cut_key(&services, &request.fingerprint, &reason);
                 let _ = reply.send((200, serde_json::json!({ "cut": cut })));
             }
@@ -201,5 +225,18 @@ pub async fn serve_commands(mut commands: mpsc::Receiver<Command>, services: Arc
                 let _ = reply.send((200, serde_json::json!({ "streams": list(&services) })));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_reasons_are_bounded_and_printable() {
+        let reason = remote_reason(&format!("bad\nline{}", "x".repeat(5000)), "node\u{1b}-b");
+        assert!(!reason.chars().any(char::is_control), "{reason}");
+        assert!(reason.chars().count() < MAX_REMOTE_REASON_CHARS + 100);
+        assert!(reason.ends_with("(asked on node node-b)"), "{reason}");
     }
 }

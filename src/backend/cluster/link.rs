@@ -79,9 +79,11 @@ pub(super) async fn start(
         let shared = Arc::clone(&shared);
         let client = client.clone();
         async move {
-            // Each (re)connection declares the streams again and says when done.
+            // Each (re)connection declares the streams again (a NATS that lost its
+            // storage is set up anew); the followers and the outbox start after the
+            // first.
             let mut first = true;
-            loop {
+            while reconnections.recv().await.is_some() {
                 setup(&shared, &js, first).await;
                 if first {
                     tokio::spawn(publish_outbox(Arc::clone(&shared), js.clone()));
@@ -92,9 +94,6 @@ pub(super) async fn start(
                         client.clone(),
                     ));
                     first = false;
-                }
-                if reconnections.recv().await.is_none() {
-                    return;
                 }
             }
         }
@@ -180,7 +179,13 @@ fn on_event(shared: &Shared, event: async_nats::Event, reconnected: &mpsc::Unbou
         }
         async_nats::Event::ClientError(error) => {
             shared.status.set_error(format!("client error: {error}"));
-            warn!(%error, "cluster: NATS client error");
+            // While disconnected every reconnection attempt fails the same way: the
+            // disconnection was already reported.
+            if shared.status.connected() {
+                warn!(%error, "cluster: NATS client error");
+            } else {
+                debug!(%error, "cluster: NATS client error while disconnected");
+            }
         }
         other => debug!(event = %other, "cluster: NATS event"),
     }
@@ -204,6 +209,7 @@ async fn setup(shared: &Shared, js: &jetstream::Context, first: bool) {
         match declare_streams(shared, js).await {
             Ok(()) => {
                 shared.status.synced.store(true, Ordering::Relaxed);
+                *lock(&shared.status.last_error) = None;
                 if !first {
                     info!("cluster resynced: streams declared, consumers resume where they were");
                 }
