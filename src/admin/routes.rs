@@ -26,9 +26,9 @@ use tracing::info;
 use super::streams::{self, CutRefused, rfc3339};
 use super::{AdminContext, Phase};
 use crate::actions::AuditRecord;
-use crate::backend::Fleet;
 use crate::backend::cluster::FleetError;
 use crate::backend::cluster::wire::{CutKeyRequest, FleetCommand, is_fingerprint};
+use crate::backend::{BanTarget, Fleet};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
     DescriptorReloadReport,
@@ -574,7 +574,7 @@ async fn cut_key(
     let actions = context.services.analysis.actions();
     // Banned first, here and (through the backend) on every node: a publisher cut now
     // cannot come back through another node while the others are being asked.
-    actions.ban_key(fingerprint);
+    actions.ban(&BanTarget::key(fingerprint));
     let mut cut: Vec<serde_json::Value> = streams::cut_key(&context.services, fingerprint, &reason)
         .iter()
         .map(|id| serde_json::json!(id.to_string()))

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Fleet};
+use super::{Backend, BanTarget, Fleet};
 use crate::actions::{AuditRecord, AuditTrail};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
@@ -17,7 +17,7 @@ use crate::signals::lists::{AddReport, AddedHash, ListSet, ListSetError};
 
 /// One process's shared state.
 pub struct LocalBackend {
-    bans: Mutex<HashMap<String, Instant>>,
+    bans: Mutex<HashMap<BanTarget, Instant>>,
     lists: Arc<ListSet>,
     /// `None` without `[descriptor]`.
     descriptor_lists: Option<Arc<DescriptorListSet>>,
@@ -46,12 +46,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalBackend {
-    /// Bans `fingerprint` until `until`, unless it is already banned for longer: bans
-    /// from several places (this node, the fleet, a replay after a restart) never
-    /// shorten each other.
-    pub fn ban_until(&self, fingerprint: &str, until: Instant) {
+    /// Bans `target` until `until`, unless it is already banned for longer: bans from
+    /// several places (this node, the fleet, a replay after a restart) never shorten
+    /// each other.
+    pub fn ban_until(&self, target: BanTarget, until: Instant) {
         let mut bans = lock(&self.bans);
-        let entry = bans.entry(fingerprint.to_string()).or_insert(until);
+        let entry = bans.entry(target).or_insert(until);
         if *entry < until {
             *entry = until;
         }
@@ -59,19 +59,19 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    fn ban(&self, fingerprint: &str, duration: Duration) {
-        self.ban_until(fingerprint, Instant::now() + duration);
+    fn ban(&self, target: &BanTarget, duration: Duration) {
+        self.ban_until(target.clone(), Instant::now() + duration);
     }
 
-    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
+    fn ban_remaining(&self, target: &BanTarget) -> Option<Duration> {
         let mut bans = lock(&self.bans);
         let now = Instant::now();
-        match bans.get(fingerprint) {
+        match bans.get(target) {
             Some(until) if *until > now => Some(*until - now),
             Some(_) => {
                 // Expired bans are dropped when next asked about, so the map holds only
-                // keys that published again or are still banned.
-                bans.remove(fingerprint);
+                // targets that published again or are still banned.
+                bans.remove(target);
                 None
             }
             None => None,
@@ -134,12 +134,16 @@ mod tests {
     fn bans_expire() {
         let dir = tempfile::tempdir().expect("dir");
         let backend = backend(&dir);
-        backend.ban("0123456789abcdef", Duration::from_millis(50));
-        let remaining = backend.ban_remaining("0123456789abcdef").expect("banned");
+        let key = BanTarget::key("0123456789abcdef");
+        backend.ban(&key, Duration::from_millis(50));
+        let remaining = backend.ban_remaining(&key).expect("banned");
         assert!(remaining <= Duration::from_millis(50));
-        assert_eq!(backend.ban_remaining("fedcba9876543210"), None);
+        assert_eq!(
+            backend.ban_remaining(&BanTarget::key("fedcba9876543210")),
+            None
+        );
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(backend.ban_remaining("0123456789abcdef"), None);
+        assert_eq!(backend.ban_remaining(&key), None);
     }
 
     #[test]
@@ -221,9 +225,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let backend = backend(&dir);
         assert!(backend.fleet().is_none());
-        backend.ban("0123456789abcdef", Duration::from_secs(60));
-        backend.ban_until("0123456789abcdef", Instant::now() + Duration::from_secs(1));
-        let left = backend.ban_remaining("0123456789abcdef").expect("banned");
+        let key = BanTarget::key("0123456789abcdef");
+        backend.ban(&key, Duration::from_secs(60));
+        backend.ban_until(key.clone(), Instant::now() + Duration::from_secs(1));
+        let left = backend.ban_remaining(&key).expect("banned");
         assert!(left > Duration::from_secs(50), "{left:?}");
     }
 }

@@ -385,8 +385,8 @@ async fn follow_bans(shared: Arc<Shared>, js: jetstream::Context, client: async_
 }
 
 fn apply_ban(shared: &Shared, payload: &[u8]) {
-    let ban = match BanMessage::parse(payload) {
-        Ok(ban) => ban,
+    let (ban, target) = match BanMessage::parse(payload) {
+        Ok(parsed) => parsed,
         Err(error) => {
             shared.status.count_skipped();
             warn!(%error, "cluster: skipped a malformed ban");
@@ -395,9 +395,7 @@ fn apply_ban(shared: &Shared, payload: &[u8]) {
     };
     // Expired bans stop applying; a node's own bans come back after its restart.
     if let Some(left) = wire::remaining(ban.expires_at_ms, SystemTime::now()) {
-        shared
-            .local
-            .ban_until(&ban.fingerprint, Instant::now() + left);
+        shared.local.ban_until(target, Instant::now() + left);
         shared.status.count_applied(Applied::Ban, 1, ban.made_at_ms);
     }
 }

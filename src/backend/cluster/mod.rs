@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tracing::warn;
 
-use super::{Backend, LocalBackend};
+use super::{Backend, BanTarget, LocalBackend};
 use crate::actions::AuditRecord;
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSetError,
@@ -232,20 +232,20 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
-    fn ban(&self, fingerprint: &str, duration: Duration) {
-        self.shared.local.ban(fingerprint, duration);
+    fn ban(&self, target: &BanTarget, duration: Duration) {
+        self.shared.local.ban(target, duration);
         let now = SystemTime::now();
-        let ban = BanMessage {
-            fingerprint: fingerprint.to_string(),
-            expires_at_ms: wire::unix_ms(now + duration),
-            made_at_ms: wire::unix_ms(now),
-            node: self.shared.config.node.clone(),
-        };
-        self.queue(Kind::Ban, self.shared.subjects.ban(fingerprint), &ban);
+        let ban = BanMessage::new(
+            target,
+            wire::unix_ms(now + duration),
+            wire::unix_ms(now),
+            &self.shared.config.node,
+        );
+        self.queue(Kind::Ban, self.shared.subjects.ban(target), &ban);
     }
 
-    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
-        self.shared.local.ban_remaining(fingerprint)
+    fn ban_remaining(&self, target: &BanTarget) -> Option<Duration> {
+        self.shared.local.ban_remaining(target)
     }
 
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
