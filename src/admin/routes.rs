@@ -535,26 +535,24 @@ async fn cut_stream(
     id: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let fleet = context.services.analysis.actions().backend().fleet();
+    // An unknown id is answered before the body is read, as every lookup is.
+    if fleet.is_none() && !streams::is_live_here(&context.services, id) {
+        return Err(ApiError::not_found(format!(
+            "no live stream with id {id:?}"
+        )));
+    }
     let reason = read_reason(context, request).await?;
-    match streams::cut(&context.services, id, &reason) {
-        Ok(accepted) => Ok(json(StatusCode::ACCEPTED, &accepted)),
-        Err(CutRefused::NotFound(_))
-            if context
-                .services
-                .analysis
-                .actions()
-                .backend()
-                .fleet()
-                .is_some() =>
-        {
+    match (streams::cut(&context.services, id, &reason), fleet) {
+        (Ok(accepted), _) => Ok(json(StatusCode::ACCEPTED, &accepted)),
+        (Err(CutRefused::NotFound(_)), Some(fleet)) => {
             // Not here: the node named in the id may serve it.
-            let fleet = fleet(context)?;
             let reply = fleet.cut_stream(id, &reason).await.map_err(fleet_error)?;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             info!(stream = %id, node = %reply.node, status = reply.status, "manual cut sent to the node serving the stream");
             Ok(json(status, &reply.body))
         }
-        Err(refused) => Err(ApiError::new(
+        (Err(refused), _) => Err(ApiError::new(
             StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::NOT_FOUND),
             refused.to_string(),
         )),

@@ -100,6 +100,11 @@ pub fn list(services: &Services) -> Vec<StreamView> {
         .collect()
 }
 
+/// Whether this node serves the stream `id`.
+pub fn is_live_here(services: &Services, id: &str) -> bool {
+    StreamId::parse_local(id).is_some_and(|id| services.registry.get(&id).is_some())
+}
+
 /// A manual cut under way.
 #[derive(Debug, Serialize)]
 pub struct CutAccepted {
