@@ -781,7 +781,7 @@ fn is_keyframe(tag: &FlvTag) -> bool {
 // Per-keyframe cost (one thread, CPU time)
 
 /// CPU time of the calling thread.
-fn thread_cpu_seconds() -> f64 {
+pub(super) fn thread_cpu_seconds() -> f64 {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

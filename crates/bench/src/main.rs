@@ -3,6 +3,7 @@
 //! carries no benchmark harness, test encoder or fixture.
 
 mod classifier;
+mod cluster;
 mod cut;
 mod demux;
 mod descriptor;
@@ -42,6 +43,12 @@ enum BenchCommand {
     DescriptorRecall(descriptor_recall::DescriptorRecallBenchArgs),
     /// Distance of the live path's PDQ hashes to `livegate hash`'s on real keyframes.
     LiveHash(live_hash::LiveHashBenchArgs),
+    /// A fleet on NATS JetStream: ban and learned-hash propagation between 3 nodes, and
+    /// the relay and lookup cost of `[cluster]`.
+    Cluster(cluster::ClusterBenchArgs),
+    /// One load node of `cluster` (started by it).
+    #[command(hide = true)]
+    ClusterNode(cluster::ClusterNodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,8 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Descriptor(args) => descriptor::run(args),
         BenchCommand::DescriptorRecall(args) => descriptor_recall::run(args),
         BenchCommand::LiveHash(args) => live_hash::run(args),
+        BenchCommand::Cluster(args) => cluster::run(args),
+        BenchCommand::ClusterNode(args) => cluster::run_node(args),
     }
 }
 

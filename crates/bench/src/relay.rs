@@ -53,19 +53,19 @@ pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(bench(args))
 }
 
-struct PhaseResult {
+pub(super) struct PhaseResult {
     bytes: u64,
     seconds: f64,
-    cpu_seconds: f64,
-    latencies_us: Vec<f64>,
+    pub(super) cpu_seconds: f64,
+    pub(super) latencies_us: Vec<f64>,
 }
 
 impl PhaseResult {
-    fn gbits(&self) -> f64 {
+    pub(super) fn gbits(&self) -> f64 {
         self.bytes as f64 * 8.0 / 1e9
     }
 
-    fn gbit_per_second(&self) -> f64 {
+    pub(super) fn gbit_per_second(&self) -> f64 {
         self.gbits() / self.seconds
     }
 }
@@ -103,15 +103,11 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
-    // Every publisher connects from 127.0.0.1: no per-client cap.
     let config = Config::parse(
-        &format!(
-            "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{}\"\n\
-             max_connections = {}\nmax_connections_per_client = 0\n\
-             [[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{}\"\n",
+        &proxy_ingest_toml(
             load_sink.addr,
-            args.publishers.max(args.paced_publishers) + 8,
-            probe_sink.addr
+            probe_sink.addr,
+            args.publishers.max(args.paced_publishers),
         ),
         "(bench)",
     )?;
@@ -160,25 +156,40 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config of an in-process livegate with two ingests: the load's (first) and the
+/// probe's (second), for `publishers` connections from 127.0.0.1.
+pub(super) fn proxy_ingest_toml(load: SocketAddr, probe: SocketAddr, publishers: usize) -> String {
+    // Every publisher connects from 127.0.0.1: no per-client cap.
+    format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{load}\"\n\
+         max_connections = {}\nmax_connections_per_client = 0\n\
+         [[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\norigin = \"{probe}\"\n",
+        publishers + 8,
+    )
+}
+
+/// Prints one phase's throughput, CPU and probe latency; returns the latency's p50 and
+/// p99 in µs.
+pub(super) fn print_phase(name: &str, phase: &PhaseResult) -> (f64, f64) {
+    let (p50, p99) = (
+        percentile(&phase.latencies_us, 0.50),
+        percentile(&phase.latencies_us, 0.99),
+    );
+    println!(
+        "{name:<16} {:>8.3} Gbit/s  cpu {:>5.2} s ({:>6.3} cpu-s per Gbit)  latency p50 {:>8.1} µs  p99 {:>8.1} µs  ({} probes)",
+        phase.gbit_per_second(),
+        phase.cpu_seconds,
+        phase.cpu_seconds / phase.gbits(),
+        p50,
+        p99,
+        phase.latencies_us.len()
+    );
+    (p50, p99)
+}
+
 fn report(direct: &PhaseResult, through: &PhaseResult) {
-    let row = |name: &str, phase: &PhaseResult| {
-        let (p50, p99) = (
-            percentile(&phase.latencies_us, 0.50),
-            percentile(&phase.latencies_us, 0.99),
-        );
-        println!(
-            "{name:<16} {:>8.3} Gbit/s  cpu {:>5.2} s ({:>6.3} cpu-s per Gbit)  latency p50 {:>8.1} µs  p99 {:>8.1} µs  ({} probes)",
-            phase.gbit_per_second(),
-            phase.cpu_seconds,
-            phase.cpu_seconds / phase.gbits(),
-            p50,
-            p99,
-            phase.latencies_us.len()
-        );
-        (p50, p99)
-    };
-    let (direct_p50, direct_p99) = row("direct", direct);
-    let (through_p50, through_p99) = row("through livegate", through);
+    let (direct_p50, direct_p99) = print_phase("direct", direct);
+    let (through_p50, through_p99) = print_phase("through livegate", through);
     // CPU the proxy added per Gbit relayed: the phase's CPU minus what the load generator
     // and sink spent for the same bytes in the direct phase.
     let added_cpu_per_gbit =
@@ -215,7 +226,7 @@ pub(super) fn process_cpu_seconds() -> f64 {
 }
 
 /// The bytes one load publisher sends: a preamble once, then one GOP looped.
-struct SyntheticSession {
+pub(super) struct SyntheticSession {
     preamble: Arc<Vec<u8>>,
     gop: Arc<Vec<u8>>,
     /// Where each frame's chunks end in `gop`, for publishers paced at 30 frames/s.
@@ -223,7 +234,7 @@ struct SyntheticSession {
 }
 
 impl SyntheticSession {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut writer = ChunkWriter::default();
         let mut preamble = encode::publish_preamble(&writer, "live", "bench-load-key");
         writer.set_chunk_size(&mut preamble, CHUNK_SIZE);
@@ -259,11 +270,11 @@ impl SyntheticSession {
 /// A sink that discards what it reads, counting bytes; on probe connections it
 /// timestamps the end of every probe message.
 #[derive(Clone)]
-struct Sink {
-    addr: SocketAddr,
+pub(super) struct Sink {
+    pub(super) addr: SocketAddr,
     /// Only the probe's sink timestamps messages; the load sink just counts.
     timestamps_probes: bool,
-    bytes: Arc<AtomicU64>,
+    pub(super) bytes: Arc<AtomicU64>,
     probe: Arc<Mutex<ProbeLog>>,
 }
 
@@ -274,13 +285,13 @@ struct ProbeLog {
 }
 
 /// The probe side of one phase: where to send probes, and the shared log.
-struct ProbeTarget {
-    target: SocketAddr,
+pub(super) struct ProbeTarget {
+    pub(super) target: SocketAddr,
     probe: Arc<Mutex<ProbeLog>>,
 }
 
 impl Sink {
-    async fn start(timestamps_probes: bool) -> anyhow::Result<Sink> {
+    pub(super) async fn start(timestamps_probes: bool) -> anyhow::Result<Sink> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the sink")?;
@@ -300,7 +311,7 @@ impl Sink {
         Ok(sink)
     }
 
-    fn clone_for_phase(&self) -> ProbeTarget {
+    pub(super) fn clone_for_phase(&self) -> ProbeTarget {
         if let Ok(mut log) = self.probe.lock() {
             *log = ProbeLog::default();
         }
@@ -356,12 +367,12 @@ fn probe_message_len() -> usize {
 
 /// How publishers push their session.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Pace {
+pub(super) enum Pace {
     FullSpeed,
     RealTime,
 }
 
-async fn run_phase(
+pub(super) async fn run_phase(
     args: &RelayBenchArgs,
     pace: Pace,
     session: &SyntheticSession,
