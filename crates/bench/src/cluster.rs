@@ -58,6 +58,10 @@ pub struct LoadArgs {
     /// Learned hashes per second (one `add_hashes` call each), over all the nodes.
     #[arg(long, default_value_t = 100)]
     pub hashes_per_second: u64,
+    /// Learned hashes per `add_hashes` call (a cut learns `actuator.learn_keyframes`
+    /// at once, 10 by default); 1 is the worst case: a message per hash.
+    #[arg(long, default_value_t = 1)]
+    pub hashes_per_call: u64,
     /// One ban in this many is probed (every learned hash is).
     #[arg(long, default_value_t = 10)]
     pub probe_every: u64,
@@ -122,9 +126,25 @@ pub fn run(args: ClusterBenchArgs) -> anyhow::Result<ExitCode> {
     let formed = nodes.wait_ready()?;
     println!("fleet formed in {} ms", formed.as_millis());
     let start_ns = monotonic_ns() + 200_000_000;
+    let pids: Vec<u32> = std::iter::once(nats.child.id())
+        .chain(nodes.nodes.iter().map(|(child, _, _)| child.id()))
+        .collect();
+    let cpu_before: Vec<f64> = pids.iter().map(|pid| process_cpu(*pid)).collect();
+    let started = Instant::now();
     nodes.send(&format!("start {start_ns}"))?;
     let results = nodes.results()?;
     let met = report_propagation(&args.load, &results)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let share = |index: usize| (process_cpu(pids[index]) - cpu_before[index]) / seconds * 100.0;
+    println!(
+        "CPU from start to results ({seconds:.1} s): nats-server {:.1} % of a core; load nodes {} % \
+         (each: its share of the load, applying everyone's, and polling for probes)",
+        share(0),
+        (1..pids.len())
+            .map(|index| format!("{:.1}", share(index)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if args.paced_publishers > 0 {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -153,6 +173,27 @@ fn monotonic_ns() -> u64 {
     // SAFETY: clock_gettime writes a timespec into the pointer it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// CPU seconds (user + system) process `pid` has used; NaN when unreadable.
+fn process_cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may hold spaces) close with ')': utime and
+    // stime are the 14th and 15th fields, the 12th and 13th after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / per_second
 }
 
 /// `nats-server -js` on a free loopback port with a temporary store; killed on drop.
@@ -227,6 +268,7 @@ impl NodeProcesses {
                 .args(["--seconds", &load.seconds.to_string()])
                 .args(["--bans-per-second", &load.bans_per_second.to_string()])
                 .args(["--hashes-per-second", &load.hashes_per_second.to_string()])
+                .args(["--hashes-per-call", &load.hashes_per_call.to_string()])
                 .args(["--probe-every", &load.probe_every.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -319,11 +361,17 @@ fn learned_hash(k: u64) -> Hash256 {
     Hash256::from_words([rng.next(), rng.next(), rng.next(), rng.next()])
 }
 
+/// The node that makes item `k` of a stream made `per_call` items at a time.
+fn origin(k: u64, per_call: u64) -> usize {
+    (k / per_call.max(1) % NODES as u64) as usize
+}
+
 /// The shared schedule: when item `k` of a stream at `rate` per second is due.
 struct Schedule {
     start_ns: u64,
     bans_per_second: u64,
     hashes_per_second: u64,
+    hashes_per_call: u64,
     probe_every: u64,
     /// Items scheduled before this are the probed load's.
     probed_ns: u64,
@@ -335,6 +383,7 @@ impl Schedule {
             start_ns,
             bans_per_second: load.bans_per_second,
             hashes_per_second: load.hashes_per_second,
+            hashes_per_call: load.hashes_per_call.max(1),
             probe_every: load.probe_every.max(1),
             probed_ns: start_ns + load.seconds * 1_000_000_000,
         }
@@ -355,6 +404,17 @@ impl Schedule {
     /// Items of the probed load, per stream.
     fn probed_count(&self, rate: u64) -> u64 {
         self.due_count(self.probed_ns - 1, rate)
+    }
+
+    /// Hash `k` is made with the others of its call, when the call's first is due.
+    fn hash_due_ns(&self, k: u64) -> u64 {
+        self.due_ns(k - k % self.hashes_per_call, self.hashes_per_second)
+    }
+
+    /// `add_hashes` calls due by `now_ns`: those whose first hash is.
+    fn hash_calls_due(&self, now_ns: u64) -> u64 {
+        self.due_count(now_ns, self.hashes_per_second)
+            .div_ceil(self.hashes_per_call)
     }
 }
 
@@ -394,8 +454,10 @@ pub fn run_node(args: ClusterNodeArgs) -> anyhow::Result<ExitCode> {
         move || generate(&node, args.index, &schedule, &running)
     });
     let seen = watch(&node, args.index, &schedule);
-    // The probed load is over once the watch is: the made times are complete.
+    // Every probed item of this node is normally made long before the watch ends (a
+    // probe timeout after the last one is due); wait for it when the load lags.
     let made = loop {
+        ensure!(!load.is_finished(), "the load thread stopped early");
         if let Some(made) = node
             .made
             .lock()
@@ -521,11 +583,12 @@ enum ProbeKey {
     Hash(u64),
 }
 
-/// Makes node `index`'s share of the schedule (items `k` with `k % 3 == index`) until
-/// `running` is false, noting when each probed call returned.
+/// Makes node `index`'s share of the schedule (bans `k` and `add_hashes` calls `c` that
+/// are `index` modulo 3) until `running` is false, noting when each probed call returned.
 fn generate(node: &Node, index: usize, schedule: &Schedule, running: &AtomicBool) {
-    let mine = |k: u64| k % NODES as u64 == index as u64;
-    let (mut bans, mut hashes) = (0u64, 0u64);
+    let mine = |k: u64| origin(k, 1) == index;
+    let per_call = schedule.hashes_per_call;
+    let (mut bans, mut calls) = (0u64, 0u64);
     let probed_bans = schedule.probed_count(schedule.bans_per_second);
     let probed_hashes = schedule.probed_count(schedule.hashes_per_second);
     while running.load(Ordering::Relaxed) {
@@ -541,27 +604,34 @@ fn generate(node: &Node, index: usize, schedule: &Schedule, running: &AtomicBool
             }
         }
         bans = bans.max(due_bans);
-        let due_hashes = schedule.due_count(now, schedule.hashes_per_second);
-        for k in hashes..due_hashes {
-            if mine(k) {
-                let added = AddedHash {
-                    hash: learned_hash(k),
-                    quality: Some(100),
-                    label: "bench".into(),
-                };
-                match node.backend.add_hashes(LIST, &[added]) {
-                    Ok(_) if k < probed_hashes => made.hashes.push([k, monotonic_ns()]),
-                    Ok(_) => {}
+        let due_calls = schedule.hash_calls_due(now);
+        for call in calls..due_calls {
+            if mine(call) {
+                let ks = call * per_call..(call + 1) * per_call;
+                let added: Vec<AddedHash> = ks
+                    .clone()
+                    .map(|k| AddedHash {
+                        hash: learned_hash(k),
+                        quality: Some(100),
+                        label: "bench".into(),
+                    })
+                    .collect();
+                match node.backend.add_hashes(LIST, &added) {
+                    Ok(_) => {
+                        let at = monotonic_ns();
+                        made.hashes
+                            .extend(ks.filter(|k| *k < probed_hashes).map(|k| [k, at]));
+                    }
                     Err(_) => made.failed += 1,
                 }
             }
         }
-        hashes = hashes.max(due_hashes);
+        calls = calls.max(due_calls);
         if let Ok(mut total) = node.made.lock() {
             total.bans.append(&mut made.bans);
             total.hashes.append(&mut made.hashes);
             total.failed += made.failed;
-            total.complete = bans >= probed_bans && hashes >= probed_hashes;
+            total.complete = bans >= probed_bans && calls * per_call >= probed_hashes;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -579,12 +649,11 @@ struct Seen {
 /// Polls this node's memory for the other nodes' probes, each from when it is due,
 /// until every probe is seen or has timed out.
 fn watch(node: &Node, index: usize, schedule: &Schedule) -> Seen {
-    let others = |k: u64| k % NODES as u64 != index as u64;
     let bans: Vec<u64> = (0..schedule.probed_count(schedule.bans_per_second))
-        .filter(|k| others(*k) && k % schedule.probe_every == 0)
+        .filter(|k| origin(*k, 1) != index && k % schedule.probe_every == 0)
         .collect();
     let hashes: Vec<u64> = (0..schedule.probed_count(schedule.hashes_per_second))
-        .filter(|k| others(*k))
+        .filter(|k| origin(*k, schedule.hashes_per_call) != index)
         .collect();
     // (probe, due at): in due order, so a sweep stops at the first not yet due.
     let mut upcoming: std::collections::VecDeque<(ProbeKey, u64)> = {
@@ -596,12 +665,11 @@ fn watch(node: &Node, index: usize, schedule: &Schedule) -> Seen {
                     schedule.due_ns(k, schedule.bans_per_second),
                 )
             })
-            .chain(hashes.into_iter().map(|k| {
-                (
-                    ProbeKey::Hash(k),
-                    schedule.due_ns(k, schedule.hashes_per_second),
-                )
-            }))
+            .chain(
+                hashes
+                    .into_iter()
+                    .map(|k| (ProbeKey::Hash(k), schedule.hash_due_ns(k))),
+            )
             .collect();
         all.sort_by_key(|(_, due)| *due);
         all.into()
@@ -659,12 +727,12 @@ fn report_propagation(load: &LoadArgs, results: &[Value]) -> anyhow::Result<bool
         .iter()
         .map(|result| by_k(result, "made_hashes"))
         .collect();
-    let latencies = |seen_key: &str, made: &[std::collections::HashMap<u64, u64>]| {
+    let latencies = |seen_key: &str, made: &[std::collections::HashMap<u64, u64>], per_call| {
         let mut ms = Vec::new();
         let mut unmatched = 0;
         for result in results {
             for (k, seen_ns) in by_k(result, seen_key) {
-                match made[(k % NODES as u64) as usize].get(&k) {
+                match made[origin(k, per_call)].get(&k) {
                     // Seen before the origin noted its call's return (the thread was
                     // descheduled in between): propagation took no time.
                     Some(made_ns) => ms.push(seen_ns.saturating_sub(*made_ns) as f64 / 1e6),
@@ -674,8 +742,9 @@ fn report_propagation(load: &LoadArgs, results: &[Value]) -> anyhow::Result<bool
         }
         (ms, unmatched)
     };
-    let (bans_ms, unmatched_bans) = latencies("seen_bans", &made_bans);
-    let (hashes_ms, unmatched_hashes) = latencies("seen_hashes", &made_hashes);
+    let (bans_ms, unmatched_bans) = latencies("seen_bans", &made_bans, 1);
+    let (hashes_ms, unmatched_hashes) =
+        latencies("seen_hashes", &made_hashes, load.hashes_per_call);
     let count = |key: &str| -> usize {
         results
             .iter()
@@ -693,12 +762,13 @@ fn report_propagation(load: &LoadArgs, results: &[Value]) -> anyhow::Result<bool
     );
     let (missed_bans, missed_hashes) = (count("missed_bans"), count("missed_hashes"));
     println!(
-        "== propagation: {} s of {} bans/s and {} learned hashes/s (one add_hashes call each), \
+        "== propagation: {} s of {} bans/s and {} learned hashes/s ({} per add_hashes call), \
          round-robin over the {NODES} nodes; 1 ban in {} and every hash probed on the {} other nodes \
          (Backend call returned → enforced there; polled every ~{} µs)",
         load.seconds,
         load.bans_per_second,
         load.hashes_per_second,
+        load.hashes_per_call.max(1),
         load.probe_every.max(1),
         NODES - 1,
         POLL_PAUSE.as_micros()
@@ -755,8 +825,12 @@ async fn join<T: Send + 'static>(thread: std::thread::JoinHandle<T>) -> anyhow::
 
 /// One cost phase's figures.
 struct CostPhase {
+    name: &'static str,
     relay: PhaseResult,
     lookups_us: Vec<f64>,
+    /// The same lookups in a copy of its list loaded from the same file and never added
+    /// to: what the moment's load on the CPU and caches does to a lookup.
+    fixed_lookups_us: Vec<f64>,
     /// Bans and hashes this livegate applied from the fleet during the phase, per second.
     applied_per_second: Option<(f64, f64)>,
     /// Learned hashes in its list at the end, and how many of them await indexing.
@@ -764,8 +838,9 @@ struct CostPhase {
     unindexed: usize,
 }
 
-/// The relay and lookup cost of a livegate without, then with `[cluster]`, the load
-/// flowing in both phases.
+/// The relay and lookup cost of a livegate without `[cluster]` (twice: the second run
+/// shows the noise), then with it, the load flowing in every phase. In this order since a
+/// livegate that joined keeps its link running until the process ends.
 async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let list_path = dir.path().join("relay-list.csv");
@@ -776,6 +851,10 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
         let _ = writeln!(list, "{}", hash.to_hex());
     }
     std::fs::write(&list_path, list).context("writing the relay's list")?;
+    let fixed = Arc::new(ListSet::load(&[HashListConfig {
+        allow_empty: true,
+        ..HashListConfig::new(LIST, &list_path)
+    }])?);
     let load_sink = Sink::start(false).await?;
     let probe_sink = Sink::start(true).await?;
     let session = SyntheticSession::new();
@@ -785,8 +864,12 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
         seconds: args.cost_seconds,
         probe_interval_ms: 5,
     };
-    let mut phases = Vec::with_capacity(2);
-    for clustered in [false, true] {
+    let mut phases = Vec::with_capacity(3);
+    for (name, clustered) in [
+        ("without [cluster]", false),
+        ("without, again", false),
+        ("with [cluster]", true),
+    ] {
         let mut toml = proxy_ingest_toml(load_sink.addr, probe_sink.addr, args.paced_publishers);
         let _ = write!(
             toml,
@@ -808,7 +891,7 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
         if clustered {
             let caught_up = catch_up(backend.as_ref(), args, start_ns).await?;
             println!(
-                "livegate with [cluster] joined and replayed the learned stream in {} ms",
+                "livegate with [cluster] joined and replayed the bans and learned streams in {} ms",
                 caught_up.as_millis()
             );
         }
@@ -822,9 +905,9 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
         let started = Instant::now();
         let timing = Arc::new(AtomicBool::new(true));
         let lookups = std::thread::spawn({
-            let (lists, timing) = (Arc::clone(&lists), Arc::clone(&timing));
-            let rate = args.lookups_per_second;
-            move || time_lookups(&lists, rate, &timing)
+            let (lists, fixed) = (Arc::clone(&lists), Arc::clone(&fixed));
+            let (timing, rate) = (Arc::clone(&timing), args.lookups_per_second);
+            move || time_lookups(&lists, &fixed, rate, &timing)
         });
         let mut probe = probe_sink.clone_for_phase();
         probe.target = probe_proxy;
@@ -838,7 +921,7 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
         )
         .await;
         timing.store(false, Ordering::Relaxed);
-        let lookups_us = join(lookups).await?;
+        let (lookups_us, fixed_lookups_us) = join(lookups).await?;
         let seconds = started.elapsed().as_secs_f64();
         let applied_per_second = applied(backend.as_ref()).zip(applied_before).map(
             |((bans, hashes), (bans_before, hashes_before))| {
@@ -863,36 +946,44 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
             registry.refused()
         );
         phases.push(CostPhase {
+            name,
             relay,
             lookups_us,
+            fixed_lookups_us,
             applied_per_second,
             learned,
             unindexed,
         });
     }
-    report_cost(args, &phases[0], &phases[1]);
+    report_cost(args, &phases);
     Ok(())
 }
 
-/// Waits until a livegate that just joined has connected and replayed the learned hashes
-/// the load made before it joined.
+/// Waits until a livegate that just joined has connected and replayed the bans and the
+/// learned hashes the load made before it joined.
 async fn catch_up(
     backend: &dyn Backend,
     args: &ClusterBenchArgs,
     start_ns: u64,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
+    let schedule = Schedule::new(start_ns, &args.load);
     // Those due in the last 50 ms may still be on their way (propagation takes ms).
-    let made = Schedule::new(start_ns, &args.load)
-        .due_count(monotonic_ns() - 50_000_000, args.load.hashes_per_second);
+    let by = monotonic_ns() - 50_000_000;
+    let bans = schedule.due_count(by, schedule.bans_per_second);
+    let hashes = schedule.hash_calls_due(by) * schedule.hashes_per_call;
     let Some(fleet) = backend.fleet() else {
-        anyhow::bail!("the livegate with [cluster] has no fleet");
+        bail!("the livegate with [cluster] has no fleet");
     };
     let status = fleet.status();
-    while !status.connected() || status.applied(Applied::Hash) < made {
+    while !status.connected()
+        || status.applied(Applied::Ban) < bans
+        || status.applied(Applied::Hash) < hashes
+    {
         ensure!(
             started.elapsed() < Duration::from_secs(60),
-            "the livegate with [cluster] applied {} of {made} learned hashes in 60 s",
+            "the livegate with [cluster] applied {} of {bans} bans and {} of {hashes} learned hashes in 60 s",
+            status.applied(Applied::Ban),
             status.applied(Applied::Hash)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -901,60 +992,90 @@ async fn catch_up(
 }
 
 /// Times `rate` lookups a second of 8 random variants (a keyframe that matches nothing,
-/// the common case) until `timing` is false; CPU µs per lookup.
-fn time_lookups(lists: &ListSet, rate: u64, timing: &AtomicBool) -> Vec<f64> {
+/// the common case) until `timing` is false, alternately in the livegate's lists and in
+/// `fixed` (the same file, never added to): CPU µs per lookup in each.
+fn time_lookups(
+    lists: &ListSet,
+    fixed: &ListSet,
+    rate: u64,
+    timing: &AtomicBool,
+) -> (Vec<f64>, Vec<f64>) {
     let mut rng = SplitMix(4);
     let (mut scratch, mut found) = (LookupScratch::default(), Vec::new());
-    let mut times = Vec::new();
+    let (mut live, mut reference) = (Vec::new(), Vec::new());
     let pause = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut time = |lists: &ListSet, variants: &[Hash256], times: &mut Vec<f64>| {
+        let before = thread_cpu_seconds();
+        lists.lookup_into(variants, 100, &mut scratch, &mut found);
+        times.push((thread_cpu_seconds() - before) * 1e6);
+    };
     while timing.load(Ordering::Relaxed) {
         let variants: Vec<Hash256> = (0..VARIANTS)
             .map(|_| Hash256::from_words([rng.next(), rng.next(), rng.next(), rng.next()]))
             .collect();
-        let before = thread_cpu_seconds();
-        lists.lookup_into(&variants, 100, &mut scratch, &mut found);
-        times.push((thread_cpu_seconds() - before) * 1e6);
+        time(lists, &variants, &mut live);
+        time(fixed, &variants, &mut reference);
         std::thread::sleep(pause);
     }
-    times
+    (live, reference)
 }
 
-fn report_cost(args: &ClusterBenchArgs, without: &CostPhase, with: &CostPhase) {
+fn report_cost(args: &ClusterBenchArgs, phases: &[CostPhase]) {
     println!(
         "== cost on the relay and analysis path: {} publishers at 30 frames/s, {} s per phase, \
-         the fleet's load flowing in both; only [cluster] differs",
+         the fleet's load flowing in every phase; only [cluster] differs (the repeated phase \
+         without it is the run's noise)",
         args.paced_publishers, args.cost_seconds
     );
-    let (without_p50, without_p99) = print_phase("without [cluster]", &without.relay);
-    let (with_p50, with_p99) = print_phase("with [cluster]", &with.relay);
-    let lookups = |name: &str, phase: &CostPhase| {
-        let (p50, p99) = (
-            percentile(&phase.lookups_us, 0.50),
-            percentile(&phase.lookups_us, 0.99),
-        );
-        println!(
-            "{name:<17} lookup ({VARIANTS} variants, {} listed + {} learned, {} unindexed): CPU p50 {p50:.1} µs, p99 {p99:.1} µs ({} lookups)",
-            args.list_hashes,
-            phase.learned,
-            phase.unindexed,
-            phase.lookups_us.len()
-        );
-        (p50, p99)
-    };
-    let (lookup_without, _) = lookups("without [cluster]", without);
-    let (lookup_with, _) = lookups("with [cluster]", with);
-    if let Some((bans, hashes)) = with.applied_per_second {
-        println!(
-            "with [cluster] applied from the fleet: {bans:.0} bans/s, {hashes:.0} learned hashes/s"
-        );
+    let latencies: Vec<(f64, f64)> = phases
+        .iter()
+        .map(|phase| print_phase(phase.name, &phase.relay))
+        .collect();
+    let lookups: Vec<f64> = phases
+        .iter()
+        .map(|phase| {
+            let (p50, p99) = (
+                percentile(&phase.lookups_us, 0.50),
+                percentile(&phase.lookups_us, 0.99),
+            );
+            println!(
+                "{:<17} lookup ({VARIANTS} variants, {} listed + {} learned, {} unindexed): CPU p50 {p50:.1} µs, p99 {p99:.1} µs \
+                 ({} lookups; in a copy of the list never added to, meanwhile: p50 {:.1} µs, p99 {:.1} µs)",
+                phase.name,
+                args.list_hashes,
+                phase.learned,
+                phase.unindexed,
+                phase.lookups_us.len(),
+                percentile(&phase.fixed_lookups_us, 0.50),
+                percentile(&phase.fixed_lookups_us, 0.99),
+            );
+            p50
+        })
+        .collect();
+    for phase in phases {
+        if let Some((bans, hashes)) = phase.applied_per_second {
+            println!(
+                "{} applied from the fleet: {bans:.0} bans/s, {hashes:.0} learned hashes/s",
+                phase.name
+            );
+        }
     }
     let per_gbit = |phase: &CostPhase| phase.relay.cpu_seconds / phase.relay.gbits();
-    println!(
-        "with / without [cluster]: throughput {:.3}, process CPU per Gbit {:.3}; relay latency p50 {:+.1} µs, p99 {:+.1} µs; lookup CPU p50 {:.2}x",
-        with.relay.gbit_per_second() / without.relay.gbit_per_second(),
-        per_gbit(with) / per_gbit(without),
-        with_p50 - without_p50,
-        with_p99 - without_p99,
-        lookup_with / lookup_without
-    );
+    let cores = |phase: &CostPhase| phase.relay.cpu_seconds / phase.relay.seconds * 100.0;
+    for (before, after) in (0..phases.len()).zip(1..phases.len()) {
+        let (a, b) = (&phases[before], &phases[after]);
+        println!(
+            "{} / {}: throughput {:.3}, process CPU per Gbit {:.3} ({:.1} → {:.1} % of a core); \
+             relay latency p50 {:+.1} µs, p99 {:+.1} µs; lookup CPU p50 {:.2}x",
+            b.name,
+            a.name,
+            b.relay.gbit_per_second() / a.relay.gbit_per_second(),
+            per_gbit(b) / per_gbit(a),
+            cores(a),
+            cores(b),
+            latencies[after].0 - latencies[before].0,
+            latencies[after].1 - latencies[before].1,
+            lookups[after] / lookups[before]
+        );
+    }
 }

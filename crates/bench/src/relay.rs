@@ -55,7 +55,7 @@ pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) struct PhaseResult {
     bytes: u64,
-    seconds: f64,
+    pub(super) seconds: f64,
     pub(super) cpu_seconds: f64,
     pub(super) latencies_us: Vec<f64>,
 }
