@@ -277,22 +277,48 @@ async fn publish_outbox(shared: Arc<Shared>, js: jetstream::Context) {
     loop {
         shared.outbox.wait().await;
         let batch = shared.outbox.peek(OUTBOX_BATCH);
-        let stored = publish_batch(&shared, &js, &batch).await;
-        let all = stored.len() == batch.len();
-        shared.outbox.acknowledged(&stored);
+        let done = publish_batch(&shared, &js, &batch).await;
+        let all = done.stored.len() + done.refused.len() == batch.len();
+        shared.outbox.acknowledged(&done.stored);
+        shared.outbox.refused(&done.refused);
         if !all {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 }
 
-/// Sends every message of `batch`, then awaits their acknowledgements; returns those
-/// JetStream stored.
+/// What became of a batch: the rest is retried.
+struct Published<'a> {
+    stored: Vec<&'a Outgoing>,
+    /// Refused for good by JetStream (a full stream, a message over the server's
+    /// payload limit): retrying would block everything queued behind them.
+    refused: Vec<&'a Outgoing>,
+}
+
+/// Whether JetStream refused the message itself rather than being unreachable.
+fn refused_for_good(error: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::context::PublishErrorKind;
+    matches!(
+        error.kind(),
+        PublishErrorKind::Other | PublishErrorKind::MaxPayloadExceeded
+    )
+}
+
+/// Sends every message of `batch`, then awaits their acknowledgements.
 async fn publish_batch<'a>(
     shared: &Shared,
     js: &jetstream::Context,
     batch: &'a [Outgoing],
-) -> Vec<&'a Outgoing> {
+) -> Published<'a> {
+    let mut done = Published {
+        stored: Vec::with_capacity(batch.len()),
+        refused: Vec::new(),
+    };
+    let mut refuse = |message: &'a Outgoing, error: &dyn std::fmt::Display| {
+        shared.status.set_error(format!("publishing: {error}"));
+        warn!(%error, subject = %message.subject, kind = message.kind.as_str(), "cluster: JetStream refused a message: dropped");
+        done.refused.push(message);
+    };
     let mut pending = Vec::with_capacity(batch.len());
     for message in batch {
         let publish = jetstream::message::PublishMessage::build()
@@ -300,6 +326,12 @@ async fn publish_batch<'a>(
             .message_id(message.message_id(shared.node_id));
         match js.send_publish(message.subject.clone(), publish).await {
             Ok(ack) => pending.push((message, ack)),
+            Err(error)
+                if error.kind()
+                    == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded =>
+            {
+                refuse(message, &error);
+            }
             Err(error) => {
                 shared.status.set_error(format!("publishing: {error}"));
                 debug!(%error, "cluster: publish failed, will retry");
@@ -307,13 +339,13 @@ async fn publish_batch<'a>(
             }
         }
     }
-    let mut stored = Vec::with_capacity(pending.len());
     for (message, ack) in pending {
         match tokio::time::timeout(shared.config.request_timeout(), ack).await {
-            Ok(Ok(_)) => stored.push(message),
+            Ok(Ok(_)) => done.stored.push(message),
+            Ok(Err(error)) if refused_for_good(&error) => refuse(message, &error),
             Ok(Err(error)) => {
                 shared.status.set_error(format!("publishing: {error}"));
-                debug!(%error, subject = %message.subject, "cluster: publish not acknowledged");
+                debug!(%error, subject = %message.subject, "cluster: publish not acknowledged, will retry");
             }
             Err(_) => {
                 shared
@@ -322,7 +354,21 @@ async fn publish_batch<'a>(
             }
         }
     }
-    stored
+    done
+}
+
+/// Whether a message from JetStream was published by this process (its `Nats-Msg-Id`
+/// starts with this node id): it was applied here when it was made.
+fn published_here(shared: &Shared, message: &async_nats::jetstream::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .is_some_and(|id| {
+            id.as_str()
+                .strip_prefix(shared.node_id)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
 }
 
 /// An ordered consumer of `stream` filtered to `subject`, re-created until it exists
@@ -377,6 +423,7 @@ async fn follow_bans(shared: Arc<Shared>, js: jetstream::Context, client: async_
         .await;
         while let Some(message) = messages.next().await {
             match message {
+                Ok(message) if published_here(&shared, &message) => {}
                 Ok(message) => apply_ban(&shared, &message.payload),
                 Err(error) => debug!(%error, "cluster: bans consumer"),
             }
@@ -414,6 +461,7 @@ async fn follow_learned(shared: Arc<Shared>, js: jetstream::Context, client: asy
         .await;
         while let Some(message) = messages.next().await {
             match message {
+                Ok(message) if published_here(&shared, &message) => {}
                 Ok(message) => {
                     let shared = Arc::clone(&shared);
                     let subject = message.subject.to_string();
