@@ -472,6 +472,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever another node (or anyone who can publish on the fleet's subjects)
+        /// sends, parsing returns a value or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = BanMessage::parse(&payload);
+            let _ = HashesMessage::parse(&payload);
+            let _ = DescriptorsMessage::parse(&payload);
+            let _ = Heartbeat::parse(&payload);
+            let _ = Reply::parse(&payload);
+            let _ = parse_request::<CutStreamRequest>(&payload);
+            let _ = parse_request::<CutKeyRequest>(&payload);
+        }
+    }
+
     #[test]
     fn remaining_time_of_past_and_future_instants() {
         let now = SystemTime::now();
