@@ -53,6 +53,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalBackend {
+    /// The descriptor model's tag, with `[descriptor]`.
+    pub fn descriptor_model(&self) -> Option<&str> {
+        self.descriptor_lists
+            .as_ref()
+            .map(|lists| lists.model().tag())
+    }
+
     /// Bans `target` until `until`, unless it is already banned for longer: bans from
     /// several places (this node, the fleet, a replay after a restart) never shorten
     /// each other.

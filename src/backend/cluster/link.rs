@@ -487,6 +487,13 @@ fn apply_learned(shared: &Shared, subject: &str, payload: &Bytes) {
         DescriptorsMessage::parse(payload)
             .map_err(|error| error.to_string())
             .and_then(|(message, entries)| {
+                let here = shared.local.descriptor_model().unwrap_or("none");
+                if message.model != here {
+                    return Err(format!(
+                        "descriptors of model {:?}, this node's [descriptor] is {here:?}",
+                        message.model
+                    ));
+                }
                 shared
                     .local
                     .add_descriptors(&message.list, &entries)

@@ -267,8 +267,10 @@ impl Backend for ClusterBackend {
         entries: &[AddedDescriptor],
     ) -> Result<DescriptorAddReport, DescriptorListSetError> {
         let report = self.shared.local.add_descriptors(list, entries)?;
+        // A list exists, so the model does.
+        let model = self.shared.local.descriptor_model().unwrap_or_default();
         for chunk in entries.chunks(wire::DESCRIPTORS_PER_MESSAGE) {
-            let message = DescriptorsMessage::new(list, &self.shared.config.node, chunk);
+            let message = DescriptorsMessage::new(list, model, &self.shared.config.node, chunk);
             self.queue(
                 Kind::Descriptors,
                 self.shared.subjects.learned_descriptors(list),
