@@ -87,12 +87,19 @@ pub(super) async fn start(
                 setup(&shared, &js, first).await;
                 if first {
                     tokio::spawn(publish_outbox(Arc::clone(&shared), js.clone()));
-                    tokio::spawn(follow_bans(Arc::clone(&shared), js.clone(), client.clone()));
-                    tokio::spawn(follow_learned(
-                        Arc::clone(&shared),
-                        js.clone(),
-                        client.clone(),
-                    ));
+                    for (followed, stream) in [
+                        (Followed::Bans, shared.subjects.bans_stream()),
+                        (Followed::Learned, shared.subjects.learned_stream()),
+                    ] {
+                        let follow = Follow {
+                            shared: Arc::clone(&shared),
+                            js: js.clone(),
+                            client: client.clone(),
+                            followed,
+                            stream,
+                        };
+                        tokio::spawn(follow.run());
+                    }
                     first = false;
                 }
             }
@@ -212,6 +219,7 @@ async fn setup(shared: &Shared, js: &jetstream::Context, first: bool) {
                 *lock(&shared.status.last_error) = None;
                 if !first {
                     info!("cluster resynced: streams declared, consumers resume where they were");
+                    shared.resyncs.send_modify(|count| *count += 1);
                 }
                 return;
             }
@@ -371,63 +379,132 @@ fn published_here(shared: &Shared, message: &async_nats::jetstream::Message) -> 
         })
 }
 
-/// An ordered consumer of `stream` filtered to `subject`, re-created until it exists
-/// (the stream may not be declared yet).
-async fn ordered_messages(
-    shared: &Shared,
-    js: &jetstream::Context,
-    client: &async_nats::Client,
-    stream: &str,
-    subject: String,
-    deliver_policy: consumer::DeliverPolicy,
-) -> consumer::push::Ordered {
-    loop {
-        let attempt = async {
-            let stream = js
-                .get_stream(stream)
-                .await
-                .map_err(|error| error.to_string())?;
-            let consumer = stream
-                .create_consumer(consumer::push::OrderedConfig {
-                    deliver_subject: client.new_inbox(),
-                    filter_subject: subject.clone(),
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|error| error.to_string())?;
-            consumer.messages().await.map_err(|error| error.to_string())
-        };
-        match tokio::time::timeout(shared.config.request_timeout(), attempt).await {
-            Ok(Ok(messages)) => return messages,
-            Ok(Err(error)) => {
-                debug!(%error, stream, "cluster: cannot follow the stream yet");
-            }
-            Err(_) => debug!(stream, "cluster: following the stream timed out"),
-        }
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
+/// Which of the fleet's streams a follower applies.
+#[derive(Clone, Copy)]
+enum Followed {
+    /// The latest ban of each target, then each new one.
+    Bans,
+    /// Every learned hash and descriptor, from the start.
+    Learned,
 }
 
-/// Applies the fleet's bans: the latest per key first, then each new one.
-async fn follow_bans(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
-    loop {
-        let mut messages = ordered_messages(
-            &shared,
-            &js,
-            &client,
-            &shared.subjects.bans_stream(),
-            shared.subjects.bans(),
-            consumer::DeliverPolicy::LastPerSubject,
-        )
-        .await;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) if published_here(&shared, &message) => {}
-                Ok(message) => apply_ban(&shared, &message.payload),
-                Err(error) => debug!(%error, "cluster: bans consumer"),
+/// One of the fleet's streams, followed by an ordered consumer (which the client
+/// re-creates after a reconnection, from the last sequence seen).
+struct Follow {
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    followed: Followed,
+    stream: String,
+}
+
+impl Follow {
+    /// Hands every message to `apply` for ever. After each resync it checks whether
+    /// NATS lost the stream (a server without persistent storage restarted): the new
+    /// stream's sequences start again at 1, where the client's consumer would wait for
+    /// the old ones, so it is then read again from its start.
+    async fn run(self) {
+        let mut resyncs = self.shared.resyncs.subscribe();
+        loop {
+            let (mut messages, created) = self.messages().await;
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(Ok(message)) if published_here(&self.shared, &message) => {}
+                        Some(Ok(message)) => self.apply(message).await,
+                        Some(Err(error)) => debug!(%error, stream = %self.stream, "cluster: consumer"),
+                        None => break,
+                    },
+                    changed = resyncs.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if self.recreated(created).await {
+                            warn!(stream = %self.stream, "cluster: NATS lost the stream; reading the new one from its start");
+                            break;
+                        }
+                    }
+                }
             }
         }
+    }
+
+    async fn apply(&self, message: async_nats::jetstream::Message) {
+        match self.followed {
+            Followed::Bans => apply_ban(&self.shared, &message.payload),
+            Followed::Learned => {
+                let shared = Arc::clone(&self.shared);
+                let subject = message.subject.to_string();
+                let payload = message.payload.clone();
+                // Adding rebuilds or scans an index: not on the runtime's threads.
+                let applied =
+                    tokio::task::spawn_blocking(move || apply_learned(&shared, &subject, &payload))
+                        .await;
+                if let Err(error) = applied {
+                    warn!(%error, "cluster: applying learned entries panicked");
+                }
+            }
+        }
+    }
+
+    /// Whether the stream now on the server is not the one created at `created`.
+    async fn recreated(&self, created: time::OffsetDateTime) -> bool {
+        match self.js.get_stream(&self.stream).await {
+            Ok(mut stream) => stream
+                .info()
+                .await
+                .is_ok_and(|info| info.created != created),
+            Err(_) => true,
+        }
+    }
+
+    /// A new ordered consumer and when its stream was created; retried until the
+    /// stream exists (it may not be declared yet).
+    async fn messages(&self) -> (consumer::push::Ordered, time::OffsetDateTime) {
+        loop {
+            match tokio::time::timeout(self.shared.config.request_timeout(), self.attempt()).await {
+                Ok(Ok(follow)) => return follow,
+                Ok(Err(error)) => {
+                    debug!(%error, stream = %self.stream, "cluster: cannot follow the stream yet");
+                }
+                Err(_) => debug!(stream = %self.stream, "cluster: following the stream timed out"),
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn attempt(&self) -> Result<(consumer::push::Ordered, time::OffsetDateTime), String> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|error| error.to_string())?;
+        let created = stream
+            .info()
+            .await
+            .map_err(|error| error.to_string())?
+            .created;
+        let (subject, deliver_policy) = match self.followed {
+            Followed::Bans => (
+                self.shared.subjects.bans(),
+                consumer::DeliverPolicy::LastPerSubject,
+            ),
+            Followed::Learned => (self.shared.subjects.learned(), consumer::DeliverPolicy::All),
+        };
+        let consumer = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: subject,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok((messages, created))
     }
 }
 
@@ -444,40 +521,6 @@ fn apply_ban(shared: &Shared, payload: &[u8]) {
     if let Some(left) = wire::remaining(ban.expires_at_ms, SystemTime::now()) {
         shared.local.ban_until(target, Instant::now() + left);
         shared.status.count_applied(Applied::Ban, 1, ban.made_at_ms);
-    }
-}
-
-/// Applies every learned hash and descriptor, from the stream's start.
-async fn follow_learned(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
-    loop {
-        let mut messages = ordered_messages(
-            &shared,
-            &js,
-            &client,
-            &shared.subjects.learned_stream(),
-            shared.subjects.learned(),
-            consumer::DeliverPolicy::All,
-        )
-        .await;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) if published_here(&shared, &message) => {}
-                Ok(message) => {
-                    let shared = Arc::clone(&shared);
-                    let subject = message.subject.to_string();
-                    let payload = message.payload.clone();
-                    // Adding rebuilds or scans an index: not on the runtime's threads.
-                    let applied = tokio::task::spawn_blocking(move || {
-                        apply_learned(&shared, &subject, &payload)
-                    })
-                    .await;
-                    if let Err(error) = applied {
-                        warn!(%error, "cluster: applying learned entries panicked");
-                    }
-                }
-                Err(error) => debug!(%error, "cluster: learned consumer"),
-            }
-        }
     }
 }
 

@@ -189,6 +189,9 @@ pub struct PeerView {
 /// What the backend calls and the link share.
 struct Shared {
     config: ClusterConfig,
+    /// Counts the streams being declared again after a reconnection: the followers
+    /// then check whether NATS lost them (and read the new ones from their start).
+    resyncs: tokio::sync::watch::Sender<u64>,
     subjects: Subjects,
     node_id: &'static str,
     outbox: Outbox,
@@ -211,6 +214,7 @@ impl ClusterBackend {
         local: LocalBackend,
     ) -> Result<(ClusterBackend, tokio::sync::mpsc::Receiver<Command>), ClusterError> {
         let shared = Arc::new(Shared {
+            resyncs: tokio::sync::watch::Sender::new(0),
             subjects: Subjects::new(&config.prefix),
             node_id: node_id(),
             outbox: Outbox::new(config.outbox_max_messages),
