@@ -47,8 +47,7 @@ pub(super) async fn start(
     shared: Arc<Shared>,
 ) -> Result<(async_nats::Client, mpsc::Receiver<Command>), ClusterError> {
     let (reconnected, mut reconnections) = mpsc::unbounded_channel::<()>();
-    let options = credentials(&shared.config)
-        .await?
+    let options = credentials(&shared.config)?
         .name(format!(
             "livegate {} {}",
             shared.config.node, shared.node_id
@@ -116,15 +115,15 @@ pub(super) async fn start(
 }
 
 /// The client's options with the configured credential; reading a file fails naming
-/// its key.
-async fn credentials(
+/// its key (`check-config` calls it too, so a bad credential fails before deployment).
+pub fn credentials(
     config: &super::ClusterConfig,
 ) -> Result<async_nats::ConnectOptions, ClusterError> {
     let read = |key: &'static str, path: &std::path::Path| {
-        std::fs::read_to_string(path).map_err(|source| ClusterError::Credentials {
+        std::fs::read_to_string(path).map_err(|error| ClusterError::Credentials {
             key,
             path: path.to_path_buf(),
-            source,
+            error,
         })
     };
     let options = async_nats::ConnectOptions::new();

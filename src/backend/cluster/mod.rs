@@ -38,6 +38,7 @@ pub mod wire;
 
 pub use config::ClusterConfig;
 pub use fleet::{Command, Fleet, FleetError, Gathered};
+pub use link::credentials;
 use outbox::{Kind, Outbox};
 use wire::{BanMessage, DescriptorsMessage, HashesMessage, Subjects};
 
@@ -45,11 +46,12 @@ use wire::{BanMessage, DescriptorsMessage, HashesMessage, Subjects};
 /// the node then runs on local state and connects later).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot read {path} (cluster.{key}): {source}")]
+    /// The I/O error is in the message, not a `source`: printed once.
+    #[error("cannot read {path} (cluster.{key}): {error}")]
     Credentials {
         key: &'static str,
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cluster.{key}: {message}")]
     Invalid { key: &'static str, message: String },
