@@ -545,7 +545,12 @@ async fn cut_stream(
     let reason = read_reason(context, request).await?;
     match (streams::cut(&context.services, id, &reason), fleet) {
         (Ok(accepted), _) => Ok(json(StatusCode::ACCEPTED, &accepted)),
-        (Err(CutRefused::NotFound(_)), Some(fleet)) => {
+        // Another node's id: ask it (this node's own ended streams are not asked for).
+        (Err(CutRefused::NotFound(_)), Some(fleet))
+            if id
+                .rsplit_once('-')
+                .is_some_and(|(node, _)| node != fleet.node_id()) =>
+        {
             // Not here: the node named in the id may serve it.
             let reply = fleet.cut_stream(id, &reason).await.map_err(fleet_error)?;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);

@@ -5,6 +5,7 @@
 //! backend keeps one of these as its node's memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,14 @@ use crate::signals::descriptor_lists::{
 };
 use crate::signals::lists::{AddReport, AddedHash, ListSet, ListSetError};
 
+/// Bans held before the first sweep of expired ones.
+const MIN_BAN_SWEEP: usize = 1024;
+
 /// One process's shared state.
 pub struct LocalBackend {
     bans: Mutex<HashMap<BanTarget, Instant>>,
+    /// Map size at which expired bans are next swept.
+    sweep_bans_at: AtomicUsize,
     lists: Arc<ListSet>,
     /// `None` without `[descriptor]`.
     descriptor_lists: Option<Arc<DescriptorListSet>>,
@@ -32,6 +38,7 @@ impl LocalBackend {
     ) -> Self {
         LocalBackend {
             bans: Mutex::new(HashMap::new()),
+            sweep_bans_at: AtomicUsize::new(MIN_BAN_SWEEP),
             lists,
             descriptor_lists,
             audit,
@@ -46,6 +53,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalBackend {
+    /// The descriptor model's tag, with `[descriptor]`.
+    pub fn descriptor_model(&self) -> Option<&str> {
+        self.descriptor_lists
+            .as_ref()
+            .map(|lists| lists.model().tag())
+    }
+
     /// Bans `target` until `until`, unless it is already banned for longer: bans from
     /// several places (this node, the fleet, a replay after a restart) never shorten
     /// each other.
@@ -54,6 +68,14 @@ impl LocalBackend {
         let entry = bans.entry(target).or_insert(until);
         if *entry < until {
             *entry = until;
+        }
+        // A fleet's bans are mostly of keys that never come back: expired ones are
+        // swept whenever the map has doubled since the last sweep (amortised O(1)).
+        if bans.len() >= self.sweep_bans_at.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            bans.retain(|_, until| *until > now);
+            self.sweep_bans_at
+                .store((bans.len() * 2).max(MIN_BAN_SWEEP), Ordering::Relaxed);
         }
     }
 }
@@ -218,6 +240,21 @@ mod tests {
             .map(|record| record.stream_id)
             .collect();
         assert_eq!(ids, [StreamId::local(2), StreamId::local(3)]);
+    }
+
+    #[test]
+    fn expired_bans_are_swept_as_the_map_grows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        let soon = Instant::now() + Duration::from_millis(20);
+        for index in 0..MIN_BAN_SWEEP - 1 {
+            backend.ban_until(BanTarget::key(&format!("{index:016x}")), soon);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let lasting = BanTarget::key("ffffffffffffffff");
+        backend.ban(&lasting, Duration::from_secs(60));
+        assert_eq!(lock(&backend.bans).len(), 1);
+        assert!(backend.ban_remaining(&lasting).is_some());
     }
 
     #[test]

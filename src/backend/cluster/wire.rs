@@ -284,19 +284,22 @@ pub struct WireDescriptor {
     pub label: String,
 }
 
-/// Descriptors added to the descriptor list `list` on `node`.
+/// Descriptors added to the descriptor list `list` on `node`, by the model `model`
+/// (descriptors of different models are not comparable, even of one dimension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescriptorsMessage {
     pub list: String,
+    pub model: String,
     pub node: String,
     pub made_at_ms: u64,
     pub descriptors: Vec<WireDescriptor>,
 }
 
 impl DescriptorsMessage {
-    pub fn new(list: &str, node: &str, entries: &[AddedDescriptor]) -> Self {
+    pub fn new(list: &str, model: &str, node: &str, entries: &[AddedDescriptor]) -> Self {
         DescriptorsMessage {
             list: list.to_string(),
+            model: model.to_string(),
             node: node.to_string(),
             made_at_ms: unix_ms(SystemTime::now()),
             descriptors: entries
@@ -436,7 +439,7 @@ mod tests {
 
     #[test]
     fn descriptors_refuse_non_finite_values() {
-        let payload = br#"{"list":"l","node":"n","made_at_ms":1,"descriptors":[{"values":[0.0,0.0],"source":"s"}]}"#;
+        let payload = br#"{"list":"l","model":"m","node":"n","made_at_ms":1,"descriptors":[{"values":[0.0,0.0],"source":"s"}]}"#;
         assert!(matches!(
             DescriptorsMessage::parse(payload),
             Err(WireError::Entry { index: 0, .. })
@@ -469,6 +472,21 @@ mod tests {
             r#"{"client":"10.0.0.999","expires_at_ms":1,"made_at_ms":1,"node":"a"}"#,
         ] {
             assert!(BanMessage::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever another node (or anyone who can publish on the fleet's subjects)
+        /// sends, parsing returns a value or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = BanMessage::parse(&payload);
+            let _ = HashesMessage::parse(&payload);
+            let _ = DescriptorsMessage::parse(&payload);
+            let _ = Heartbeat::parse(&payload);
+            let _ = Reply::parse(&payload);
+            let _ = parse_request::<CutStreamRequest>(&payload);
+            let _ = parse_request::<CutKeyRequest>(&payload);
         }
     }
 
