@@ -65,6 +65,8 @@ pub struct Server {
 
 /// How often the drain checks whether sessions have ended.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// At shutdown, how long decisions queued for the fleet may take to be published.
+const CLUSTER_FLUSH: Duration = Duration::from_secs(2);
 /// After the grace period, how long cut sessions get to close their sockets.
 const CUT_SETTLE: Duration = Duration::from_secs(2);
 
@@ -289,6 +291,10 @@ impl Server {
         let _ = stop_admin.send(true);
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        // Last: the cuts and bans of the drain reach the fleet.
+        if let Some(fleet) = self.services.analysis.actions().backend().fleet() {
+            fleet.shutdown(CLUSTER_FLUSH).await;
         }
         info!("shutdown complete");
     }

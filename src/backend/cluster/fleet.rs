@@ -128,6 +128,18 @@ impl Fleet {
         &self.shared.status
     }
 
+    /// Stops the link at shutdown: what the outbox holds is published first while NATS
+    /// answers, for at most `grace`; what is left is logged.
+    pub async fn shutdown(&self, grace: Duration) {
+        let left = super::link::stop(&self.shared, &self.client, grace).await;
+        if left > 0 {
+            tracing::warn!(
+                unpublished = left,
+                "cluster: decisions not published at shutdown (NATS unreachable)"
+            );
+        }
+    }
+
     /// Whether `/readyz` waits on NATS.
     pub fn ready_requires_cluster(&self) -> bool {
         self.shared.config.ready_requires_cluster

@@ -13,7 +13,8 @@
 //!   server's command task; a heartbeat a second, so nodes know their peers.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,7 +32,11 @@ use super::wire::{
     HashesMessage, Heartbeat, Reply,
 };
 use super::{Applied, ClusterError, Peer, Shared, lock};
+use crate::signals::descriptor_lists::AddedDescriptor;
+use crate::signals::lists::AddedHash;
 
+/// Messages from a followed stream applied together, at most.
+const APPLY_BATCH: usize = 256;
 /// Messages published per round trip to JetStream.
 const OUTBOX_BATCH: usize = 256;
 /// Pause after a failed publish or setup before trying again.
@@ -74,7 +79,7 @@ pub(super) async fn start(
         .map_err(|error| ClusterError::Client(error.to_string()))?;
     let (commands_in, commands_out) = mpsc::channel(COMMAND_QUEUE);
     let js = jetstream::new(client.clone());
-    tokio::spawn({
+    spawn(&shared, {
         let shared = Arc::clone(&shared);
         let client = client.clone();
         async move {
@@ -85,7 +90,7 @@ pub(super) async fn start(
             while reconnections.recv().await.is_some() {
                 setup(&shared, &js, first).await;
                 if first {
-                    tokio::spawn(publish_outbox(Arc::clone(&shared), js.clone()));
+                    spawn(&shared, publish_outbox(Arc::clone(&shared), js.clone()));
                     for (followed, stream) in [
                         (Followed::Bans, shared.subjects.bans_stream()),
                         (Followed::Learned, shared.subjects.learned_stream()),
@@ -97,21 +102,44 @@ pub(super) async fn start(
                             followed,
                             stream,
                         };
-                        tokio::spawn(follow.run());
+                        spawn(&shared, follow.run());
                     }
                     first = false;
                 }
             }
         }
     });
-    tokio::spawn(warn_if_unreachable(Arc::clone(&shared)));
-    tokio::spawn(serve_commands(
-        Arc::clone(&shared),
-        client.clone(),
-        commands_in,
-    ));
-    tokio::spawn(heartbeats(Arc::clone(&shared), client.clone()));
+    spawn(&shared, warn_if_unreachable(Arc::clone(&shared)));
+    spawn(
+        &shared,
+        serve_commands(Arc::clone(&shared), client.clone(), commands_in),
+    );
+    spawn(&shared, heartbeats(Arc::clone(&shared), client.clone()));
     Ok((client, commands_out))
+}
+
+/// Spawns one of the link's tasks, to be stopped by [`stop`].
+fn spawn(shared: &Shared, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let handle = tokio::spawn(task);
+    lock(&shared.tasks).push(handle.abort_handle());
+}
+
+/// Stops the link: publishes what the outbox holds while NATS answers (for at most
+/// `grace`), then ends the tasks and closes the connection. Returns what was left
+/// unpublished.
+pub(super) async fn stop(shared: &Shared, client: &async_nats::Client, grace: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + grace;
+    while !shared.outbox.is_empty()
+        && shared.status.connected()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for task in lock(&shared.tasks).drain(..) {
+        task.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), client.drain()).await;
+    shared.outbox.len()
 }
 
 /// The client's options with the configured credential; reading a file fails naming
@@ -409,8 +437,22 @@ impl Follow {
             loop {
                 tokio::select! {
                     message = messages.next() => match message {
-                        Some(Ok(message)) if published_here(&self.shared, &message) => {}
-                        Some(Ok(message)) => self.apply(message).await,
+                        Some(Ok(message)) => {
+                            // What else has already arrived goes with it: one list update
+                            // for many messages (a node catching up replays thousands).
+                            let mut batch = vec![message];
+                            while batch.len() < APPLY_BATCH {
+                                match messages.next().now_or_never() {
+                                    Some(Some(Ok(message))) => batch.push(message),
+                                    Some(Some(Err(error))) => {
+                                        debug!(%error, stream = %self.stream, "cluster: consumer");
+                                    }
+                                    Some(None) | None => break,
+                                }
+                            }
+                            batch.retain(|message| !published_here(&self.shared, message));
+                            self.apply(batch).await;
+                        }
                         Some(Err(error)) => debug!(%error, stream = %self.stream, "cluster: consumer"),
                         None => break,
                     },
@@ -428,17 +470,23 @@ impl Follow {
         }
     }
 
-    async fn apply(&self, message: async_nats::jetstream::Message) {
+    async fn apply(&self, batch: Vec<async_nats::jetstream::Message>) {
         match self.followed {
-            Followed::Bans => apply_ban(&self.shared, &message.payload),
+            Followed::Bans => {
+                for message in &batch {
+                    apply_ban(&self.shared, &message.payload);
+                }
+            }
+            Followed::Learned if batch.is_empty() => {}
             Followed::Learned => {
                 let shared = Arc::clone(&self.shared);
-                let subject = message.subject.to_string();
-                let payload = message.payload.clone();
+                let batch: Vec<(String, Bytes)> = batch
+                    .into_iter()
+                    .map(|message| (message.subject.to_string(), message.payload.clone()))
+                    .collect();
                 // Adding rebuilds or scans an index: not on the runtime's threads.
                 let applied =
-                    tokio::task::spawn_blocking(move || apply_learned(&shared, &subject, &payload))
-                        .await;
+                    tokio::task::spawn_blocking(move || apply_learned(&shared, &batch)).await;
                 if let Err(error) = applied {
                     warn!(%error, "cluster: applying learned entries panicked");
                 }
@@ -523,60 +571,102 @@ fn apply_ban(shared: &Shared, payload: &[u8]) {
     }
 }
 
-fn apply_learned(shared: &Shared, subject: &str, payload: &Bytes) {
-    let descriptors = subject.starts_with(&format!("{}.learned.descriptor.", shared.config.prefix));
-    let outcome = if descriptors {
-        DescriptorsMessage::parse(payload)
-            .map_err(|error| error.to_string())
-            .and_then(|(message, entries)| {
-                let here = shared.local.descriptor_model().unwrap_or("none");
-                if message.model != here {
-                    return Err(format!(
-                        "descriptors of model {:?}, this node's [descriptor] is {here:?}",
-                        message.model
-                    ));
-                }
-                shared
-                    .local
-                    .add_descriptors(&message.list, &entries)
-                    .map(|_| {
-                        (
-                            message.list,
-                            message.made_at_ms,
-                            entries.len(),
-                            Applied::Descriptor,
-                        )
-                    })
-                    .map_err(|error| error.to_string())
-            })
-    } else {
-        HashesMessage::parse(payload)
-            .map_err(|error| error.to_string())
-            .and_then(|(message, hashes)| {
-                shared
-                    .local
-                    .add_hashes(&message.list, &hashes)
-                    .map(|_| {
-                        (
-                            message.list,
-                            message.made_at_ms,
-                            hashes.len(),
-                            Applied::Hash,
-                        )
-                    })
-                    .map_err(|error| error.to_string())
-            })
-    };
-    match outcome {
-        Ok((list, made_at_ms, count, kind)) => {
-            debug!(%list, count, kind = kind.as_str(), "cluster: applied learned entries");
-            shared.status.count_applied(kind, count, made_at_ms);
+/// Learned additions of one list from one or more messages, applied in one call.
+struct ListAdditions<T> {
+    entries: Vec<T>,
+    /// Each message's entry count and when it was made.
+    messages: Vec<(usize, u64)>,
+}
+
+impl<T> Default for ListAdditions<T> {
+    fn default() -> Self {
+        ListAdditions {
+            entries: Vec::new(),
+            messages: Vec::new(),
         }
-        Err(error) => {
-            // A list this node does not have, or a bad message: the others still apply.
+    }
+}
+
+impl<T> ListAdditions<T> {
+    fn push(&mut self, entries: Vec<T>, made_at_ms: u64) {
+        self.messages.push((entries.len(), made_at_ms));
+        self.entries.extend(entries);
+    }
+
+    /// Counts the messages as applied, or as skipped with `error`.
+    fn settle(&self, shared: &Shared, list: &str, kind: Applied, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                debug!(%list, count = self.entries.len(), kind = kind.as_str(), "cluster: applied learned entries");
+                for &(count, made_at_ms) in &self.messages {
+                    shared.status.count_applied(kind, count, made_at_ms);
+                }
+            }
+            Err(error) => {
+                // A list this node does not have, or one that is full: the others
+                // still apply.
+                warn!(%list, messages = self.messages.len(), %error, "cluster: skipped learned entries");
+                for _ in &self.messages {
+                    shared.status.count_skipped();
+                }
+            }
+        }
+    }
+}
+
+/// Applies learned hashes and descriptors, one call per list for the whole batch.
+fn apply_learned(shared: &Shared, batch: &[(String, Bytes)]) {
+    let descriptor_subjects = format!("{}.learned.descriptor.", shared.config.prefix);
+    let mut hashes: BTreeMap<String, ListAdditions<AddedHash>> = BTreeMap::new();
+    let mut descriptors: BTreeMap<String, ListAdditions<AddedDescriptor>> = BTreeMap::new();
+    let model_here = shared.local.descriptor_model().unwrap_or("none");
+    for (subject, payload) in batch {
+        let parsed = if subject.starts_with(&descriptor_subjects) {
+            DescriptorsMessage::parse(payload)
+                .map_err(|error| error.to_string())
+                .and_then(|(message, entries)| {
+                    if message.model != model_here {
+                        return Err(format!(
+                            "descriptors of model {:?}, this node's [descriptor] is {model_here:?}",
+                            message.model
+                        ));
+                    }
+                    descriptors
+                        .entry(message.list)
+                        .or_default()
+                        .push(entries, message.made_at_ms);
+                    Ok(())
+                })
+        } else {
+            HashesMessage::parse(payload)
+                .map_err(|error| error.to_string())
+                .map(|(message, entries)| {
+                    hashes
+                        .entry(message.list)
+                        .or_default()
+                        .push(entries, message.made_at_ms);
+                })
+        };
+        if let Err(error) = parsed {
             shared.status.count_skipped();
             warn!(%subject, %error, "cluster: skipped learned entries");
         }
+    }
+    for (list, additions) in &hashes {
+        let outcome = shared
+            .local
+            .add_hashes(list, &additions.entries)
+            .map(drop)
+            .map_err(|error| error.to_string());
+        additions.settle(shared, list, Applied::Hash, outcome);
+    }
+    for (list, additions) in &descriptors {
+        let outcome = shared
+            .local
+            .add_descriptors(list, &additions.entries)
+            .map(drop)
+            .map_err(|error| error.to_string());
+        additions.settle(shared, list, Applied::Descriptor, outcome);
     }
 }
 
@@ -711,7 +801,7 @@ async fn heartbeats(shared: Arc<Shared>, client: async_nats::Client) {
             }
         }
     };
-    tokio::spawn(listening);
+    spawn(&shared, listening);
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         every.tick().await;

@@ -194,6 +194,8 @@ struct Shared {
     /// Counts the streams being declared again after a reconnection: the followers
     /// then check whether NATS lost them (and read the new ones from their start).
     resyncs: tokio::sync::watch::Sender<u64>,
+    /// The link's tasks, stopped at shutdown.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     subjects: Subjects,
     node_id: &'static str,
     outbox: Outbox,
@@ -217,6 +219,7 @@ impl ClusterBackend {
     ) -> Result<(ClusterBackend, tokio::sync::mpsc::Receiver<Command>), ClusterError> {
         let shared = Arc::new(Shared {
             resyncs: tokio::sync::watch::Sender::new(0),
+            tasks: Mutex::new(Vec::new()),
             subjects: Subjects::new(&config.prefix),
             node_id: node_id(),
             outbox: Outbox::new(config.outbox_max_messages),

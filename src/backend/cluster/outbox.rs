@@ -188,6 +188,10 @@ impl Outbox {
         self.lock().len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How long the oldest queued message has waited.
     pub fn oldest_age(&self) -> Duration {
         let queues = self.lock();
