@@ -24,8 +24,9 @@ runtime_packages=(
 test_packages=(
   # PyPI vpdq (test reference) compiles against these too
   libavdevice-dev libavfilter-dev libswresample-dev
-  # real components for the demo and the integration tests
-  ffmpeg nginx libnginx-mod-rtmp
+  # real components for the demo and the integration tests (nats-server 2.9 with
+  # JetStream for the [cluster] fleet tests)
+  ffmpeg nginx libnginx-mod-rtmp nats-server
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core
