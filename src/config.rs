@@ -67,6 +67,9 @@ pub struct Config {
     pub descriptor: Option<crate::descriptor::DescriptorConfig>,
     #[serde(default)]
     pub descriptorlist: Vec<crate::signals::descriptor_lists::DescriptorListConfig>,
+    /// A fleet sharing bans, learned footage, audit and operator cuts through NATS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::backend::cluster::ClusterConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -416,6 +419,11 @@ impl Config {
         self.analysis.validate().map_err(in_section)?;
         if let Some(admin) = &self.admin {
             admin.validate().map_err(in_section)?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .validate(self.actuator.ban_seconds)
+                .map_err(in_section)?;
         }
         if let Some(classifier) = &self.classifier {
             classifier.validate().map_err(in_section)?;

@@ -14,7 +14,8 @@ use tracing::{info, warn};
 use crate::actions::{Actions, ActionsError, AuditTrail};
 use crate::admin::{AdminError, AdminServer, Phase, Readiness};
 use crate::analysis::{Analysis, DescriptorPool, SignalSources};
-use crate::backend::LocalBackend;
+use crate::backend::cluster::ClusterError;
+use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
@@ -34,6 +35,8 @@ pub enum ServerError {
     Actions(#[from] ActionsError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// A model that cannot load (the classifier's or the descriptor's): the error names
     /// the section and key.
     #[error(transparent)]
@@ -100,11 +103,19 @@ impl Server {
             }
             None => None,
         };
-        let backend = Arc::new(LocalBackend::new(
+        let local = LocalBackend::new(
             Arc::clone(&lists),
             descriptor_lists.clone(),
             AuditTrail::open(&config.actuator)?,
-        ));
+        );
+        let (backend, fleet_commands): (Arc<dyn Backend>, _) = match config.cluster.clone() {
+            Some(cluster) => {
+                info!(node = %cluster.node, servers = ?cluster.servers, prefix = %cluster.prefix, "joining the cluster");
+                let (backend, commands) = ClusterBackend::start(cluster, local).await?;
+                (Arc::new(backend), Some(commands))
+            }
+            None => (Arc::new(local), None),
+        };
         let actions = Arc::new(Actions::new(
             config.actuator.clone(),
             backend,
@@ -165,6 +176,14 @@ impl Server {
             registry: Arc::new(SessionRegistry::default()),
             analysis,
         });
+        if let Some(commands) = fleet_commands {
+            // Other nodes' requests (cut a stream here, list this node's streams) are
+            // served even without [admin].
+            tokio::spawn(crate::admin::streams::serve_commands(
+                commands,
+                Arc::clone(&services),
+            ));
+        }
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin {
             Some(admin) => Some(

@@ -262,7 +262,7 @@ impl Actions {
             return CutOutcome { won, banned: None };
         }
         let banned = key.filter(|_| cut.ban).map(|key| {
-            self.ban(key.fingerprint());
+            self.ban_key(key.fingerprint());
             key.fingerprint().to_string()
         });
         self.learn(cut.learn, session.id);
@@ -325,7 +325,8 @@ impl Actions {
         self.backend.ban_remaining(fingerprint)
     }
 
-    fn ban(&self, fingerprint: &str) {
+    /// Bans `fingerprint` for `actuator.ban_seconds` (on every node of a fleet).
+    pub fn ban_key(&self, fingerprint: &str) {
         self.backend
             .ban(fingerprint, Duration::from_secs(self.config.ban_seconds));
     }

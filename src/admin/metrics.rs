@@ -18,6 +18,9 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use crate::analysis::Analysis;
+use crate::backend::Fleet;
+use crate::backend::cluster::Applied;
+use crate::backend::cluster::outbox::Kind;
 use crate::config::OnParseError;
 use crate::session::{Refusal, SessionRegistry};
 use crate::signals::descriptor_lists::DescriptorListSet;
@@ -41,6 +44,13 @@ impl Metrics {
     ) -> Metrics {
         let mut registry = Registry::default();
         register_telemetry(&mut registry, analysis.actions().telemetry(), &lists);
+        if let Some(fleet) = analysis.actions().backend().fleet() {
+            registry.register(
+                "livegate_cluster_apply_lag_seconds",
+                "Seconds from a ban or an addition made on a node to applied on this one",
+                fleet.status().apply_lag().clone(),
+            );
+        }
         registry.register_collector(Box::new(LiveCounters {
             sessions,
             analysis,
@@ -285,6 +295,9 @@ impl Collector for LiveCounters {
             "Webhook deliveries that failed after every retry",
             actions.webhook_failures(),
         )?;
+        if let Some(fleet) = actions.backend().fleet() {
+            encode_cluster(&mut encoder, fleet)?;
+        }
         let hash_lists: Vec<ListGauges> = self
             .lists
             .status()
@@ -314,6 +327,71 @@ impl Collector for LiveCounters {
         }
         Ok(())
     }
+}
+
+/// `[cluster]`'s connection, outbox, traffic and peers.
+fn encode_cluster(encoder: &mut DescriptorEncoder, fleet: &Fleet) -> Result<(), std::fmt::Error> {
+    let status = fleet.status();
+    for (name, help, value) in [
+        (
+            "livegate_cluster_connected",
+            "1 while this node is connected to NATS, 0 while it runs on local state",
+            i64::from(status.connected()),
+        ),
+        (
+            "livegate_cluster_outbox_messages",
+            "Decisions (bans, additions, audit events) waiting to be published to the fleet",
+            fleet.outbox_messages() as i64,
+        ),
+        (
+            "livegate_cluster_peers",
+            "Other nodes heard from in the last 5 seconds",
+            status.peer_count() as i64,
+        ),
+    ] {
+        let gauge = ConstGauge::new(value);
+        gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+    }
+    let oldest = ConstGauge::new(fleet.outbox_oldest_age().as_secs_f64());
+    oldest.encode(encoder.encode_descriptor(
+        "livegate_cluster_outbox_oldest_seconds",
+        "Age of the oldest decision waiting to be published (the publishing lag)",
+        None,
+        oldest.metric_type(),
+    )?)?;
+    counter(
+        encoder,
+        "livegate_cluster_outbox_dropped",
+        "Decisions dropped from a full outbox (cluster.outbox_max_messages)",
+        fleet.outbox_dropped(),
+    )?;
+    counter(
+        encoder,
+        "livegate_cluster_skipped",
+        "Messages from the fleet not applied (malformed, or naming a list this node lacks)",
+        status.skipped(),
+    )?;
+    let mut published = encoder.encode_descriptor(
+        "livegate_cluster_published",
+        "Messages this node published to JetStream and had acknowledged, by kind",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in Kind::ALL {
+        ConstCounter::new(fleet.published(kind))
+            .encode(published.encode_family(&[("kind", kind.as_str())])?)?;
+    }
+    let mut applied = encoder.encode_descriptor(
+        "livegate_cluster_applied",
+        "Bans, hashes and descriptors from the fleet applied on this node, by kind",
+        None,
+        MetricType::Counter,
+    )?;
+    for kind in Applied::ALL {
+        ConstCounter::new(status.applied(kind))
+            .encode(applied.encode_family(&[("kind", kind.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// What the per-list gauges show of one list's active version.

@@ -11,6 +11,7 @@
 
 pub mod metrics;
 pub mod routes;
+pub mod streams;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};

@@ -20,19 +20,20 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tracing::info;
 
+use super::streams::{self, CutRefused, rfc3339};
 use super::{AdminContext, Phase};
-use crate::actions::{AuditEvent, AuditRecord, Cut, Finding};
-use crate::session::{Closer, EndKind, SessionState};
+use crate::actions::AuditRecord;
+use crate::backend::Fleet;
+use crate::backend::cluster::FleetError;
+use crate::backend::cluster::wire::{CutKeyRequest, FleetCommand, is_fingerprint};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
     DescriptorReloadReport,
 };
 use crate::signals::lists::{AddReport, AddedHash, ListSetError, ReloadReport};
-use crate::stream::StreamId;
 use livegate_signals::descriptor::{
     DescriptorList, DescriptorListError, DescriptorListLimits, DescriptorModel, QuantizedDescriptor,
 };
@@ -54,6 +55,8 @@ pub enum Endpoint {
     ReloadDescriptorlist,
     AddDescriptors,
     Events,
+    CutKey,
+    Cluster,
 }
 
 /// A method and a path pattern; `{name}` matches one path segment.
@@ -102,6 +105,8 @@ pub static ROUTES: &[Route] = &[
         Endpoint::AddDescriptors,
     ),
     route(Method::GET, "/v1/events", Endpoint::Events),
+    route(Method::POST, "/v1/keys/{fingerprint}/cut", Endpoint::CutKey),
+    route(Method::GET, "/v1/cluster", Endpoint::Cluster),
 ];
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
@@ -237,7 +242,7 @@ async fn respond(
             "application/json",
             OPENAPI_JSON.as_bytes().to_vec(),
         )),
-        Endpoint::ListStreams => Ok(list_streams(context)),
+        Endpoint::ListStreams => list_streams(context, request.uri().query()).await,
         Endpoint::CutStream => {
             let id = param(0).to_string();
             cut_stream(context, &id, request).await
@@ -255,6 +260,11 @@ async fn respond(
             add_descriptors(context, &name, request).await
         }
         Endpoint::Events => events(context, request.uri().query()),
+        Endpoint::CutKey => {
+            let fingerprint = param(0).to_string();
+            cut_key(context, &fingerprint, request).await
+        }
+        Endpoint::Cluster => Ok(cluster_status(context)),
     }
 }
 
@@ -394,8 +404,19 @@ fn readiness(context: &AdminContext) -> Response<Body> {
         status: &'static str,
         ingest_listeners: usize,
         hashlists: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cluster_connected: Option<bool>,
     }
+    let fleet = context.services.analysis.actions().backend().fleet();
+    let cluster_connected = fleet.map(|fleet| fleet.status().connected());
     let (status, code) = match context.readiness.phase() {
+        // Only when configured: by default a node without NATS still serves.
+        Phase::Serving
+            if fleet.is_some_and(|fleet| fleet.ready_requires_cluster())
+                && cluster_connected == Some(false) =>
+        {
+            ("cluster_unreachable", StatusCode::SERVICE_UNAVAILABLE)
+        }
         Phase::Serving => ("ready", StatusCode::OK),
         Phase::Starting => ("starting", StatusCode::SERVICE_UNAVAILABLE),
         Phase::Draining => ("draining", StatusCode::SERVICE_UNAVAILABLE),
@@ -406,82 +427,61 @@ fn readiness(context: &AdminContext) -> Response<Body> {
             status,
             ingest_listeners: context.ingest_listeners,
             hashlists: context.lists.names().count(),
+            cluster_connected,
         },
     )
 }
 
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-/// One live stream as `GET /v1/streams` shows it.
-#[derive(Serialize)]
-struct StreamView {
-    id: StreamId,
-    state: &'static str,
-    app: Option<String>,
-    /// The redacted key (`abc***#fingerprint`), never the key.
-    key: Option<String>,
-    key_fingerprint: Option<String>,
-    client: String,
-    ingest: String,
-    codec: Option<String>,
-    width: Option<u32>,
-    height: Option<u32>,
-    started_at: String,
-    bytes_from_publisher: u64,
-    bytes_from_origin: u64,
-    keyframes_seen: u64,
-    keyframes_analysed: u64,
-    last_match_distance: Option<u32>,
-}
-
-impl StreamView {
-    fn of(session: &SessionState) -> StreamView {
-        let identity = session.identity();
-        let state = if session.cut_pending() {
-            "closing"
-        } else if identity.key.is_some() {
-            "publishing"
-        } else {
-            "connecting"
-        };
-        StreamView {
-            id: session.id,
-            state,
-            app: identity.app,
-            key: identity.key.as_ref().map(ToString::to_string),
-            key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
-            client: session.client.to_string(),
-            ingest: session.ingest.to_string(),
-            codec: identity
-                .codec
-                .map(|codec| format!("{codec:?}").to_lowercase()),
-            width: identity.width,
-            height: identity.height,
-            started_at: rfc3339(session.started_at),
-            bytes_from_publisher: session.bytes_from_publisher.load(Ordering::Relaxed),
-            bytes_from_origin: session.bytes_from_origin.load(Ordering::Relaxed),
-            keyframes_seen: session.keyframes_seen.load(Ordering::Relaxed),
-            keyframes_analysed: session.keyframes_analysed.load(Ordering::Relaxed),
-            last_match_distance: session.last_match_distance(),
+async fn list_streams(
+    context: &AdminContext,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let mut fleet_wide = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+    {
+        match pair {
+            "scope=local" => fleet_wide = false,
+            "scope=fleet" => fleet_wide = true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query {other:?}: expected scope=local or scope=fleet"
+                )));
+            }
         }
     }
-}
-
-fn list_streams(context: &AdminContext) -> Response<Body> {
-    #[derive(Serialize)]
-    struct Streams {
-        streams: Vec<StreamView>,
-    }
-    let streams = context
-        .services
-        .registry
-        .list()
-        .iter()
-        .map(|session| StreamView::of(session))
+    let mut streams: Vec<serde_json::Value> = streams::list(&context.services)
+        .into_iter()
+        .filter_map(|view| serde_json::to_value(view).ok())
         .collect();
-    json(StatusCode::OK, &Streams { streams })
+    if !fleet_wide {
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "streams": streams }),
+        ));
+    }
+    let fleet = fleet(context)?;
+    let gathered = fleet
+        .gather(FleetCommand::Streams, &serde_json::json!({}))
+        .await
+        .map_err(fleet_error)?;
+    let mut nodes = vec![serde_json::json!({ "node": fleet.node(), "node_id": fleet.node_id() })];
+    for reply in gathered.replies {
+        nodes.push(serde_json::json!({ "node": reply.node, "node_id": reply.node_id }));
+        if let Some(serde_json::Value::Array(remote)) = reply.body.get("streams") {
+            streams.extend(remote.iter().cloned());
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "streams": streams,
+            "nodes": nodes,
+            "unanswered": gathered.unanswered,
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -490,55 +490,138 @@ struct CutBody {
     reason: String,
 }
 
-async fn cut_stream(
+/// The checked reason of a cut request.
+async fn read_reason(
     context: &AdminContext,
-    id: &str,
     request: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let session = StreamId::parse_local(id)
-        .and_then(|id| context.services.registry.get(&id))
-        .ok_or_else(|| ApiError::not_found(format!("no live stream with id {id:?}")))?;
+) -> Result<String, ApiError> {
     let body: CutBody = read_json(context, request).await?;
     let reason = body.reason.trim();
     check_text("reason", reason)?;
     if reason.is_empty() {
         return Err(ApiError::bad_request("reason: must not be empty"));
     }
-    let reason = format!("manual cut: {reason}");
-    let outcome = context.services.analysis.actions().cut(
-        &session,
-        Cut {
-            closer: Closer::Operator,
-            kind: EndKind::OperatorCut,
-            finding: Finding::new(AuditEvent::ManualCut, reason.clone()),
-            keyframe_arrived: None,
-            ban: true,
-            learn: Default::default(),
-        },
-    );
-    if !outcome.won {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("stream {} is already closing", session.id),
-        ));
+    Ok(reason.to_string())
+}
+
+/// The fleet, or 409 on a node without `[cluster]`.
+fn fleet(context: &AdminContext) -> Result<&Fleet, ApiError> {
+    context
+        .services
+        .analysis
+        .actions()
+        .backend()
+        .fleet()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "this node is not part of a cluster (no [cluster] section)",
+            )
+        })
+}
+
+fn fleet_error(error: FleetError) -> ApiError {
+    let status = match error {
+        FleetError::NoSuchNode(_) => StatusCode::NOT_FOUND,
+        FleetError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
+        FleetError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        FleetError::Request(_) | FleetError::BadReply { .. } => StatusCode::BAD_GATEWAY,
+    };
+    ApiError::new(status, error.to_string())
+}
+
+async fn cut_stream(
+    context: &AdminContext,
+    id: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let fleet = context.services.analysis.actions().backend().fleet();
+    // An unknown id is answered before the body is read, as every lookup is.
+    if fleet.is_none() && !streams::is_live_here(&context.services, id) {
+        return Err(ApiError::not_found(format!(
+            "no live stream with id {id:?}"
+        )));
     }
-    info!(session = %session.id, %reason, "manual cut requested through the admin API");
-    #[derive(Serialize)]
-    struct CutAccepted {
-        id: StreamId,
-        status: &'static str,
-        reason: String,
-        banned_key_fingerprint: Option<String>,
+    let reason = read_reason(context, request).await?;
+    match (streams::cut(&context.services, id, &reason), fleet) {
+        (Ok(accepted), _) => Ok(json(StatusCode::ACCEPTED, &accepted)),
+        (Err(CutRefused::NotFound(_)), Some(fleet)) => {
+            // Not here: the node named in the id may serve it.
+            let reply = fleet.cut_stream(id, &reason).await.map_err(fleet_error)?;
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            info!(stream = %id, node = %reply.node, status = reply.status, "manual cut sent to the node serving the stream");
+            Ok(json(status, &reply.body))
+        }
+        (Err(refused), _) => Err(ApiError::new(
+            StatusCode::from_u16(refused.status()).unwrap_or(StatusCode::NOT_FOUND),
+            refused.to_string(),
+        )),
     }
+}
+
+/// Cuts every stream of a key, on every node of the fleet, and bans the key.
+async fn cut_key(
+    context: &AdminContext,
+    fingerprint: &str,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if !is_fingerprint(fingerprint) {
+        return Err(ApiError::bad_request(format!(
+            "{fingerprint:?} is not a key fingerprint (16 lowercase hex digits, as /v1/streams shows)"
+        )));
+    }
+    let reason = read_reason(context, request).await?;
+    let actions = context.services.analysis.actions();
+    // Banned first, here and (through the backend) on every node: a publisher cut now
+    // cannot come back through another node while the others are being asked.
+    actions.ban_key(fingerprint);
+    let mut cut: Vec<serde_json::Value> = streams::cut_key(&context.services, fingerprint, &reason)
+        .iter()
+        .map(|id| serde_json::json!(id.to_string()))
+        .collect();
+    let mut unanswered = Vec::new();
+    let mut fleet_error = None;
+    if let Some(fleet) = actions.backend().fleet() {
+        let request = CutKeyRequest {
+            fingerprint: fingerprint.to_string(),
+            reason: reason.clone(),
+            from: fleet.node().to_string(),
+        };
+        match fleet.gather(FleetCommand::CutKey, &request).await {
+            Ok(gathered) => {
+                for reply in gathered.replies {
+                    if let Some(serde_json::Value::Array(ids)) = reply.body.get("cut") {
+                        cut.extend(ids.iter().cloned());
+                    }
+                }
+                unanswered = gathered.unanswered;
+            }
+            // The ban is made and reaches the fleet through the outbox; streams of
+            // this key on other nodes could not be cut now: say so.
+            Err(error) => fleet_error = Some(error.to_string()),
+        }
+    }
+    info!(key_fingerprint = %fingerprint, streams = cut.len(), %reason, "key cut requested");
     Ok(json(
         StatusCode::ACCEPTED,
-        &CutAccepted {
-            id: session.id,
-            status: "closing",
-            reason,
-            banned_key_fingerprint: outcome.banned,
-        },
+        &serde_json::json!({
+            "fingerprint": fingerprint,
+            "cut": cut,
+            "banned": true,
+            "unanswered": unanswered,
+            "fleet_error": fleet_error,
+        }),
     ))
+}
+
+fn cluster_status(context: &AdminContext) -> Response<Body> {
+    match context.services.analysis.actions().backend().fleet() {
+        Some(fleet) => json(StatusCode::OK, &fleet.view()),
+        None => json(
+            StatusCode::OK,
+            &serde_json::json!({ "enabled": false, "node_id": crate::stream::node_id() }),
+        ),
+    }
 }
 
 fn check_text(field: &str, text: &str) -> Result<(), ApiError> {

@@ -1,13 +1,14 @@
 //! The in-process backend: bans in a map, hashes and descriptors added straight to this
 //! process's lists,
 //! audit records in this process's trail (file, log, memory). Nothing is shared with
-//! other processes, so a stream not served here cannot be cut from here.
+//! other processes, so a stream not served here cannot be cut from here. The cluster
+//! backend keeps one of these as its node's memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Backend, RemoteCutError};
+use super::{Backend, Fleet};
 use crate::actions::{AuditRecord, AuditTrail};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
@@ -44,9 +45,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+impl LocalBackend {
+    /// Bans `fingerprint` until `until`, unless it is already banned for longer: bans
+    /// from several places (this node, the fleet, a replay after a restart) never
+    /// shorten each other.
+    pub fn ban_until(&self, fingerprint: &str, until: Instant) {
+        let mut bans = lock(&self.bans);
+        let entry = bans.entry(fingerprint.to_string()).or_insert(until);
+        if *entry < until {
+            *entry = until;
+        }
+    }
+}
+
 impl Backend for LocalBackend {
     fn ban(&self, fingerprint: &str, duration: Duration) {
-        lock(&self.bans).insert(fingerprint.to_string(), Instant::now() + duration);
+        self.ban_until(fingerprint, Instant::now() + duration);
     }
 
     fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
@@ -87,9 +101,9 @@ impl Backend for LocalBackend {
         self.audit.recent()
     }
 
-    fn cut_remote(&self, stream: &str, _reason: &str) -> Result<(), RemoteCutError> {
+    fn fleet(&self) -> Option<&Fleet> {
         // This process is the only node: a stream its registry does not hold is nowhere.
-        Err(RemoteCutError::NotFound(stream.to_string()))
+        None
     }
 }
 
@@ -203,12 +217,13 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_cut_has_no_node_to_ask() {
+    fn one_process_has_no_fleet_and_bans_never_shorten() {
         let dir = tempfile::tempdir().expect("dir");
         let backend = backend(&dir);
-        assert_eq!(
-            backend.cut_remote("k3x9pq-7", "operator"),
-            Err(RemoteCutError::NotFound("k3x9pq-7".into()))
-        );
+        assert!(backend.fleet().is_none());
+        backend.ban("0123456789abcdef", Duration::from_secs(60));
+        backend.ban_until("0123456789abcdef", Instant::now() + Duration::from_secs(1));
+        let left = backend.ban_remaining("0123456789abcdef").expect("banned");
+        assert!(left > Duration::from_secs(50), "{left:?}");
     }
 }

@@ -1,13 +1,13 @@
 //! Node-shared state behind one trait: key bans, hashes and descriptors added to lists
 //! (learned from a cut or added through the API), audit events, and cutting a stream that may live on
-//! another node. [`local::LocalBackend`] is today's in-process behaviour; a cluster
-//! implementation (NATS JetStream, a later issue) shares the same calls across nodes.
+//! another node. [`local::LocalBackend`] is one process on its own;
+//! [`cluster::ClusterBackend`] (`[cluster]`) shares the same state across a fleet through
+//! NATS JetStream.
 //!
 //! Every method is synchronous and must never block a relay task: bans and lookups are
-//! answered from memory, which a cluster implementation keeps current from its
-//! subscriptions. Calls that a cluster implementation will complete asynchronously
-//! (publish and forget, or a request with a reply) are marked so; their callers already
-//! treat them as fire-and-forget or run them off the relay.
+//! answered from memory, which the cluster implementation keeps current from its
+//! subscriptions, and what it must tell the fleet is queued, never awaited. Requests
+//! that need another node's answer go through [`Backend::fleet`], off the relay.
 
 use std::time::Duration;
 
@@ -17,17 +17,11 @@ use crate::signals::descriptor_lists::{
 };
 use crate::signals::lists::{AddReport, AddedHash, ListSetError};
 
+pub mod cluster;
 pub mod local;
 
+pub use cluster::{ClusterBackend, Fleet};
 pub use local::LocalBackend;
-
-/// Why a cut of a stream not served here failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RemoteCutError {
-    /// No node serves a stream with this id.
-    #[error("no live stream with id {0:?}")]
-    NotFound(String),
-}
 
 /// State every node of a fleet must agree on.
 pub trait Backend: Send + Sync {
@@ -61,8 +55,7 @@ pub trait Backend: Send + Sync {
     /// The latest audit records, oldest first.
     fn recent_audit(&self) -> Vec<AuditRecord>;
 
-    /// Asks the node serving the stream with id `stream` (as written, `NODE-SEQ`) to cut
-    /// it; for an id not served here. Cluster: a request with a reply, to be awaited off
-    /// the relay.
-    fn cut_remote(&self, stream: &str, reason: &str) -> Result<(), RemoteCutError>;
+    /// The other nodes of the fleet (cut a stream another node serves, ask them all);
+    /// `None` for a node on its own.
+    fn fleet(&self) -> Option<&Fleet>;
 }

@@ -1,0 +1,629 @@
+//! The tokio side of the fleet backend: one NATS client and the tasks around it.
+//!
+//! - **connection**: the client connects in the background and reconnects for ever;
+//!   its events set `connected`, and each (re)connection re-declares the JetStream
+//!   streams (idempotent), so a NATS that lost its storage is set up again.
+//! - **outbox**: publishes this node's queued decisions in batches, removing each once
+//!   JetStream acknowledged it; on failure it waits and retries the same messages.
+//! - **bans** and **learned**: ordered push consumers (the client re-creates them after
+//!   a reconnection from the last sequence seen) that apply the fleet's bans (latest per
+//!   key) and every learned hash and descriptor (from the start: a node joining later
+//!   gets everything still kept) to this node's memory.
+//! - **commands** and **heartbeats**: core NATS requests from other nodes, handed to the
+//!   server's command task; a heartbeat a second, so nodes know their peers.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use async_nats::jetstream::{self, consumer, stream};
+
+use crate::backend::Backend;
+
+use super::fleet::Command;
+use super::outbox::Outgoing;
+use super::wire::{
+    self, BanMessage, CutKeyRequest, CutStreamRequest, DescriptorsMessage, FleetCommand,
+    HashesMessage, Heartbeat, Reply,
+};
+use super::{Applied, ClusterError, Peer, Shared, lock};
+
+/// Messages published per round trip to JetStream.
+const OUTBOX_BATCH: usize = 256;
+/// Pause after a failed publish or setup before trying again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Requests from other nodes waiting for the server's command task.
+const COMMAND_QUEUE: usize = 64;
+/// JetStream's deduplication window: a retried publish within it is stored once.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Builds the client (connecting in the background) and starts the tasks.
+pub(super) async fn start(
+    shared: Arc<Shared>,
+) -> Result<(async_nats::Client, mpsc::Receiver<Command>), ClusterError> {
+    let (reconnected, mut reconnections) = mpsc::unbounded_channel::<()>();
+    let options = credentials(&shared.config)
+        .await?
+        .name(format!(
+            "livegate {} {}",
+            shared.config.node, shared.node_id
+        ))
+        .connection_timeout(shared.config.connect_timeout())
+        .request_timeout(Some(shared.config.request_timeout()))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        // Converge quickly after an outage: a node retries at most every 2 s.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 250).min(2000))
+        })
+        .event_callback({
+            let shared = Arc::clone(&shared);
+            move |event| {
+                let shared = Arc::clone(&shared);
+                let reconnected = reconnected.clone();
+                async move { on_event(&shared, event, &reconnected) }
+            }
+        });
+    let client = options
+        .connect(shared.config.servers.clone())
+        .await
+        .map_err(|error| ClusterError::Client(error.to_string()))?;
+    let (commands_in, commands_out) = mpsc::channel(COMMAND_QUEUE);
+    let js = jetstream::new(client.clone());
+    tokio::spawn({
+        let shared = Arc::clone(&shared);
+        let client = client.clone();
+        async move {
+            // Each (re)connection declares the streams again (a NATS that lost its
+            // storage is set up anew); the followers and the outbox start after the
+            // first.
+            let mut first = true;
+            while reconnections.recv().await.is_some() {
+                setup(&shared, &js, first).await;
+                if first {
+                    tokio::spawn(publish_outbox(Arc::clone(&shared), js.clone()));
+                    tokio::spawn(follow_bans(Arc::clone(&shared), js.clone(), client.clone()));
+                    tokio::spawn(follow_learned(
+                        Arc::clone(&shared),
+                        js.clone(),
+                        client.clone(),
+                    ));
+                    first = false;
+                }
+            }
+        }
+    });
+    tokio::spawn(warn_if_unreachable(Arc::clone(&shared)));
+    tokio::spawn(serve_commands(
+        Arc::clone(&shared),
+        client.clone(),
+        commands_in,
+    ));
+    tokio::spawn(heartbeats(Arc::clone(&shared), client.clone()));
+    Ok((client, commands_out))
+}
+
+/// The client's options with the configured credential; reading a file fails naming
+/// its key.
+async fn credentials(
+    config: &super::ClusterConfig,
+) -> Result<async_nats::ConnectOptions, ClusterError> {
+    let read = |key: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|source| ClusterError::Credentials {
+            key,
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let options = async_nats::ConnectOptions::new();
+    if let Some(token) = &config.token {
+        return Ok(options.token(token.clone()));
+    }
+    if let Some(path) = &config.token_file {
+        let token = read("token_file", path)?.trim_end().to_string();
+        if token.is_empty() {
+            return Err(ClusterError::Invalid {
+                key: "token_file",
+                message: format!("{} is empty", path.display()),
+            });
+        }
+        return Ok(options.token(token));
+    }
+    if let Some(path) = &config.creds_file {
+        let creds = read("creds_file", path)?;
+        return options
+            .credentials(&creds)
+            .map_err(|error| ClusterError::Invalid {
+                key: "creds_file",
+                message: format!("{}: {error}", path.display()),
+            });
+    }
+    if let Some(path) = &config.nkey_seed_file {
+        let seed = read("nkey_seed_file", path)?.trim().to_string();
+        // Check the seed now: the client would only fail while connecting, in a loop.
+        if let Err(error) = nkeys::KeyPair::from_seed(&seed) {
+            return Err(ClusterError::Invalid {
+                key: "nkey_seed_file",
+                message: format!("{}: not an nkey seed ({error})", path.display()),
+            });
+        }
+        return Ok(options.nkey(seed));
+    }
+    Ok(options)
+}
+
+fn on_event(shared: &Shared, event: async_nats::Event, reconnected: &mpsc::UnboundedSender<()>) {
+    match event {
+        async_nats::Event::Connected => {
+            shared.status.connected.store(true, Ordering::Relaxed);
+            info!(
+                node = %shared.config.node,
+                queued = shared.outbox.len(),
+                "cluster connected: publishing queued decisions and catching up"
+            );
+            let _ = reconnected.send(());
+        }
+        async_nats::Event::Disconnected => {
+            shared.status.connected.store(false, Ordering::Relaxed);
+            shared.status.set_error("disconnected from NATS");
+            warn!("cluster unreachable: running on local state, decisions are queued");
+        }
+        async_nats::Event::ServerError(error) => {
+            shared.status.set_error(format!("server error: {error}"));
+            warn!(%error, "cluster: NATS server error");
+        }
+        async_nats::Event::ClientError(error) => {
+            shared.status.set_error(format!("client error: {error}"));
+            // While disconnected every reconnection attempt fails the same way: the
+            // disconnection was already reported.
+            if shared.status.connected() {
+                warn!(%error, "cluster: NATS client error");
+            } else {
+                debug!(%error, "cluster: NATS client error while disconnected");
+            }
+        }
+        other => debug!(event = %other, "cluster: NATS event"),
+    }
+}
+
+/// Says once, after the connect timeout, that a node started without NATS.
+async fn warn_if_unreachable(shared: Arc<Shared>) {
+    tokio::time::sleep(shared.config.connect_timeout()).await;
+    if !shared.status.connected() {
+        shared.status.set_error("NATS unreachable since startup");
+        warn!(
+            servers = ?shared.config.servers,
+            "cluster unreachable at startup: running on local state, will keep trying"
+        );
+    }
+}
+
+/// Declares the three streams, retrying until it works; marks the node synced.
+async fn setup(shared: &Shared, js: &jetstream::Context, first: bool) {
+    loop {
+        match declare_streams(shared, js).await {
+            Ok(()) => {
+                shared.status.synced.store(true, Ordering::Relaxed);
+                *lock(&shared.status.last_error) = None;
+                if !first {
+                    info!("cluster resynced: streams declared, consumers resume where they were");
+                }
+                return;
+            }
+            Err(error) => {
+                shared.status.synced.store(false, Ordering::Relaxed);
+                shared
+                    .status
+                    .set_error(format!("declaring JetStream streams: {error}"));
+                debug!(%error, "cluster: cannot declare the JetStream streams yet");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+async fn declare_streams(shared: &Shared, js: &jetstream::Context) -> Result<(), String> {
+    let config = &shared.config;
+    let subjects = &shared.subjects;
+    let declarations = [
+        stream::Config {
+            name: subjects.bans_stream(),
+            subjects: vec![subjects.bans()],
+            // The latest ban of each key; expired ones age out (NATS 2.9 has no
+            // per-message TTL).
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(config.ban_retention_seconds),
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects.learned_stream(),
+            subjects: vec![subjects.learned()],
+            max_bytes: config.learned_max_bytes as i64,
+            // Full: refuse new additions rather than forget old ones a later node needs.
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects.events_stream(),
+            subjects: vec![subjects.events()],
+            max_bytes: config.events_max_bytes as i64,
+            max_age: Duration::from_secs(config.events_max_age_seconds),
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        },
+    ];
+    for declaration in declarations {
+        let name = declaration.name.clone();
+        tokio::time::timeout(
+            config.request_timeout(),
+            js.get_or_create_stream(declaration),
+        )
+        .await
+        .map_err(|_| format!("stream {name}: no answer"))?
+        .map_err(|error| format!("stream {name}: {error}"))?;
+    }
+    Ok(())
+}
+
+/// Publishes the outbox, batch by batch, for ever.
+async fn publish_outbox(shared: Arc<Shared>, js: jetstream::Context) {
+    loop {
+        shared.outbox.wait().await;
+        let batch = shared.outbox.peek(OUTBOX_BATCH);
+        let stored = publish_batch(&shared, &js, &batch).await;
+        let all = stored.len() == batch.len();
+        shared.outbox.acknowledged(&stored);
+        if !all {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+}
+
+/// Sends every message of `batch`, then awaits their acknowledgements; returns those
+/// JetStream stored.
+async fn publish_batch<'a>(
+    shared: &Shared,
+    js: &jetstream::Context,
+    batch: &'a [Outgoing],
+) -> Vec<&'a Outgoing> {
+    let mut pending = Vec::with_capacity(batch.len());
+    for message in batch {
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(message.payload.clone())
+            .message_id(message.message_id(shared.node_id));
+        match js.send_publish(message.subject.clone(), publish).await {
+            Ok(ack) => pending.push((message, ack)),
+            Err(error) => {
+                shared.status.set_error(format!("publishing: {error}"));
+                debug!(%error, "cluster: publish failed, will retry");
+                break;
+            }
+        }
+    }
+    let mut stored = Vec::with_capacity(pending.len());
+    for (message, ack) in pending {
+        match tokio::time::timeout(shared.config.request_timeout(), ack).await {
+            Ok(Ok(_)) => stored.push(message),
+            Ok(Err(error)) => {
+                shared.status.set_error(format!("publishing: {error}"));
+                debug!(%error, subject = %message.subject, "cluster: publish not acknowledged");
+            }
+            Err(_) => {
+                shared
+                    .status
+                    .set_error("publishing: no acknowledgement in time");
+            }
+        }
+    }
+    stored
+}
+
+/// An ordered consumer of `stream` filtered to `subject`, re-created until it exists
+/// (the stream may not be declared yet).
+async fn ordered_messages(
+    shared: &Shared,
+    js: &jetstream::Context,
+    client: &async_nats::Client,
+    stream: &str,
+    subject: String,
+    deliver_policy: consumer::DeliverPolicy,
+) -> consumer::push::Ordered {
+    loop {
+        let attempt = async {
+            let stream = js
+                .get_stream(stream)
+                .await
+                .map_err(|error| error.to_string())?;
+            let consumer = stream
+                .create_consumer(consumer::push::OrderedConfig {
+                    deliver_subject: client.new_inbox(),
+                    filter_subject: subject.clone(),
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| error.to_string())?;
+            consumer.messages().await.map_err(|error| error.to_string())
+        };
+        match tokio::time::timeout(shared.config.request_timeout(), attempt).await {
+            Ok(Ok(messages)) => return messages,
+            Ok(Err(error)) => {
+                debug!(%error, stream, "cluster: cannot follow the stream yet");
+            }
+            Err(_) => debug!(stream, "cluster: following the stream timed out"),
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Applies the fleet's bans: the latest per key first, then each new one.
+async fn follow_bans(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
+    loop {
+        let mut messages = ordered_messages(
+            &shared,
+            &js,
+            &client,
+            &shared.subjects.bans_stream(),
+            shared.subjects.bans(),
+            consumer::DeliverPolicy::LastPerSubject,
+        )
+        .await;
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => apply_ban(&shared, &message.payload),
+                Err(error) => debug!(%error, "cluster: bans consumer"),
+            }
+        }
+    }
+}
+
+fn apply_ban(shared: &Shared, payload: &[u8]) {
+    let ban = match BanMessage::parse(payload) {
+        Ok(ban) => ban,
+        Err(error) => {
+            shared.status.count_skipped();
+            warn!(%error, "cluster: skipped a malformed ban");
+            return;
+        }
+    };
+    // Expired bans stop applying; a node's own bans come back after its restart.
+    if let Some(left) = wire::remaining(ban.expires_at_ms, SystemTime::now()) {
+        shared
+            .local
+            .ban_until(&ban.fingerprint, Instant::now() + left);
+        shared.status.count_applied(Applied::Ban, 1, ban.made_at_ms);
+    }
+}
+
+/// Applies every learned hash and descriptor, from the stream's start.
+async fn follow_learned(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
+    loop {
+        let mut messages = ordered_messages(
+            &shared,
+            &js,
+            &client,
+            &shared.subjects.learned_stream(),
+            shared.subjects.learned(),
+            consumer::DeliverPolicy::All,
+        )
+        .await;
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(message) => {
+                    let shared = Arc::clone(&shared);
+                    let subject = message.subject.to_string();
+                    let payload = message.payload.clone();
+                    // Adding rebuilds or scans an index: not on the runtime's threads.
+                    let applied = tokio::task::spawn_blocking(move || {
+                        apply_learned(&shared, &subject, &payload)
+                    })
+                    .await;
+                    if let Err(error) = applied {
+                        warn!(%error, "cluster: applying learned entries panicked");
+                    }
+                }
+                Err(error) => debug!(%error, "cluster: learned consumer"),
+            }
+        }
+    }
+}
+
+fn apply_learned(shared: &Shared, subject: &str, payload: &Bytes) {
+    let descriptors = subject.starts_with(&format!("{}.learned.descriptor.", shared.config.prefix));
+    let outcome = if descriptors {
+        DescriptorsMessage::parse(payload)
+            .map_err(|error| error.to_string())
+            .and_then(|(message, entries)| {
+                shared
+                    .local
+                    .add_descriptors(&message.list, &entries)
+                    .map(|_| {
+                        (
+                            message.list,
+                            message.made_at_ms,
+                            entries.len(),
+                            Applied::Descriptor,
+                        )
+                    })
+                    .map_err(|error| error.to_string())
+            })
+    } else {
+        HashesMessage::parse(payload)
+            .map_err(|error| error.to_string())
+            .and_then(|(message, hashes)| {
+                shared
+                    .local
+                    .add_hashes(&message.list, &hashes)
+                    .map(|_| {
+                        (
+                            message.list,
+                            message.made_at_ms,
+                            hashes.len(),
+                            Applied::Hash,
+                        )
+                    })
+                    .map_err(|error| error.to_string())
+            })
+    };
+    match outcome {
+        Ok((list, made_at_ms, count, kind)) => {
+            debug!(%list, count, kind = kind.as_str(), "cluster: applied learned entries");
+            shared.status.count_applied(kind, count, made_at_ms);
+        }
+        Err(error) => {
+            // A list this node does not have, or a bad message: the others still apply.
+            shared.status.count_skipped();
+            warn!(%subject, %error, "cluster: skipped learned entries");
+        }
+    }
+}
+
+/// Hands requests from other nodes to the server's command task and sends its answer.
+async fn serve_commands(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    commands: mpsc::Sender<Command>,
+) {
+    let mut subscriptions = Vec::new();
+    for subject in [
+        shared.subjects.node_commands(shared.node_id),
+        shared.subjects.fleet_commands(),
+    ] {
+        match client.subscribe(subject.clone()).await {
+            Ok(subscription) => subscriptions.push(subscription),
+            Err(error) => {
+                shared
+                    .status
+                    .set_error(format!("subscribing to {subject}: {error}"));
+                warn!(%subject, %error, "cluster: cannot take requests from other nodes");
+            }
+        }
+    }
+    let mut requests = futures_util::stream::select_all(subscriptions);
+    while let Some(message) = requests.next().await {
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let client = client.clone();
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            let (status, body) =
+                answer(&shared, &message.subject, &message.payload, &commands).await;
+            let reply = Reply {
+                node: shared.config.node.clone(),
+                node_id: shared.node_id.to_string(),
+                status,
+                body,
+            };
+            match serde_json::to_vec(&reply) {
+                Ok(payload) => {
+                    if let Err(error) = client.publish(reply_to, payload.into()).await {
+                        debug!(%error, "cluster: cannot answer a request");
+                    }
+                }
+                Err(error) => warn!(%error, "cluster: cannot encode an answer"),
+            }
+        });
+    }
+}
+
+fn error_body(message: impl Into<String>) -> serde_json::Value {
+    serde_json::json!({ "error": message.into() })
+}
+
+/// This node's answer to one request.
+async fn answer(
+    shared: &Shared,
+    subject: &str,
+    payload: &[u8],
+    commands: &mpsc::Sender<Command>,
+) -> (u16, serde_json::Value) {
+    let (reply, answered) = oneshot::channel();
+    let command = if subject == shared.subjects.node_cut(shared.node_id) {
+        match wire::parse_request::<CutStreamRequest>(payload) {
+            Ok(request) => Command::CutStream { request, reply },
+            Err(error) => return (400, error_body(format!("cut request: {error}"))),
+        }
+    } else {
+        match FleetCommand::from_subject(subject) {
+            Some(FleetCommand::CutKey) => match wire::parse_request::<CutKeyRequest>(payload) {
+                Ok(request) => Command::CutKey { request, reply },
+                Err(error) => return (400, error_body(format!("cut_key request: {error}"))),
+            },
+            Some(FleetCommand::Streams) => Command::Streams { reply },
+            None => return (404, error_body(format!("no command {subject}"))),
+        }
+    };
+    if commands.try_send(command).is_err() {
+        return (
+            503,
+            error_body("node busy: too many requests from the fleet"),
+        );
+    }
+    match tokio::time::timeout(shared.config.request_timeout(), answered).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => (503, error_body("node shutting down")),
+        Err(_) => (504, error_body("node did not answer in time")),
+    }
+}
+
+/// Says this node is alive every second and keeps the peers it hears.
+async fn heartbeats(shared: Arc<Shared>, client: async_nats::Client) {
+    let beat = Heartbeat {
+        node: shared.config.node.clone(),
+        node_id: shared.node_id.to_string(),
+        started_at_ms: wire::unix_ms(SystemTime::now()),
+    };
+    let payload: Bytes = match serde_json::to_vec(&beat) {
+        Ok(payload) => payload.into(),
+        Err(error) => {
+            warn!(%error, "cluster: cannot encode the heartbeat");
+            return;
+        }
+    };
+    let listening = {
+        let shared = Arc::clone(&shared);
+        let subscription = client.subscribe(shared.subjects.heartbeat()).await;
+        async move {
+            let Ok(mut subscription) = subscription else {
+                warn!("cluster: cannot hear other nodes' heartbeats");
+                return;
+            };
+            while let Some(message) = subscription.next().await {
+                let Ok(beat) = Heartbeat::parse(&message.payload) else {
+                    shared.status.count_skipped();
+                    continue;
+                };
+                if beat.node_id == shared.node_id {
+                    continue;
+                }
+                lock(&shared.status.peers).insert(
+                    beat.node_id,
+                    Peer {
+                        node: beat.node,
+                        started_at_ms: beat.started_at_ms,
+                        last_seen: Instant::now(),
+                    },
+                );
+            }
+        }
+    };
+    tokio::spawn(listening);
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        every.tick().await;
+        if shared.status.connected() {
+            let _ = client
+                .publish(shared.subjects.heartbeat(), payload.clone())
+                .await;
+        }
+    }
+}
