@@ -7,8 +7,8 @@
 use super::http::{HttpResponse, Request, wait_for_stream};
 use super::nats::NatsServer;
 use super::{
-    Livegate, NginxOrigin, UNRELATED_HASH, audit_records, free_port, key_fingerprint, local,
-    publish_file, scratch_dir, wait_for_audit_record,
+    AttackPublisher, Livegate, NginxOrigin, UNRELATED_HASH, audit_records, free_port,
+    key_fingerprint, local, publish_file, scratch_dir, wait_for_audit_record,
 };
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -19,13 +19,17 @@ use std::time::{Duration, Instant};
 /// Every node's admin token.
 pub const TOKEN: &str = "fleet-admin-token-0123456789";
 
+/// How long a ban made on one node may take to be enforced on another (the goal is
+/// 100 ms; the bound is for a loaded 2-core machine).
+const REFUSAL: Duration = Duration::from_secs(10);
+
 /// The list every node learns into (`actuator.learn_into`).
 pub const LEARNED: &str = "learned";
 
 /// One node's part of the fleet's config.
 pub struct NodeConfig<'a> {
-    /// `cluster.node`; `None` leaves the key out (the host name).
-    pub name: Option<&'a str>,
+    /// `cluster.node`.
+    pub name: &'a str,
     /// The node's `known` list file (action cut): footage it cuts on its own. `None`: a
     /// list matching nothing.
     pub known: Option<&'a Path>,
@@ -39,7 +43,7 @@ pub struct NodeConfig<'a> {
 impl<'a> NodeConfig<'a> {
     pub fn named(name: &'a str) -> NodeConfig<'a> {
         NodeConfig {
-            name: Some(name),
+            name,
             known: None,
             ban_seconds: 60,
             servers: None,
@@ -50,14 +54,14 @@ impl<'a> NodeConfig<'a> {
 
 /// What the nodes of one fleet share.
 pub struct Fleet {
-    pub origin: NginxOrigin,
+    origin: NginxOrigin,
     pub nats: NatsServer,
     dir: tempfile::TempDir,
 }
 
 impl Fleet {
-    /// An origin in front of `nats` (running or not); nodes start with
-    /// [`Fleet::start_node`].
+    /// A fresh origin and the shared lists, with `nats` (running or not); nodes start
+    /// with [`Fleet::start_node`].
     pub fn new(nats: NatsServer) -> Fleet {
         let dir = scratch_dir();
         std::fs::write(
@@ -86,22 +90,19 @@ impl Fleet {
             .servers
             .clone()
             .unwrap_or_else(|| vec![self.nats.url()]);
-        let name = node
-            .name
-            .map(|name| format!("node = \"{name}\"\n"))
-            .unwrap_or_default();
         format!(
             "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{origin}\"\n\
              [[hashlist]]\nname = \"known\"\npath = {known:?}\nallow_empty = true\n\
              [[hashlist]]\nname = \"{LEARNED}\"\npath = {learned:?}\nallow_empty = true\n\
              [actuator]\naudit_log = {audit:?}\nban_seconds = {ban}\nlearn_into = \"{LEARNED}\"\n\
              [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
-             [cluster]\nservers = {servers:?}\n{name}{keys}\n",
+             [cluster]\nservers = {servers:?}\nnode = \"{name}\"\n{keys}\n",
             origin = self.origin.addr,
             known = known.display().to_string(),
             learned = self.dir.path().join("learned.csv").display().to_string(),
             audit = audit.display().to_string(),
             ban = node.ban_seconds,
+            name = node.name,
             keys = node.cluster_keys,
         )
     }
@@ -114,7 +115,7 @@ impl Fleet {
         let livegate = Livegate::start(&self.config(&node, listen, &audit), 1);
         let admin = livegate.admin_addr();
         FleetNode {
-            name: node.name.unwrap_or_default().to_string(),
+            name: node.name.to_string(),
             livegate,
             listen,
             admin,
@@ -250,28 +251,56 @@ impl FleetNode {
         )
     }
 
-    /// Publishes `clip` under `key` and asserts the node refuses it at `publish` (a
-    /// `rejected` record, the publisher disconnected).
+    /// Asserts the node refuses `key` at `publish` — a `rejected` record, the publisher
+    /// disconnected — once a ban made elsewhere has reached it: crafted publishers
+    /// (handshake, `connect`, `publish`, no media) probe until one is refused, then
+    /// ffmpeg publishing `clip` is refused too.
     pub fn assert_refuses(&self, key: &str, clip: &Path) {
+        let deadline = Instant::now() + REFUSAL;
+        while !self.refuses_probe(key) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: key {key} still admitted after {REFUSAL:?}; audit:\n{:#?}",
+                self.name,
+                audit_records(&self.audit)
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
         let before = self.records(key, "rejected");
         let mut publisher = publish_file(clip, &self.url(key));
         let status = publisher.wait_for(Duration::from_secs(20));
         assert!(
             status.is_some_and(|status| !status.success()),
-            "{}: key {key} was not refused ({status:?}); audit:\n{:#?}",
-            self.name,
-            audit_records(&self.audit)
+            "{}: ffmpeg publishing key {key} was not refused ({status:?})",
+            self.name
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.records(key, "rejected") == before {
-            assert!(
-                Instant::now() < deadline,
-                "{}: no new rejected record for key {key}; audit:\n{:#?}",
-                self.name,
-                audit_records(&self.audit)
-            );
+        assert!(
+            self.new_record(key, "rejected", before),
+            "{}: no rejected record for ffmpeg's publish of {key}",
+            self.name
+        );
+    }
+
+    /// One crafted publisher of `key`: true when the node closes it with a new
+    /// `rejected` record. An admitted probe (no ban yet) just leaves again.
+    fn refuses_probe(&self, key: &str) -> bool {
+        let before = self.records(key, "rejected");
+        let probe = AttackPublisher::connect(self.listen, "live", key);
+        let closed = probe.closed_within(Duration::from_secs(1));
+        probe.close();
+        closed && self.new_record(key, "rejected", before)
+    }
+
+    /// Whether a record of `event` for `key` beyond the first `before` appears within 2 s.
+    fn new_record(&self, key: &str, event: &str, before: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.records(key, event) == before {
+            if Instant::now() >= deadline {
+                return false;
+            }
             thread::sleep(Duration::from_millis(25));
         }
+        true
     }
 }
 
@@ -291,5 +320,23 @@ pub fn wait_until_joined(nodes: &[&FleetNode], limit: Duration) {
                         .is_some_and(|peers| peers.iter().any(|peer| peer["node"] == *other))
                 })
         });
+    }
+}
+
+impl Drop for FleetNode {
+    /// A failing test shows how each node ended: whether it still ran, and the end of
+    /// its log (a panic message names one node; the cause may be on another).
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            return;
+        }
+        let status = self.livegate.process.child.try_wait();
+        let log = self.livegate.raw_log();
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!(
+            "--- node {} ({status:?}), last lines of its log:\n{}",
+            self.name,
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        );
     }
 }

@@ -33,13 +33,6 @@ impl NatsServer {
         server
     }
 
-    /// A running server that accepts only clients presenting `token`.
-    pub fn start_with_token(token: &str) -> NatsServer {
-        let mut server = NatsServer::not_started(Some(token));
-        server.start_again();
-        server
-    }
-
     /// Ports and store chosen, nothing running yet: for a node that must start while
     /// NATS is unreachable; [`NatsServer::start_again`] starts it.
     pub fn not_started(token: Option<&str>) -> NatsServer {
@@ -63,7 +56,7 @@ impl NatsServer {
 
     /// JetStream's store directory: kept across [`NatsServer::stop`] and
     /// [`NatsServer::start_again`].
-    pub fn store_dir(&self) -> PathBuf {
+    fn store_dir(&self) -> PathBuf {
         self.dir.path().join("store")
     }
 
@@ -74,10 +67,6 @@ impl NatsServer {
     /// The server's own log so far, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.process.is_some()
     }
 
     /// Kills the server (SIGKILL: an outage, not a clean shutdown) and waits until its
@@ -124,7 +113,7 @@ impl NatsServer {
         let deadline = Instant::now() + START_LIMIT;
         loop {
             let health = Request::get("/healthz").send(monitor);
-            if health.status == 200 && health.body.contains("ok") {
+            if health.status == 200 && health.json()["status"] == "ok" {
                 return;
             }
             assert!(
@@ -136,7 +125,8 @@ impl NatsServer {
         }
     }
 
-    /// `GET /jsz?streams=true`: JetStream's accounting, with each stream's state.
+    /// `GET /jsz` with every account's streams: JetStream's accounting and each
+    /// stream's state.
     pub fn jsz(&self) -> serde_json::Value {
         let response =
             Request::get("/jsz?accounts=true&streams=true").send(local(self.monitor_port));
