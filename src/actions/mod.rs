@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BanTarget};
 use crate::config::InvalidKey;
 use crate::session::{Closer, CutEvidence, CutRequest, EndKind, SessionState};
 use crate::signals::descriptor_lists::AddedDescriptor;
@@ -38,6 +38,11 @@ pub struct ActuatorConfig {
     /// How long a cut stream's key is refused at `publish`.
     #[serde(default = "defaults::ban_seconds")]
     pub ban_seconds: u64,
+    /// A cut also bans the client's address (IPv6: its /64) for `ban_seconds`. Off by
+    /// default: behind a load balancer without the PROXY protocol every client has the
+    /// balancer's address, and one cut would lock everyone out.
+    #[serde(default)]
+    pub ban_client_address: bool,
     /// JSON-lines audit file (appended); without it, audit records go to the log only.
     #[serde(default)]
     pub audit_log: Option<PathBuf>,
@@ -61,6 +66,7 @@ impl Default for ActuatorConfig {
     fn default() -> Self {
         ActuatorConfig {
             ban_seconds: defaults::ban_seconds(),
+            ban_client_address: false,
             audit_log: None,
             audit_memory: defaults::audit_memory(),
             learn_into: None,
@@ -262,9 +268,12 @@ impl Actions {
             return CutOutcome { won, banned: None };
         }
         let banned = key.filter(|_| cut.ban).map(|key| {
-            self.ban_key(key.fingerprint());
+            self.ban(&BanTarget::key(key.fingerprint()));
             key.fingerprint().to_string()
         });
+        if cut.ban && self.config.ban_client_address {
+            self.ban(&BanTarget::client(session.client.ip()));
+        }
         self.learn(cut.learn, session.id);
         CutOutcome { won, banned }
     }
@@ -320,15 +329,15 @@ impl Actions {
         self.publish(record);
     }
 
-    /// How long `fingerprint` stays banned; `None` when it may publish.
-    pub fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
-        self.backend.ban_remaining(fingerprint)
+    /// How long `target` stays banned; `None` when it may publish.
+    pub fn ban_remaining(&self, target: &BanTarget) -> Option<Duration> {
+        self.backend.ban_remaining(target)
     }
 
-    /// Bans `fingerprint` for `actuator.ban_seconds` (on every node of a fleet).
-    pub fn ban_key(&self, fingerprint: &str) {
+    /// Bans `target` for `actuator.ban_seconds` (on every node of a fleet).
+    pub fn ban(&self, target: &BanTarget) {
         self.backend
-            .ban(fingerprint, Duration::from_secs(self.config.ban_seconds));
+            .ban(target, Duration::from_secs(self.config.ban_seconds));
     }
 
     /// Stores an audit record and posts it to the webhooks that want its event.
@@ -658,7 +667,16 @@ mod tests {
         assert_eq!(record.pts_seconds, Some(1.5));
         assert!(record.signal.is_some() && record.time_to_cut_ms.is_some());
 
-        assert!(actions.ban_remaining(&fingerprint).is_some());
+        assert!(
+            actions
+                .ban_remaining(&BanTarget::key(&fingerprint))
+                .is_some()
+        );
+        // Without actuator.ban_client_address the client may come back with another key.
+        assert_eq!(
+            actions.ban_remaining(&BanTarget::client(session.state.client.ip())),
+            None
+        );
         assert!(
             eventually(Duration::from_secs(5), || lists.status()[0]
                 .added_at_runtime
@@ -683,7 +701,9 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert!(
-            actions.ban_remaining(&fingerprint).is_none(),
+            actions
+                .ban_remaining(&BanTarget::key(&fingerprint))
+                .is_none(),
             "ban did not expire"
         );
     }
@@ -712,7 +732,7 @@ mod tests {
             }
         );
         let fingerprint = RedactedKey::new("secret-key").fingerprint().to_string();
-        assert_eq!(actions.ban_remaining(&fingerprint), None);
+        assert_eq!(actions.ban_remaining(&BanTarget::key(&fingerprint)), None);
         let request = session.state.pending_cut().expect("requested");
         assert_eq!((request.closer, request.evidence), (Closer::Shutdown, None));
     }

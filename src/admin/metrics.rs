@@ -367,6 +367,12 @@ fn encode_cluster(encoder: &mut DescriptorEncoder, fleet: &Fleet) -> Result<(), 
     )?;
     counter(
         encoder,
+        "livegate_cluster_outbox_refused",
+        "Decisions JetStream refused for good (a full stream, an oversized message), dropped",
+        fleet.outbox_refused(),
+    )?;
+    counter(
+        encoder,
         "livegate_cluster_skipped",
         "Messages from the fleet not applied (malformed, or naming a list this node lacks)",
         status.skipped(),

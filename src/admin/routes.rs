@@ -26,9 +26,9 @@ use tracing::info;
 use super::streams::{self, CutRefused, rfc3339};
 use super::{AdminContext, Phase};
 use crate::actions::AuditRecord;
-use crate::backend::Fleet;
 use crate::backend::cluster::FleetError;
 use crate::backend::cluster::wire::{CutKeyRequest, FleetCommand, is_fingerprint};
+use crate::backend::{BanTarget, Fleet};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
     DescriptorReloadReport,
@@ -545,7 +545,12 @@ async fn cut_stream(
     let reason = read_reason(context, request).await?;
     match (streams::cut(&context.services, id, &reason), fleet) {
         (Ok(accepted), _) => Ok(json(StatusCode::ACCEPTED, &accepted)),
-        (Err(CutRefused::NotFound(_)), Some(fleet)) => {
+        // Another node's id: ask it (this node's own ended streams are not asked for).
+        (Err(CutRefused::NotFound(_)), Some(fleet))
+            if id
+                .rsplit_once('-')
+                .is_some_and(|(node, _)| node != fleet.node_id()) =>
+        {
             // Not here: the node named in the id may serve it.
             let reply = fleet.cut_stream(id, &reason).await.map_err(fleet_error)?;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -574,7 +579,7 @@ async fn cut_key(
     let actions = context.services.analysis.actions();
     // Banned first, here and (through the backend) on every node: a publisher cut now
     // cannot come back through another node while the others are being asked.
-    actions.ban_key(fingerprint);
+    actions.ban(&BanTarget::key(fingerprint));
     let mut cut: Vec<serde_json::Value> = streams::cut_key(&context.services, fingerprint, &reason)
         .iter()
         .map(|id| serde_json::json!(id.to_string()))

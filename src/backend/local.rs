@@ -5,19 +5,25 @@
 //! backend keeps one of these as its node's memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Backend, Fleet};
+use super::{Backend, BanTarget, Fleet};
 use crate::actions::{AuditRecord, AuditTrail};
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSet, DescriptorListSetError,
 };
 use crate::signals::lists::{AddReport, AddedHash, ListSet, ListSetError};
 
+/// Bans held before the first sweep of expired ones.
+const MIN_BAN_SWEEP: usize = 1024;
+
 /// One process's shared state.
 pub struct LocalBackend {
-    bans: Mutex<HashMap<String, Instant>>,
+    bans: Mutex<HashMap<BanTarget, Instant>>,
+    /// Map size at which expired bans are next swept.
+    sweep_bans_at: AtomicUsize,
     lists: Arc<ListSet>,
     /// `None` without `[descriptor]`.
     descriptor_lists: Option<Arc<DescriptorListSet>>,
@@ -32,6 +38,7 @@ impl LocalBackend {
     ) -> Self {
         LocalBackend {
             bans: Mutex::new(HashMap::new()),
+            sweep_bans_at: AtomicUsize::new(MIN_BAN_SWEEP),
             lists,
             descriptor_lists,
             audit,
@@ -46,32 +53,47 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LocalBackend {
-    /// Bans `fingerprint` until `until`, unless it is already banned for longer: bans
-    /// from several places (this node, the fleet, a replay after a restart) never
-    /// shorten each other.
-    pub fn ban_until(&self, fingerprint: &str, until: Instant) {
+    /// The descriptor model's tag, with `[descriptor]`.
+    pub fn descriptor_model(&self) -> Option<&str> {
+        self.descriptor_lists
+            .as_ref()
+            .map(|lists| lists.model().tag())
+    }
+
+    /// Bans `target` until `until`, unless it is already banned for longer: bans from
+    /// several places (this node, the fleet, a replay after a restart) never shorten
+    /// each other.
+    pub fn ban_until(&self, target: BanTarget, until: Instant) {
         let mut bans = lock(&self.bans);
-        let entry = bans.entry(fingerprint.to_string()).or_insert(until);
+        let entry = bans.entry(target).or_insert(until);
         if *entry < until {
             *entry = until;
+        }
+        // A fleet's bans are mostly of keys that never come back: expired ones are
+        // swept whenever the map has doubled since the last sweep (amortised O(1)).
+        if bans.len() >= self.sweep_bans_at.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            bans.retain(|_, until| *until > now);
+            self.sweep_bans_at
+                .store((bans.len() * 2).max(MIN_BAN_SWEEP), Ordering::Relaxed);
         }
     }
 }
 
 impl Backend for LocalBackend {
-    fn ban(&self, fingerprint: &str, duration: Duration) {
-        self.ban_until(fingerprint, Instant::now() + duration);
+    fn ban(&self, target: &BanTarget, duration: Duration) {
+        self.ban_until(target.clone(), Instant::now() + duration);
     }
 
-    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
+    fn ban_remaining(&self, target: &BanTarget) -> Option<Duration> {
         let mut bans = lock(&self.bans);
         let now = Instant::now();
-        match bans.get(fingerprint) {
+        match bans.get(target) {
             Some(until) if *until > now => Some(*until - now),
             Some(_) => {
                 // Expired bans are dropped when next asked about, so the map holds only
-                // keys that published again or are still banned.
-                bans.remove(fingerprint);
+                // targets that published again or are still banned.
+                bans.remove(target);
                 None
             }
             None => None,
@@ -134,12 +156,16 @@ mod tests {
     fn bans_expire() {
         let dir = tempfile::tempdir().expect("dir");
         let backend = backend(&dir);
-        backend.ban("0123456789abcdef", Duration::from_millis(50));
-        let remaining = backend.ban_remaining("0123456789abcdef").expect("banned");
+        let key = BanTarget::key("0123456789abcdef");
+        backend.ban(&key, Duration::from_millis(50));
+        let remaining = backend.ban_remaining(&key).expect("banned");
         assert!(remaining <= Duration::from_millis(50));
-        assert_eq!(backend.ban_remaining("fedcba9876543210"), None);
+        assert_eq!(
+            backend.ban_remaining(&BanTarget::key("fedcba9876543210")),
+            None
+        );
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(backend.ban_remaining("0123456789abcdef"), None);
+        assert_eq!(backend.ban_remaining(&key), None);
     }
 
     #[test]
@@ -217,13 +243,29 @@ mod tests {
     }
 
     #[test]
+    fn expired_bans_are_swept_as_the_map_grows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backend = backend(&dir);
+        let soon = Instant::now() + Duration::from_millis(20);
+        for index in 0..MIN_BAN_SWEEP - 1 {
+            backend.ban_until(BanTarget::key(&format!("{index:016x}")), soon);
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let lasting = BanTarget::key("ffffffffffffffff");
+        backend.ban(&lasting, Duration::from_secs(60));
+        assert_eq!(lock(&backend.bans).len(), 1);
+        assert!(backend.ban_remaining(&lasting).is_some());
+    }
+
+    #[test]
     fn one_process_has_no_fleet_and_bans_never_shorten() {
         let dir = tempfile::tempdir().expect("dir");
         let backend = backend(&dir);
         assert!(backend.fleet().is_none());
-        backend.ban("0123456789abcdef", Duration::from_secs(60));
-        backend.ban_until("0123456789abcdef", Instant::now() + Duration::from_secs(1));
-        let left = backend.ban_remaining("0123456789abcdef").expect("banned");
+        let key = BanTarget::key("0123456789abcdef");
+        backend.ban(&key, Duration::from_secs(60));
+        backend.ban_until(key.clone(), Instant::now() + Duration::from_secs(1));
+        let left = backend.ban_remaining(&key).expect("banned");
         assert!(left > Duration::from_secs(50), "{left:?}");
     }
 }

@@ -9,6 +9,7 @@
 //! subscriptions, and what it must tell the fleet is queued, never awaited. Requests
 //! that need another node's answer go through [`Backend::fleet`], off the relay.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::actions::AuditRecord;
@@ -23,15 +24,43 @@ pub mod local;
 pub use cluster::{ClusterBackend, Fleet};
 pub use local::LocalBackend;
 
+/// What a ban refuses at `publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BanTarget {
+    /// A stream key, by its fingerprint.
+    Key(String),
+    /// A client address: IPv4 as is, IPv6 by /64 (one host usually holds a whole /64).
+    Client(IpAddr),
+}
+
+impl BanTarget {
+    pub fn key(fingerprint: &str) -> Self {
+        BanTarget::Key(fingerprint.to_string())
+    }
+
+    pub fn client(address: IpAddr) -> Self {
+        BanTarget::Client(crate::session::client_of(address))
+    }
+}
+
+impl std::fmt::Display for BanTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BanTarget::Key(fingerprint) => write!(f, "stream key #{fingerprint}"),
+            BanTarget::Client(address) => write!(f, "client {address}"),
+        }
+    }
+}
+
 /// State every node of a fleet must agree on.
 pub trait Backend: Send + Sync {
-    /// Refuses `fingerprint`'s `publish` for `duration` from now. Cluster: applied at once
+    /// Refuses `target`'s `publish` for `duration` from now. Cluster: applied at once
     /// locally, then published asynchronously to the other nodes.
-    fn ban(&self, fingerprint: &str, duration: Duration);
+    fn ban(&self, target: &BanTarget, duration: Duration);
 
-    /// How long `fingerprint` stays banned; `None` when it may publish. Called on the
-    /// relay at each `publish`: answered from memory.
-    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration>;
+    /// How long `target` stays banned; `None` when it may publish. Called on the relay
+    /// at each `publish`: answered from memory.
+    fn ban_remaining(&self, target: &BanTarget) -> Option<Duration>;
 
     /// Adds hashes to the list `list` (a learned cut stream, or the admin API). Rebuilds
     /// an index: call it off the relay and off analysis workers. Cluster: applied

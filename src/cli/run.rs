@@ -54,6 +54,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.file)?;
+    // What `run` reads besides the file itself.
+    if let Some(cluster) = &config.cluster {
+        livegate::backend::cluster::credentials(cluster)?;
+    }
     print!("{}", config.to_toml());
     Ok(ExitCode::SUCCESS)
 }

@@ -163,8 +163,9 @@ impl Drop for ClientSlot {
     }
 }
 
-/// The key a client is counted under: IPv4 as is (IPv4-mapped IPv6 too), IPv6 by /64.
-fn client_of(ip: IpAddr) -> IpAddr {
+/// The key a client is counted (and banned) under: IPv4 as is (IPv4-mapped IPv6 too),
+/// IPv6 by /64.
+pub fn client_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

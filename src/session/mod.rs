@@ -11,6 +11,6 @@ mod registry;
 mod relay;
 mod tap;
 
-pub use listener::{ConnectionGauge, IngestListener};
+pub use listener::{ConnectionGauge, IngestListener, client_of};
 pub use registry::*;
 pub use relay::{Services, SessionEnd, run_session};

@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use super::relay::{Services, SessionEnd};
 use crate::actions::Actions;
 use crate::analysis::StreamAnalysis;
+use crate::backend::BanTarget;
 use crate::config::{IngestConfig, OnParseError};
 use crate::ingest::inspect::Inspector;
 use crate::session::{Closer, EndKind, SessionState};
@@ -179,12 +180,22 @@ impl Tap {
                     return Err(self.reject(&key, EndKind::Rejected, reason));
                 }
                 state.update_identity(|identity| identity.key = Some(key.clone()));
-                if let Some(remaining) = self.actions.ban_remaining(key.fingerprint()) {
-                    let reason = format!(
-                        "stream key {key} is banned for {} more seconds",
-                        remaining.as_secs().max(1)
-                    );
-                    return Err(self.reject(&key, EndKind::Banned, reason));
+                // The key, then the client (actuator.ban_client_address).
+                let client = BanTarget::client(state.client.ip());
+                for (target, banned) in [
+                    (
+                        BanTarget::key(key.fingerprint()),
+                        format!("stream key {key}"),
+                    ),
+                    (client.clone(), client.to_string()),
+                ] {
+                    if let Some(remaining) = self.actions.ban_remaining(&target) {
+                        let reason = format!(
+                            "{banned} is banned for {} more seconds",
+                            remaining.as_secs().max(1)
+                        );
+                        return Err(self.reject(&key, EndKind::Banned, reason));
+                    }
                 }
             }
             StreamEvent::CodecConfig(config) => {

@@ -350,6 +350,23 @@ ban_retention_seconds = 60"#,
     }
 
     #[test]
+    fn the_documented_example_section_is_valid() {
+        let uncommented = crate::config::uncommented_example("# [cluster]", false);
+        let parsed: toml::Table = toml::from_str(&uncommented).expect("example parses");
+        let config: ClusterConfig = parsed["cluster"].clone().try_into().expect("schema");
+        config.validate(600).expect("valid");
+        let defaults = self::config(r#"servers = ["nats://127.0.0.1:4222"]"#);
+        assert_eq!(
+            ClusterConfig {
+                node: defaults.node.clone(),
+                ..config
+            },
+            defaults,
+            "example.toml documents every default"
+        );
+    }
+
+    #[test]
     fn debug_redacts_the_token() {
         let config = config(
             r#"servers = ["nats://h:4222"]

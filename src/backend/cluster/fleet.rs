@@ -15,6 +15,9 @@ use super::outbox::Kind;
 use super::wire::{CutKeyRequest, CutStreamRequest, FleetCommand, Reply};
 use super::{Applied, PeerView, Shared};
 
+/// How long a fleet-wide request waits for nodes it does not know of yet.
+const GATHER_GRACE: Duration = Duration::from_millis(100);
+
 /// A request from another node, with where to send the answer: an HTTP status and a
 /// JSON body.
 #[derive(Debug)]
@@ -83,6 +86,8 @@ pub struct OutboxView {
     pub messages: usize,
     pub oldest_age_ms: u64,
     pub dropped: u64,
+    /// Refused for good by JetStream (a full stream, an oversized message).
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +145,10 @@ impl Fleet {
         self.shared.outbox.dropped()
     }
 
+    pub fn outbox_refused(&self) -> u64 {
+        self.shared.outbox.refused_count()
+    }
+
     pub fn published(&self, kind: Kind) -> u64 {
         self.shared.outbox.published(kind)
     }
@@ -159,6 +168,7 @@ impl Fleet {
                 messages: outbox.len(),
                 oldest_age_ms: outbox.oldest_age().as_millis() as u64,
                 dropped: outbox.dropped(),
+                refused: outbox.refused_count(),
             },
             published: PublishedView {
                 bans: outbox.published(Kind::Ban),
@@ -250,10 +260,15 @@ impl Fleet {
             .map_err(|error| FleetError::Request(error.to_string()))?;
         let mut expected: Vec<PeerView> = self.shared.status.live_peers();
         let mut replies = Vec::new();
-        let deadline = tokio::time::Instant::now() + self.timeout();
-        while !expected.is_empty() {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.timeout();
+        // A node that joined within the last heartbeat is not a known peer yet: answers
+        // are taken for a short while even once every known peer answered.
+        let grace = started + GATHER_GRACE.min(self.timeout());
+        while !expected.is_empty() || tokio::time::Instant::now() < grace {
+            let until = if expected.is_empty() { grace } else { deadline };
             use futures_util::StreamExt;
-            let Ok(Some(message)) = tokio::time::timeout_at(deadline, answers.next()).await else {
+            let Ok(Some(message)) = tokio::time::timeout_at(until, answers.next()).await else {
                 break;
             };
             let Ok(reply) = Reply::parse(&message.payload) else {

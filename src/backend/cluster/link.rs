@@ -47,8 +47,7 @@ pub(super) async fn start(
     shared: Arc<Shared>,
 ) -> Result<(async_nats::Client, mpsc::Receiver<Command>), ClusterError> {
     let (reconnected, mut reconnections) = mpsc::unbounded_channel::<()>();
-    let options = credentials(&shared.config)
-        .await?
+    let options = credentials(&shared.config)?
         .name(format!(
             "livegate {} {}",
             shared.config.node, shared.node_id
@@ -87,12 +86,19 @@ pub(super) async fn start(
                 setup(&shared, &js, first).await;
                 if first {
                     tokio::spawn(publish_outbox(Arc::clone(&shared), js.clone()));
-                    tokio::spawn(follow_bans(Arc::clone(&shared), js.clone(), client.clone()));
-                    tokio::spawn(follow_learned(
-                        Arc::clone(&shared),
-                        js.clone(),
-                        client.clone(),
-                    ));
+                    for (followed, stream) in [
+                        (Followed::Bans, shared.subjects.bans_stream()),
+                        (Followed::Learned, shared.subjects.learned_stream()),
+                    ] {
+                        let follow = Follow {
+                            shared: Arc::clone(&shared),
+                            js: js.clone(),
+                            client: client.clone(),
+                            followed,
+                            stream,
+                        };
+                        tokio::spawn(follow.run());
+                    }
                     first = false;
                 }
             }
@@ -109,15 +115,15 @@ pub(super) async fn start(
 }
 
 /// The client's options with the configured credential; reading a file fails naming
-/// its key.
-async fn credentials(
+/// its key (`check-config` calls it too, so a bad credential fails before deployment).
+pub fn credentials(
     config: &super::ClusterConfig,
 ) -> Result<async_nats::ConnectOptions, ClusterError> {
     let read = |key: &'static str, path: &std::path::Path| {
-        std::fs::read_to_string(path).map_err(|source| ClusterError::Credentials {
+        std::fs::read_to_string(path).map_err(|error| ClusterError::Credentials {
             key,
             path: path.to_path_buf(),
-            source,
+            error,
         })
     };
     let options = async_nats::ConnectOptions::new();
@@ -212,6 +218,7 @@ async fn setup(shared: &Shared, js: &jetstream::Context, first: bool) {
                 *lock(&shared.status.last_error) = None;
                 if !first {
                     info!("cluster resynced: streams declared, consumers resume where they were");
+                    shared.resyncs.send_modify(|count| *count += 1);
                 }
                 return;
             }
@@ -277,22 +284,48 @@ async fn publish_outbox(shared: Arc<Shared>, js: jetstream::Context) {
     loop {
         shared.outbox.wait().await;
         let batch = shared.outbox.peek(OUTBOX_BATCH);
-        let stored = publish_batch(&shared, &js, &batch).await;
-        let all = stored.len() == batch.len();
-        shared.outbox.acknowledged(&stored);
+        let done = publish_batch(&shared, &js, &batch).await;
+        let all = done.stored.len() + done.refused.len() == batch.len();
+        shared.outbox.acknowledged(&done.stored);
+        shared.outbox.refused(&done.refused);
         if !all {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 }
 
-/// Sends every message of `batch`, then awaits their acknowledgements; returns those
-/// JetStream stored.
+/// What became of a batch: the rest is retried.
+struct Published<'a> {
+    stored: Vec<&'a Outgoing>,
+    /// Refused for good by JetStream (a full stream, a message over the server's
+    /// payload limit): retrying would block everything queued behind them.
+    refused: Vec<&'a Outgoing>,
+}
+
+/// Whether JetStream refused the message itself rather than being unreachable.
+fn refused_for_good(error: &async_nats::jetstream::context::PublishError) -> bool {
+    use async_nats::jetstream::context::PublishErrorKind;
+    matches!(
+        error.kind(),
+        PublishErrorKind::Other | PublishErrorKind::MaxPayloadExceeded
+    )
+}
+
+/// Sends every message of `batch`, then awaits their acknowledgements.
 async fn publish_batch<'a>(
     shared: &Shared,
     js: &jetstream::Context,
     batch: &'a [Outgoing],
-) -> Vec<&'a Outgoing> {
+) -> Published<'a> {
+    let mut done = Published {
+        stored: Vec::with_capacity(batch.len()),
+        refused: Vec::new(),
+    };
+    let mut refuse = |message: &'a Outgoing, error: &dyn std::fmt::Display| {
+        shared.status.set_error(format!("publishing: {error}"));
+        warn!(%error, subject = %message.subject, kind = message.kind.as_str(), "cluster: JetStream refused a message: dropped");
+        done.refused.push(message);
+    };
     let mut pending = Vec::with_capacity(batch.len());
     for message in batch {
         let publish = jetstream::message::PublishMessage::build()
@@ -300,6 +333,12 @@ async fn publish_batch<'a>(
             .message_id(message.message_id(shared.node_id));
         match js.send_publish(message.subject.clone(), publish).await {
             Ok(ack) => pending.push((message, ack)),
+            Err(error)
+                if error.kind()
+                    == async_nats::jetstream::context::PublishErrorKind::MaxPayloadExceeded =>
+            {
+                refuse(message, &error);
+            }
             Err(error) => {
                 shared.status.set_error(format!("publishing: {error}"));
                 debug!(%error, "cluster: publish failed, will retry");
@@ -307,13 +346,13 @@ async fn publish_batch<'a>(
             }
         }
     }
-    let mut stored = Vec::with_capacity(pending.len());
     for (message, ack) in pending {
         match tokio::time::timeout(shared.config.request_timeout(), ack).await {
-            Ok(Ok(_)) => stored.push(message),
+            Ok(Ok(_)) => done.stored.push(message),
+            Ok(Err(error)) if refused_for_good(&error) => refuse(message, &error),
             Ok(Err(error)) => {
                 shared.status.set_error(format!("publishing: {error}"));
-                debug!(%error, subject = %message.subject, "cluster: publish not acknowledged");
+                debug!(%error, subject = %message.subject, "cluster: publish not acknowledged, will retry");
             }
             Err(_) => {
                 shared
@@ -322,71 +361,155 @@ async fn publish_batch<'a>(
             }
         }
     }
-    stored
+    done
 }
 
-/// An ordered consumer of `stream` filtered to `subject`, re-created until it exists
-/// (the stream may not be declared yet).
-async fn ordered_messages(
-    shared: &Shared,
-    js: &jetstream::Context,
-    client: &async_nats::Client,
-    stream: &str,
-    subject: String,
-    deliver_policy: consumer::DeliverPolicy,
-) -> consumer::push::Ordered {
-    loop {
-        let attempt = async {
-            let stream = js
-                .get_stream(stream)
-                .await
-                .map_err(|error| error.to_string())?;
-            let consumer = stream
-                .create_consumer(consumer::push::OrderedConfig {
-                    deliver_subject: client.new_inbox(),
-                    filter_subject: subject.clone(),
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|error| error.to_string())?;
-            consumer.messages().await.map_err(|error| error.to_string())
-        };
-        match tokio::time::timeout(shared.config.request_timeout(), attempt).await {
-            Ok(Ok(messages)) => return messages,
-            Ok(Err(error)) => {
-                debug!(%error, stream, "cluster: cannot follow the stream yet");
+/// Whether a message from JetStream was published by this process (its `Nats-Msg-Id`
+/// starts with this node id): it was applied here when it was made.
+fn published_here(shared: &Shared, message: &async_nats::jetstream::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+        .is_some_and(|id| {
+            id.as_str()
+                .strip_prefix(shared.node_id)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+}
+
+/// Which of the fleet's streams a follower applies.
+#[derive(Clone, Copy)]
+enum Followed {
+    /// The latest ban of each target, then each new one.
+    Bans,
+    /// Every learned hash and descriptor, from the start.
+    Learned,
+}
+
+/// One of the fleet's streams, followed by an ordered consumer (which the client
+/// re-creates after a reconnection, from the last sequence seen).
+struct Follow {
+    shared: Arc<Shared>,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    followed: Followed,
+    stream: String,
+}
+
+impl Follow {
+    /// Hands every message to `apply` for ever. After each resync it checks whether
+    /// NATS lost the stream (a server without persistent storage restarted): the new
+    /// stream's sequences start again at 1, where the client's consumer would wait for
+    /// the old ones, so it is then read again from its start.
+    async fn run(self) {
+        let mut resyncs = self.shared.resyncs.subscribe();
+        loop {
+            let (mut messages, created) = self.messages().await;
+            loop {
+                tokio::select! {
+                    message = messages.next() => match message {
+                        Some(Ok(message)) if published_here(&self.shared, &message) => {}
+                        Some(Ok(message)) => self.apply(message).await,
+                        Some(Err(error)) => debug!(%error, stream = %self.stream, "cluster: consumer"),
+                        None => break,
+                    },
+                    changed = resyncs.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if self.recreated(created).await {
+                            warn!(stream = %self.stream, "cluster: NATS lost the stream; reading the new one from its start");
+                            break;
+                        }
+                    }
+                }
             }
-            Err(_) => debug!(stream, "cluster: following the stream timed out"),
         }
-        tokio::time::sleep(RETRY_PAUSE).await;
     }
-}
 
-/// Applies the fleet's bans: the latest per key first, then each new one.
-async fn follow_bans(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
-    loop {
-        let mut messages = ordered_messages(
-            &shared,
-            &js,
-            &client,
-            &shared.subjects.bans_stream(),
-            shared.subjects.bans(),
-            consumer::DeliverPolicy::LastPerSubject,
-        )
-        .await;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => apply_ban(&shared, &message.payload),
-                Err(error) => debug!(%error, "cluster: bans consumer"),
+    async fn apply(&self, message: async_nats::jetstream::Message) {
+        match self.followed {
+            Followed::Bans => apply_ban(&self.shared, &message.payload),
+            Followed::Learned => {
+                let shared = Arc::clone(&self.shared);
+                let subject = message.subject.to_string();
+                let payload = message.payload.clone();
+                // Adding rebuilds or scans an index: not on the runtime's threads.
+                let applied =
+                    tokio::task::spawn_blocking(move || apply_learned(&shared, &subject, &payload))
+                        .await;
+                if let Err(error) = applied {
+                    warn!(%error, "cluster: applying learned entries panicked");
+                }
             }
         }
+    }
+
+    /// Whether the stream now on the server is not the one created at `created`.
+    async fn recreated(&self, created: time::OffsetDateTime) -> bool {
+        match self.js.get_stream(&self.stream).await {
+            Ok(mut stream) => stream
+                .info()
+                .await
+                .is_ok_and(|info| info.created != created),
+            Err(_) => true,
+        }
+    }
+
+    /// A new ordered consumer and when its stream was created; retried until the
+    /// stream exists (it may not be declared yet).
+    async fn messages(&self) -> (consumer::push::Ordered, time::OffsetDateTime) {
+        loop {
+            match tokio::time::timeout(self.shared.config.request_timeout(), self.attempt()).await {
+                Ok(Ok(follow)) => return follow,
+                Ok(Err(error)) => {
+                    debug!(%error, stream = %self.stream, "cluster: cannot follow the stream yet");
+                }
+                Err(_) => debug!(stream = %self.stream, "cluster: following the stream timed out"),
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn attempt(&self) -> Result<(consumer::push::Ordered, time::OffsetDateTime), String> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|error| error.to_string())?;
+        let created = stream
+            .info()
+            .await
+            .map_err(|error| error.to_string())?
+            .created;
+        let (subject, deliver_policy) = match self.followed {
+            Followed::Bans => (
+                self.shared.subjects.bans(),
+                consumer::DeliverPolicy::LastPerSubject,
+            ),
+            Followed::Learned => (self.shared.subjects.learned(), consumer::DeliverPolicy::All),
+        };
+        let consumer = stream
+            .create_consumer(consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: subject,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok((messages, created))
     }
 }
 
 fn apply_ban(shared: &Shared, payload: &[u8]) {
-    let ban = match BanMessage::parse(payload) {
-        Ok(ban) => ban,
+    let (ban, target) = match BanMessage::parse(payload) {
+        Ok(parsed) => parsed,
         Err(error) => {
             shared.status.count_skipped();
             warn!(%error, "cluster: skipped a malformed ban");
@@ -395,43 +518,8 @@ fn apply_ban(shared: &Shared, payload: &[u8]) {
     };
     // Expired bans stop applying; a node's own bans come back after its restart.
     if let Some(left) = wire::remaining(ban.expires_at_ms, SystemTime::now()) {
-        shared
-            .local
-            .ban_until(&ban.fingerprint, Instant::now() + left);
+        shared.local.ban_until(target, Instant::now() + left);
         shared.status.count_applied(Applied::Ban, 1, ban.made_at_ms);
-    }
-}
-
-/// Applies every learned hash and descriptor, from the stream's start.
-async fn follow_learned(shared: Arc<Shared>, js: jetstream::Context, client: async_nats::Client) {
-    loop {
-        let mut messages = ordered_messages(
-            &shared,
-            &js,
-            &client,
-            &shared.subjects.learned_stream(),
-            shared.subjects.learned(),
-            consumer::DeliverPolicy::All,
-        )
-        .await;
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => {
-                    let shared = Arc::clone(&shared);
-                    let subject = message.subject.to_string();
-                    let payload = message.payload.clone();
-                    // Adding rebuilds or scans an index: not on the runtime's threads.
-                    let applied = tokio::task::spawn_blocking(move || {
-                        apply_learned(&shared, &subject, &payload)
-                    })
-                    .await;
-                    if let Err(error) = applied {
-                        warn!(%error, "cluster: applying learned entries panicked");
-                    }
-                }
-                Err(error) => debug!(%error, "cluster: learned consumer"),
-            }
-        }
     }
 }
 
@@ -441,6 +529,13 @@ fn apply_learned(shared: &Shared, subject: &str, payload: &Bytes) {
         DescriptorsMessage::parse(payload)
             .map_err(|error| error.to_string())
             .and_then(|(message, entries)| {
+                let here = shared.local.descriptor_model().unwrap_or("none");
+                if message.model != here {
+                    return Err(format!(
+                        "descriptors of model {:?}, this node's [descriptor] is {here:?}",
+                        message.model
+                    ));
+                }
                 shared
                     .local
                     .add_descriptors(&message.list, &entries)

@@ -22,7 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use tracing::warn;
 
-use super::{Backend, LocalBackend};
+use super::{Backend, BanTarget, LocalBackend};
 use crate::actions::AuditRecord;
 use crate::signals::descriptor_lists::{
     AddedDescriptor, DescriptorAddReport, DescriptorListSetError,
@@ -38,6 +38,7 @@ pub mod wire;
 
 pub use config::ClusterConfig;
 pub use fleet::{Command, Fleet, FleetError, Gathered};
+pub use link::credentials;
 use outbox::{Kind, Outbox};
 use wire::{BanMessage, DescriptorsMessage, HashesMessage, Subjects};
 
@@ -45,11 +46,12 @@ use wire::{BanMessage, DescriptorsMessage, HashesMessage, Subjects};
 /// the node then runs on local state and connects later).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot read {path} (cluster.{key}): {source}")]
+    /// The I/O error is in the message, not a `source`: printed once.
+    #[error("cannot read {path} (cluster.{key}): {error}")]
     Credentials {
         key: &'static str,
         path: std::path::PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cluster.{key}: {message}")]
     Invalid { key: &'static str, message: String },
@@ -189,6 +191,9 @@ pub struct PeerView {
 /// What the backend calls and the link share.
 struct Shared {
     config: ClusterConfig,
+    /// Counts the streams being declared again after a reconnection: the followers
+    /// then check whether NATS lost them (and read the new ones from their start).
+    resyncs: tokio::sync::watch::Sender<u64>,
     subjects: Subjects,
     node_id: &'static str,
     outbox: Outbox,
@@ -211,6 +216,7 @@ impl ClusterBackend {
         local: LocalBackend,
     ) -> Result<(ClusterBackend, tokio::sync::mpsc::Receiver<Command>), ClusterError> {
         let shared = Arc::new(Shared {
+            resyncs: tokio::sync::watch::Sender::new(0),
             subjects: Subjects::new(&config.prefix),
             node_id: node_id(),
             outbox: Outbox::new(config.outbox_max_messages),
@@ -232,20 +238,20 @@ impl ClusterBackend {
 }
 
 impl Backend for ClusterBackend {
-    fn ban(&self, fingerprint: &str, duration: Duration) {
-        self.shared.local.ban(fingerprint, duration);
+    fn ban(&self, target: &BanTarget, duration: Duration) {
+        self.shared.local.ban(target, duration);
         let now = SystemTime::now();
-        let ban = BanMessage {
-            fingerprint: fingerprint.to_string(),
-            expires_at_ms: wire::unix_ms(now + duration),
-            made_at_ms: wire::unix_ms(now),
-            node: self.shared.config.node.clone(),
-        };
-        self.queue(Kind::Ban, self.shared.subjects.ban(fingerprint), &ban);
+        let ban = BanMessage::new(
+            target,
+            wire::unix_ms(now + duration),
+            wire::unix_ms(now),
+            &self.shared.config.node,
+        );
+        self.queue(Kind::Ban, self.shared.subjects.ban(target), &ban);
     }
 
-    fn ban_remaining(&self, fingerprint: &str) -> Option<Duration> {
-        self.shared.local.ban_remaining(fingerprint)
+    fn ban_remaining(&self, target: &BanTarget) -> Option<Duration> {
+        self.shared.local.ban_remaining(target)
     }
 
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
@@ -267,8 +273,10 @@ impl Backend for ClusterBackend {
         entries: &[AddedDescriptor],
     ) -> Result<DescriptorAddReport, DescriptorListSetError> {
         let report = self.shared.local.add_descriptors(list, entries)?;
+        // A list exists, so the model does.
+        let model = self.shared.local.descriptor_model().unwrap_or_default();
         for chunk in entries.chunks(wire::DESCRIPTORS_PER_MESSAGE) {
-            let message = DescriptorsMessage::new(list, &self.shared.config.node, chunk);
+            let message = DescriptorsMessage::new(list, model, &self.shared.config.node, chunk);
             self.queue(
                 Kind::Descriptors,
                 self.shared.subjects.learned_descriptors(list),

@@ -78,6 +78,7 @@ pub struct Outbox {
     max_messages: usize,
     ready: tokio::sync::Notify,
     dropped: AtomicU64,
+    refused: AtomicU64,
     published: [AtomicU64; 4],
 }
 
@@ -88,6 +89,7 @@ impl Outbox {
             max_messages,
             ready: tokio::sync::Notify::new(),
             dropped: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             published: Default::default(),
         }
     }
@@ -152,8 +154,22 @@ impl Outbox {
     /// Removes the messages JetStream stored (messages dropped meanwhile are gone
     /// already).
     pub fn acknowledged(&self, stored: &[&Outgoing]) {
-        let mut queues = self.lock();
+        self.remove(stored);
         for message in stored {
+            self.published[message.kind.index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes the messages JetStream refused for good, counting them.
+    pub fn refused(&self, refused: &[&Outgoing]) {
+        self.remove(refused);
+        self.refused
+            .fetch_add(refused.len() as u64, Ordering::Relaxed);
+    }
+
+    fn remove(&self, done: &[&Outgoing]) {
+        let mut queues = self.lock();
+        for message in done {
             let queue = match message.kind {
                 Kind::Event => &mut queues.events,
                 _ => &mut queues.state,
@@ -165,7 +181,6 @@ impl Outbox {
             {
                 queue.remove(position);
             }
-            self.published[message.kind.index()].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -186,6 +201,10 @@ impl Outbox {
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn refused_count(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn published(&self, kind: Kind) -> u64 {

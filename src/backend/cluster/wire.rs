@@ -4,8 +4,10 @@
 //! numbers); a bad message is counted and skipped, never applied in part.
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backend::BanTarget;
 use crate::signals::descriptor_lists::AddedDescriptor;
 use crate::signals::lists::AddedHash;
 use livegate_signals::descriptor::Descriptor;
@@ -42,12 +44,21 @@ impl Subjects {
         format!("{}_events", self.prefix)
     }
 
-    /// Every ban subject; one subject per key, so the stream keeps the latest ban of each.
+    /// Every ban subject; one subject per target, so the stream keeps the latest ban of
+    /// each.
     pub fn bans(&self) -> String {
-        format!("{}.bans.key.*", self.prefix)
+        format!("{}.bans.>", self.prefix)
     }
-    pub fn ban(&self, fingerprint: &str) -> String {
-        format!("{}.bans.key.{fingerprint}", self.prefix)
+    pub fn ban(&self, target: &BanTarget) -> String {
+        match target {
+            BanTarget::Key(fingerprint) => format!("{}.bans.key.{fingerprint}", self.prefix),
+            // Dots separate subject tokens: an IPv4 address is written with '_'.
+            BanTarget::Client(address) => format!(
+                "{}.bans.client.{}",
+                self.prefix,
+                address.to_string().replace('.', "_")
+            ),
+        }
     }
     pub fn learned(&self) -> String {
         format!("{}.learned.>", self.prefix)
@@ -148,10 +159,13 @@ pub fn is_fingerprint(text: &str) -> bool {
             .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
-/// A ban of one key until `expires_at_ms`.
+/// A ban of one key (`fingerprint`) or one client (`client`) until `expires_at_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanMessage {
-    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
     pub expires_at_ms: u64,
     /// When and where the ban was made: the lag is measured from `made_at_ms`.
     pub made_at_ms: u64,
@@ -159,15 +173,38 @@ pub struct BanMessage {
 }
 
 impl BanMessage {
-    pub fn parse(payload: &[u8]) -> Result<Self, WireError> {
-        let ban: BanMessage = parse(payload)?;
-        if !is_fingerprint(&ban.fingerprint) {
-            return Err(WireError::Json(format!(
-                "fingerprint {:?} is not 16 hex digits",
-                ban.fingerprint
-            )));
+    pub fn new(target: &BanTarget, expires_at_ms: u64, made_at_ms: u64, node: &str) -> Self {
+        let (fingerprint, client) = match target {
+            BanTarget::Key(fingerprint) => (Some(fingerprint.clone()), None),
+            BanTarget::Client(address) => (None, Some(*address)),
+        };
+        BanMessage {
+            fingerprint,
+            client,
+            expires_at_ms,
+            made_at_ms,
+            node: node.to_string(),
         }
-        Ok(ban)
+    }
+
+    /// The message and what it bans.
+    pub fn parse(payload: &[u8]) -> Result<(Self, BanTarget), WireError> {
+        let ban: BanMessage = parse(payload)?;
+        let target = match (&ban.fingerprint, ban.client) {
+            (Some(fingerprint), None) if is_fingerprint(fingerprint) => BanTarget::key(fingerprint),
+            (Some(fingerprint), None) => {
+                return Err(WireError::Json(format!(
+                    "fingerprint {fingerprint:?} is not 16 lowercase hex digits"
+                )));
+            }
+            (None, Some(client)) => BanTarget::client(client),
+            _ => {
+                return Err(WireError::Json(
+                    "a ban names either a fingerprint or a client".into(),
+                ));
+            }
+        };
+        Ok((ban, target))
     }
 }
 
@@ -247,19 +284,22 @@ pub struct WireDescriptor {
     pub label: String,
 }
 
-/// Descriptors added to the descriptor list `list` on `node`.
+/// Descriptors added to the descriptor list `list` on `node`, by the model `model`
+/// (descriptors of different models are not comparable, even of one dimension).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescriptorsMessage {
     pub list: String,
+    pub model: String,
     pub node: String,
     pub made_at_ms: u64,
     pub descriptors: Vec<WireDescriptor>,
 }
 
 impl DescriptorsMessage {
-    pub fn new(list: &str, node: &str, entries: &[AddedDescriptor]) -> Self {
+    pub fn new(list: &str, model: &str, node: &str, entries: &[AddedDescriptor]) -> Self {
         DescriptorsMessage {
             list: list.to_string(),
+            model: model.to_string(),
             node: node.to_string(),
             made_at_ms: unix_ms(SystemTime::now()),
             descriptors: entries
@@ -399,7 +439,7 @@ mod tests {
 
     #[test]
     fn descriptors_refuse_non_finite_values() {
-        let payload = br#"{"list":"l","node":"n","made_at_ms":1,"descriptors":[{"values":[0.0,0.0],"source":"s"}]}"#;
+        let payload = br#"{"list":"l","model":"m","node":"n","made_at_ms":1,"descriptors":[{"values":[0.0,0.0],"source":"s"}]}"#;
         assert!(matches!(
             DescriptorsMessage::parse(payload),
             Err(WireError::Entry { index: 0, .. })
@@ -407,21 +447,47 @@ mod tests {
     }
 
     #[test]
-    fn bans_need_a_fingerprint() {
-        let ban = BanMessage {
-            fingerprint: "0123456789abcdef".into(),
-            expires_at_ms: 10,
-            made_at_ms: 1,
-            node: "a".into(),
-        };
+    fn bans_name_one_key_or_one_client() {
+        let key = BanTarget::key("0123456789abcdef");
+        let ban = BanMessage::new(&key, 10, 1, "a");
         let payload = serde_json::to_vec(&ban).expect("json");
-        assert_eq!(BanMessage::parse(&payload), Ok(ban.clone()));
-        let bad = BanMessage {
-            fingerprint: "0123456789ABCDEF.x".into(),
-            ..ban
-        };
-        let payload = serde_json::to_vec(&bad).expect("json");
-        assert!(BanMessage::parse(&payload).is_err());
+        assert_eq!(BanMessage::parse(&payload), Ok((ban.clone(), key)));
+
+        let client = BanTarget::client("2001:db8::7".parse().expect("ip"));
+        let payload = serde_json::to_vec(&BanMessage::new(&client, 10, 1, "a")).expect("json");
+        let (_, parsed) = BanMessage::parse(&payload).expect("parse");
+        assert_eq!(
+            parsed,
+            BanTarget::client("2001:db8::1".parse().expect("ip"))
+        );
+        assert_eq!(
+            Subjects::new("p").ban(&BanTarget::client("10.1.2.3".parse().expect("ip"))),
+            "p.bans.client.10_1_2_3"
+        );
+
+        for bad in [
+            r#"{"fingerprint":"0123456789ABCDEF","expires_at_ms":1,"made_at_ms":1,"node":"a"}"#,
+            r#"{"fingerprint":"0123456789abcdef","client":"10.0.0.1","expires_at_ms":1,"made_at_ms":1,"node":"a"}"#,
+            r#"{"expires_at_ms":1,"made_at_ms":1,"node":"a"}"#,
+            r#"{"client":"10.0.0.999","expires_at_ms":1,"made_at_ms":1,"node":"a"}"#,
+        ] {
+            assert!(BanMessage::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever another node (or anyone who can publish on the fleet's subjects)
+        /// sends, parsing returns a value or an error, never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = BanMessage::parse(&payload);
+            let _ = HashesMessage::parse(&payload);
+            let _ = DescriptorsMessage::parse(&payload);
+            let _ = Heartbeat::parse(&payload);
+            let _ = Reply::parse(&payload);
+            let _ = parse_request::<CutStreamRequest>(&payload);
+            let _ = parse_request::<CutKeyRequest>(&payload);
+        }
     }
 
     #[test]
@@ -437,7 +503,7 @@ mod tests {
     fn subjects_stay_under_the_prefix() {
         let subjects = Subjects::new("fleet1");
         assert_eq!(
-            subjects.ban("0123456789abcdef"),
+            subjects.ban(&BanTarget::key("0123456789abcdef")),
             "fleet1.bans.key.0123456789abcdef"
         );
         assert_eq!(subjects.bans_stream(), "fleet1_bans");
