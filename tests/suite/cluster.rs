@@ -379,6 +379,19 @@ fn a_nats_outage_keeps_nodes_cutting_then_the_fleet_converges_and_a_late_node_ca
     // and applies what the others did.
     fleet.nats.start_again();
     wait_until_joined(&[&a, &b, &c], RECONNECT);
+    for node in [&a, &b, &c] {
+        let said = |start: &str| node.livegate.logs().iter().any(|line| logged(line, start));
+        assert!(
+            said("cluster unreachable"),
+            "{}: the outage went unlogged",
+            node.name
+        );
+        node.livegate.wait_for_logs(
+            |lines| lines.iter().any(|line| logged(line, "cluster resynced")),
+            RECONNECT,
+            &format!("{}: the resync", node.name),
+        );
+    }
     for node in [&a, &b] {
         node.wait_for_cluster("its outbox sent", RECONNECT, |cluster| {
             counter(cluster, "outbox", "messages") == 0
@@ -491,10 +504,17 @@ fn a_bad_cluster_config_names_its_key_and_a_node_without_nats_runs_locally() {
     let bad = [
         (
             NodeConfig {
+                servers: Some(vec![format!("nats://fleet:{NATS_TOKEN}@127.0.0.1:4222")]),
+                ..NodeConfig::named("node-x")
+            },
+            &["cluster.servers[0]"][..],
+        ),
+        (
+            NodeConfig {
                 servers: Some(vec![]),
                 ..NodeConfig::named("node-x")
             },
-            &["cluster.servers"][..],
+            &["cluster.servers"],
         ),
         (NodeConfig::named("not a node name"), &["cluster.node"]),
         (
@@ -531,7 +551,7 @@ fn a_bad_cluster_config_names_its_key_and_a_node_without_nats_runs_locally() {
             "the token was printed: {output}"
         );
     }
-    // `run` refuses the same config before listening.
+    // `run` refuses a bad config too, before listening, without printing its secret.
     let path = dir.path().join("bad.toml");
     let listen = support::local(support::free_port());
     std::fs::write(
@@ -546,7 +566,9 @@ fn a_bad_cluster_config_names_its_key_and_a_node_without_nats_runs_locally() {
         .expect("run livegate");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !output.status.success() && stderr.contains("cluster.servers"),
+        !output.status.success()
+            && stderr.contains("cluster.servers[0]")
+            && !stderr.contains(NATS_TOKEN),
         "{output:?}"
     );
 
