@@ -82,10 +82,13 @@ if [ "$mode" = build ]; then
   exit 0
 fi
 
-# Debian's nginx package starts a system nginx on port 80; livegate's tests start their own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl stop nginx || true
-fi
+# Debian's nginx and nats-server packages start system services (ports 80 and 4222);
+# livegate's tests start their own.
+for service in nginx nats-server; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done
 
 # Python virtualenv with the reference implementations used by tests and benchmarks.
 venv="$here/.venv"

@@ -1,7 +1,8 @@
 //! Real components for integration tests: an nginx-rtmp origin (and its recordings, read
 //! as FLV), ffmpeg publishers, the livegate binary (alone or as a [`GateStack`] in front
 //! of a recording origin, with its audit log), a recording TCP tee, and an attack
-//! publisher whose chunks the test crafts. Every process is started on free 127.0.0.1
+//! publisher whose chunks the test crafts; [`nats`] runs nats-server with JetStream and
+//! [`fleet`] livegate nodes sharing it. Every process is started on free 127.0.0.1
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
@@ -281,8 +282,9 @@ pub const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000
 
 /// lavfi sources of 640x360 footage whose keyframes (one a second) PDQ tells apart: rich
 /// large-scale structure that survives re-encoding. Measured with `livegate hash
-/// --keyframes` on 6 s clips: no two keyframes within or across them are closer than 98
-/// bits (a match is 31 or less).
+/// --keyframes` on 6 s clips (a match is 31 bits or less): keyframes of two sources are
+/// at least 106 bits apart, two keyframes of one Mandelbrot or cellular-automaton clip
+/// at least 98, of the test pattern 56.
 pub const MANDELBROT: &str = "mandelbrot=s=640x360:r=30";
 pub const CELLULAR_AUTOMATON: &str = "cellauto=s=640x360:r=30:rule=110:full=1";
 pub const TEST_PATTERN: &str = "testsrc2=s=640x360:r=30";
