@@ -24,8 +24,9 @@ runtime_packages=(
 test_packages=(
   # PyPI vpdq (test reference) compiles against these too
   libavdevice-dev libavfilter-dev libswresample-dev
-  # real components for the demo and the integration tests
-  ffmpeg nginx libnginx-mod-rtmp
+  # real components for the demo and the integration tests (nats-server 2.9 with
+  # JetStream for the [cluster] fleet tests)
+  ffmpeg nginx libnginx-mod-rtmp nats-server
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core
@@ -81,10 +82,13 @@ if [ "$mode" = build ]; then
   exit 0
 fi
 
-# Debian's nginx package starts a system nginx on port 80; livegate's tests start their own.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
-  systemctl stop nginx || true
-fi
+# Debian's nginx and nats-server packages start system services (ports 80 and 4222);
+# livegate's tests start their own.
+for service in nginx nats-server; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done
 
 # Python virtualenv with the reference implementations used by tests and benchmarks.
 venv="$here/.venv"

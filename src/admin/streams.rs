@@ -27,6 +27,9 @@ pub struct StreamView {
     /// The fleet node's name (with `[cluster]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     node: Option<String>,
+    /// The fleet node's id, the prefix of its stream ids (with `[cluster]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<&'static str>,
     state: &'static str,
     app: Option<String>,
     /// The redacted key (`abc***#fingerprint`), never the key.
@@ -58,6 +61,7 @@ impl StreamView {
         StreamView {
             id: session.id,
             node: node.map(str::to_string),
+            node_id: node.map(|_| crate::stream::node_id()),
             state,
             app: identity.app,
             key: identity.key.as_ref().map(ToString::to_string),

@@ -12,12 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::http::{HttpResponse, Request, metric, scrape};
-use support::{Livegate, NginxOrigin, free_port, local};
+use support::http::{HttpResponse, Request, events_of, metric, scrape, wait_for_stream};
+use support::{Livegate, NginxOrigin, UNRELATED_HASH, free_port, local};
 
 const TOKEN: &str = "test-admin-token-0123456789";
-/// A PDQ hash no test frame is near.
-const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A config with one ingest on `listen` to `origin`, the list `known` at `list` (with
 /// `list_keys` appended to its table), and an admin server on a free port with `admin`
@@ -321,35 +319,6 @@ fn probes_and_the_api_answer_while_idle_sockets_fill_every_connection_slot() {
     }
 }
 
-/// Polls `/v1/streams` until one stream satisfies `done`, returning it.
-fn wait_for_stream(admin: SocketAddr, done: impl Fn(&Value) -> bool, what: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let streams = Request::get("/v1/streams").token(TOKEN).send(admin).json();
-        if let Some(stream) = streams["streams"]
-            .as_array()
-            .and_then(|streams| streams.iter().find(|stream| done(stream)))
-        {
-            return stream.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {streams}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn events_of(admin: SocketAddr, event: &str) -> Vec<Value> {
-    Request::get("/v1/events").token(TOKEN).send(admin).json()["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|record| record["event"] == event)
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     let origin = NginxOrigin::start();
@@ -362,6 +331,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
 
     let stream = wait_for_stream(
         admin,
+        TOKEN,
         |stream| stream["keyframes_analysed"].as_u64() >= Some(1) && stream["width"] != Value::Null,
         "a publishing stream with an analysed keyframe",
     );
@@ -398,7 +368,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     let closed = livegate.wait_for_closed_session(Duration::from_secs(10));
     assert_eq!(closed["closer"], "operator", "{closed}");
     assert_eq!(closed["kind"], "operator_cut", "{closed}");
-    let manual = events_of(admin, "manual_cut");
+    let manual = events_of(admin, TOKEN, "manual_cut");
     assert_eq!(manual.len(), 1, "{manual:?}");
     assert!(
         manual[0]["reason"]
@@ -428,69 +398,28 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     assert!(metric(&metrics, "livegate_analysis_latency_seconds_count") >= 1.0);
 }
 
-/// Encodes `seconds` of a Mandelbrot zoom (rich large-scale structure: its PDQ
-/// survives re-encoding) with a keyframe every second.
-fn mandelbrot_clip(path: &Path, seconds: u32) {
-    let seconds = seconds.to_string();
-    let mut args: Vec<String> = [
-        "-f",
-        "lavfi",
-        "-i",
-        "mandelbrot=s=640x360:r=30",
-        "-t",
-        &seconds,
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    args.extend(support::x264_args(30));
-    args.push(path.display().to_string());
-    support::ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
-}
-
-/// The PDQ hashes of every keyframe of `clip`, from `livegate hash`.
-fn keyframe_hashes(clip: &Path) -> Vec<String> {
-    support::livegate_hash(&["--keyframes"], clip)
-        .lines()
-        .filter_map(|line| line.split(',').next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// ffmpeg publishing `clip` to `url` at its real rate, over and over.
-fn publish_looping(clip: &Path, url: &str) -> support::ChildGuard {
-    support::ChildGuard::spawn(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-        "ffmpeg",
-    )
-}
-
 #[test]
 fn a_hash_added_through_the_api_cuts_a_running_stream() {
     let origin = NginxOrigin::start();
     let dir = support::scratch_dir();
     let clip = dir.path().join("mandelbrot.flv");
-    mandelbrot_clip(&clip, 6);
-    let hashes = keyframe_hashes(&clip);
+    support::encode_clip(&clip, support::MANDELBROT, 6);
+    let hashes = support::keyframe_hashes(&clip);
     assert!(hashes.len() >= 5, "{hashes:?}");
     let list = dir.path().join("known.csv");
     std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
     let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
 
-    let mut publisher = publish_looping(&clip, &format!("rtmp://{listen}/live/looping-clip-key"));
+    let mut publisher =
+        support::publish_looping(&clip, &format!("rtmp://{listen}/live/looping-clip-key"));
     // Analysed, not matched: the list does not know the clip yet.
     wait_for_stream(
         admin,
+        TOKEN,
         |stream| stream["keyframes_analysed"].as_u64() >= Some(2),
         "two analysed keyframes",
     );
-    assert!(events_of(admin, "cut").is_empty());
+    assert!(events_of(admin, TOKEN, "cut").is_empty());
 
     let entries: Vec<String> = hashes
         .iter()
@@ -510,7 +439,7 @@ fn a_hash_added_through_the_api_cuts_a_running_stream() {
         publisher.wait_for(Duration::from_secs(10)).is_some(),
         "the publisher was not disconnected"
     );
-    let cuts = events_of(admin, "cut");
+    let cuts = events_of(admin, TOKEN, "cut");
     assert_eq!(cuts.len(), 1, "{cuts:?}");
     assert_eq!(cuts[0]["signal"]["list"], "known");
     assert!(
@@ -584,8 +513,8 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
     let origin = NginxOrigin::start();
     let dir = support::scratch_dir();
     let clip = dir.path().join("mandelbrot.flv");
-    mandelbrot_clip(&clip, 4);
-    let hashes = keyframe_hashes(&clip);
+    support::encode_clip(&clip, support::MANDELBROT, 4);
+    let hashes = support::keyframe_hashes(&clip);
     assert!(hashes.len() >= 3, "{hashes:?}");
     let list = dir.path().join("known.csv");
     std::fs::write(&list, format!("{}\n{UNRELATED_HASH}\n", hashes.join("\n"))).expect("list");
@@ -634,7 +563,8 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
     );
 
     // The previous version still matches: the listed clip is cut.
-    let publisher = publish_looping(&clip, &format!("rtmp://{listen}/live/listed-clip-key"));
+    let publisher =
+        support::publish_looping(&clip, &format!("rtmp://{listen}/live/listed-clip-key"));
     let closed = livegate.wait_for_closed_session(Duration::from_secs(15));
     assert_eq!(closed["closer"], "policy", "{closed}");
     drop(publisher);

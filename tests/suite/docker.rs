@@ -1,7 +1,8 @@
 //! The Docker files stay in step with the repository without a Docker engine: the image
 //! installs its packages with scripts/install-deps.sh, the runtime libraries are the
-//! ones the build links, the container config is valid, and the Grafana dashboard only
-//! queries metrics livegate exports.
+//! ones the build links, the container config is valid, compose's fleet runs two nodes on
+//! one NATS with that config plus `[cluster]`, and the Grafana dashboard only queries
+//! metrics livegate exports.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -104,8 +105,52 @@ fn the_container_config_is_valid() {
         admin.token.is_none(),
         "the token comes from the environment"
     );
-    assert!(repo_file("docker/prometheus.yml").contains("livegate:8935"));
     assert!(repo_file("docker/compose.yml").contains("LIVEGATE_ADMIN_TOKEN"));
+}
+
+#[test]
+fn compose_runs_two_nodes_sharing_one_nats_with_the_container_config_plus_a_cluster() {
+    let fleet = repo_file("docker/livegate-cluster.toml");
+    let config = livegate::config::Config::parse(&fleet, "docker fleet")
+        .expect("docker/livegate-cluster.toml is a valid config");
+    assert!(config.to_toml().contains("nats://nats:4222"));
+    // The same config as a single container's, plus [cluster] and learning.
+    let mut fleet: toml::Table = fleet.parse().expect("TOML");
+    let single: toml::Table = repo_file("docker/livegate.toml").parse().expect("TOML");
+    let cluster = fleet.remove("cluster").expect("a [cluster] section");
+    assert_eq!(
+        cluster.get("servers"),
+        Some(&toml::Value::from(vec!["nats://nats:4222"]))
+    );
+    assert!(
+        cluster.get("node").is_none(),
+        "one config for both nodes: each is named after its host name"
+    );
+    let learn_into = fleet["actuator"]
+        .as_table_mut()
+        .and_then(|actuator| actuator.remove("learn_into"));
+    assert_eq!(learn_into, Some(toml::Value::from("known")));
+    assert_eq!(
+        fleet, single,
+        "docker/livegate-cluster.toml drifted from docker/livegate.toml"
+    );
+
+    let compose = repo_file("docker/compose.yml");
+    for expected in [
+        "image: nats:2.9-alpine",
+        r#"command: ["-js", "-sd", "/data"]"#,
+        "- nats-data:/data",
+        "hostname: livegate-a",
+        "hostname: livegate-b",
+        "- ./livegate-cluster.toml:/etc/livegate/livegate.toml:ro",
+    ] {
+        assert!(compose.contains(expected), "compose.yml lacks {expected:?}");
+    }
+    let prometheus = repo_file("docker/prometheus.yml");
+    assert!(
+        prometheus.contains("livegate-a:8935") && prometheus.contains("livegate-b:8935"),
+        "{prometheus}"
+    );
 }
 
 #[test]

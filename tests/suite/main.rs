@@ -9,6 +9,7 @@ mod support;
 mod admin_api;
 mod classifier;
 mod classifier_stream;
+mod cluster;
 mod cut;
 mod demo;
 mod demux_fixture;

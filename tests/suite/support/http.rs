@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -145,4 +145,40 @@ pub fn scrape(admin: SocketAddr) -> String {
     let response = Request::get("/metrics").send(admin);
     assert_eq!(response.status, 200, "{response:?}");
     response.body
+}
+
+/// Polls `GET /v1/streams` of the admin server at `admin` until one stream satisfies
+/// `done`, returning it; fails the test after 20 s.
+pub fn wait_for_stream(
+    admin: SocketAddr,
+    token: &str,
+    done: impl Fn(&Value) -> bool,
+    what: &str,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let streams = Request::get("/v1/streams").token(token).send(admin).json();
+        if let Some(stream) = streams["streams"]
+            .as_array()
+            .and_then(|streams| streams.iter().find(|stream| done(stream)))
+        {
+            return stream.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {streams}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The audit records of `event` that `GET /v1/events` shows.
+pub fn events_of(admin: SocketAddr, token: &str, event: &str) -> Vec<Value> {
+    Request::get("/v1/events").token(token).send(admin).json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|record| record["event"] == event)
+        .cloned()
+        .collect()
 }

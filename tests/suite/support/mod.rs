@@ -1,11 +1,14 @@
 //! Real components for integration tests: an nginx-rtmp origin (and its recordings, read
 //! as FLV), ffmpeg publishers, the livegate binary (alone or as a [`GateStack`] in front
 //! of a recording origin, with its audit log), a recording TCP tee, and an attack
-//! publisher whose chunks the test crafts. Every process is started on free 127.0.0.1
+//! publisher whose chunks the test crafts; [`nats`] runs nats-server with JetStream and
+//! [`fleet`] livegate nodes sharing it. Every process is started on free 127.0.0.1
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod fleet;
 pub mod http;
+pub mod nats;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -250,22 +253,62 @@ pub fn ffmpeg(args: &[&str]) {
 
 /// ffmpeg pushing a pre-encoded file to `url` at real-time rate, without re-encoding.
 pub fn publish_file(file: &Path, url: &str) -> ChildGuard {
+    publish_copy(&[], file, url)
+}
+
+/// ffmpeg publishing `clip` to `url` at its real rate, over and over.
+pub fn publish_looping(clip: &Path, url: &str) -> ChildGuard {
+    publish_copy(&["-stream_loop", "-1"], clip, url)
+}
+
+/// ffmpeg reading `file` with `input_options` at real-time rate and pushing it to `url`
+/// without re-encoding.
+fn publish_copy(input_options: &[&str], file: &Path, url: &str) -> ChildGuard {
     ChildGuard::spawn(
         Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-            ])
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(input_options)
+            .arg("-i")
             .arg(file)
             .args(["-c", "copy", "-f", "flv", url])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
         "ffmpeg publisher",
     )
+}
+
+/// A PDQ hash no test frame is near.
+pub const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// lavfi sources of 640x360 footage whose keyframes (one a second) PDQ tells apart: rich
+/// large-scale structure that survives re-encoding. Measured with `livegate hash
+/// --keyframes` on 6 s clips (a match is 31 bits or less): keyframes of two sources are
+/// at least 106 bits apart, two keyframes of one Mandelbrot or cellular-automaton clip
+/// at least 98, of the test pattern 56.
+pub const MANDELBROT: &str = "mandelbrot=s=640x360:r=30";
+pub const CELLULAR_AUTOMATON: &str = "cellauto=s=640x360:r=30:rule=110:full=1";
+pub const TEST_PATTERN: &str = "testsrc2=s=640x360:r=30";
+
+/// Encodes `seconds` of the lavfi `source` (e.g. [`MANDELBROT`]) into `path` with a
+/// keyframe every second.
+pub fn encode_clip(path: &Path, source: &str, seconds: u32) {
+    let seconds = seconds.to_string();
+    let mut args: Vec<String> = ["-f", "lavfi", "-i", source, "-t", &seconds]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+    args.extend(x264_args(30));
+    args.push(path.display().to_string());
+    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// The PDQ hashes of every keyframe of `clip`, from `livegate hash`.
+pub fn keyframe_hashes(clip: &Path) -> Vec<String> {
+    livegate_hash(&["--keyframes"], clip)
+        .lines()
+        .filter_map(|line| line.split(',').next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `livegate hash ARGS FILE`: its output (a valid hash list), failing the test with
@@ -815,6 +858,27 @@ pub fn records_for<'a>(records: &'a [Value], key: &str, event: &str) -> Vec<&'a 
         .collect()
 }
 
+/// Waits for an audit record of `event` for `key` in the audit log at `path`; `None`
+/// after `limit`.
+pub fn wait_for_audit_record(
+    path: &Path,
+    key: &str,
+    event: &str,
+    limit: Duration,
+) -> Option<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let records = audit_records(path);
+        if let Some(record) = records_for(&records, key, event).first() {
+            return Some((*record).clone());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
 /// An RTMP publisher whose chunks the test crafts: it does a real handshake (sends C0+C1,
 /// reads S0/S1/S2, answers C2 with S1), sends connect, createStream and publish without
 /// waiting for replies, then whatever bytes the test writes with
@@ -937,17 +1001,7 @@ impl GateStack {
 
     /// Waits for an audit record of `event` for `key`; `None` after `limit`.
     pub fn wait_for_record(&self, key: &str, event: &str, limit: Duration) -> Option<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let records = audit_records(&self.audit);
-            if let Some(record) = records_for(&records, key, event).first() {
-                return Some((*record).clone());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
+        wait_for_audit_record(&self.audit, key, event, limit)
     }
 }
 
