@@ -3,19 +3,111 @@
 //! `[[descriptorlist]]` written by `livegate describe`: listing, adding the descriptors
 //! of another photograph as `livegate describe` writes them (near-duplicates skipped),
 //! a reload (through the API and on SIGHUP) keeping the addition, and bad bodies named by
-//! line.
+//! line; and an addition on one node of a fleet reaching another.
 
 use crate::descriptor::{describe, photo, sscd_distilled};
 use crate::support;
 
+use std::path::Path;
 use std::time::Duration;
 use support::http::{HttpResponse, Request, metric, scrape};
+use support::nats::NatsServer;
 use support::{Livegate, free_port, local};
 
 const TOKEN: &str = "test-admin-token-descriptors";
 
 fn assert_status(response: &HttpResponse, status: u16) {
     assert_eq!(response.status, status, "{response:?}");
+}
+
+/// A node with `[descriptor]` and the `[[descriptorlist]]` `known` read from `list`, and
+/// `extra` sections.
+fn config(model: &Path, list: &Path, extra: &str) -> String {
+    format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{origin}\"\n\
+         [descriptor]\nmodel = {model:?}\nruntime_library = {runtime:?}\n\
+         [[descriptorlist]]\nname = \"known\"\npath = {list:?}\nmin_cosine = 0.6\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n{extra}",
+        listen = local(free_port()),
+        origin = support::start_closing_origin(usize::MAX),
+        model = model.display().to_string(),
+        runtime = support::onnx_runtime_library().display().to_string(),
+        list = list.display().to_string(),
+    )
+}
+
+/// The `known` list's entry of `GET /v1/descriptorlists`.
+fn known_list(admin: std::net::SocketAddr) -> serde_json::Value {
+    Request::get("/v1/descriptorlists")
+        .token(TOKEN)
+        .send(admin)
+        .json()["descriptorlists"][0]
+        .clone()
+}
+
+#[test]
+fn descriptors_added_on_one_node_reach_another_through_the_fleet() {
+    let model = sscd_distilled();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coffee_png = dir.path().join("coffee.png");
+    photo("coffee.png")
+        .save(&coffee_png)
+        .expect("save the photograph");
+    let astronaut_png = dir.path().join("astronaut.png");
+    photo("astronaut.png")
+        .save(&astronaut_png)
+        .expect("save the photograph");
+    let list = dir.path().join("known.txt");
+    std::fs::write(&list, describe(&model, "case 13", &[&astronaut_png])).expect("write list");
+    let coffee = describe(&model, "case 13", &[&coffee_png]);
+
+    let nats = NatsServer::start();
+    let cluster = |node: &str| {
+        format!(
+            "[cluster]\nservers = [{url:?}]\nnode = \"{node}\"\n",
+            url = nats.url()
+        )
+    };
+    let a = Livegate::start(&config(&model, &list, &cluster("desc-a")), 1);
+    let b = Livegate::start(&config(&model, &list, &cluster("desc-b")), 1);
+    let added = Request::post("/v1/descriptorlists/known/descriptors", &coffee)
+        .token(TOKEN)
+        .send(a.admin_addr());
+    assert_status(&added, 200);
+    assert_eq!(added.json()["added"], 1, "{added:?}");
+
+    // B holds the photograph's descriptor without its file changing, and says where
+    // it came from.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while known_list(b.admin_addr())["descriptors"] != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never received the descriptor: {}",
+            known_list(b.admin_addr())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(known_list(b.admin_addr())["added_at_runtime"], 1);
+    let status = Request::get("/v1/cluster")
+        .token(TOKEN)
+        .send(b.admin_addr())
+        .json();
+    assert_eq!(status["applied"]["descriptors"], 1, "{status}");
+    assert_eq!(status["skipped"], 0, "{status}");
+    // A published it once and did not apply its own message again.
+    let status = Request::get("/v1/cluster")
+        .token(TOKEN)
+        .send(a.admin_addr())
+        .json();
+    assert_eq!(
+        (
+            &status["published"]["descriptors"],
+            &status["applied"]["descriptors"]
+        ),
+        (&1.into(), &0.into()),
+        "{status}"
+    );
+    assert_eq!(known_list(a.admin_addr())["descriptors"], 2);
 }
 
 #[test]
@@ -32,18 +124,7 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
     let list = dir.path().join("known.txt");
     std::fs::write(&list, &astronaut).expect("write list");
 
-    let config = format!(
-        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{origin}\"\n\
-         [descriptor]\nmodel = {model:?}\nruntime_library = {runtime:?}\n\
-         [[descriptorlist]]\nname = \"known\"\npath = {list:?}\nmin_cosine = 0.6\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n",
-        listen = local(free_port()),
-        origin = support::start_closing_origin(usize::MAX),
-        model = model.display().to_string(),
-        runtime = support::onnx_runtime_library().display().to_string(),
-        list = list.display().to_string(),
-    );
-    let livegate = Livegate::start(&config, 1);
+    let livegate = Livegate::start(&config(&model, &list, ""), 1);
     let admin = livegate.admin_addr();
     let post = |path: &str, body: &[u8]| Request::post(path, body).token(TOKEN).send(admin);
 
