@@ -4,11 +4,14 @@
 //!   its events set `connected`, and each (re)connection re-declares the JetStream
 //!   streams (idempotent), so a NATS that lost its storage is set up again.
 //! - **outbox**: publishes this node's queued decisions in batches, removing each once
-//!   JetStream acknowledged it; on failure it waits and retries the same messages.
+//!   JetStream acknowledged it; when NATS does not answer it waits and retries the same
+//!   messages; what JetStream refuses for good (a full stream) is dropped and counted.
 //! - **bans** and **learned**: ordered push consumers (the client re-creates them after
-//!   a reconnection from the last sequence seen) that apply the fleet's bans (latest per
-//!   key) and every learned hash and descriptor (from the start: a node joining later
-//!   gets everything still kept) to this node's memory.
+//!   a reconnection from the last sequence seen) that apply other nodes' bans (latest
+//!   per target) and every learned hash and descriptor (from the start: a node joining
+//!   later gets everything still kept) to this node's memory, in batches of what has
+//!   arrived; a stream NATS lost is read again from its start.
+//! - **shutdown**: [`stop`] publishes what is queued, then ends the tasks.
 //! - **commands** and **heartbeats**: core NATS requests from other nodes, handed to the
 //!   server's command task; a heartbeat a second, so nodes know their peers.
 
