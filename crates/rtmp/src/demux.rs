@@ -1728,6 +1728,103 @@ mod tests {
         ));
     }
 
+    /// An Enhanced RTMP session as the test encoder writes it: HEVC (hvcC with a 2-byte
+    /// NAL length, CodedFrames and CodedFramesX, metadata, end of sequence), then AV1
+    /// (av1C, OBUs) and legacy CodecID 12 HEVC; split at every byte it demuxes alike.
+    #[test]
+    fn enhanced_rtmp_from_the_test_encoder_in_every_split() {
+        use crate::encode::{
+            self, CSID_VIDEO, ExVideoPacket, LEGACY_CODEC_HEVC, TYPE_VIDEO, ex_coded_frame,
+            ex_video_tag, legacy_video_tag,
+        };
+        // Longer than a 128-byte chunk, so that it is continued.
+        let mut hvcc = vec![1; 150];
+        hvcc[21] = 0xF1;
+        let hevc_idr = [0, 3, 19 << 1, 1, 0xAA];
+        let hevc_trail = [0, 3, 1 << 1, 1, 0xBB];
+        let av1c = [0x81, 0x00, 0x0C, 0x00, 0x0A, 0x0B, 0, 0, 0, 0x2A];
+        let av1_frame = [0x32, 0x03, 0x10, 0x00, 0x00];
+        let tags = [
+            ex_video_tag(ExVideoPacket::SequenceStart, true, b"hvc1", &hvcc),
+            ex_coded_frame(b"hvc1", true, 80, &hevc_idr),
+            ex_coded_frame(b"hvc1", false, 0, &hevc_trail),
+            ex_video_tag(ExVideoPacket::Metadata, true, b"hvc1", &[2, 0, 1, b'c']),
+            ex_video_tag(ExVideoPacket::SequenceEnd, true, b"hvc1", &[]),
+            ex_video_tag(ExVideoPacket::SequenceStart, true, b"av01", &av1c),
+            ex_coded_frame(b"av01", true, 40, &av1_frame),
+            legacy_video_tag(LEGACY_CODEC_HEVC, true, 0, 0, &hvcc),
+            legacy_video_tag(LEGACY_CODEC_HEVC, false, 1, -40, &hevc_trail),
+        ];
+        let mut out = encode::client_handshake();
+        let writer = encode::ChunkWriter::default();
+        out.extend(encode::publish_commands(&writer, "live", "key"));
+        for (index, tag) in tags.iter().enumerate() {
+            writer.write_message(
+                &mut out,
+                CSID_VIDEO,
+                1000 + 40 * index as u32,
+                TYPE_VIDEO,
+                1,
+                tag,
+            );
+        }
+        let events = demux(&out).unwrap();
+        let configs: Vec<_> = events
+            .iter()
+            .filter_map(|event| match event {
+                DemuxEvent::VideoConfig { codec, extradata } => Some((*codec, extradata.to_vec())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            configs,
+            [
+                (VideoCodec::Hevc, hvcc.clone()),
+                (VideoCodec::Av1, av1c.to_vec()),
+                (VideoCodec::Hevc, hvcc.clone())
+            ]
+        );
+        let seen: Vec<_> = frames(&events)
+            .iter()
+            .map(|f| (f.codec, f.keyframe, f.dts_ms, f.pts_ms, f.data.to_vec()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (VideoCodec::Hevc, true, 1040, 1120, hevc_idr.to_vec()),
+                (VideoCodec::Hevc, false, 1080, 1080, hevc_trail.to_vec()),
+                (VideoCodec::Av1, true, 1240, 1240, av1_frame.to_vec()),
+                (VideoCodec::Hevc, false, 1320, 1280, hevc_trail.to_vec()),
+            ]
+        );
+        for cut in 0..out.len() {
+            let mut demuxer = Demuxer::default();
+            let mut split = Vec::new();
+            demuxer.feed(&out[..cut], &mut split).unwrap();
+            demuxer.feed(&out[cut..], &mut split).unwrap();
+            assert_eq!(split, events, "split at {cut}");
+        }
+        // A codec livegate cannot decode is reported, once.
+        let mut out = encode::client_handshake();
+        let writer = encode::ChunkWriter::default();
+        out.extend(encode::publish_commands(&writer, "live", "key"));
+        for timestamp in [0, 40] {
+            let tag = ex_coded_frame(b"vvc1", true, 0, &[0, 1]);
+            writer.write_message(&mut out, CSID_VIDEO, timestamp, TYPE_VIDEO, 1, &tag);
+        }
+        let unsupported: Vec<_> = demux(&out)
+            .unwrap()
+            .into_iter()
+            .filter(|event| matches!(event, DemuxEvent::UnsupportedVideo { .. }))
+            .collect();
+        assert_eq!(
+            unsupported,
+            [DemuxEvent::UnsupportedVideo {
+                description: "FourCC vvc1".into()
+            }]
+        );
+    }
+
     #[test]
     fn truncated_stream_emits_only_complete_messages() {
         let mut w = ChunkWriter::new();

@@ -401,14 +401,117 @@ pub fn publish_commands(writer: &ChunkWriter, app: &str, stream_key: &str) -> Ve
     out
 }
 
+/// FLV frame type 1 (keyframe) or 2 (inter frame).
+fn frame_type(keyframe: bool) -> u8 {
+    if keyframe { 1 } else { 2 }
+}
+
+/// The low 24 bits of `value`, big-endian (FLV's SI24 composition time).
+fn si24(value: i32) -> [u8; 3] {
+    let bytes = value.to_be_bytes();
+    [bytes[1], bytes[2], bytes[3]]
+}
+
+/// Legacy FLV CodecID of AVC.
+pub const LEGACY_CODEC_AVC: u8 = 7;
+/// Legacy FLV CodecID 12: the pre-Enhanced-RTMP HEVC extension some encoders send.
+pub const LEGACY_CODEC_HEVC: u8 = 12;
+
+/// A legacy FLV video tag body of `codec_id` (AVC or HEVC): frame type, AVCPacketType
+/// (0 configuration record, 1 NAL units, 2 end of sequence), composition time, `body`.
+pub fn legacy_video_tag(
+    codec_id: u8,
+    keyframe: bool,
+    packet_type: u8,
+    composition_time_ms: i32,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + body.len());
+    out.push((frame_type(keyframe) << 4) | codec_id);
+    out.push(packet_type);
+    out.extend_from_slice(&si24(composition_time_ms));
+    out.extend_from_slice(body);
+    out
+}
+
 /// A legacy FLV AVC video tag body: frame type, AVCPacketType 1 (NALUs), composition
 /// time 0, then `nalus` as given.
 pub fn avc_video_tag(keyframe: bool, nalus: &[u8]) -> Vec<u8> {
-    let frame_type: u8 = if keyframe { 1 } else { 2 };
-    let mut out = Vec::with_capacity(5 + nalus.len());
-    out.extend_from_slice(&[(frame_type << 4) | 7, 1, 0, 0, 0]);
-    out.extend_from_slice(nalus);
+    legacy_video_tag(LEGACY_CODEC_AVC, keyframe, 1, 0, nalus)
+}
+
+/// An Enhanced RTMP (veovera v1/v2) VideoPacketType, with what its header carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExVideoPacket {
+    /// 0: the decoder configuration record (avcC, hvcC, av1C, vpcC).
+    SequenceStart,
+    /// 1: coded frames; for `avc1`/`hvc1` an SI24 composition time precedes them
+    /// (`None` writes none: the form of `av01` and `vp09`).
+    CodedFrames { composition_time_ms: Option<i32> },
+    /// 2: end of sequence, no body.
+    SequenceEnd,
+    /// 3: coded frames whose composition time is implicitly zero.
+    CodedFramesX,
+    /// 4: AMF-encoded metadata (e.g. colorInfo).
+    Metadata,
+    /// 5: an AV1 MPEG-2 TS video descriptor instead of av1C.
+    Mpeg2TsSequenceStart,
+}
+
+impl ExVideoPacket {
+    fn code(self) -> u8 {
+        match self {
+            ExVideoPacket::SequenceStart => 0,
+            ExVideoPacket::CodedFrames { .. } => 1,
+            ExVideoPacket::SequenceEnd => 2,
+            ExVideoPacket::CodedFramesX => 3,
+            ExVideoPacket::Metadata => 4,
+            ExVideoPacket::Mpeg2TsSequenceStart => 5,
+        }
+    }
+}
+
+/// An Enhanced RTMP video tag body: `[IsExHeader | FrameType | PacketType]`, the
+/// FourCC, the composition time if `packet` has one, then `body`.
+pub fn ex_video_tag(
+    packet: ExVideoPacket,
+    keyframe: bool,
+    four_cc: &[u8; 4],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + body.len());
+    out.push(0x80 | (frame_type(keyframe) << 4) | packet.code());
+    out.extend_from_slice(four_cc);
+    if let ExVideoPacket::CodedFrames {
+        composition_time_ms: Some(composition),
+    } = packet
+    {
+        out.extend_from_slice(&si24(composition));
+    }
+    out.extend_from_slice(body);
     out
+}
+
+/// One coded frame as an Enhanced RTMP encoder packs it: for `avc1`/`hvc1`,
+/// CodedFramesX when the composition time is zero and CodedFrames with it otherwise
+/// (what OBS and FFmpeg 7 send, so B-frame streams mix both forms); other FourCCs
+/// have no composition time and use CodedFrames.
+pub fn ex_coded_frame(
+    four_cc: &[u8; 4],
+    keyframe: bool,
+    composition_time_ms: i32,
+    data: &[u8],
+) -> Vec<u8> {
+    let packet = match four_cc {
+        b"avc1" | b"hvc1" if composition_time_ms == 0 => ExVideoPacket::CodedFramesX,
+        b"avc1" | b"hvc1" => ExVideoPacket::CodedFrames {
+            composition_time_ms: Some(composition_time_ms),
+        },
+        _ => ExVideoPacket::CodedFrames {
+            composition_time_ms: None,
+        },
+    };
+    ex_video_tag(packet, keyframe, four_cc, data)
 }
 
 /// How nginx-rtmp (arut/nginx-rtmp-module 1.2, `ngx_rtmp_recv` with its defaults:
