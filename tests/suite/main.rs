@@ -17,6 +17,7 @@ mod descriptor;
 mod descriptor_lists;
 mod descriptor_stream;
 mod docker;
+mod enhanced_rtmp;
 mod evasion;
 mod lifecycle;
 mod match_cli;
