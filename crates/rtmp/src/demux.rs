@@ -25,8 +25,9 @@
 //!   command or a Set Chunk Size inside one; it reads the whole tag type byte): others
 //!   are refused;
 //! - every `publish` is reported, not only the first (the relay admits each);
-//! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit in a frame
-//!   flagged otherwise — decoders show such a picture whatever the flag says;
+//! - keyframes: the FLV frame type, or an IDR (AVC) / IRAP (HEVC) NAL unit or an AV1
+//!   key frame header in a frame flagged otherwise — decoders show such a picture
+//!   whatever the flag says;
 //! - Enhanced RTMP multitrack video: a track other than 0 makes the stream
 //!   uninspectable (a player may show it; livegate inspects one picture);
 //! - AMF nesting deeper than [`super::amf0::MAX_DEPTH`] is refused (nginx-rtmp recurses).
@@ -677,9 +678,13 @@ fn nal_length_size(codec: VideoCodec, extradata: &[u8]) -> usize {
     field.map_or(DEFAULT_NAL_LENGTH_SIZE, |byte| usize::from(byte & 3) + 1)
 }
 
-/// True when an AVC access unit holds an IDR slice (NAL type 5) or an HEVC one an IRAP
-/// picture (NAL types 16–23). Stops at the first length that runs past the data.
+/// True when an AVC access unit holds an IDR slice (NAL type 5), an HEVC one an IRAP
+/// picture (NAL types 16–23), or an AV1 temporal unit a key frame ([`av1_key_frame`]).
+/// Stops at the first length that runs past the data.
 fn has_random_access_nal(codec: VideoCodec, data: &[u8], length_size: usize) -> bool {
+    if codec == VideoCodec::Av1 {
+        return av1_key_frame(data);
+    }
     let mut rest = data;
     while rest.len() > length_size {
         let length = rest[..length_size]
@@ -700,6 +705,59 @@ fn has_random_access_nal(codec: VideoCodec, data: &[u8], length_size: usize) -> 
         rest = &rest[length..];
     }
     false
+}
+
+const OBU_SEQUENCE_HEADER: u8 = 1;
+const OBU_FRAME_HEADER: u8 = 3;
+const OBU_FRAME: u8 = 6;
+
+/// True when AV1 OBUs (low-overhead format, as Enhanced RTMP and av1C carry them) hold
+/// a key frame: a frame header with `show_existing_frame` 0 and `frame_type` KEY_FRAME
+/// (its first three bits zero), or a sequence header of still pictures
+/// (`reduced_still_picture_header`: every frame is a key frame). Stops at an OBU
+/// without a size field (the last one) or whose size runs past the data.
+fn av1_key_frame(data: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(&header) = rest.first() {
+        let obu_type = (header >> 3) & 0x0F;
+        let header_len = if header & 0x04 != 0 { 2 } else { 1 };
+        let Some(after_header) = rest.get(header_len..) else {
+            return false;
+        };
+        let (payload, next) = if header & 0x02 != 0 {
+            let Some((size, leb_len)) = leb128(after_header) else {
+                return false;
+            };
+            let Some(payload) = after_header.get(leb_len..leb_len.saturating_add(size)) else {
+                return false;
+            };
+            (payload, &after_header[leb_len + size..])
+        } else {
+            (after_header, &[][..])
+        };
+        let key = match (obu_type, payload.first()) {
+            (OBU_SEQUENCE_HEADER, Some(&first)) => first & 0x08 != 0,
+            (OBU_FRAME_HEADER | OBU_FRAME, Some(&first)) => first & 0xE0 == 0,
+            _ => false,
+        };
+        if key {
+            return true;
+        }
+        rest = next;
+    }
+    false
+}
+
+/// An AV1 leb128 value (at most 8 bytes) and its length.
+fn leb128(data: &[u8]) -> Option<(usize, usize)> {
+    let mut value = 0u64;
+    for (index, &byte) in data.iter().take(8).enumerate() {
+        value |= u64::from(byte & 0x7F) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Some((usize::try_from(value).ok()?, index + 1));
+        }
+    }
+    None
 }
 
 /// Wraps an AMF0 error with the message it was found in.
@@ -1414,11 +1472,23 @@ mod tests {
         // An HEVC IDR_W_RADL (type 19) in a legacy CodecID 12 tag.
         let hevc_idr = [&[0x2C, 1, 0, 0, 0][..], &[0, 0, 0, 3, 19 << 1, 1, 0xAA]].concat();
         w.message(6, 120, MSG_VIDEO, &hevc_idr);
+        // AV1 flagged inter: a temporal delimiter then an OBU_FRAME whose header is a
+        // KEY_FRAME (first bits 000); then an inter frame (frame_type 1: 001); then
+        // OBU_FRAME_HEADER (type 3, with the extension byte) of a key frame.
+        w.message(6, 160, MSG_VIDEO, b"\xA1av01\x12\x00\x32\x02\x10\x00");
+        w.message(6, 200, MSG_VIDEO, b"\xA1av01\x12\x00\x32\x02\x30\x00");
+        w.message(6, 240, MSG_VIDEO, b"\xA1av01\x1E\x00\x01\x00");
+        // Truncated and size-less OBUs are not key frames.
+        w.message(6, 280, MSG_VIDEO, b"\xA1av01\x32\x09\x00");
+        w.message(6, 320, MSG_VIDEO, b"\xA1av01\x30\x40");
         let keyframes: Vec<bool> = frames(&demux(&w.out).unwrap())
             .iter()
             .map(|frame| frame.keyframe)
             .collect();
-        assert_eq!(keyframes, [true, false, true]);
+        assert_eq!(
+            keyframes,
+            [true, false, true, true, false, true, false, false]
+        );
     }
 
     #[test]
