@@ -13,12 +13,15 @@
 //!   names the list made by `livegate hash` from the same MP4);
 //! - cut when listed, benign footage in the same codecs kept;
 //! - a FourCC livegate cannot decode follows `on_parse_error` (cut by default).
+//!
+//! The HEVC clips are also sent as legacy FLV CodecID 12 tags, which some encoders send.
 
 use crate::support;
 
 use ffmpeg_next as ffmpeg;
 use livegate_rtmp::encode::{
-    CSID_VIDEO, ChunkWriter, ExVideoPacket, TYPE_VIDEO, ex_coded_frame, ex_video_tag,
+    CSID_VIDEO, ChunkWriter, ExVideoPacket, LEGACY_CODEC_HEVC, TYPE_VIDEO, ex_coded_frame,
+    ex_video_tag, legacy_video_tag,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -73,28 +76,38 @@ fn media() -> &'static Media {
             "30",
         ];
         let mut list = String::new();
-        let codecs = [("hevc", b"hvc1", hevc), ("av1", b"av01", av1)]
-            .into_iter()
-            .map(|(name, four_cc, args)| {
-                let encode = |source: &str, what: &str| {
-                    let path = dir.path().join(format!("{name}-{what}.mp4"));
-                    let mut all = vec!["-f", "lavfi", "-i", source, "-t", "3"];
-                    all.extend(args);
-                    all.extend(["-pix_fmt", "yuv420p", "-an"]);
-                    all.push(path.to_str().expect("utf-8 path"));
-                    support::ffmpeg(&all);
-                    path
-                };
-                let known = encode(support::MANDELBROT, "known");
-                let benign = encode(support::CELLULAR_AUTOMATON, "benign");
-                list.push_str(&support::livegate_hash(&["--keyframes"], &known));
-                CodecMedia {
+        let mut codecs = Vec::new();
+        for (name, args, packings) in [
+            (
+                "hevc",
+                hevc,
+                &[
+                    ("hevc", Packing::Enhanced(b"hvc1")),
+                    ("hevc-legacy", Packing::LegacyHevc),
+                ][..],
+            ),
+            ("av1", av1, &[("av1", Packing::Enhanced(b"av01"))]),
+        ] {
+            let encode = |source: &str, what: &str| {
+                let path = dir.path().join(format!("{name}-{what}.mp4"));
+                let mut all = vec!["-f", "lavfi", "-i", source, "-t", "3"];
+                all.extend(args);
+                all.extend(["-pix_fmt", "yuv420p", "-an"]);
+                all.push(path.to_str().expect("utf-8 path"));
+                support::ffmpeg(&all);
+                path
+            };
+            let known = encode(support::MANDELBROT, "known");
+            let benign = encode(support::CELLULAR_AUTOMATON, "benign");
+            list.push_str(&support::livegate_hash(&["--keyframes"], &known));
+            for &(name, packing) in packings {
+                codecs.push(CodecMedia {
                     name,
-                    known: enhanced_rtmp_session(&known, four_cc),
-                    benign: enhanced_rtmp_session(&benign, four_cc),
-                }
-            })
-            .collect();
+                    known: rtmp_session(&known, packing),
+                    benign: rtmp_session(&benign, packing),
+                });
+            }
+        }
         let list_path = dir.path().join("known.csv");
         std::fs::write(&list_path, list).expect("write list");
         Media {
@@ -105,8 +118,49 @@ fn media() -> &'static Media {
     })
 }
 
-/// The MP4's video as the messages an Enhanced RTMP publisher sends after `publish`.
-fn enhanced_rtmp_session(mp4: &Path, four_cc: &[u8; 4]) -> Vec<u8> {
+/// How the video is packed into RTMP video messages.
+#[derive(Clone, Copy)]
+enum Packing {
+    /// Enhanced RTMP with this FourCC.
+    Enhanced(&'static [u8; 4]),
+    /// Legacy FLV CodecID 12 HEVC (AVC's layout: AVCPacketType, composition time).
+    LegacyHevc,
+}
+
+impl Packing {
+    fn config(self, record: &[u8]) -> Vec<u8> {
+        match self {
+            Packing::Enhanced(four_cc) => {
+                ex_video_tag(ExVideoPacket::SequenceStart, true, four_cc, record)
+            }
+            Packing::LegacyHevc => legacy_video_tag(LEGACY_CODEC_HEVC, true, 0, 0, record),
+        }
+    }
+
+    fn frame(self, keyframe: bool, composition_time_ms: i32, data: &[u8]) -> Vec<u8> {
+        match self {
+            Packing::Enhanced(four_cc) => {
+                ex_coded_frame(four_cc, keyframe, composition_time_ms, data)
+            }
+            Packing::LegacyHevc => {
+                legacy_video_tag(LEGACY_CODEC_HEVC, keyframe, 1, composition_time_ms, data)
+            }
+        }
+    }
+
+    fn end(self) -> Vec<u8> {
+        match self {
+            Packing::Enhanced(four_cc) => {
+                ex_video_tag(ExVideoPacket::SequenceEnd, false, four_cc, &[])
+            }
+            Packing::LegacyHevc => legacy_video_tag(LEGACY_CODEC_HEVC, false, 2, 0, &[]),
+        }
+    }
+}
+
+/// The MP4's video as the messages a publisher sends after `publish`, packed as
+/// `packing` says.
+fn rtmp_session(mp4: &Path, packing: Packing) -> Vec<u8> {
     ffmpeg::init().expect("init FFmpeg");
     let mut input = ffmpeg::format::input(&mp4).expect("open the MP4");
     let stream = input
@@ -145,23 +199,22 @@ fn enhanced_rtmp_session(mp4: &Path, four_cc: &[u8; 4]) -> Vec<u8> {
         let timestamp = u32::try_from(timestamp - first_dts).expect("timestamp in range");
         writer.write_message(out, CSID_VIDEO, timestamp, TYPE_VIDEO, 1, tag);
     };
-    let config_tag = ex_video_tag(ExVideoPacket::SequenceStart, true, four_cc, &config);
-    message(&mut out, first_dts, &config_tag);
+    message(&mut out, first_dts, &packing.config(&config));
     let mut forms = [0usize; 2];
     for (dts, pts, keyframe, data) in &frames {
-        let tag = ex_coded_frame(four_cc, *keyframe, (pts - dts) as i32, data);
-        forms[usize::from(tag[0] & 0x0F == 3)] += 1;
+        let tag = packing.frame(*keyframe, (pts - dts) as i32, data);
+        // IsExHeader with packet type 3: CodedFramesX.
+        forms[usize::from(tag[0] & 0x8F == 0x83)] += 1;
         message(&mut out, *dts, &tag);
     }
-    if four_cc == b"hvc1" {
+    if matches!(packing, Packing::Enhanced(b"hvc1")) {
         assert!(
             forms[0] > 0 && forms[1] > 0,
             "HEVC with B-frames sends both CodedFrames and CodedFramesX: {forms:?}"
         );
     }
     let last_dts = frames.last().map_or(first_dts, |frame| frame.0);
-    let end = ex_video_tag(ExVideoPacket::SequenceEnd, false, four_cc, &[]);
-    message(&mut out, last_dts, &end);
+    message(&mut out, last_dts, &packing.end());
     out
 }
 
