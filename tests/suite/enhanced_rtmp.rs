@@ -14,7 +14,8 @@
 //! - cut when listed, benign footage in the same codecs kept;
 //! - a FourCC livegate cannot decode follows `on_parse_error` (cut by default).
 //!
-//! The HEVC clips are also sent as legacy FLV CodecID 12 tags, which some encoders send.
+//! The HEVC clips are also sent as legacy FLV CodecID 12 tags, which some encoders send,
+//! and the AV1 clips with every frame typed an inter frame (key frames found in the OBUs).
 
 use crate::support;
 
@@ -86,7 +87,14 @@ fn media() -> &'static Media {
                     ("hevc-legacy", Packing::LegacyHevc),
                 ][..],
             ),
-            ("av1", av1, &[("av1", Packing::Enhanced(b"av01"))]),
+            (
+                "av1",
+                av1,
+                &[
+                    ("av1", Packing::Enhanced(b"av01")),
+                    ("av1-unflagged", Packing::EnhancedUnflagged(b"av01")),
+                ],
+            ),
         ] {
             let encode = |source: &str, what: &str| {
                 let path = dir.path().join(format!("{name}-{what}.mp4"));
@@ -123,6 +131,9 @@ fn media() -> &'static Media {
 enum Packing {
     /// Enhanced RTMP with this FourCC.
     Enhanced(&'static [u8; 4]),
+    /// The same, every frame typed an inter frame: livegate must find the key frames in
+    /// the OBUs, as a decoder does.
+    EnhancedUnflagged(&'static [u8; 4]),
     /// Legacy FLV CodecID 12 HEVC (AVC's layout: AVCPacketType, composition time).
     LegacyHevc,
 }
@@ -130,7 +141,7 @@ enum Packing {
 impl Packing {
     fn config(self, record: &[u8]) -> Vec<u8> {
         match self {
-            Packing::Enhanced(four_cc) => {
+            Packing::Enhanced(four_cc) | Packing::EnhancedUnflagged(four_cc) => {
                 ex_video_tag(ExVideoPacket::SequenceStart, true, four_cc, record)
             }
             Packing::LegacyHevc => legacy_video_tag(LEGACY_CODEC_HEVC, true, 0, 0, record),
@@ -142,6 +153,9 @@ impl Packing {
             Packing::Enhanced(four_cc) => {
                 ex_coded_frame(four_cc, keyframe, composition_time_ms, data)
             }
+            Packing::EnhancedUnflagged(four_cc) => {
+                ex_coded_frame(four_cc, false, composition_time_ms, data)
+            }
             Packing::LegacyHevc => {
                 legacy_video_tag(LEGACY_CODEC_HEVC, keyframe, 1, composition_time_ms, data)
             }
@@ -150,7 +164,7 @@ impl Packing {
 
     fn end(self) -> Vec<u8> {
         match self {
-            Packing::Enhanced(four_cc) => {
+            Packing::Enhanced(four_cc) | Packing::EnhancedUnflagged(four_cc) => {
                 ex_video_tag(ExVideoPacket::SequenceEnd, false, four_cc, &[])
             }
             Packing::LegacyHevc => legacy_video_tag(LEGACY_CODEC_HEVC, false, 2, 0, &[]),
