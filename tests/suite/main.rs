@@ -22,5 +22,6 @@ mod lifecycle;
 mod match_cli;
 mod openapi;
 mod pdq_conformance;
+mod proxy_protocol;
 mod relay;
 mod video_hashing;
