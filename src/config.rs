@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use livegate_rtmp::DemuxLimits;
 use crate::ingest::proxy_protocol::{ProxyProtocolMode, ProxyVersion};
+use livegate_rtmp::DemuxLimits;
 
 /// The config `livegate run` uses when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");

@@ -46,7 +46,9 @@ fn refusal(livegate: &Livegate, client: SocketAddr, reason: &str) -> Value {
     let of_reason = |line: &Value| {
         line["message"] == "connection refused: PROXY protocol header"
             && line["client"] == client.to_string().as_str()
-            && line["reason"].as_str().is_some_and(|text| text.contains(reason))
+            && line["reason"]
+                .as_str()
+                .is_some_and(|text| text.contains(reason))
     };
     livegate.wait_for_logs(
         |lines| lines.iter().any(of_reason),
@@ -77,7 +79,10 @@ fn a_v2_header_names_the_client_and_the_origin_gets_a_v1_header_then_the_stream_
     // The origin got livegate's v1 header naming the client, then exactly the publish:
     // nothing of the client's v2 header.
     let (sent, _) = tee.digests(WAIT);
-    let expected = format!("PROXY TCP4 203.0.113.7 127.0.0.1 40000 {}\r\n", tee.addr.port());
+    let expected = format!(
+        "PROXY TCP4 203.0.113.7 127.0.0.1 40000 {}\r\n",
+        tee.addr.port()
+    );
     assert!(
         sent.content.starts_with(expected.as_bytes()),
         "origin got {:?}",
@@ -109,7 +114,11 @@ fn a_v1_header_names_an_ipv6_client_and_optional_mode_takes_a_stream_without_one
     let client = addr("[2001:db8::7]:40001");
     publish_behind(
         listen,
-        format!("PROXY TCP6 2001:db8::7 2001:db8::1 40001 {}\r\n", listen.port()).as_bytes(),
+        format!(
+            "PROXY TCP6 2001:db8::7 2001:db8::1 40001 {}\r\n",
+            listen.port()
+        )
+        .as_bytes(),
     );
     let closed = livegate.session_closed_for(client, WAIT);
     assert_eq!(closed["keyframes"], 3, "{closed}");
@@ -164,7 +173,11 @@ fn missing_truncated_oversized_and_garbage_headers_are_refused_with_a_reason() {
         "carriage return without line feed",
     );
     // Half a header, then silence: refused at the handshake timeout.
-    refused(b"PROXY TCP4 192", false, "within 2000 ms (14 bytes received)");
+    refused(
+        b"PROXY TCP4 192",
+        false,
+        "within 2000 ms (14 bytes received)",
+    );
     assert!(
         livegate
             .logs()
@@ -182,7 +195,10 @@ fn a_header_from_a_peer_not_in_trusted_proxies_is_refused() {
         addr("127.0.0.1:1935"),
     );
     for (mode, reason) in [
-        ("optional", "PROXY header from a peer not in trusted_proxies"),
+        (
+            "optional",
+            "PROXY header from a peer not in trusted_proxies",
+        ),
         ("required", "peer is not in trusted_proxies"),
     ] {
         let (livegate, listen) = livegate(
@@ -214,7 +230,8 @@ fn trusted_proxies_must_be_cidrs_and_are_needed_once_proxy_protocol_is_on() {
         assert!(!output.status.success(), "{proxy} was accepted");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    let error = check("proxy_protocol = \"optional\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]");
+    let error =
+        check("proxy_protocol = \"optional\"\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]");
     assert!(error.contains("ingest[0].trusted_proxies[1]"), "{error}");
     assert!(error.contains("past its /8 prefix"), "{error}");
     let error = check("proxy_protocol = \"required\"");

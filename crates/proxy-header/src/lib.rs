@@ -119,7 +119,11 @@ fn parse_v1(buffer: &[u8]) -> Result<Parse, HeaderError> {
         None if buffer.len() >= V1_MAX_LEN => return Err(HeaderError::V1TooLong),
         None => return Ok(Parse::Incomplete),
         Some(b'\n') => {}
-        Some(_) => return Err(HeaderError::V1Malformed("carriage return without line feed")),
+        Some(_) => {
+            return Err(HeaderError::V1Malformed(
+                "carriage return without line feed",
+            ));
+        }
     }
     let line = std::str::from_utf8(line)
         .map_err(|_| HeaderError::V1Malformed("byte outside printable ASCII"))?;
@@ -143,7 +147,11 @@ fn v1_fields(line: &str) -> Result<Header, HeaderError> {
         Some("TCP6") => true,
         // Whatever follows UNKNOWN is to be ignored.
         Some("UNKNOWN") => return Ok(Header::Unknown),
-        _ => return Err(HeaderError::V1Malformed("protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(HeaderError::V1Malformed(
+                "protocol is not TCP4, TCP6 or UNKNOWN",
+            ));
+        }
     };
     let rest: Vec<&str> = fields.collect();
     let [source, destination, source_port, destination_port] = rest[..] else {
@@ -182,7 +190,11 @@ fn parse_v2(buffer: &[u8]) -> Result<Parse, HeaderError> {
     let local = match version_command & 0x0F {
         0 => true,
         1 => false,
-        _ => return Err(HeaderError::V2Malformed("command is neither LOCAL nor PROXY")),
+        _ => {
+            return Err(HeaderError::V2Malformed(
+                "command is neither LOCAL nor PROXY",
+            ));
+        }
     };
     let family_protocol = fixed[13];
     let len = V2_FIXED_LEN + usize::from(u16::from_be_bytes([fixed[14], fixed[15]]));
@@ -209,7 +221,9 @@ fn v2_addresses(family_protocol: u8, addresses: &[u8]) -> Result<Header, HeaderE
     const STREAM: u8 = 1;
     let (family, protocol) = (family_protocol >> 4, family_protocol & 0x0F);
     if family > 3 || protocol > 2 {
-        return Err(HeaderError::V2Malformed("unknown address family or protocol"));
+        return Err(HeaderError::V2Malformed(
+            "unknown address family or protocol",
+        ));
     }
     let ip_len = match (family, protocol) {
         (1, STREAM) => 4,
@@ -217,7 +231,9 @@ fn v2_addresses(family_protocol: u8, addresses: &[u8]) -> Result<Header, HeaderE
         _ => return Ok(Header::Unknown),
     };
     let Some(block) = addresses.get(..2 * ip_len + 4) else {
-        return Err(HeaderError::V2Malformed("length too short for its addresses"));
+        return Err(HeaderError::V2Malformed(
+            "length too short for its addresses",
+        ));
     };
     let ip = |bytes: &[u8]| -> IpAddr {
         match <[u8; 16]>::try_from(bytes) {
@@ -349,7 +365,11 @@ mod tests {
 
     #[test]
     fn v2_headers_parse_and_every_prefix_is_incomplete() {
-        let v4 = encode(Version::V2, addr("192.0.2.7:56324"), addr("198.51.100.1:1935"));
+        let v4 = encode(
+            Version::V2,
+            addr("192.0.2.7:56324"),
+            addr("198.51.100.1:1935"),
+        );
         assert_eq!(v4.len(), 28);
         assert_parses(
             &v4,
@@ -359,7 +379,11 @@ mod tests {
                 destination: addr("198.51.100.1:1935"),
             },
         );
-        let v6 = encode(Version::V2, addr("[2001:db8::7]:1"), addr("[2001:db8::1]:2"));
+        let v6 = encode(
+            Version::V2,
+            addr("[2001:db8::7]:1"),
+            addr("[2001:db8::1]:2"),
+        );
         assert_eq!(v6.len(), 52);
         assert_parses(
             &v6,
@@ -430,7 +454,9 @@ mod tests {
         short.extend_from_slice(&[0x21, 0x11, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(
             parse(&short),
-            Err(HeaderError::V2Malformed("length too short for its addresses"))
+            Err(HeaderError::V2Malformed(
+                "length too short for its addresses"
+            ))
         );
         let mut version_1 = V2_SIGNATURE.to_vec();
         version_1.extend_from_slice(&[0x11, 0x11, 0, 0]);
