@@ -237,3 +237,49 @@ fn trusted_proxies_must_be_cidrs_and_are_needed_once_proxy_protocol_is_on() {
     let error = check("proxy_protocol = \"required\"");
     assert!(error.contains("ingest[0].trusted_proxies"), "{error}");
 }
+
+#[test]
+fn the_per_client_cap_counts_the_client_a_header_names_not_the_proxy() {
+    let (livegate, listen) = livegate(
+        addr("127.0.0.1:9"),
+        "max_connections_per_client = 1\nproxy_protocol = \"required\"\n\
+         trusted_proxies = [\"127.0.0.0/8\"]",
+    );
+    let (first, second) = (addr("203.0.113.7:40000"), addr("203.0.113.8:40000"));
+    let connect_as = |client: SocketAddr| {
+        let mut connection = RawClient::connect(listen);
+        connection.send(&encode(Version::V1, client, listen));
+        connection
+    };
+    let opened = |client: SocketAddr| {
+        livegate.wait_for_logs(
+            |lines| {
+                lines.iter().any(|line| {
+                    line["message"] == "session opened"
+                        && line["client"] == client.to_string().as_str()
+                })
+            },
+            WAIT,
+            &format!("a session of {client}"),
+        );
+    };
+    // Two clients behind one proxy address each get their session (the sessions wait
+    // for a handshake for handshake_timeout_ms)…
+    let _first = connect_as(first);
+    opened(first);
+    let _second = connect_as(second);
+    opened(second);
+    // …and the first client's second connection is over its own cap.
+    let mut again = connect_as(addr("203.0.113.7:40001"));
+    assert!(again.closed_within(Duration::from_secs(5)));
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "connection refused: at max_connections_per_client"
+                    && line["client"] == "203.0.113.7:40001"
+            })
+        },
+        WAIT,
+        "the per-client refusal of the real client",
+    );
+}
