@@ -4,6 +4,7 @@
 //! (optionally behind a v1 header of its own, which nginx's `proxy_protocol` listener
 //! takes), and refuses untrusted, missing, truncated and oversized headers with a reason.
 
+use crate::support::http::{Request, events_of, wait_for_stream};
 use crate::support::{self, Livegate, NginxOrigin, RawClient, Tee};
 use livegate_proxy_header::{V2_SIGNATURE, Version, encode};
 use serde_json::Value;
@@ -282,4 +283,82 @@ fn the_per_client_cap_counts_the_client_a_header_names_not_the_proxy() {
         WAIT,
         "the per-client refusal of the real client",
     );
+}
+
+#[test]
+fn streams_audit_and_an_address_ban_name_the_client_of_the_header() {
+    const TOKEN: &str = "proxy-protocol-admin-token-0123";
+    let origin = NginxOrigin::start();
+    let (livegate, listen) = livegate(
+        origin.addr,
+        &format!(
+            "proxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
+             [actuator]\nban_client_address = true\nban_seconds = 60"
+        ),
+    );
+    let admin = livegate.admin_addr();
+    let client = addr("203.0.113.7:40000");
+    let mut publisher = RawClient::connect(listen);
+    publisher
+        .send(&encode(Version::V2, client, listen))
+        .send(FIXTURE);
+    let stream = wait_for_stream(
+        admin,
+        TOKEN,
+        |stream| stream["client"] == client.to_string().as_str(),
+        "the proxied stream in /v1/streams",
+    );
+    let id = stream["id"].as_str().expect("stream id").to_string();
+    let cut = Request::post(
+        &format!("/v1/streams/{id}/cut"),
+        br#"{"reason":"proxied client"}"#,
+    )
+    .token(TOKEN)
+    .send(admin);
+    assert_eq!(cut.status, 202, "{cut:?}");
+    assert!(publisher.closed_within(WAIT));
+    let closed = livegate.session_closed_for(client, WAIT);
+    assert_eq!(closed["kind"], "operator_cut", "{closed}");
+    let cuts = events_of(admin, TOKEN, "manual_cut");
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    assert_eq!(cuts[0]["client"], client.to_string(), "{cuts:?}");
+    // The ban is on the client's address, not the proxy's: the banned client comes back
+    // through the same proxy with another key and is refused at `publish`, while another
+    // client behind that proxy publishes.
+    // The same publish under another key of the same length (chunk lengths unchanged).
+    let with_key = |key: &[u8; 10]| -> Vec<u8> {
+        let mut publish = FIXTURE.to_vec();
+        let mut replaced = 0;
+        while let Some(at) = publish
+            .windows(key.len())
+            .position(|window| window == FIXTURE_KEY.as_bytes())
+        {
+            publish[at..at + key.len()].copy_from_slice(key);
+            replaced += 1;
+        }
+        assert!(replaced > 0, "the fixture's key");
+        publish
+    };
+    let back = addr("203.0.113.7:40002");
+    let mut again = RawClient::connect(listen);
+    again
+        .send(&encode(Version::V1, back, listen))
+        .send(&with_key(b"otherkey01"));
+    assert!(again.closed_within(WAIT), "the banned client was relayed");
+    let refused = livegate.session_closed_for(back, WAIT);
+    assert_eq!(refused["kind"], "banned", "{refused}");
+    assert!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("203.0.113.7")),
+        "{refused}"
+    );
+    let other = addr("203.0.113.8:40003");
+    publish_behind(
+        listen,
+        &[encode(Version::V1, other, listen), with_key(b"otherkey02")].concat(),
+    );
+    let closed = livegate.session_closed_for(other, WAIT);
+    assert_eq!(closed["keyframes"], 3, "{closed}");
 }
