@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::ingest::proxy_protocol::{ProxyProtocolMode, ProxyVersion};
 use livegate_rtmp::DemuxLimits;
 
 /// The config `livegate run` uses when no `--config` is given.
@@ -125,6 +126,15 @@ pub struct IngestConfig {
     pub max_keyframe_interval_ms: u64,
     #[serde(default)]
     pub limits: RtmpLimitsConfig,
+    /// Whether connections start with a PROXY protocol header naming the real client.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolMode,
+    /// CIDRs of the load balancers whose PROXY headers are believed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// A PROXY header livegate sends the origin before any relayed byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_proxy_protocol: Option<ProxyVersion>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -398,6 +408,7 @@ impl Config {
                     "must be at least limits.max_message_bytes",
                 ));
             }
+            crate::ingest::proxy_protocol::validate(ingest, key).map_err(in_section)?;
         }
         crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
         crate::signals::descriptor_lists::validate_configs(&self.descriptorlist)

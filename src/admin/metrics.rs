@@ -146,7 +146,7 @@ impl Collector for LiveCounters {
         )?)?;
         let mut refused = encoder.encode_descriptor(
             "livegate_connections_refused",
-            "Publisher connections refused at accept, by reason (max_connections, per_client)",
+            "Publisher connections refused at accept, by reason (max_connections, per_client, proxy_protocol)",
             None,
             MetricType::Counter,
         )?;

@@ -1,8 +1,10 @@
 //! The protocol edge: how publishers' bytes arrive ([`transport`]) and what they mean
 //! ([`inspect`]: one passive inspector per protocol, turning a copy of the bytes into the
 //! protocol-neutral [`crate::stream::StreamEvent`]s; RTMP's is the sans-IO demuxer of the
-//! `livegate-rtmp` crate). Nothing here knows sessions, analysis or actions: the session
+//! `livegate-rtmp` crate), and the PROXY protocol header a load balancer may put before
+//! them ([`proxy_protocol`]). Nothing here knows sessions, analysis or actions: the session
 //! drives both through their traits.
 
 pub mod inspect;
+pub mod proxy_protocol;
 pub mod transport;

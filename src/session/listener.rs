@@ -1,9 +1,15 @@
-//! The accept loop of one `[[ingest]]`: a connection cap, a per-client cap, one relay
-//! task per publisher, and a stop signal for graceful shutdown.
+//! The accept loop of one `[[ingest]]`: a connection cap, a per-client cap, the PROXY
+//! protocol header (`proxy_protocol`), one relay task per publisher, and a stop signal
+//! for graceful shutdown.
 //!
 //! Both caps refuse at once (the socket is closed on accept), count the refusal by
 //! reason, and log at most one warning per second per listener with the number held
-//! back, so a connection flood cannot flood the log too.
+//! back, so a connection flood cannot flood the log too. A PROXY header is read in the
+//! connection's own task (it may take up to the handshake timeout), and the client it
+//! names is the session's client. A connection from a trusted proxy is capped per client
+//! only once its header is read, by the real client's address: capping it at accept
+//! would cap the proxy, which carries every client. A refused header is counted and
+//! logged like the caps.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -14,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{error, warn};
 
 use crate::config::IngestConfig;
+use crate::ingest::proxy_protocol::{ProxyPolicy, ProxyRefusal};
 use crate::session::Refusal;
 use crate::session::{self, Services};
 
@@ -26,6 +33,7 @@ pub struct IngestListener {
     ingest: Arc<IngestConfig>,
     connections: Arc<Semaphore>,
     clients: Arc<ClientCounts>,
+    proxy: Arc<ProxyPolicy>,
 }
 
 impl IngestListener {
@@ -34,6 +42,7 @@ impl IngestListener {
         IngestListener {
             listener,
             clients: Arc::new(ClientCounts::new(ingest.max_connections_per_client)),
+            proxy: Arc::new(ProxyPolicy::of(&ingest)),
             ingest: Arc::new(ingest),
             connections,
         }
@@ -50,13 +59,14 @@ impl IngestListener {
     /// Accepts until `stop` turns true. Running sessions are not touched: draining them
     /// is the caller's business.
     pub async fn serve(self, services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-        let mut refusals = RefusalLog::default();
+        // Shared with the connection tasks, which refuse bad PROXY headers.
+        let refusals = Arc::new(Mutex::new(RefusalLog::default()));
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
                 _ = stop.wait_for(|stopping| *stopping) => return,
             };
-            let (socket, client) = match accepted {
+            let (mut socket, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Per-connection failures (e.g. a reset before accept, or fd
@@ -66,13 +76,19 @@ impl IngestListener {
                     continue;
                 }
             };
-            let mut refuse = |refusal| {
+            let refuse = |refusal| {
                 services.registry.count_refused(refusal);
-                refusals.refused(&self.ingest, client, refusal);
+                lock(&refusals).refused(&self.ingest, peer, refusal);
             };
-            let Some(slot) = self.clients.take(client.ip()) else {
-                refuse(Refusal::PerClient);
-                continue;
+            // A proxy's connections are capped by the client its header names, below.
+            let accept_slot = if self.proxy.may_proxy(peer.ip()) {
+                None
+            } else {
+                let Some(slot) = self.clients.take(peer.ip()) else {
+                    refuse(Refusal::PerClient);
+                    continue;
+                };
+                Some(slot)
             };
             let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() else {
                 refuse(Refusal::MaxConnections);
@@ -80,8 +96,28 @@ impl IngestListener {
             };
             let ingest = Arc::clone(&self.ingest);
             let services = Arc::clone(&services);
+            let proxy = Arc::clone(&self.proxy);
+            let clients = Arc::clone(&self.clients);
+            let refusals = Arc::clone(&refusals);
             tokio::spawn(async move {
-                session::run_session(socket, client, ingest, services).await;
+                let refuse = |client, refusal, detail: Option<&ProxyRefusal>| {
+                    services.registry.count_refused(refusal);
+                    lock(&refusals).refused_detailed(&ingest, client, refusal, detail);
+                };
+                let client = match proxy.read_header(&mut socket, peer).await {
+                    Ok(client) => client,
+                    Err(refusal) => {
+                        return refuse(peer, Refusal::ProxyProtocol, Some(&refusal));
+                    }
+                };
+                let slot = match accept_slot {
+                    Some(slot) => slot,
+                    None => match clients.take(client.ip()) {
+                        Some(slot) => slot,
+                        None => return refuse(client, Refusal::PerClient, None),
+                    },
+                };
+                session::run_session(socket, client, Arc::clone(&ingest), services).await;
                 drop(permit);
                 drop(slot);
             });
@@ -183,8 +219,24 @@ struct RefusalLog {
     suppressed: u64,
 }
 
+/// Poisoning only means a panic mid-update of the throttle's two fields; it stays usable.
+fn lock(log: &Mutex<RefusalLog>) -> std::sync::MutexGuard<'_, RefusalLog> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl RefusalLog {
     fn refused(&mut self, ingest: &IngestConfig, client: SocketAddr, refusal: Refusal) {
+        self.refused_detailed(ingest, client, refusal, None);
+    }
+
+    /// Logs a refusal; `proxy` says what was wrong with a PROXY header.
+    fn refused_detailed(
+        &mut self,
+        ingest: &IngestConfig,
+        client: SocketAddr,
+        refusal: Refusal,
+        proxy: Option<&ProxyRefusal>,
+    ) {
         let now = Instant::now();
         if self
             .last_logged
@@ -209,6 +261,13 @@ impl RefusalLog {
                 max_connections_per_client = ingest.max_connections_per_client,
                 suppressed,
                 "connection refused: at max_connections_per_client"
+            ),
+            Refusal::ProxyProtocol => warn!(
+                listen = %ingest.listen,
+                %client,
+                reason = %proxy.map(ToString::to_string).unwrap_or_default(),
+                suppressed,
+                "connection refused: PROXY protocol header"
             ),
         }
     }

@@ -137,15 +137,22 @@ pub enum Refusal {
     MaxConnections,
     /// The listener's `max_connections_per_client`.
     PerClient,
+    /// A PROXY protocol header missing, untrusted or malformed (`proxy_protocol`).
+    ProxyProtocol,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 2] = [Refusal::MaxConnections, Refusal::PerClient];
+    pub const ALL: [Refusal; 3] = [
+        Refusal::MaxConnections,
+        Refusal::PerClient,
+        Refusal::ProxyProtocol,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::MaxConnections => "max_connections",
             Refusal::PerClient => "per_client",
+            Refusal::ProxyProtocol => "proxy_protocol",
         }
     }
 }

@@ -34,6 +34,7 @@ use super::tap::Tap;
 use crate::analysis::Analysis;
 use crate::config::IngestConfig;
 use crate::ingest::inspect::{self, Inspector};
+use crate::ingest::proxy_protocol;
 use crate::ingest::transport::{self, DialError, PeerClose, Transport};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
@@ -141,7 +142,7 @@ async fn relay<P: Transport>(
     // The origin is dialled only for a publisher that starts the protocol's handshake:
     // idle or foreign sockets cost the origin nothing. A cut (shutdown) still ends the wait.
     let connected = tokio::select! {
-        connected = connect(&mut publisher, inspector, ingest) => connected,
+        connected = connect(&mut publisher, inspector, ingest, state.client) => connected,
         request = state.cut_requested() => return SessionEnd::from(request),
     };
     let (origin, handshake_start) = match connected {
@@ -201,12 +202,14 @@ struct Watch<'a> {
     handshake: Handshake,
 }
 
-/// Waits for the publisher's handshake start, then dials the origin. Returns the origin
-/// and the bytes read so far (to be observed and forwarded unchanged).
+/// Waits for the publisher's handshake start, then dials the origin (and sends it a
+/// PROXY header naming `client`, with `origin_proxy_protocol`). Returns the origin and
+/// the bytes read so far (to be observed and forwarded unchanged).
 async fn connect<P: Transport>(
     publisher: &mut P,
     inspector: &dyn Inspector,
     ingest: &IngestConfig,
+    client: SocketAddr,
 ) -> Result<(tokio::net::TcpStream, BytesMut), SessionEnd> {
     let handshake_start = read_handshake_start(publisher, inspector, ingest).await?;
     let origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
@@ -218,6 +221,18 @@ async fn connect<P: Transport>(
             };
             SessionEnd::new(Closer::Origin, kind, error.to_string())
         })?;
+    let mut origin = origin;
+    if let Some(version) = ingest.origin_proxy_protocol {
+        proxy_protocol::send_header(&mut origin, version, client)
+            .await
+            .map_err(|error| {
+                SessionEnd::new(
+                    Closer::Origin,
+                    EndKind::Reset,
+                    format!("sending the origin a PROXY header: {error}"),
+                )
+            })?;
+    }
     Ok((origin, handshake_start))
 }
 

@@ -23,5 +23,6 @@ mod lifecycle;
 mod match_cli;
 mod openapi;
 mod pdq_conformance;
+mod proxy_protocol;
 mod relay;
 mod video_hashing;

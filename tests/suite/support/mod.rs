@@ -179,12 +179,24 @@ fn set_mode(path: &Path, mode: u32) {
 pub struct NginxOrigin {
     pub addr: SocketAddr,
     pub record_dir: PathBuf,
+    /// nginx-rtmp's access log (`combined`: the client's address first on each line).
+    pub access_log: PathBuf,
     process: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
 impl NginxOrigin {
     pub fn start() -> NginxOrigin {
+        NginxOrigin::start_listening("")
+    }
+
+    /// An origin whose listener expects a PROXY protocol v1 header on every connection.
+    pub fn start_with_proxy_protocol() -> NginxOrigin {
+        NginxOrigin::start_listening(" proxy_protocol")
+    }
+
+    /// `listen_options` follow the address on nginx's `listen` line.
+    fn start_listening(listen_options: &str) -> NginxOrigin {
         let dir = scratch_dir();
         let record_dir = dir.path().join("records");
         std::fs::create_dir(&record_dir).expect("record dir");
@@ -197,7 +209,8 @@ impl NginxOrigin {
              daemon off;\nmaster_process off;\n\
              pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
              events {{ worker_connections 512; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}{listen_options}; chunk_size 4096;\n\
+               access_log {dir}/access.log;\n\
                application live {{ live on; record all; record_path {records}; }} }} }}\n",
             dir = dir.path().display(),
             records = record_dir.display(),
@@ -221,6 +234,7 @@ impl NginxOrigin {
         NginxOrigin {
             addr,
             record_dir,
+            access_log: dir.path().join("access.log"),
             process,
             _dir: dir,
         }
