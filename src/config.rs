@@ -76,6 +76,16 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Rtmp,
+    /// RTMP inside TLS; needs `[ingest.tls]`.
+    Rtmps,
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFilesConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What to do with a stream the demuxer cannot parse (and so livegate cannot inspect).
@@ -125,6 +135,9 @@ pub struct IngestConfig {
     pub max_keyframe_interval_ms: u64,
     #[serde(default)]
     pub limits: RtmpLimitsConfig,
+    /// The certificate of an `rtmps` listener; reloaded on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFilesConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -354,6 +367,18 @@ impl Config {
             }
             if ingest.max_connections == 0 {
                 return Err(invalid(key("max_connections"), "must be at least 1"));
+            }
+            match (ingest.protocol, &ingest.tls) {
+                (Protocol::Rtmps, None) => {
+                    return Err(invalid(
+                        key("tls"),
+                        "protocol = \"rtmps\" needs [ingest.tls] with certificate and key",
+                    ));
+                }
+                (Protocol::Rtmp, Some(_)) => {
+                    return Err(invalid(key("tls"), "needs protocol = \"rtmps\""));
+                }
+                _ => {}
             }
             for (name, value) in [
                 ("connect_timeout_ms", ingest.connect_timeout_ms),

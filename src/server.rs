@@ -17,6 +17,7 @@ use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
+use crate::ingest::tls::CertificateStore;
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
 use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
@@ -43,6 +44,8 @@ pub enum ServerError {
     Model(#[from] crate::onnx::ModelError),
     #[error("internal error while starting: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Certificate(#[from] crate::ingest::tls::CertificateError),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
     Bind {
         index: usize,
@@ -61,6 +64,8 @@ pub struct Server {
     descriptor_lists: Option<Arc<DescriptorListSet>>,
     admin: Option<AdminServer>,
     readiness: Arc<Readiness>,
+    /// The certificates of the `rtmps` listeners, for reloads.
+    certificates: Vec<Arc<CertificateStore>>,
 }
 
 /// How often the drain checks whether sessions have ended.
@@ -143,7 +148,17 @@ impl Server {
         };
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
+        let mut certificates = Vec::new();
         for (index, ingest) in config.ingest.iter().enumerate() {
+            let tls = match &ingest.tls {
+                Some(files) => {
+                    let store = CertificateStore::load(files, &format!("ingest[{index}].tls"))?;
+                    let server_config = store.server_config()?;
+                    certificates.push(store);
+                    Some(server_config)
+                }
+                None => None,
+            };
             let listener =
                 TcpListener::bind(ingest.listen)
                     .await
@@ -160,7 +175,11 @@ impl Server {
             let mut ingest = ingest.clone();
             ingest.listen = local;
             local_addrs.push(local);
-            listeners.push(IngestListener::new(listener, ingest));
+            let listener = IngestListener::new(listener, ingest);
+            listeners.push(match tls {
+                Some(tls) => listener.with_tls(tls),
+                None => listener,
+            });
         }
         let analysis = Analysis::start(
             config.analysis.clone(),
@@ -210,7 +229,13 @@ impl Server {
             descriptor_lists,
             admin,
             readiness,
+            certificates,
         })
+    }
+
+    /// The certificates of the `rtmps` listeners, for reloads (SIGHUP).
+    pub fn certificates(&self) -> Vec<Arc<CertificateStore>> {
+        self.certificates.clone()
     }
 
     /// The bound addresses, in `[[ingest]]` order (useful when a config asks for port 0).

@@ -1,8 +1,9 @@
-//! The protocol edge: how publishers' bytes arrive ([`transport`]) and what they mean
+//! The protocol edge: how publishers' bytes arrive ([`transport`], over TLS: [`tls`]) and what they mean
 //! ([`inspect`]: one passive inspector per protocol, turning a copy of the bytes into the
 //! protocol-neutral [`crate::stream::StreamEvent`]s; RTMP's is the sans-IO demuxer of the
 //! `livegate-rtmp` crate). Nothing here knows sessions, analysis or actions: the session
 //! drives both through their traits.
 
 pub mod inspect;
+pub mod tls;
 pub mod transport;

@@ -1,5 +1,6 @@
 //! The accept loop of one `[[ingest]]`: a connection cap, a per-client cap, one relay
-//! task per publisher, and a stop signal for graceful shutdown.
+//! task per publisher (over TLS on an `rtmps` listener), and a stop signal for graceful
+//! shutdown.
 //!
 //! Both caps refuse at once (the socket is closed on accept), count the refusal by
 //! reason, and log at most one warning per second per listener with the number held
@@ -14,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{error, warn};
 
 use crate::config::IngestConfig;
+use crate::ingest::tls::TlsIncoming;
 use crate::session::Refusal;
 use crate::session::{self, Services};
 
@@ -26,6 +28,8 @@ pub struct IngestListener {
     ingest: Arc<IngestConfig>,
     connections: Arc<Semaphore>,
     clients: Arc<ClientCounts>,
+    /// Set on an `rtmps` listener; its certificate resolver follows reloads.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl IngestListener {
@@ -36,7 +40,14 @@ impl IngestListener {
             clients: Arc::new(ClientCounts::new(ingest.max_connections_per_client)),
             ingest: Arc::new(ingest),
             connections,
+            tls: None,
         }
+    }
+
+    /// Makes this an RTMPS listener: every accepted socket does a TLS handshake first.
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sessions of this listener still running.
@@ -80,8 +91,15 @@ impl IngestListener {
             };
             let ingest = Arc::clone(&self.ingest);
             let services = Arc::clone(&services);
+            let tls = self.tls.clone();
             tokio::spawn(async move {
-                session::run_session(socket, client, ingest, services).await;
+                match tls {
+                    None => session::run_session(socket, client, ingest, services).await,
+                    Some(tls) => {
+                        let incoming = TlsIncoming::new(socket, tls);
+                        session::run_session(incoming, client, ingest, services).await
+                    }
+                };
                 drop(permit);
                 drop(slot);
             });

@@ -34,7 +34,7 @@ use super::tap::Tap;
 use crate::analysis::Analysis;
 use crate::config::IngestConfig;
 use crate::ingest::inspect::{self, Inspector};
-use crate::ingest::transport::{self, DialError, PeerClose, Transport};
+use crate::ingest::transport::{self, DialError, Incoming, IncomingError, PeerClose, Transport};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -79,7 +79,7 @@ pub struct Services {
 }
 
 /// Relays one accepted publisher connection until it ends, then logs how it ended.
-pub async fn run_session<P: Transport>(
+pub async fn run_session<P: Incoming>(
     publisher: P,
     client: SocketAddr,
     ingest: Arc<IngestConfig>,
@@ -123,8 +123,8 @@ const SOURCE_GONE_GRACE: Duration = Duration::from_secs(1);
 /// `max_publisher_kbps` is a publisher's average over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(5);
 
-async fn relay<P: Transport>(
-    mut publisher: P,
+async fn relay<P: Incoming>(
+    publisher: P,
     ingest: &IngestConfig,
     state: &Arc<SessionState>,
     tap: Tap,
@@ -141,10 +141,10 @@ async fn relay<P: Transport>(
     // The origin is dialled only for a publisher that starts the protocol's handshake:
     // idle or foreign sockets cost the origin nothing. A cut (shutdown) still ends the wait.
     let connected = tokio::select! {
-        connected = connect(&mut publisher, inspector, ingest) => connected,
+        connected = connect(publisher, inspector, ingest) => connected,
         request = state.cut_requested() => return SessionEnd::from(request),
     };
-    let (origin, handshake_start) = match connected {
+    let (publisher, origin, handshake_start) = match connected {
         Ok(connected) => connected,
         Err(end) => return end,
     };
@@ -201,14 +201,32 @@ struct Watch<'a> {
     handshake: Handshake,
 }
 
-/// Waits for the publisher's handshake start, then dials the origin. Returns the origin
-/// and the bytes read so far (to be observed and forwarded unchanged).
-async fn connect<P: Transport>(
-    publisher: &mut P,
+/// Sets the publisher's connection up (TLS: its handshake, within `handshake_timeout_ms`),
+/// waits for its protocol's handshake start (again within `handshake_timeout_ms`), then
+/// dials the origin. Returns both and the bytes read so far (to be observed and
+/// forwarded unchanged).
+async fn connect<P: Incoming>(
+    publisher: P,
     inspector: &dyn Inspector,
     ingest: &IngestConfig,
-) -> Result<(tokio::net::TcpStream, BytesMut), SessionEnd> {
-    let handshake_start = read_handshake_start(publisher, inspector, ingest).await?;
+) -> Result<(P::Stream, tokio::net::TcpStream, BytesMut), SessionEnd> {
+    let mut publisher = publisher
+        .establish(ingest.handshake_timeout())
+        .await
+        .map_err(|error| {
+            let kind = match error {
+                IncomingError::Closed => EndKind::Closed,
+                IncomingError::NotTls { .. } | IncomingError::Handshake(_) => EndKind::NotProtocol,
+                IncomingError::TimedOut { .. } => EndKind::Timeout,
+                IncomingError::Reset(_) => EndKind::Reset,
+            };
+            SessionEnd::new(
+                Closer::Publisher,
+                kind,
+                format!("{error} (origin not dialled)"),
+            )
+        })?;
+    let handshake_start = read_handshake_start(&mut publisher, inspector, ingest).await?;
     let origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
         .await
         .map_err(|error| {
@@ -218,7 +236,7 @@ async fn connect<P: Transport>(
             };
             SessionEnd::new(Closer::Origin, kind, error.to_string())
         })?;
-    Ok((origin, handshake_start))
+    Ok((publisher, origin, handshake_start))
 }
 
 async fn read_handshake_start(

@@ -23,4 +23,5 @@ mod match_cli;
 mod openapi;
 mod pdq_conformance;
 mod relay;
+mod rtmps;
 mod video_hashing;
