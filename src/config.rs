@@ -508,6 +508,25 @@ mod tests {
         assert_eq!(config, again);
     }
 
+    #[test]
+    fn rtmps_needs_its_certificate_and_the_example_parses() {
+        let example = uncommented_example("# [[ingest]]\n# protocol = \"rtmps\"", false);
+        let config = Config::parse(&example, "example rtmps").expect("rtmps example parses");
+        let tls = config.ingest[0].tls.as_ref().expect("tls table");
+        assert_eq!(config.ingest[0].protocol, Protocol::Rtmps);
+        assert!(tls.certificate.ends_with("fullchain.pem"), "{tls:?}");
+        let base = "[[ingest]]\nlisten = \"127.0.0.1:1935\"\norigin = \"127.0.0.1:1\"\n";
+        let message = error_of(&format!("{base}protocol = \"rtmps\"\n"));
+        assert!(message.contains("ingest[0].tls"), "{message}");
+        let message = error_of(&format!(
+            "{base}protocol = \"rtmp\"\n[ingest.tls]\ncertificate = \"a\"\nkey = \"b\"\n"
+        ));
+        assert!(
+            message.contains("ingest[0].tls") && message.contains("rtmps"),
+            "{message}"
+        );
+    }
+
     fn error_of(text: &str) -> String {
         match Config::parse(text, "test.toml") {
             Ok(_) => panic!("config should have been rejected:\n{text}"),

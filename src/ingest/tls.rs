@@ -43,17 +43,20 @@ pub enum CertificateError {
     BadCertificate {
         key: String,
         path: PathBuf,
-        error: rustls::Error,
+        error: Box<rustls::Error>,
     },
     #[error("{key}: {} does not go with the certificate chain in {}: {error}", .path.display(), .chain.display())]
     Unusable {
         key: String,
         path: PathBuf,
         chain: PathBuf,
-        error: rustls::Error,
+        error: Box<rustls::Error>,
     },
     #[error("{key}: building the TLS configuration: {error}")]
-    Config { key: String, error: rustls::Error },
+    Config {
+        key: String,
+        error: Box<rustls::Error>,
+    },
 }
 
 /// The crypto provider every livegate TLS endpoint uses: rustls' `ring` backend, named
@@ -101,7 +104,7 @@ impl CertificateStore {
             .with_safe_default_protocol_versions()
             .map_err(|error| CertificateError::Config {
                 key: self.key.clone(),
-                error,
+                error: Box::new(error),
             })?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
@@ -143,13 +146,13 @@ fn load_pair(files: &TlsFilesConfig, key: &str) -> Result<CertifiedKey, Certific
         rustls::Error::InvalidCertificate(_) => CertificateError::BadCertificate {
             key: certificate_key,
             path: files.certificate.clone(),
-            error,
+            error: Box::new(error),
         },
         error => CertificateError::Unusable {
             key: key_key,
             path: files.key.clone(),
             chain: files.certificate.clone(),
-            error,
+            error: Box::new(error),
         },
     })
 }
