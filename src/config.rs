@@ -138,6 +138,25 @@ pub struct IngestConfig {
     /// The certificate of an `rtmps` listener; reloaded on SIGHUP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFilesConfig>,
+    /// TLS to the origin (an `rtmps://` origin); plain TCP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_tls: Option<OriginTlsConfig>,
+}
+
+/// How livegate dials an `rtmps://` origin.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginTlsConfig {
+    /// The name the origin's certificate must carry (and SNI); default: `origin`'s host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM CA certificates the origin's chain must end at; default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Off: any certificate is accepted (a test origin only; the link is then open to
+    /// interception).
+    #[serde(default = "defaults::verify")]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -211,6 +230,9 @@ impl Default for LogConfig {
 }
 
 mod defaults {
+    pub fn verify() -> bool {
+        true
+    }
     use super::{LogFormat, OnParseError};
     use livegate_rtmp::DemuxLimits;
 

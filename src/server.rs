@@ -17,7 +17,7 @@ use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
-use crate::ingest::tls::CertificateStore;
+use crate::ingest::tls::{CertificateStore, OriginTls};
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
 use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
@@ -149,6 +149,7 @@ impl Server {
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
         let mut certificates = Vec::new();
+        let mut origin_tls = std::collections::HashMap::new();
         for (index, ingest) in config.ingest.iter().enumerate() {
             let tls = match &ingest.tls {
                 Some(files) => {
@@ -172,6 +173,11 @@ impl Server {
                 addr: ingest.listen,
                 source,
             })?;
+            if let Some(tls) = &ingest.origin_tls {
+                let key = format!("ingest[{index}].origin_tls");
+                let dialer = OriginTls::load(tls, &ingest.origin, &key)?;
+                origin_tls.insert(local, Arc::new(dialer));
+            }
             let mut ingest = ingest.clone();
             ingest.listen = local;
             local_addrs.push(local);
@@ -196,6 +202,7 @@ impl Server {
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),
             analysis,
+            origin_tls,
         });
         if let Some(commands) = fleet_commands {
             // Other nodes' requests (cut a stream here, list this node's streams) are

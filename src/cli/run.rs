@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
-use livegate::ingest::tls::CertificateStore;
+use livegate::ingest::tls::{CertificateStore, OriginTls};
 use livegate::server::Server;
 use livegate::signals::descriptor_lists::DescriptorListSet;
 use livegate::signals::lists::ListSet;
@@ -66,6 +66,9 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     for (index, ingest) in config.ingest.iter().enumerate() {
         if let Some(files) = &ingest.tls {
             CertificateStore::load(files, &format!("ingest[{index}].tls"))?;
+        }
+        if let Some(tls) = &ingest.origin_tls {
+            OriginTls::load(tls, &ingest.origin, &format!("ingest[{index}].origin_tls"))?;
         }
     }
     print!("{}", config.to_toml());

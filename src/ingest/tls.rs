@@ -8,6 +8,9 @@
 //! within `handshake_timeout_ms` — refusing at once a peer whose first byte is not a TLS
 //! record (a plain RTMP client sends 0x03), so it gets a clear reason instead of a
 //! rustls decode error.
+//!
+//! [`OriginTls`] is the client side, for an `rtmps://` origin (`origin_tls`): the
+//! origin's chain is verified against a configured CA bundle or the system's roots.
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -15,15 +18,16 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::ReadHalf;
 use tokio::net::TcpStream;
 
+use super::transport::DialError;
 use super::transport::{Incoming, IncomingError, PeerClose, Transport};
-use crate::config::TlsFilesConfig;
+use crate::config::{OriginTlsConfig, TlsFilesConfig};
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -52,6 +56,18 @@ pub enum CertificateError {
         chain: PathBuf,
         error: Box<rustls::Error>,
     },
+    #[error("{key}: {name:?} is not a valid server name (a DNS name or an IP address)")]
+    ServerName { key: String, name: String },
+    #[error("{key}: {} holds no usable CA certificate{}", .path.display(), .detail)]
+    NoRoots {
+        key: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "{key}: no system CA certificates found (install ca-certificates or set a ca file): {detail}"
+    )]
+    NoSystemRoots { key: String, detail: String },
     #[error("{key}: building the TLS configuration: {error}")]
     Config {
         key: String,
@@ -216,5 +232,166 @@ impl Transport for tokio_rustls::TlsStream<TcpStream> {
 impl PeerClose for ReadHalf<tokio_rustls::TlsStream<TcpStream>> {
     async fn closed_by_peer(&self) {
         std::future::pending::<()>().await
+    }
+}
+
+/// TLS to an `rtmps://` origin: the connector and the name its certificate must carry.
+pub struct OriginTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl OriginTls {
+    /// Builds the client side for `origin` (`HOST:PORT`); `key` is the config key
+    /// (`ingest[0].origin_tls`). Reads the CA file, or the system's roots, once.
+    pub fn load(
+        config: &OriginTlsConfig,
+        origin: &str,
+        key: &str,
+    ) -> Result<Self, CertificateError> {
+        let host = origin.rsplit_once(':').map_or(origin, |(host, _)| host);
+        let name = config.server_name.clone().unwrap_or_else(|| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        });
+        let server_name =
+            ServerName::try_from(name.clone()).map_err(|_| CertificateError::ServerName {
+                key: format!("{key}.server_name"),
+                name,
+            })?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| CertificateError::Config {
+                key: key.to_string(),
+                error: Box::new(error),
+            })?;
+        let config = if config.verify {
+            builder
+                .with_root_certificates(roots(config.ca.as_deref(), key)?)
+                .with_no_client_auth()
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+                .with_no_client_auth()
+        };
+        Ok(OriginTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+
+    /// Runs the TLS handshake over a dialled origin socket within `limit`.
+    pub async fn secure(
+        &self,
+        socket: TcpStream,
+        origin: &str,
+        limit: Duration,
+    ) -> Result<tokio_rustls::TlsStream<TcpStream>, DialError> {
+        let handshake = self.connector.connect(self.server_name.clone(), socket);
+        match tokio::time::timeout(limit, handshake).await {
+            Ok(Ok(stream)) => Ok(tokio_rustls::TlsStream::from(stream)),
+            Ok(Err(source)) => Err(DialError::Tls {
+                origin: origin.to_string(),
+                source,
+            }),
+            Err(_) => Err(DialError::TimedOut {
+                origin: origin.to_string(),
+                limit,
+            }),
+        }
+    }
+}
+
+/// The trust anchors for an origin: the `ca` file's certificates, else the system's
+/// (rustls-native-certs: the OS store, which the distribution keeps current, and what
+/// async-nats already uses for `tls://` NATS — no second, compiled-in root list to age).
+fn roots(ca: Option<&Path>, key: &str) -> Result<rustls::RootCertStore, CertificateError> {
+    let mut store = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+                .map_err(|source| CertificateError::Read {
+                    key: format!("{key}.ca"),
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let (added, _) = store.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(CertificateError::NoRoots {
+                    key: format!("{key}.ca"),
+                    path: path.to_path_buf(),
+                    detail: String::new(),
+                });
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = store.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let detail = found
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>();
+                return Err(CertificateError::NoSystemRoots {
+                    key: format!("{key}.ca"),
+                    detail: detail.join("; "),
+                });
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// `verify = false`: accepts any origin certificate (signatures are still checked, so the
+/// handshake itself stays sound; who the origin is, is not).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -105,6 +105,11 @@ pub enum DialError {
     },
     #[error("origin {origin} did not accept within {} ms", .limit.as_millis())]
     TimedOut { origin: String, limit: Duration },
+    #[error("origin {origin}: TLS handshake failed: {source}")]
+    Tls {
+        origin: String,
+        source: std::io::Error,
+    },
 }
 
 /// Dials the origin over TCP within `limit`; a host name is resolved at each dial.

@@ -34,6 +34,7 @@ use super::tap::Tap;
 use crate::analysis::Analysis;
 use crate::config::IngestConfig;
 use crate::ingest::inspect::{self, Inspector};
+use crate::ingest::tls::OriginTls;
 use crate::ingest::transport::{self, DialError, Incoming, IncomingError, PeerClose, Transport};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
@@ -76,6 +77,8 @@ impl From<CutRequest> for SessionEnd {
 pub struct Services {
     pub registry: Arc<SessionRegistry>,
     pub analysis: Arc<Analysis>,
+    /// TLS to the origin, by the bound `listen` address of each ingest that has `origin_tls`.
+    pub origin_tls: std::collections::HashMap<SocketAddr, Arc<OriginTls>>,
 }
 
 /// Relays one accepted publisher connection until it ends, then logs how it ended.
@@ -104,7 +107,8 @@ pub async fn run_session<P: Incoming>(
         Arc::clone(&stream),
         &services,
     );
-    let end = relay(publisher, &ingest, &state, tap).await;
+    let origin_tls = services.origin_tls.get(&ingest.listen).map(Arc::as_ref);
+    let end = relay(publisher, &ingest, origin_tls, &state, tap).await;
     // Both sockets are closed once `relay` returns.
     let closed_at = Instant::now();
     stream.end();
@@ -126,6 +130,7 @@ const BITRATE_WINDOW: Duration = Duration::from_secs(5);
 async fn relay<P: Incoming>(
     publisher: P,
     ingest: &IngestConfig,
+    origin_tls: Option<&OriginTls>,
     state: &Arc<SessionState>,
     tap: Tap,
 ) -> SessionEnd {
@@ -148,6 +153,53 @@ async fn relay<P: Incoming>(
         Ok(connected) => connected,
         Err(end) => return end,
     };
+    let Some(origin_tls) = origin_tls else {
+        let start = Start {
+            started,
+            handshake,
+            handshake_start,
+        };
+        return relay_connected(publisher, origin, ingest, state, tap, start).await;
+    };
+    let secured = tokio::select! {
+        secured = origin_tls.secure(origin, &ingest.origin, ingest.connect_timeout()) => secured,
+        request = state.cut_requested() => return SessionEnd::from(request),
+    };
+    match secured {
+        Ok(origin) => {
+            let start = Start {
+                started,
+                handshake,
+                handshake_start,
+            };
+            relay_connected(publisher, origin, ingest, state, tap, start).await
+        }
+        Err(error) => SessionEnd::new(Closer::Origin, dial_end_kind(&error), error.to_string()),
+    }
+}
+
+/// Where a session stands once both sides are connected.
+struct Start {
+    started: Instant,
+    handshake: Handshake,
+    /// The publisher's bytes read so far, to be observed and forwarded unchanged.
+    handshake_start: BytesMut,
+}
+
+/// Relays between a connected publisher and origin, over whichever transports they use.
+async fn relay_connected<P: Transport, O: Transport>(
+    publisher: P,
+    origin: O,
+    ingest: &IngestConfig,
+    state: &Arc<SessionState>,
+    tap: Tap,
+    start: Start,
+) -> SessionEnd {
+    let Start {
+        started,
+        handshake,
+        handshake_start,
+    } = start;
     for side in [publisher.send_without_delay(), origin.send_without_delay()] {
         if let Err(error) = side {
             debug!(session = %state.id, %error, "cannot disable Nagle's algorithm");
@@ -230,13 +282,16 @@ async fn connect<P: Incoming>(
     let origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
         .await
         .map_err(|error| {
-            let kind = match error {
-                DialError::Unreachable { .. } => EndKind::Unreachable,
-                DialError::TimedOut { .. } => EndKind::Timeout,
-            };
-            SessionEnd::new(Closer::Origin, kind, error.to_string())
+            SessionEnd::new(Closer::Origin, dial_end_kind(&error), error.to_string())
         })?;
     Ok((publisher, origin, handshake_start))
+}
+
+fn dial_end_kind(error: &DialError) -> EndKind {
+    match error {
+        DialError::Unreachable { .. } | DialError::Tls { .. } => EndKind::Unreachable,
+        DialError::TimedOut { .. } => EndKind::Timeout,
+    }
 }
 
 async fn read_handshake_start(

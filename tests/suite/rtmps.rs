@@ -361,3 +361,53 @@ fn a_bad_certificate_or_key_fails_check_config_naming_the_key_and_file() {
         );
     }
 }
+
+/// publisher → livegate (plain RTMP, `origin_tls`) → livegate (RTMPS) → nginx: the
+/// first dials its origin over TLS, verifying it against the test CA; an origin whose
+/// certificate the CA did not sign is refused, and the publisher's session ends naming it.
+#[test]
+fn an_rtmps_origin_is_dialled_over_verified_tls() {
+    let pki = Pki::new();
+    let (pem, key) = pki.issue("origin");
+    let stranger = Pki::new();
+    let origin = NginxOrigin::start();
+    let tls_listen = local(free_port());
+    let _tls_side = Livegate::start(&rtmps_ingest(tls_listen, origin.addr, &pem, &key), 1);
+    let (trusting, distrusting) = (local(free_port()), local(free_port()));
+    let front = |listen, ca: &Path| {
+        format!(
+            "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{listen}\"\norigin = \"{tls_listen}\"\n\
+             publish_timeout_ms = 8000\n\
+             origin_tls = {{ server_name = \"localhost\", ca = \"{}\" }}\n",
+            ca.display()
+        )
+    };
+    let config =
+        front(trusting, &pki.path("ca.pem")) + &front(distrusting, &stranger.path("ca.pem"));
+    let front_side = Livegate::start(&config, 2);
+
+    let publisher = Publisher::start(&format!("rtmp://{trusting}/live/through-tls"), 4, 2);
+    let (ok, stderr) = publisher.finish(Duration::from_secs(30));
+    assert!(
+        ok,
+        "publish through a TLS origin link failed: {stderr}\n{}",
+        front_side.raw_log()
+    );
+    let recorded = support::probe_video(&origin.recording("through-tls"));
+    assert_eq!(recorded.frames, 120, "{recorded:?}");
+
+    let mut refused = RawClient::connect(distrusting);
+    refused.send(&encode::client_handshake());
+    assert!(
+        refused.closed_within(Duration::from_secs(10)),
+        "untrusted origin: left open"
+    );
+    let closed = front_side.session_closed_for(refused.local, Duration::from_secs(10));
+    assert_eq!(closed["closer"], "origin", "{closed}");
+    assert!(
+        closed["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("TLS handshake failed")),
+        "{closed}"
+    );
+}
