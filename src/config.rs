@@ -608,7 +608,7 @@ mod tests {
             ),
             (
                 format!(
-                    "{base}origin = \"127.0.0.1:1\"\n[[actuator.webhook]]\nurl = \"https://x/y\"\n"
+                    "{base}origin = \"127.0.0.1:1\"\n[[actuator.webhook]]\nurl = \"ftp://x/y\"\n"
                 ),
                 "actuator.webhook[0].url",
             ),

@@ -127,7 +127,7 @@ impl Server {
             config.actuator.clone(),
             backend,
             Arc::new(Telemetry::default()),
-        ));
+        )?);
         let classifier = match config.classifier.clone() {
             Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
             None => None,

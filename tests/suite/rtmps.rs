@@ -146,6 +146,61 @@ fn pem_of(file: &Path) -> String {
     first_pem_block(&std::fs::read_to_string(file).expect("read certificate"))
 }
 
+/// An `https://` webhook receiver (Python's http.server behind its ssl module) that
+/// appends each POSTed body as a line to `bodies`.
+struct HttpsReceiver {
+    port: u16,
+    bodies: PathBuf,
+    _process: support::ChildGuard,
+}
+
+impl HttpsReceiver {
+    const SCRIPT: &str = r#"
+import http.server, ssl, sys
+cert, key, out, port = sys.argv[1:5]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(out, "ab") as bodies:
+            bodies.write(body + b"\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(port)), Hook)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"#;
+
+    fn start(pem: &Path, key: &Path, dir: &Path) -> HttpsReceiver {
+        let port = free_port();
+        let bodies = dir.join("webhook-bodies.jsonl");
+        let process = support::ChildGuard::spawn(
+            Command::new("python3")
+                .args(["-c", Self::SCRIPT])
+                .arg(pem)
+                .arg(key)
+                .arg(&bodies)
+                .arg(port.to_string())
+                .stdout(Stdio::null()),
+            "https webhook receiver",
+        );
+        support::wait_for_port(local(port), "https webhook receiver");
+        HttpsReceiver {
+            port,
+            bodies,
+            _process: process,
+        }
+    }
+
+    fn bodies(&self) -> String {
+        std::fs::read_to_string(&self.bodies).unwrap_or_default()
+    }
+}
+
 fn rtmps_ingest(
     listen: std::net::SocketAddr,
     origin: std::net::SocketAddr,
@@ -187,12 +242,21 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
     let origin = NginxOrigin::start();
     let (plain_listen, tls_listen) = (local(free_port()), local(free_port()));
     let audit = media.path().join("audit.jsonl");
+    // The cut is also POSTed to an https:// webhook verified against the test CA; one
+    // verified against the system's roots refuses the same receiver.
+    let receiver = HttpsReceiver::start(&pem, &key, media.path());
+    let webhooks = format!(
+        "[[actuator.webhook]]\nurl = \"https://localhost:{port}/hook\"\nca = \"{}\"\nevents = [\"cut\"]\n\
+         [[actuator.webhook]]\nurl = \"https://localhost:{port}/untrusted\"\nevents = [\"cut\"]\nretries = 0\n",
+        pki.path("ca.pem").display(),
+        port = receiver.port
+    );
     let config = format!(
         "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{plain_listen}\"\norigin = \"{}\"\n\
          publish_timeout_ms = 8000\n{}\
          [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
          [policy]\nmode = \"enforce\"\n\
-         [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n",
+         [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n{webhooks}",
         origin.addr,
         rtmps_ingest(tls_listen, origin.addr, &pem, &key),
         list.display(),
@@ -228,6 +292,21 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
             "{benign_key} was cut: {records:#?}"
         );
     }
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "webhook failed"
+                    && line["url"]
+                        .as_str()
+                        .is_some_and(|url| url.ends_with("/untrusted"))
+            })
+        },
+        Duration::from_secs(10),
+        "the webhook verified against the system's roots refused",
+    );
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.lines().count(), 1, "webhook bodies: {bodies}");
+    assert!(bodies.contains("\"cut\""), "{bodies}");
     let through_plain = media_tags(&origin, "plain-benign");
     let through_tls = media_tags(&origin, "tls-benign");
     // 180 frames (6 s at 30 fps), the decoder configuration and the end of sequence.
