@@ -227,6 +227,9 @@ impl Server {
             ),
             None => None,
         };
+        if let Some(certificate) = admin.as_ref().and_then(AdminServer::certificate) {
+            certificates.push(certificate);
+        }
         Ok(Server {
             config,
             listeners,

@@ -63,6 +63,9 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     if let Some(cluster) = &config.cluster {
         livegate::backend::cluster::credentials(cluster)?;
     }
+    if let Some(files) = config.admin.as_ref().and_then(|admin| admin.tls.as_ref()) {
+        CertificateStore::load(files, "admin.tls")?;
+    }
     for (index, ingest) in config.ingest.iter().enumerate() {
         if let Some(files) = &ingest.tls {
             CertificateStore::load(files, &format!("ingest[{index}].tls"))?;

@@ -332,8 +332,30 @@ fn certificates_reload_on_sighup_without_touching_running_streams() {
 
     let origin = NginxOrigin::start();
     let listen = local(free_port());
-    let livegate = Livegate::start(&rtmps_ingest(listen, origin.addr, &pem, &key), 1);
+    // The admin server serves HTTPS with the same files, and reloads with them.
+    let admin_tls = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[admin.tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+        pem.display(),
+        key.display()
+    );
+    let livegate = Livegate::start(
+        &(rtmps_ingest(listen, origin.addr, &pem, &key) + &admin_tls),
+        1,
+    );
+    let admin = livegate.admin_addr();
     assert_eq!(served_certificate(listen, &ca), pem_of(&first_pem));
+    assert_eq!(served_certificate(admin, &ca), pem_of(&first_pem));
+    let healthz = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--cacert"])
+        .arg(&ca)
+        .arg(format!("https://localhost:{}/healthz", admin.port()))
+        .output()
+        .expect("run curl");
+    assert!(
+        healthz.status.success(),
+        "admin over HTTPS: {}",
+        String::from_utf8_lossy(&healthz.stderr)
+    );
 
     let stream_seconds = 12;
     let publisher = Publisher::start(
@@ -355,11 +377,23 @@ fn certificates_reload_on_sighup_without_touching_running_streams() {
         Duration::from_secs(10),
         "certificate reloaded",
     );
+    livegate.wait_for_logs(
+        |lines| {
+            lines
+                .iter()
+                .filter(|line| line["message"] == "TLS certificate reloaded")
+                .count()
+                >= 2
+        },
+        Duration::from_secs(10),
+        "ingest and admin certificates reloaded",
+    );
     assert_eq!(
         served_certificate(listen, &ca),
         pem_of(&second_pem),
         "a new connection still gets the old certificate"
     );
+    assert_eq!(served_certificate(admin, &ca), pem_of(&second_pem));
 
     // A broken file: the reload fails naming it, and the second pair stays.
     std::fs::write(
