@@ -77,6 +77,16 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Rtmp,
+    /// RTMP inside TLS; needs `[ingest.tls]`.
+    Rtmps,
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFilesConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What to do with a stream the demuxer cannot parse (and so livegate cannot inspect).
@@ -135,6 +145,28 @@ pub struct IngestConfig {
     /// A PROXY header livegate sends the origin before any relayed byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_proxy_protocol: Option<ProxyVersion>,
+    /// The certificate of an `rtmps` listener; reloaded on SIGHUP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFilesConfig>,
+    /// TLS to the origin (an `rtmps://` origin); plain TCP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_tls: Option<OriginTlsConfig>,
+}
+
+/// How livegate dials an `rtmps://` origin.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginTlsConfig {
+    /// The name the origin's certificate must carry (and SNI); default: `origin`'s host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// PEM CA certificates the origin's chain must end at; default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Off: any certificate is accepted (a test origin only; the link is then open to
+    /// interception).
+    #[serde(default = "defaults::verify")]
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -208,6 +240,9 @@ impl Default for LogConfig {
 }
 
 mod defaults {
+    pub fn verify() -> bool {
+        true
+    }
     use super::{LogFormat, OnParseError};
     use livegate_rtmp::DemuxLimits;
 
@@ -365,6 +400,18 @@ impl Config {
             if ingest.max_connections == 0 {
                 return Err(invalid(key("max_connections"), "must be at least 1"));
             }
+            match (ingest.protocol, &ingest.tls) {
+                (Protocol::Rtmps, None) => {
+                    return Err(invalid(
+                        key("tls"),
+                        "protocol = \"rtmps\" needs [ingest.tls] with certificate and key",
+                    ));
+                }
+                (Protocol::Rtmp, Some(_)) => {
+                    return Err(invalid(key("tls"), "needs protocol = \"rtmps\""));
+                }
+                _ => {}
+            }
             for (name, value) in [
                 ("connect_timeout_ms", ingest.connect_timeout_ms),
                 ("publish_timeout_ms", ingest.publish_timeout_ms),
@@ -494,6 +541,25 @@ mod tests {
         assert_eq!(config, again);
     }
 
+    #[test]
+    fn rtmps_needs_its_certificate_and_the_example_parses() {
+        let example = uncommented_example("# [[ingest]]\n# protocol = \"rtmps\"", false);
+        let config = Config::parse(&example, "example rtmps").expect("rtmps example parses");
+        let tls = config.ingest[0].tls.as_ref().expect("tls table");
+        assert_eq!(config.ingest[0].protocol, Protocol::Rtmps);
+        assert!(tls.certificate.ends_with("fullchain.pem"), "{tls:?}");
+        let base = "[[ingest]]\nlisten = \"127.0.0.1:1935\"\norigin = \"127.0.0.1:1\"\n";
+        let message = error_of(&format!("{base}protocol = \"rtmps\"\n"));
+        assert!(message.contains("ingest[0].tls"), "{message}");
+        let message = error_of(&format!(
+            "{base}protocol = \"rtmp\"\n[ingest.tls]\ncertificate = \"a\"\nkey = \"b\"\n"
+        ));
+        assert!(
+            message.contains("ingest[0].tls") && message.contains("rtmps"),
+            "{message}"
+        );
+    }
+
     fn error_of(text: &str) -> String {
         match Config::parse(text, "test.toml") {
             Ok(_) => panic!("config should have been rejected:\n{text}"),
@@ -553,7 +619,7 @@ mod tests {
             ),
             (
                 format!(
-                    "{base}origin = \"127.0.0.1:1\"\n[[actuator.webhook]]\nurl = \"https://x/y\"\n"
+                    "{base}origin = \"127.0.0.1:1\"\n[[actuator.webhook]]\nurl = \"ftp://x/y\"\n"
                 ),
                 "actuator.webhook[0].url",
             ),

@@ -17,6 +17,7 @@ use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
+use crate::ingest::tls::{CertificateStore, OriginTls};
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
 use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
@@ -43,6 +44,8 @@ pub enum ServerError {
     Model(#[from] crate::onnx::ModelError),
     #[error("internal error while starting: {0}")]
     Internal(String),
+    #[error(transparent)]
+    Certificate(#[from] crate::ingest::tls::CertificateError),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
     Bind {
         index: usize,
@@ -61,6 +64,8 @@ pub struct Server {
     descriptor_lists: Option<Arc<DescriptorListSet>>,
     admin: Option<AdminServer>,
     readiness: Arc<Readiness>,
+    /// The certificates of the `rtmps` listeners, for reloads.
+    certificates: Vec<Arc<CertificateStore>>,
 }
 
 /// How often the drain checks whether sessions have ended.
@@ -122,7 +127,7 @@ impl Server {
             config.actuator.clone(),
             backend,
             Arc::new(Telemetry::default()),
-        ));
+        )?);
         let classifier = match config.classifier.clone() {
             Some(classifier) => Some(crate::analysis::ClassifierPool::start(classifier)?),
             None => None,
@@ -143,7 +148,18 @@ impl Server {
         };
         let mut listeners = Vec::with_capacity(config.ingest.len());
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
+        let mut certificates = Vec::new();
+        let mut origin_tls = std::collections::HashMap::new();
         for (index, ingest) in config.ingest.iter().enumerate() {
+            let tls = match &ingest.tls {
+                Some(files) => {
+                    let store = CertificateStore::load(files, &format!("ingest[{index}].tls"))?;
+                    let server_config = store.server_config()?;
+                    certificates.push(store);
+                    Some(server_config)
+                }
+                None => None,
+            };
             let listener =
                 TcpListener::bind(ingest.listen)
                     .await
@@ -157,10 +173,19 @@ impl Server {
                 addr: ingest.listen,
                 source,
             })?;
+            if let Some(tls) = &ingest.origin_tls {
+                let key = format!("ingest[{index}].origin_tls");
+                let dialer = OriginTls::load(tls, &ingest.origin, &key)?;
+                origin_tls.insert(local, Arc::new(dialer));
+            }
             let mut ingest = ingest.clone();
             ingest.listen = local;
             local_addrs.push(local);
-            listeners.push(IngestListener::new(listener, ingest));
+            let listener = IngestListener::new(listener, ingest);
+            listeners.push(match tls {
+                Some(tls) => listener.with_tls(tls),
+                None => listener,
+            });
         }
         let analysis = Analysis::start(
             config.analysis.clone(),
@@ -177,6 +202,7 @@ impl Server {
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),
             analysis,
+            origin_tls,
         });
         if let Some(commands) = fleet_commands {
             // Other nodes' requests (cut a stream here, list this node's streams) are
@@ -201,6 +227,9 @@ impl Server {
             ),
             None => None,
         };
+        if let Some(certificate) = admin.as_ref().and_then(AdminServer::certificate) {
+            certificates.push(certificate);
+        }
         Ok(Server {
             config,
             listeners,
@@ -210,7 +239,13 @@ impl Server {
             descriptor_lists,
             admin,
             readiness,
+            certificates,
         })
+    }
+
+    /// The certificates of the `rtmps` listeners, for reloads (SIGHUP).
+    pub fn certificates(&self) -> Vec<Arc<CertificateStore>> {
+        self.certificates.clone()
     }
 
     /// The bound addresses, in `[[ingest]]` order (useful when a config asks for port 0).

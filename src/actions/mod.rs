@@ -104,7 +104,10 @@ impl ActuatorConfig {
             if webhook_target(&webhook.url).is_none() {
                 return Err(InvalidKey::new(
                     key("url"),
-                    format!("{:?} is not an http://HOST:PORT/PATH URL", webhook.url),
+                    format!(
+                        "{:?} is not an http:// or https://HOST:PORT/PATH URL",
+                        webhook.url
+                    ),
                 ));
             }
             if webhook.timeout_ms == 0 {
@@ -128,6 +131,8 @@ pub enum ActionsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    WebhookTls(#[from] crate::ingest::tls::CertificateError),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -214,14 +219,14 @@ impl Actions {
         config: ActuatorConfig,
         backend: Arc<dyn Backend>,
         telemetry: Arc<Telemetry>,
-    ) -> Self {
-        Actions {
-            webhooks: Webhooks::new(&config.webhook),
+    ) -> Result<Self, ActionsError> {
+        Ok(Actions {
+            webhooks: Webhooks::new(&config.webhook)?,
             backend,
             telemetry,
             runtime: tokio::runtime::Handle::current(),
             config,
-        }
+        })
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -455,6 +460,7 @@ mod tests {
             Arc::new(LocalBackend::new(lists, descriptor_lists, trail)),
             Arc::new(Telemetry::default()),
         )
+        .expect("actions without https webhooks start")
     }
 
     /// A live session that published `live/secret-key` from 192.0.2.7.
@@ -552,6 +558,7 @@ mod tests {
         let config = ActuatorConfig {
             webhook: vec![WebhookConfig {
                 url,
+                ca: None,
                 events: vec![AuditEvent::Alert],
                 timeout_ms: 1000,
                 retries: 2,
@@ -584,6 +591,7 @@ mod tests {
         let config = ActuatorConfig {
             webhook: vec![WebhookConfig {
                 url,
+                ca: None,
                 events: vec![AuditEvent::Alert],
                 timeout_ms: 1000,
                 retries: 1,

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+use crate::ingest::tls::{CertificateError, CertificateStore};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{debug, info, warn};
 
@@ -50,6 +52,9 @@ pub struct AdminConfig {
     /// Largest accepted request body; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate (reloaded on SIGHUP); plain HTTP without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::config::TlsFilesConfig>,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -59,6 +64,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("token_file", &self.token_file)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -112,6 +118,8 @@ impl AdminConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
+    #[error(transparent)]
+    Tls(#[from] CertificateError),
     #[error("cannot listen on {addr} (admin.listen): {source}")]
     Bind {
         addr: SocketAddr,
@@ -268,6 +276,8 @@ pub struct AdminServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     context: Arc<AdminContext>,
+    /// With `admin.tls`: the certificate (for reloads) and the acceptor that presents it.
+    tls: Option<(Arc<CertificateStore>, tokio_rustls::TlsAcceptor)>,
 }
 
 impl AdminServer {
@@ -296,6 +306,14 @@ impl AdminServer {
             addr: config.listen,
             source,
         };
+        let tls = match &config.tls {
+            Some(files) => {
+                let store = CertificateStore::load(files, "admin.tls")?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(store.server_config()?);
+                Some((store, acceptor))
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let metrics = metrics::Metrics::new(
@@ -317,11 +335,17 @@ impl AdminServer {
                 max_body_bytes: config.max_body_bytes,
                 metrics,
             }),
+            tls,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The HTTPS certificate, with `admin.tls`, for reloads (SIGHUP).
+    pub fn certificate(&self) -> Option<Arc<CertificateStore>> {
+        self.tls.as_ref().map(|(store, _)| Arc::clone(store))
     }
 
     /// Serves until `stop` turns true; open connections then finish their current
@@ -359,8 +383,26 @@ impl AdminServer {
             let slot = open.add();
             let context = Arc::clone(&self.context);
             let mut stop = stop.clone();
+            let acceptor = self.tls.as_ref().map(|(_, acceptor)| acceptor.clone());
             connections.spawn(async move {
                 let _permit = permit;
+                let stream = match acceptor {
+                    None => AdminStream::Plain(stream),
+                    // The TLS handshake shares the request head's deadline.
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => AdminStream::Tls(Box::new(stream)),
+                            Ok(Err(error)) => {
+                                debug!(%peer, %error, "admin TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!(%peer, "admin TLS handshake timed out");
+                                return;
+                            }
+                        }
+                    }
+                };
                 let control = Arc::clone(&slot.control);
                 let service = hyper::service::service_fn(move |request| {
                     let context = Arc::clone(&context);
@@ -399,6 +441,58 @@ impl AdminServer {
         }
         connections.shutdown().await;
         info!("admin server stopped");
+    }
+}
+
+/// An admin connection: plain HTTP, or HTTPS with `admin.tls`.
+enum AdminStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for AdminStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(stream) => std::pin::Pin::new(stream).poll_read(cx, buf),
+            AdminStream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for AdminStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            AdminStream::Plain(stream) => std::pin::Pin::new(stream).poll_write(cx, buf),
+            AdminStream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(stream) => std::pin::Pin::new(stream).poll_flush(cx),
+            AdminStream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            AdminStream::Plain(stream) => std::pin::Pin::new(stream).poll_shutdown(cx),
+            AdminStream::Tls(stream) => std::pin::Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
+use livegate::ingest::tls::{CertificateStore, OriginTls};
 use livegate::server::Server;
 use livegate::signals::descriptor_lists::DescriptorListSet;
 use livegate::signals::lists::ListSet;
@@ -46,6 +47,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             server.lists(),
             server.descriptor_lists(),
         ));
+        let certificates = server.certificates();
+        if !certificates.is_empty() {
+            tokio::spawn(reload_certificates_on_sighup(certificates));
+        }
         server.run_until(shutdown_signal()).await;
         anyhow::Ok(())
     })?;
@@ -57,6 +62,17 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     // What `run` reads besides the file itself.
     if let Some(cluster) = &config.cluster {
         livegate::backend::cluster::credentials(cluster)?;
+    }
+    if let Some(files) = config.admin.as_ref().and_then(|admin| admin.tls.as_ref()) {
+        CertificateStore::load(files, "admin.tls")?;
+    }
+    for (index, ingest) in config.ingest.iter().enumerate() {
+        if let Some(files) = &ingest.tls {
+            CertificateStore::load(files, &format!("ingest[{index}].tls"))?;
+        }
+        if let Some(tls) = &ingest.origin_tls {
+            OriginTls::load(tls, &ingest.origin, &format!("ingest[{index}].origin_tls"))?;
+        }
     }
     print!("{}", config.to_toml());
     Ok(ExitCode::SUCCESS)
@@ -113,6 +129,34 @@ async fn reload_lists_on_sighup(
                     .collect()
             })
             .await;
+        }
+    }
+}
+
+/// Reloads the RTMPS listeners' certificates on SIGHUP: new connections get the new pair,
+/// running sessions keep theirs, and a pair that fails to load leaves the old one.
+async fn reload_certificates_on_sighup(certificates: Vec<Arc<CertificateStore>>) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP: certificates will not reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        for store in &certificates {
+            let reloading = Arc::clone(store);
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(())) => tracing::info!(
+                    certificate = %store.certificate_path().display(),
+                    "TLS certificate reloaded"
+                ),
+                Ok(Err(error)) => tracing::error!(
+                    %error,
+                    "TLS certificate reload failed; previous certificate stays active"
+                ),
+                Err(error) => tracing::error!(%error, "TLS certificate reload task failed"),
+            }
         }
     }
 }

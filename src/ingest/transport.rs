@@ -1,6 +1,8 @@
 //! Byte transports a session relays over: an accepted publisher connection and the
-//! connection dialled to the origin. TCP today; TLS and SRT implement the same traits,
-//! so the session's pumps, timeouts and closers stay one piece of code.
+//! connection dialled to the origin. TCP and TLS ([`super::tls`]) today; SRT implements
+//! the same traits, so the session's pumps, timeouts and closers stay one piece of code.
+//! An accepted connection is an [`Incoming`] first: the session establishes it (TCP: as
+//! is; TLS: its handshake) inside its own timeouts, so a failure ends as a session.
 
 use std::future::Future;
 use std::time::Duration;
@@ -30,6 +32,43 @@ pub trait PeerClose {
     /// behind unread bytes that fill the receive window cannot be seen: the session's
     /// `write_timeout_ms` bounds that case.
     fn closed_by_peer(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// An accepted connection, before the layers under the protocol (TLS) are set up.
+pub trait Incoming: Send + 'static {
+    type Stream: Transport;
+
+    /// Sets the connection up within `limit`.
+    fn establish(
+        self,
+        limit: Duration,
+    ) -> impl Future<Output = Result<Self::Stream, IncomingError>> + Send;
+}
+
+/// Why an accepted connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum IncomingError {
+    #[error("client closed the connection before its TLS ClientHello")]
+    Closed,
+    #[error(
+        "not TLS: first byte {first:#04x} is not a TLS handshake record (0x16){}",
+        if *.first == 3 { "; a plain RTMP client on an RTMPS listener" } else { "" }
+    )]
+    NotTls { first: u8 },
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("TLS handshake not completed within {} ms", .limit.as_millis())]
+    TimedOut { limit: Duration },
+    #[error("reading from client: {0}")]
+    Reset(std::io::Error),
+}
+
+impl Incoming for TcpStream {
+    type Stream = TcpStream;
+
+    async fn establish(self, _limit: Duration) -> Result<TcpStream, IncomingError> {
+        Ok(self)
+    }
 }
 
 impl Transport for TcpStream {
@@ -66,6 +105,11 @@ pub enum DialError {
     },
     #[error("origin {origin} did not accept within {} ms", .limit.as_millis())]
     TimedOut { origin: String, limit: Duration },
+    #[error("origin {origin}: TLS handshake failed: {source}")]
+    Tls {
+        origin: String,
+        source: std::io::Error,
+    },
 }
 
 /// Dials the origin over TCP within `limit`; a host name is resolved at each dial.

@@ -1,6 +1,6 @@
 //! The accept loop of one `[[ingest]]`: a connection cap, a per-client cap, the PROXY
-//! protocol header (`proxy_protocol`), one relay task per publisher, and a stop signal
-//! for graceful shutdown.
+//! protocol header (`proxy_protocol`), one relay task per publisher (over TLS on an
+//! `rtmps` listener), and a stop signal for graceful shutdown.
 //!
 //! Both caps refuse at once (the socket is closed on accept), count the refusal by
 //! reason, and log at most one warning per second per listener with the number held
@@ -21,6 +21,7 @@ use tracing::{error, warn};
 
 use crate::config::IngestConfig;
 use crate::ingest::proxy_protocol::{ProxyPolicy, ProxyRefusal};
+use crate::ingest::tls::TlsIncoming;
 use crate::session::Refusal;
 use crate::session::{self, Services};
 
@@ -34,6 +35,8 @@ pub struct IngestListener {
     connections: Arc<Semaphore>,
     clients: Arc<ClientCounts>,
     proxy: Arc<ProxyPolicy>,
+    /// Set on an `rtmps` listener; its certificate resolver follows reloads.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl IngestListener {
@@ -45,7 +48,14 @@ impl IngestListener {
             proxy: Arc::new(ProxyPolicy::of(&ingest)),
             ingest: Arc::new(ingest),
             connections,
+            tls: None,
         }
+    }
+
+    /// Makes this an RTMPS listener: every accepted socket does a TLS handshake first.
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sessions of this listener still running.
@@ -99,6 +109,7 @@ impl IngestListener {
             let proxy = Arc::clone(&self.proxy);
             let clients = Arc::clone(&self.clients);
             let refusals = Arc::clone(&refusals);
+            let tls = self.tls.clone();
             tokio::spawn(async move {
                 let refuse = |client, refusal, detail: Option<&ProxyRefusal>| {
                     services.registry.count_refused(refusal);
@@ -117,7 +128,13 @@ impl IngestListener {
                         None => return refuse(client, Refusal::PerClient, None),
                     },
                 };
-                session::run_session(socket, client, Arc::clone(&ingest), services).await;
+                match tls {
+                    None => session::run_session(socket, client, ingest, services).await,
+                    Some(tls) => {
+                        let incoming = TlsIncoming::new(socket, tls);
+                        session::run_session(incoming, client, ingest, services).await
+                    }
+                };
                 drop(permit);
                 drop(slot);
             });

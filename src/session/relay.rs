@@ -35,7 +35,8 @@ use crate::analysis::Analysis;
 use crate::config::IngestConfig;
 use crate::ingest::inspect::{self, Inspector};
 use crate::ingest::proxy_protocol;
-use crate::ingest::transport::{self, DialError, PeerClose, Transport};
+use crate::ingest::tls::OriginTls;
+use crate::ingest::transport::{self, DialError, Incoming, IncomingError, PeerClose, Transport};
 
 /// Bytes read from a socket at a time; large enough for a video frame's worth of chunks
 /// in a few reads, small enough that a thousand sessions stay cheap.
@@ -77,10 +78,12 @@ impl From<CutRequest> for SessionEnd {
 pub struct Services {
     pub registry: Arc<SessionRegistry>,
     pub analysis: Arc<Analysis>,
+    /// TLS to the origin, by the bound `listen` address of each ingest that has `origin_tls`.
+    pub origin_tls: std::collections::HashMap<SocketAddr, Arc<OriginTls>>,
 }
 
 /// Relays one accepted publisher connection until it ends, then logs how it ended.
-pub async fn run_session<P: Transport>(
+pub async fn run_session<P: Incoming>(
     publisher: P,
     client: SocketAddr,
     ingest: Arc<IngestConfig>,
@@ -105,7 +108,8 @@ pub async fn run_session<P: Transport>(
         Arc::clone(&stream),
         &services,
     );
-    let end = relay(publisher, &ingest, &state, tap).await;
+    let origin_tls = services.origin_tls.get(&ingest.listen).map(Arc::as_ref);
+    let end = relay(publisher, &ingest, origin_tls, &state, tap).await;
     // Both sockets are closed once `relay` returns.
     let closed_at = Instant::now();
     stream.end();
@@ -124,9 +128,10 @@ const SOURCE_GONE_GRACE: Duration = Duration::from_secs(1);
 /// `max_publisher_kbps` is a publisher's average over windows of this length.
 const BITRATE_WINDOW: Duration = Duration::from_secs(5);
 
-async fn relay<P: Transport>(
-    mut publisher: P,
+async fn relay<P: Incoming>(
+    publisher: P,
     ingest: &IngestConfig,
+    origin_tls: Option<&OriginTls>,
     state: &Arc<SessionState>,
     tap: Tap,
 ) -> SessionEnd {
@@ -142,13 +147,60 @@ async fn relay<P: Transport>(
     // The origin is dialled only for a publisher that starts the protocol's handshake:
     // idle or foreign sockets cost the origin nothing. A cut (shutdown) still ends the wait.
     let connected = tokio::select! {
-        connected = connect(&mut publisher, inspector, ingest, state.client) => connected,
+        connected = connect(publisher, inspector, ingest, state.client) => connected,
         request = state.cut_requested() => return SessionEnd::from(request),
     };
-    let (origin, handshake_start) = match connected {
+    let (publisher, origin, handshake_start) = match connected {
         Ok(connected) => connected,
         Err(end) => return end,
     };
+    let Some(origin_tls) = origin_tls else {
+        let start = Start {
+            started,
+            handshake,
+            handshake_start,
+        };
+        return relay_connected(publisher, origin, ingest, state, tap, start).await;
+    };
+    let secured = tokio::select! {
+        secured = origin_tls.secure(origin, &ingest.origin, ingest.connect_timeout()) => secured,
+        request = state.cut_requested() => return SessionEnd::from(request),
+    };
+    match secured {
+        Ok(origin) => {
+            let start = Start {
+                started,
+                handshake,
+                handshake_start,
+            };
+            relay_connected(publisher, origin, ingest, state, tap, start).await
+        }
+        Err(error) => SessionEnd::new(Closer::Origin, dial_end_kind(&error), error.to_string()),
+    }
+}
+
+/// Where a session stands once both sides are connected.
+struct Start {
+    started: Instant,
+    handshake: Handshake,
+    /// The publisher's bytes read so far, to be observed and forwarded unchanged.
+    handshake_start: BytesMut,
+}
+
+/// Relays between a connected publisher and origin, over whichever transports they use.
+async fn relay_connected<P: Transport, O: Transport>(
+    publisher: P,
+    origin: O,
+    ingest: &IngestConfig,
+    state: &Arc<SessionState>,
+    tap: Tap,
+    start: Start,
+) -> SessionEnd {
+    let Start {
+        started,
+        handshake,
+        handshake_start,
+    } = start;
     for side in [publisher.send_without_delay(), origin.send_without_delay()] {
         if let Err(error) = side {
             debug!(session = %state.id, %error, "cannot disable Nagle's algorithm");
@@ -202,26 +254,39 @@ struct Watch<'a> {
     handshake: Handshake,
 }
 
-/// Waits for the publisher's handshake start, then dials the origin (and sends it a
-/// PROXY header naming `client`, with `origin_proxy_protocol`). Returns the origin and
-/// the bytes read so far (to be observed and forwarded unchanged).
-async fn connect<P: Transport>(
-    publisher: &mut P,
+/// Sets the publisher's connection up (TLS: its handshake, within `handshake_timeout_ms`),
+/// waits for its protocol's handshake start (again within `handshake_timeout_ms`), then
+/// dials the origin (and sends it a PROXY header naming `client`, with
+/// `origin_proxy_protocol`, before any TLS to it). Returns both and the bytes read so far
+/// (to be observed and forwarded unchanged).
+async fn connect<P: Incoming>(
+    publisher: P,
     inspector: &dyn Inspector,
     ingest: &IngestConfig,
     client: SocketAddr,
-) -> Result<(tokio::net::TcpStream, BytesMut), SessionEnd> {
-    let handshake_start = read_handshake_start(publisher, inspector, ingest).await?;
-    let origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
+) -> Result<(P::Stream, tokio::net::TcpStream, BytesMut), SessionEnd> {
+    let mut publisher = publisher
+        .establish(ingest.handshake_timeout())
         .await
         .map_err(|error| {
             let kind = match error {
-                DialError::Unreachable { .. } => EndKind::Unreachable,
-                DialError::TimedOut { .. } => EndKind::Timeout,
+                IncomingError::Closed => EndKind::Closed,
+                IncomingError::NotTls { .. } | IncomingError::Handshake(_) => EndKind::NotProtocol,
+                IncomingError::TimedOut { .. } => EndKind::Timeout,
+                IncomingError::Reset(_) => EndKind::Reset,
             };
-            SessionEnd::new(Closer::Origin, kind, error.to_string())
+            SessionEnd::new(
+                Closer::Publisher,
+                kind,
+                format!("{error} (origin not dialled)"),
+            )
         })?;
-    let mut origin = origin;
+    let handshake_start = read_handshake_start(&mut publisher, inspector, ingest).await?;
+    let mut origin = transport::dial_tcp(&ingest.origin, ingest.connect_timeout())
+        .await
+        .map_err(|error| {
+            SessionEnd::new(Closer::Origin, dial_end_kind(&error), error.to_string())
+        })?;
     if let Some(version) = ingest.origin_proxy_protocol {
         proxy_protocol::send_header(&mut origin, version, client)
             .await
@@ -233,7 +298,14 @@ async fn connect<P: Transport>(
                 )
             })?;
     }
-    Ok((origin, handshake_start))
+    Ok((publisher, origin, handshake_start))
+}
+
+fn dial_end_kind(error: &DialError) -> EndKind {
+    match error {
+        DialError::Unreachable { .. } | DialError::Tls { .. } => EndKind::Unreachable,
+        DialError::TimedOut { .. } => EndKind::Timeout,
+    }
 }
 
 async fn read_handshake_start(

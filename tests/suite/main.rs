@@ -25,4 +25,5 @@ mod openapi;
 mod pdq_conformance;
 mod proxy_protocol;
 mod relay;
+mod rtmps;
 mod video_hashing;

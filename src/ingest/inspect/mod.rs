@@ -48,6 +48,9 @@ pub trait Inspector: Send + Sync {
 /// The inspector for a listener's protocol.
 pub fn for_ingest(ingest: &IngestConfig) -> Box<dyn Inspector> {
     match ingest.protocol {
-        Protocol::Rtmp => Box::new(rtmp::RtmpInspector::new(ingest.demux_limits())),
+        // RTMPS is RTMP once the session has removed the TLS layer.
+        Protocol::Rtmp | Protocol::Rtmps => {
+            Box::new(rtmp::RtmpInspector::new(ingest.demux_limits()))
+        }
     }
 }
