@@ -567,7 +567,22 @@ fn certificates_reload_on_sighup_without_touching_running_streams() {
         "{closed}"
     );
 
-    // The stream that ran through both reloads was not touched.
+    // A renewal without SIGHUP: the files change on disk and are picked up (polled every
+    // 5 s), the key first and the certificate last, as a copy would leave them.
+    std::fs::copy(&first_key, &key).expect("renew key");
+    std::fs::copy(&first_pem, &pem).expect("renew certificate");
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "TLS certificate reloaded" && line["trigger"] == "file_changed"
+            })
+        },
+        Duration::from_secs(15),
+        "certificate reloaded when its files changed",
+    );
+    assert_eq!(served_certificate(listen, &ca), pem_of(&first_pem));
+
+    // The stream that ran through the reloads was not touched.
     let (ok, stderr) = publisher.finish(Duration::from_secs(stream_seconds as u64 + 20));
     assert!(
         ok,

@@ -39,20 +39,47 @@ const CODECS: [(&str, &[&str]); 3] = [
     (
         "H.264 (libx264)",
         &[
-            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "3000k", "-g", "60",
-            "-keyint_min", "60", "-sc_threshold", "0",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "3000k",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
         ],
     ),
     (
         "HEVC (libx265)",
         &[
-            "-c:v", "libx265", "-preset", "veryfast", "-b:v", "3000k", "-x265-params",
-            "keyint=60:min-keyint=60:scenecut=0:log-level=error", "-tag:v", "hvc1",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            "3000k",
+            "-x265-params",
+            "keyint=60:min-keyint=60:scenecut=0:log-level=error",
+            "-tag:v",
+            "hvc1",
         ],
     ),
     (
         "AV1 (libsvtav1)",
-        &["-c:v", "libsvtav1", "-preset", "10", "-b:v", "3000k", "-g", "60"],
+        &[
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "10",
+            "-b:v",
+            "3000k",
+            "-g",
+            "60",
+        ],
     ),
 ];
 
@@ -60,6 +87,8 @@ const CODECS: [(&str, &[&str]); 3] = [
 struct CodecCost {
     name: &'static str,
     keyframes: usize,
+    /// Mean size of a keyframe, in KB: decode cost follows the bits spent on it.
+    keyframe_kb: f64,
     decode: f64,
     pipeline: f64,
 }
@@ -78,9 +107,10 @@ pub fn run(args: CodecsBenchArgs) -> anyhow::Result<ExitCode> {
         encode(&args, encoder, &path).with_context(|| format!("encoding {name}"))?;
         let cost = measure(name, &path, budget)?;
         println!(
-            "{:<16} {} keyframes  decode {:>6.2} ms  decode + hash {:>6.2} ms  → {:>5.0} streams per core at a 2 s GOP",
+            "{:<16} {} keyframes of {:>4.0} KB  decode {:>6.2} ms  decode + hash {:>6.2} ms  → {:>5.0} streams per core at a 2 s GOP",
             cost.name,
             cost.keyframes,
+            cost.keyframe_kb,
             cost.decode,
             cost.pipeline,
             2000.0 / cost.pipeline
@@ -104,7 +134,15 @@ pub fn run(args: CodecsBenchArgs) -> anyhow::Result<ExitCode> {
 
 fn encode(args: &CodecsBenchArgs, encoder: &[&str], path: &PathBuf) -> anyhow::Result<()> {
     let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
         .arg(&args.source)
         .args(["-t", &args.seconds.to_string(), "-pix_fmt", "yuv420p"])
         .args(encoder)
@@ -163,9 +201,11 @@ fn measure(name: &'static str, path: &Path, budget: Duration) -> anyhow::Result<
         std::hint::black_box(hasher.hash_frame_for_matching(decoded.picture)?);
         Ok(())
     })?;
+    let keyframe_bytes: usize = keyframes.iter().map(|(data, _)| data.len()).sum();
     Ok(CodecCost {
         name,
         keyframes: keyframes.len(),
+        keyframe_kb: keyframe_bytes as f64 / keyframes.len() as f64 / 1000.0,
         decode,
         pipeline,
     })

@@ -45,13 +45,40 @@ pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
 
 /// A CA and a certificate it issues for 127.0.0.1: `ca.pem`, `server.pem`, `server.key`.
 fn make_certificate(dir: &Path) -> anyhow::Result<()> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     let steps: [Vec<&str>; 3] = [
-        [&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem"]].concat(),
-        [&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr"]].concat(),
+        [
+            &["req", "-x509"],
+            &ec[..],
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+        [
+            &["req"],
+            &ec[..],
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
         vec![
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-extfile", "san.ext", "-out", "server.pem",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
         ],
     ];
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;

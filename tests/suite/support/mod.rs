@@ -278,7 +278,15 @@ pub fn gst_publish_file(file: &Path, url: &str) -> ChildGuard {
         Command::new("gst-launch-1.0")
             .args(["-q", "-e", "filesrc"])
             .arg(format!("location={}", file.display()))
-            .args(["!", "qtdemux", "!", "h264parse", "!", "flvmux", "streamable=true"])
+            .args([
+                "!",
+                "qtdemux",
+                "!",
+                "h264parse",
+                "!",
+                "flvmux",
+                "streamable=true",
+            ])
             .args(["!", "rtmp2sink", "tls-validation-flags=0"])
             .arg(format!("location={url}"))
             .stdout(Stdio::null())
