@@ -515,6 +515,51 @@ fn no_hash_refusal(list: &Path) -> String {
     )
 }
 
+/// `livegate check-config FILE`: whether it passed, and its stderr.
+fn check_config(config_path: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("check-config")
+        .arg(config_path)
+        .output()
+        .expect("run livegate check-config");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_loads_the_lists_run_loads_and_fails_as_run_does() {
+    let dir = support::scratch_dir();
+    let list = dir.path().join("known.csv");
+    let config_path = dir.path().join("livegate.toml");
+    let (listen, origin) = (local(free_port()), local(free_port()));
+    std::fs::write(&config_path, config(listen, origin, &list, "", "")).expect("config");
+    for (content, expected) in [
+        (None, format!("{}", list.display())),
+        (Some("# nothing\n".to_string()), no_hash_refusal(&list)),
+        (
+            Some("not-a-hash\n".to_string()),
+            format!("{}:1: no field is a 64-hex-digit hash", list.display()),
+        ),
+    ] {
+        match &content {
+            Some(content) => std::fs::write(&list, content).expect("list"),
+            None => {
+                let _ = std::fs::remove_file(&list);
+            }
+        }
+        let (passed, stderr) = check_config(&config_path);
+        assert!(!passed, "check-config accepted the list {content:?}");
+        assert!(stderr.contains(&expected), "{content:?}: {stderr}");
+        assert_eq!(stderr.matches(&expected).count(), 1, "said twice: {stderr}");
+    }
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (passed, stderr) = check_config(&config_path);
+    assert!(passed, "{stderr}");
+    assert!(stderr.contains("hash list known: 1 hashes"), "{stderr}");
+}
+
 #[test]
 fn a_list_file_holding_no_hash_fails_startup_unless_the_list_allows_it() {
     let dir = support::scratch_dir();
