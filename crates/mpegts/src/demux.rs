@@ -489,6 +489,7 @@ impl Demuxer {
                 let mut done = std::mem::take(&mut self.done);
                 pes.push(payload, start, &mut done);
                 let in_progress = pes.received();
+                let started_at = pes.started_at().offset;
                 let cap = self.limits.max_pes_bytes;
                 for pes in done.drain(..) {
                     self.access_unit(codec, pid, pes, events)?;
@@ -499,7 +500,7 @@ impl Demuxer {
                         pid,
                         received: in_progress,
                         cap,
-                        offset,
+                        offset: started_at,
                     });
                 }
             }
@@ -805,3 +806,7 @@ fn video_like(stream_id: u8, payload: &[u8]) -> bool {
         || payload.starts_with(&[0, 0, 1])
         || payload.starts_with(&[0, 0, 0, 1])
 }
+
+#[cfg(test)]
+#[path = "demux_tests.rs"]
+mod tests;

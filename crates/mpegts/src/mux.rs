@@ -103,12 +103,12 @@ impl Writer {
     }
 
     fn next_counter(&mut self, pid: u16, payload: bool) -> u8 {
+        // The counter advances with each payload; a packet without one repeats the last.
         let counter = self.counters.entry(pid).or_default();
-        let value = *counter & 0x0F;
         if payload {
             *counter = counter.wrapping_add(1);
         }
-        value
+        counter.wrapping_sub(1) & 0x0F
     }
 
     /// One packet carrying as much of `payload` as fits (stuffing the rest with an

@@ -114,6 +114,11 @@ impl PesAssembler {
         self.received
     }
 
+    /// Where the PES in progress started.
+    pub fn started_at(&self) -> UnitStart {
+        self.start
+    }
+
     /// Adds one transport packet's payload; PES packets it completes are appended to
     /// `done` (at most two: the one a unit start ends, and a short bounded one inside it).
     pub fn push(&mut self, mut data: &[u8], unit_start: Option<UnitStart>, done: &mut Vec<Pes>) {

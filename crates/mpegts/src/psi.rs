@@ -257,7 +257,10 @@ mod tests {
         let mut rest = second.to_vec();
         // Stuffing after the section, then bytes that must be ignored.
         rest.extend([0xFF, 0xFF]);
-        assert_eq!(assembler.push(&rest, false, true), std::slice::from_ref(&pmt));
+        assert_eq!(
+            assembler.push(&rest, false, true),
+            std::slice::from_ref(&pmt)
+        );
         assert!(assembler.push(&pmt, false, true).is_empty());
         // The end of one section before the pointer, two sections after it.
         let pat = mux::pat(3, &[(1, 0x20)]);
