@@ -66,7 +66,11 @@ fn check(name: &str, codec: VideoCodec, keyframes: usize) {
     let units = inspected_keyframes(&data);
     assert_eq!(units.len(), keyframes, "{name}");
     let reference = livegate_hash_keyframes(&path);
-    assert_eq!(reference.len(), keyframes, "{name}: livegate hash --keyframes");
+    assert_eq!(
+        reference.len(),
+        keyframes,
+        "{name}: livegate hash --keyframes"
+    );
     let mut hasher = FrameHasher::new();
     // No extradata: the decoder takes the parameter sets from the keyframe.
     let mut full = KeyframeDecoder::new(decoder_for(codec), &[], u64::MAX, Deblocking::Full)
@@ -93,7 +97,11 @@ fn check(name: &str, codec: VideoCodec, keyframes: usize) {
             .picture;
         let live_hash = hasher.hash_frame(live_picture).expect("hashes").hash;
         // As video_hashing.rs accepts for the live path's decoder.
-        assert!(live_hash.distance(expected) <= 8, "{name} pts {}", unit.pts_ms);
+        assert!(
+            live_hash.distance(expected) <= 8,
+            "{name} pts {}",
+            unit.pts_ms
+        );
     }
 }
 
