@@ -5,6 +5,9 @@ use super::*;
 use crate::mux::{self, Writer};
 
 const PMT_PID: u16 = 0x1000;
+
+/// A PMT's `(stream_type, pid, descriptors)` entries.
+type PmtStreams = Vec<(u8, u16, &'static [u8])>;
 const VIDEO: u16 = 0x100;
 const AUDIO: u16 = 0x101;
 
@@ -388,7 +391,7 @@ fn pmt_not_yet_in_force_is_ignored() {
 fn video_livegate_cannot_inspect_is_reported_once() {
     // Another codec; a second H.264 stream; H.264 hidden in a private stream; video on a
     // PID no PMT lists.
-    let cases: [(Vec<(u8, u16, &[u8])>, Option<u16>, &str); 5] = [
+    let cases: [(PmtStreams, Option<u16>, &str); 5] = [
         (
             vec![(0x02, VIDEO, &[])],
             None,

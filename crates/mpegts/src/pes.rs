@@ -231,9 +231,11 @@ impl PesAssembler {
     }
 
     fn take(&mut self) -> Pes {
+        // The next unit is likely of a similar size: start it with room for this one.
+        let room = Vec::with_capacity(self.payload.len());
         let pes = Pes {
             header: self.parsed,
-            payload: std::mem::take(&mut self.payload),
+            payload: std::mem::replace(&mut self.payload, room),
             received: self.received,
             start: self.start,
         };
