@@ -1,11 +1,14 @@
 //! The demuxer on transport streams made by Debian's ffmpeg (`scripts/make-ts-fixtures.sh`):
 //! access units, keyframes, timestamps, sizes and offsets as `ffprobe -show_packets`
-//! reports them, and the same events whatever the split of the bytes.
+//! reports them, and the same events whatever the split of the bytes (every split point
+//! near the start, strided ones beyond, one byte at a time, SRT-sized reads, random
+//! multi-way splits).
 
 use std::path::Path;
 use std::process::Command;
 
 use livegate_mpegts::{AccessUnit, DemuxEvent, Demuxer, VideoCodec};
+use proptest::prelude::*;
 
 const AVC: &[u8] = include_bytes!("../../../tests/fixtures/ffmpeg-avc-aac.ts");
 const HEVC: &[u8] = include_bytes!("../../../tests/fixtures/ffmpeg-hevc.ts");
@@ -163,5 +166,17 @@ fn every_prefix_gives_a_prefix_of_the_events() {
     for end in (0..AVC.len()).step_by(188 * 7 + 1) {
         let prefix = demux_with_cuts(&AVC[..end], []);
         assert_eq!(prefix[..], whole[..prefix.len()], "prefix of {end} bytes");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn random_multi_way_splits_give_the_same_events(
+        mut cuts in proptest::collection::vec(0..HEVC.len(), 1..300)
+    ) {
+        cuts.sort_unstable();
+        prop_assert_eq!(demux_with_cuts(HEVC, cuts), demux_with_cuts(HEVC, []));
     }
 }
