@@ -7,8 +7,8 @@
 //! inspect is reported, once. It never writes and never changes a byte, and reads them
 //! as FFmpeg's TS demuxer does wherever demuxers differ (the rules are in [`demux`]).
 //!
-//! With the `mux` feature (tests, fuzzing, benchmarks; off in the proxy) it also has
-//! [`mux`], a minimal TS writer for building streams byte by byte.
+//! With the `mux` feature (tests and fuzzing; off in the proxy) it also has
+//! `mux`, a minimal TS writer for building streams byte by byte.
 //!
 //! The crate has no sockets, no runtime and no API (its only dependencies are `bytes` and
 //! `thiserror`), so it is fuzzed on its own (`fuzz/`).

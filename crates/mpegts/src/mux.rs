@@ -1,4 +1,4 @@
-//! A minimal MPEG-TS writer for tests, the fuzz target and the benchmark (the `mux`
+//! A minimal MPEG-TS writer for tests and the fuzz target (the `mux`
 //! feature; never in the proxy): PAT and PMT sections, PES packets, and transport packets
 //! with continuity counters and adaptation-field stuffing, so that edge cases can be built
 //! byte by byte.
