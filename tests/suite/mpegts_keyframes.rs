@@ -1,5 +1,5 @@
-//! MPEG-TS keyframes through the live path: the ffmpeg fixtures (H.264 and HEVC in
-//! MPEG-TS, `scripts/make-ts-fixtures.sh`) read by `MpegTsInspector`, their Annex B
+//! MPEG-TS keyframes through the live path: the ffmpeg and GStreamer fixtures (H.264 and
+//! HEVC in MPEG-TS, `scripts/make-ts-fixtures.sh`) read by `MpegTsInspector`, their Annex B
 //! keyframes decoded without any codec configuration (parameter sets in-band) and hashed
 //! with livegate's PDQ, against `livegate hash --keyframes` of the same files (FFmpeg's
 //! own demuxer and decoder): the same pictures, the same hashes.
@@ -113,4 +113,9 @@ fn avc_keyframes_from_mpegts_hash_as_livegate_hash_does() {
 #[test]
 fn hevc_keyframes_from_mpegts_hash_as_livegate_hash_does() {
     check("ffmpeg-hevc.ts", VideoCodec::Hevc, 3);
+}
+
+#[test]
+fn gstreamer_avc_keyframes_from_mpegts_hash_as_livegate_hash_does() {
+    check("gstreamer-avc.ts", VideoCodec::Avc, 2);
 }

@@ -1,4 +1,5 @@
-//! The demuxer on transport streams made by Debian's ffmpeg (`scripts/make-ts-fixtures.sh`):
+//! The demuxer on transport streams made by Debian's ffmpeg and GStreamer
+//! (`scripts/make-ts-fixtures.sh`):
 //! access units, keyframes, timestamps, sizes and offsets as `ffprobe -show_packets`
 //! reports them, and the same events whatever the split of the bytes (every split point
 //! near the start, strided ones beyond, one byte at a time, SRT-sized reads, random
@@ -12,6 +13,7 @@ use proptest::prelude::*;
 
 const AVC: &[u8] = include_bytes!("../../../tests/fixtures/ffmpeg-avc-aac.ts");
 const HEVC: &[u8] = include_bytes!("../../../tests/fixtures/ffmpeg-hevc.ts");
+const GSTREAMER: &[u8] = include_bytes!("../../../tests/fixtures/gstreamer-avc.ts");
 
 fn fixture_path(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,7 +80,15 @@ fn ffprobe(name: &str) -> Vec<Probed> {
         .collect()
 }
 
-fn check_against_ffprobe(data: &[u8], name: &str, codec: VideoCodec, expected_keyframes: &[usize]) {
+/// `still_open`: units the demuxer has not emitted at the end of the file (an unbounded
+/// PES ends only when the next one starts).
+fn check_against_ffprobe(
+    data: &[u8],
+    name: &str,
+    codec: VideoCodec,
+    expected_keyframes: &[usize],
+    still_open: usize,
+) {
     let events = demux_with_cuts(data, []);
     let units = units(&events);
     let ours: Vec<Probed> = units
@@ -95,16 +105,16 @@ fn check_against_ffprobe(data: &[u8], name: &str, codec: VideoCodec, expected_ke
         .collect();
     let mut probed = ffprobe(name);
     // FFmpeg hands out the last PES at the end of the file; livegate, reading a live
-    // stream, emits a unit when the next one starts.
+    // stream, emits an unbounded one when the next one starts.
     assert_eq!(
         probed.len(),
-        ours.len() + 1,
-        "{name}: one unit still in progress"
+        ours.len() + still_open,
+        "{name}: units in progress"
     );
-    probed.pop();
+    probed.truncate(ours.len());
     if codec == VideoCodec::Hevc {
-        // FFmpeg's HEVC parser hands out the first picture with one more byte (a zero
-        // it keeps after the slice data) than its PES payload; the rest are the PES.
+        // FFmpeg's HEVC parser hands out the first picture one byte longer than its PES
+        // payload (a trailing zero byte); the others are their PES payloads.
         assert_eq!(probed[0].3, ours[0].3 + 1);
         probed[0].3 = ours[0].3;
     }
@@ -121,7 +131,7 @@ fn check_against_ffprobe(data: &[u8], name: &str, codec: VideoCodec, expected_ke
     );
     for unit in &units {
         assert_eq!(unit.codec, codec);
-        // ffmpeg's muxer sets the random-access indicator on its keyframes.
+        // Both muxers set the random-access indicator on keyframes.
         assert_eq!(unit.random_access_indicator, unit.keyframe);
         assert!(unit.data.starts_with(&[0, 0, 0, 1]), "Annex B");
     }
@@ -129,17 +139,29 @@ fn check_against_ffprobe(data: &[u8], name: &str, codec: VideoCodec, expected_ke
 
 #[test]
 fn avc_units_match_ffprobe() {
-    check_against_ffprobe(AVC, "ffmpeg-avc-aac.ts", VideoCodec::Avc, &[0, 30, 60, 90]);
+    check_against_ffprobe(
+        AVC,
+        "ffmpeg-avc-aac.ts",
+        VideoCodec::Avc,
+        &[0, 30, 60, 90],
+        1,
+    );
 }
 
 #[test]
 fn hevc_units_match_ffprobe() {
-    check_against_ffprobe(HEVC, "ffmpeg-hevc.ts", VideoCodec::Hevc, &[0, 30, 58]);
+    check_against_ffprobe(HEVC, "ffmpeg-hevc.ts", VideoCodec::Hevc, &[0, 30, 58], 1);
+}
+
+/// GStreamer's muxer bounds each video PES: every unit is emitted, the last one too.
+#[test]
+fn gstreamer_units_match_ffprobe() {
+    check_against_ffprobe(GSTREAMER, "gstreamer-avc.ts", VideoCodec::Avc, &[0, 30], 0);
 }
 
 #[test]
 fn every_split_gives_the_same_events() {
-    for data in [AVC, HEVC] {
+    for data in [AVC, HEVC, GSTREAMER] {
         let whole = demux_with_cuts(data, []);
         // Every split point through the first keyframe and well beyond; a prime stride
         // after that, so that the test stays fast unoptimised.
