@@ -361,7 +361,9 @@ impl Config {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        Config::parse_in(&text, &path.display().to_string(), Some(folder))
+        // Absolute, so the effective config (check-config, logs) says where files are.
+        let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        Config::parse_in(&text, &path.display().to_string(), Some(&folder))
     }
 
     /// The embedded default config. Its one relative path, the demo's hash list, is
