@@ -68,9 +68,7 @@ impl StreamView {
             key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
             client: session.client.to_string(),
             ingest: session.ingest.to_string(),
-            codec: identity
-                .codec
-                .map(|codec| codec.as_str().to_string()),
+            codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
             started_at: rfc3339(session.started_at),

@@ -163,10 +163,12 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, LineProblem> {
 }
 
 /// The signal type of a python-threatexchange line of another type than PDQ
-/// (`video_md5 <hash>`): a lowercase name, a space, then the signal.
+/// (`video_md5 <hash>`): a lowercase name, a space, then one word, the signal.
 fn other_signal_type(line: &str) -> Option<&str> {
-    let (name, _) = line.split_once(' ')?;
+    let (name, signal) = line.split_once(' ')?;
     (name != "pdq"
+        && !signal.trim().is_empty()
+        && !signal.trim().contains(' ')
         && !name.is_empty()
         && name
             .bytes()
