@@ -386,7 +386,7 @@ impl Config {
     fn parse_in(text: &str, origin: &str, folder: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             origin: origin.to_string(),
-            message: error.to_string(),
+            message: in_plain_words(&error.to_string()),
         })?;
         if let Some(folder) = folder {
             config.resolve_paths_from(folder);
@@ -584,6 +584,27 @@ impl Config {
     }
 }
 
+/// A TOML/serde message with Rust's type names said in words (`expected u32` → `expected
+/// a whole number, 0 or more`): operators write configs, not Rust.
+fn in_plain_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 9] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list [...]"),
+    ];
+    TYPES
+        .iter()
+        .fold(message.to_string(), |text, (rust, words)| {
+            text.replace(rust, words)
+        })
+}
+
 /// The commented-out section of `config/example.toml` that starts at the line `marker`
 /// (e.g. `# [classifier]`), uncommented, up to the first blank line or the end with
 /// `to_end`: what the tests of optional sections parse.
@@ -761,6 +782,21 @@ mod tests {
             let message = error_of(&text);
             assert!(message.contains(key), "{message:?} should name {key}");
         }
+    }
+
+    #[test]
+    fn type_errors_are_said_in_words() {
+        let message = error_of(
+            "[[ingest]]\nlisten = \"127.0.0.1:1935\"\norigin = \"a:1\"\nmax_connections = \"many\"\n",
+        );
+        assert!(
+            message.contains("max_connections") && message.contains("a whole number"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("u32") && !message.contains("usize"),
+            "{message}"
+        );
     }
 
     #[test]
