@@ -428,6 +428,36 @@ mod tests {
     }
 
     #[test]
+    fn a_gated_stream_cuts_without_confirmation_unless_shadowed() {
+        let borderline = [found("known", ListAction::Cut, 28)];
+        let decision = policy(PolicyConfig::default())
+            .gated(true)
+            .decide(&Signals::pdq(&borderline));
+        assert_eq!(decision.verdict, Verdict::Cut, "{}", decision.reason);
+        assert!(
+            decision
+                .reason
+                .contains("gate mode cuts without confirmation"),
+            "{}",
+            decision.reason
+        );
+        // An alert list is not a cut list: it stays an alert.
+        let alert = [found("watch", ListAction::Alert, 28)];
+        let decision = policy(PolicyConfig::default())
+            .gated(true)
+            .decide(&Signals::pdq(&alert));
+        assert_eq!(decision.verdict, Verdict::Alert);
+        let shadow = PolicyConfig {
+            mode: PolicyMode::Shadow,
+            ..PolicyConfig::default()
+        };
+        let decision = policy(shadow)
+            .gated(true)
+            .decide(&Signals::pdq(&borderline));
+        assert_eq!(decision.verdict, Verdict::ShadowCut, "{}", decision.reason);
+    }
+
+    #[test]
     fn confirmation_expires_outside_the_window() {
         let mut policy = policy(PolicyConfig::default());
         policy.decide(&Signals::pdq(&[found("known", ListAction::Cut, 28)]));

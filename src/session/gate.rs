@@ -829,6 +829,48 @@ mod tests {
     }
 
     #[test]
+    fn gate_keys_are_validated_naming_the_key() {
+        let config = |keys: &str| {
+            crate::config::Config::parse(
+                &format!(
+                    "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"127.0.0.1:0\"\n\
+                     origin = \"127.0.0.1:1935\"\n{keys}\n"
+                ),
+                "test",
+            )
+            .map(|config| config.ingest[0].clone())
+            .map_err(|error| error.to_string())
+        };
+        let pass = config("").expect("pass mode by default");
+        assert_eq!(pass.mode, IngestMode::Pass);
+        assert!(GateSettings::of(&pass).is_none());
+        let gated = config("mode = \"gate\"\ngate = \"gop\"").expect("gate mode");
+        let settings = GateSettings::of(&gated).expect("gated");
+        assert_eq!(settings.unit, GateUnit::Gop);
+        assert_eq!(settings.max_hold, Duration::from_secs(1));
+        assert_eq!(settings.on_hold_timeout, OnHoldTimeout::Release);
+        for (keys, error) in [
+            ("mode = \"gate\"\nmax_hold_ms = 0", "ingest[0].max_hold_ms"),
+            (
+                "mode = \"gate\"\nmax_held_bytes = 1000",
+                "ingest[0].max_held_bytes",
+            ),
+            (
+                "mode = \"gate\"\ngate_signals = [\"descriptor\"]",
+                "must include \"pdq\"",
+            ),
+            (
+                "mode = \"gate\"\ngate_signals = [\"pdq\", \"classifier\"]",
+                "needs a [classifier] model",
+            ),
+            ("mode = \"hold\"", "unknown variant"),
+        ] {
+            let found = config(keys).expect_err(keys);
+            assert!(found.contains(error), "{keys}: {found}");
+        }
+    }
+
+    #[test]
     fn the_inbox_keeps_only_gating_signals() {
         let inbox = GateInbox::new(&[GateSignal::Pdq]);
         assert!(inbox.gates(GateSignal::Pdq));
