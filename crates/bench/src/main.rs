@@ -9,6 +9,7 @@ mod demux;
 mod descriptor;
 mod descriptor_index;
 mod descriptor_recall;
+mod gate;
 mod index;
 mod live_hash;
 mod pdq;
@@ -35,6 +36,8 @@ enum BenchCommand {
     Demux(demux::DemuxBenchArgs),
     /// Time to cut under benign load, and streams per analysis core.
     Cut(cut::CutBenchArgs),
+    /// Gate mode: added latency per keyframe against pass mode, 1 to 200 streams.
+    Gate(gate::GateBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
     Classifier(classifier::ClassifierBenchArgs),
     /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
@@ -72,6 +75,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
+        BenchCommand::Gate(args) => gate::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),
         BenchCommand::DescriptorRecall(args) => descriptor_recall::run(args),
