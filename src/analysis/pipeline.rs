@@ -114,15 +114,16 @@ impl StreamAnalysis {
                 self.analysis.actions.learn_keyframes(),
             );
         }
-        self.hand_to_classifier(state, scratch, at);
-        self.hand_to_descriptor(state, scratch, at);
         let decision = self.decide(&Signals::pdq(&scratch.matches));
         let learn = if decision.verdict == Verdict::Cut {
             state.recent_hashes.drain(..).collect()
         } else {
             Vec::new()
         };
+        // The hash verdict first: a gated keyframe is released as soon as it can be.
         self.act(decision, at, Some(&lookup), learn, GateSignal::Pdq);
+        self.hand_to_classifier(state, scratch, at);
+        self.hand_to_descriptor(state, scratch, at);
         true
     }
 
