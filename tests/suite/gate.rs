@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
-use support::http::{metric, scrape};
+use support::http::{metric, scrape, wait_for_stream};
 use support::{Livegate, NginxOrigin, Tee, free_port, local, publish_file};
 
 /// Footage shared by the tests of this file (encoded once).
@@ -117,7 +117,9 @@ fn gate_mode_lets_no_listed_frame_reach_the_origin() {
         "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{passing}\"\norigin = \"{}\"\n",
         origin.addr
     );
-    let config = gated_ingest(gated, origin.addr, "") + &pass + &tables("");
+    let token = "gate-test-token-0123456789";
+    let config =
+        gated_ingest(gated, origin.addr, "") + &pass + &tables(&format!("token = \"{token}\""));
     let livegate = Livegate::start(&config, 2);
     let _publishers = [(gated, "gated-listed"), (passing, "passed-listed")].map(|(listen, key)| {
         publish_file(
@@ -125,6 +127,18 @@ fn gate_mode_lets_no_listed_frame_reach_the_origin() {
             &format!("rtmp://{listen}/live/{key}"),
         )
     });
+    // `/v1/streams` shows each stream's mode.
+    let admin = livegate.admin_addr();
+    for (listen, mode) in [(gated, "gate"), (passing, "pass")] {
+        let ingest = listen.to_string();
+        let stream = wait_for_stream(
+            admin,
+            token,
+            |stream| stream["ingest"] == ingest.as_str(),
+            "a stream on each ingest",
+        );
+        assert_eq!(stream["mode"], mode, "{stream}");
+    }
     let listed: Vec<String> = std::fs::read_to_string(&media.list)
         .expect("list")
         .lines()
