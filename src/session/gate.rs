@@ -122,8 +122,8 @@ pub mod defaults {
     }
 }
 
-/// Checks an `[[ingest]]`'s gate keys; `key` names them in errors, `models` says which
-/// optional signals the config has (descriptor, classifier).
+/// Checks an `[[ingest]]`'s gate keys; `key` names them in errors; `has_descriptor` and
+/// `has_classifier` say whether the config has those models (to gate on them).
 pub fn validate(
     ingest: &IngestConfig,
     key: impl Fn(&str) -> String,

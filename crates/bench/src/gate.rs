@@ -59,8 +59,10 @@ pub struct GateBenchArgs {
     pub benign_seconds: u32,
 }
 
-/// Where C1's publisher index sits (after C1's time and zero fields).
+/// Where C1's publisher index sits (after C0 and C1's time and zero fields).
 const INDEX_AT: usize = 1 + 8;
+// The index lies within C1.
+const _: () = assert!(INDEX_AT + 8 <= 1 + HANDSHAKE_PACKET_BYTES);
 
 pub fn run(args: GateBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     ensure!(args.seconds > 0, "--seconds must be at least 1");
@@ -295,7 +297,6 @@ async fn publish(
     let mut chunks = ChunkWriter::default();
     let mut out = encode::client_handshake();
     out[INDEX_AT..INDEX_AT + 8].copy_from_slice(&id.to_be_bytes());
-    debug_assert!(INDEX_AT + 8 < 1 + HANDSHAKE_PACKET_BYTES);
     out.extend(encode::publish_commands(
         &chunks,
         APP,
