@@ -345,6 +345,25 @@ impl Actions {
             .ban(target, Duration::from_secs(self.config.ban_seconds));
     }
 
+    /// The bans in force on this node, with what is left of each.
+    pub fn bans(&self) -> Vec<(BanTarget, Duration)> {
+        self.backend.bans()
+    }
+
+    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason`; true when
+    /// it was banned on this node.
+    pub fn lift_ban(&self, target: &BanTarget, reason: &str) -> bool {
+        let was_banned = self.backend.lift_ban(target);
+        let mut record = AuditRecord::about_no_stream(AuditEvent::BanLifted, reason);
+        match target {
+            BanTarget::Key(fingerprint) => record.key_fingerprint = Some(fingerprint.clone()),
+            BanTarget::Client(address) => record.client = address.to_string(),
+        }
+        tracing::info!(%target, was_banned, %reason, "ban lifted");
+        self.publish(record);
+        was_banned
+    }
+
     /// Stores an audit record and posts it to the webhooks that want its event.
     fn publish(&self, record: AuditRecord) {
         self.backend.publish_audit(&record);

@@ -11,8 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
+use livegate::descriptor::DescriptorModel;
 use livegate::ingest::tls::{CertificateStore, OriginTls};
 use livegate::server::Server;
+use livegate::signals::classifier::Classifier;
 use livegate::signals::descriptor_lists::DescriptorListSet;
 use livegate::signals::lists::ListSet;
 
@@ -49,7 +51,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ));
         let certificates = server.certificates();
         if !certificates.is_empty() {
-            tokio::spawn(reload_certificates_on_sighup(certificates));
+            tokio::spawn(reload_certificates(certificates));
         }
         server.run_until(shutdown_signal()).await;
         anyhow::Ok(())
@@ -73,6 +75,27 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         if let Some(tls) = &ingest.origin_tls {
             OriginTls::load(tls, &ingest.origin, &format!("ingest[{index}].origin_tls"))?;
         }
+    }
+    // The lists and models, loaded as `run` loads them (a missing, empty or malformed
+    // file fails here the same way); what was loaded goes to stderr, the config to stdout.
+    let lists = ListSet::load(&config.hashlist)?;
+    for status in lists.status() {
+        eprintln!("hash list {}: {} hashes", status.name, status.hashes);
+    }
+    if let Some(descriptor) = &config.descriptor {
+        let lists = DescriptorListSet::load(&config.descriptorlist, &descriptor.list_model()?)?;
+        for status in lists.status() {
+            eprintln!(
+                "descriptor list {}: {} descriptors",
+                status.name, status.descriptors
+            );
+        }
+        DescriptorModel::load(Arc::new(descriptor.clone()))?;
+        eprintln!("descriptor model {}: loaded", descriptor.model.display());
+    }
+    if let Some(classifier) = &config.classifier {
+        Classifier::load(Arc::new(classifier.clone()))?;
+        eprintln!("classifier model {}: loaded", classifier.model.display());
     }
     print!("{}", config.to_toml());
     Ok(ExitCode::SUCCESS)
@@ -133,26 +156,41 @@ async fn reload_lists_on_sighup(
     }
 }
 
-/// Reloads the RTMPS listeners' certificates on SIGHUP: new connections get the new pair,
-/// running sessions keep theirs, and a pair that fails to load leaves the old one.
-async fn reload_certificates_on_sighup(certificates: Vec<Arc<CertificateStore>>) {
+/// How often certificate files are checked for changes (two `stat` calls a certificate).
+const CERTIFICATE_POLL: Duration = Duration::from_secs(5);
+
+/// Reloads the TLS certificates (RTMPS listeners, admin) on SIGHUP and when their files
+/// change on disk (a renewal): new connections get the new pair, running sessions keep
+/// theirs, and a pair that fails to load leaves the old one (reported once per change).
+async fn reload_certificates(certificates: Vec<Arc<CertificateStore>>) {
     let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
+        Ok(hangups) => Some(hangups),
         Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGHUP: certificates will not reload");
-            return;
+            tracing::error!(%error, "cannot listen for SIGHUP: certificates reload only when their files change");
+            None
         }
     };
-    while hangups.recv().await.is_some() {
+    let mut poll = tokio::time::interval(CERTIFICATE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = tokio::select! {
+            Some(()) = async { hangups.as_mut()?.recv().await } => "sighup",
+            _ = poll.tick() => "file_changed",
+        };
         for store in &certificates {
+            if trigger == "file_changed" && !store.changed_on_disk() {
+                continue;
+            }
             let reloading = Arc::clone(store);
             match tokio::task::spawn_blocking(move || reloading.reload()).await {
                 Ok(Ok(())) => tracing::info!(
                     certificate = %store.certificate_path().display(),
+                    trigger,
                     "TLS certificate reloaded"
                 ),
                 Ok(Err(error)) => tracing::error!(
                     %error,
+                    trigger,
                     "TLS certificate reload failed; previous certificate stays active"
                 ),
                 Err(error) => tracing::error!(%error, "TLS certificate reload task failed"),

@@ -4,6 +4,7 @@
 
 mod classifier;
 mod cluster;
+mod codecs;
 mod cut;
 mod demux;
 mod descriptor;
@@ -14,6 +15,7 @@ mod index;
 mod live_hash;
 mod pdq;
 mod relay;
+mod tls;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -26,6 +28,8 @@ use std::process::{Command, ExitCode};
 enum BenchCommand {
     /// Relay throughput, CPU and added latency against a direct connection.
     Relay(relay::RelayBenchArgs),
+    /// RTMPS against plain RTMP through the same livegate: added latency, CPU per Gbit.
+    Tls(relay::RelayBenchArgs),
     /// Hash index: build time, memory, lookup latency against brute force.
     Index(index::IndexBenchArgs),
     /// Descriptor index: memory, exact cosine search latency against f32 brute force.
@@ -38,6 +42,8 @@ enum BenchCommand {
     Cut(cut::CutBenchArgs),
     /// Gate mode: added latency per keyframe against pass mode, 1 to 200 streams.
     Gate(gate::GateBenchArgs),
+    /// Per-keyframe analysis cost of HEVC and AV1 against H.264.
+    Codecs(codecs::CodecsBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
     Classifier(classifier::ClassifierBenchArgs),
     /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
@@ -70,12 +76,14 @@ fn main() -> ExitCode {
 fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
+        BenchCommand::Tls(args) => tls::run(args),
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::DescriptorIndex(args) => descriptor_index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Gate(args) => gate::run(args),
+        BenchCommand::Codecs(args) => codecs::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),
         BenchCommand::DescriptorRecall(args) => descriptor_recall::run(args),
