@@ -4,7 +4,8 @@
 //! streams, gated per keyframe or per GOP, reach the origin byte for byte; starved
 //! analysis and a GOP too large to hold follow `on_hold_timeout`, counted in the metrics;
 //! the classifier, named in `gate_signals`, holds keyframes until it answered, and its cut
-//! awaiting confirmation cuts a gated stream at once.
+//! awaiting confirmation cuts a gated stream at once; a publisher leaving while its
+//! keyframe is judged has it delivered once cleared, and never when listed.
 
 use crate::support;
 
@@ -378,4 +379,76 @@ fn the_classifier_gates_keyframes_when_named_and_cuts_without_confirmation() {
     // cut usually comes after (a race with the relay, so only shown).
     let released = video_recorded("hashes-gated");
     eprintln!("gated by the hashes only: {released} keyframes reached the origin before the cut");
+}
+
+/// The FLV video tags (sequence header first, then frames) of `clip`, remuxed by ffmpeg.
+fn video_tags(clip: &Path, name: &str) -> Vec<support::FlvTag> {
+    let flv = media().dir.path().join(format!("{name}.flv"));
+    let (input, output) = (
+        clip.to_str().expect("utf-8 path"),
+        flv.to_str().expect("utf-8 path"),
+    );
+    support::ffmpeg(&["-i", input, "-c", "copy", "-an", "-f", "flv", output]);
+    let bytes = std::fs::read(&flv).expect("read the remuxed clip");
+    support::flv_tags(&bytes)
+        .into_iter()
+        .filter(|tag| tag.type_id == 9)
+        .collect()
+}
+
+#[test]
+fn a_publisher_leaving_while_held_gets_its_judged_bytes_delivered_and_nothing_listed() {
+    use livegate_rtmp::encode::{self, ChunkWriter};
+    let media = media();
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    let config = gated_ingest(listen, origin.addr, "max_hold_ms = 5000") + &tables("");
+    let livegate = Livegate::start(&config, 1);
+    // The sequence header and the first keyframe, sent at once, then the publisher leaves:
+    // the keyframe is still being judged when its connection closes.
+    let send_and_leave = |listen: SocketAddr, key: &str, tags: &[support::FlvTag]| {
+        let mut publisher = support::AttackPublisher::connect(listen, "live", key);
+        let writer = ChunkWriter::default();
+        let mut bytes = Vec::new();
+        for tag in tags {
+            writer.write_message(
+                &mut bytes,
+                encode::CSID_VIDEO,
+                tag.timestamp,
+                encode::TYPE_VIDEO,
+                1,
+                &tag.body,
+            );
+        }
+        publisher.send(&bytes);
+        publisher.close()
+    };
+    let benign = video_tags(&media.benign, "benign-tags");
+    let sent = send_and_leave(listen, "leaves-benign", &benign[..2]);
+    let closed = livegate.session_closed_for_key("leaves-benign", Duration::from_secs(10));
+    assert_eq!(closed["closer"], "publisher", "{closed}");
+    // Every byte went to the origin once the keyframe was cleared. (What the origin
+    // reads of it depends on the close: see the README's known limits.)
+    assert_eq!(
+        closed["bytes_from_publisher"].as_u64(),
+        Some(sent.len() as u64),
+        "{closed}"
+    );
+
+    let known = video_tags(&media.dir.path().join("known.mp4"), "known-tags");
+    let listed_sent = send_and_leave(listen, "leaves-listed", &known[..2]);
+    let closed = livegate.session_closed_for_key("leaves-listed", Duration::from_secs(10));
+    assert_eq!(closed["kind"], "policy_cut", "{closed}");
+    let held_back = closed["bytes_from_publisher"].as_u64().unwrap_or(u64::MAX);
+    assert!(held_back < listed_sent.len() as u64, "{closed}");
+    let recording = support::finished_recording(&origin, "leaves-listed");
+    let keyframes = if recording.is_empty() {
+        0
+    } else {
+        support::flv_tags(&recording)
+            .iter()
+            .filter(|tag| tag.type_id == 9 && tag.body.get(..2) == Some(&[0x17, 1]))
+            .count()
+    };
+    assert_eq!(keyframes, 0, "the listed keyframe reached the origin");
 }
