@@ -421,7 +421,7 @@ fn a_publisher_leaving_while_held_gets_its_judged_bytes_delivered_and_nothing_li
             );
         }
         publisher.send(&bytes);
-        publisher.close()
+        publisher.finish_sending()
     };
     let benign = video_tags(&media.benign, "benign-tags");
     let sent = send_and_leave(listen, "leaves-benign", &benign[..2]);
