@@ -27,6 +27,8 @@ test_packages=(
   # real components for the demo and the integration tests (nats-server 2.9 with
   # JetStream for the [cluster] fleet tests)
   ffmpeg nginx libnginx-mod-rtmp nats-server
+  # the README's shell examples (tests/suite/readme.rs) and the RTMPS tests' CA
+  jq openssl
   # GStreamer as a second publisher (rtmp2sink, over RTMP and RTMPS; x264enc, flvmux)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly

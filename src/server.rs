@@ -17,6 +17,7 @@ use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
+use crate::policy::PolicyMode;
 use crate::ingest::tls::{CertificateStore, OriginTls};
 use crate::session::Services;
 use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
@@ -87,7 +88,13 @@ impl Server {
             }
         };
         for status in lists.status() {
-            info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
+            info!(list = %status.name, hashes = status.hashes, action = %status.action, "hash list loaded");
+        }
+        match config.policy.mode {
+            PolicyMode::Enforce => info!("policy mode: enforce (cut verdicts cut streams)"),
+            PolicyMode::Shadow => warn!(
+                "policy mode: SHADOW - nothing is cut; what would be is audited as shadow_cut"
+            ),
         }
         let descriptor_lists = match &config.descriptor {
             Some(descriptor) => {
@@ -101,7 +108,7 @@ impl Server {
                     info!(
                         list = %status.name,
                         descriptors = status.descriptors,
-                        action = ?status.action,
+                        action = %status.action,
                         min_cosine = status.min_cosine,
                         "descriptor list loaded"
                     );

@@ -327,9 +327,10 @@ impl Actions {
     /// with the time to cut, and counts it.
     pub fn finish_cut(&self, evidence: &CutEvidence, closed_at: Instant) {
         let mut record = evidence.record.clone();
-        record.time_to_cut_ms = evidence
-            .keyframe_arrived
-            .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
+        // Whole microseconds: what the clock can tell, and no `4.5589200000000005` in JSON.
+        record.time_to_cut_ms = evidence.keyframe_arrived.map(|arrived| {
+            closed_at.duration_since(arrived).as_micros() as f64 / 1000.0
+        });
         self.telemetry.record_cut(&record);
         self.publish(record);
     }

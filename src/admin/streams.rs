@@ -77,7 +77,7 @@ impl StreamView {
             },
             codec: identity
                 .codec
-                .map(|codec| format!("{codec:?}").to_lowercase()),
+                .map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
             started_at: rfc3339(session.started_at),

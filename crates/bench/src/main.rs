@@ -16,6 +16,7 @@ mod live_hash;
 mod pdq;
 mod relay;
 mod tls;
+mod ts_demux;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -38,6 +39,8 @@ enum BenchCommand {
     Pdq(pdq::PdqBenchArgs),
     /// RTMP demuxer throughput on a captured publish session.
     Demux(demux::DemuxBenchArgs),
+    /// MPEG-TS demuxer throughput on an ffmpeg transport stream, against a memory copy.
+    TsDemux(ts_demux::TsDemuxBenchArgs),
     /// Time to cut under benign load, and streams per analysis core.
     Cut(cut::CutBenchArgs),
     /// Gate mode: added latency per keyframe against pass mode, 1 to 200 streams.
@@ -81,6 +84,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::DescriptorIndex(args) => descriptor_index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
+        BenchCommand::TsDemux(args) => ts_demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Gate(args) => gate::run(args),
         BenchCommand::Codecs(args) => codecs::run(args),

@@ -3,6 +3,7 @@
 //! [`StreamEvent`]s. An inspector never writes and never changes a byte; it may ask for
 //! bytes to be held back until it has understood them ([`Inspector::held_from`]).
 
+pub mod mpegts;
 pub mod rtmp;
 
 use crate::config::IngestConfig;
