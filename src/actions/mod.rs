@@ -328,9 +328,9 @@ impl Actions {
     pub fn finish_cut(&self, evidence: &CutEvidence, closed_at: Instant) {
         let mut record = evidence.record.clone();
         // Whole microseconds: what the clock can tell, and no `4.5589200000000005` in JSON.
-        record.time_to_cut_ms = evidence.keyframe_arrived.map(|arrived| {
-            closed_at.duration_since(arrived).as_micros() as f64 / 1000.0
-        });
+        record.time_to_cut_ms = evidence
+            .keyframe_arrived
+            .map(|arrived| closed_at.duration_since(arrived).as_micros() as f64 / 1000.0);
         self.telemetry.record_cut(&record);
         self.publish(record);
     }

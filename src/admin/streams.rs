@@ -75,9 +75,7 @@ impl StreamView {
             } else {
                 IngestMode::Pass.as_str()
             },
-            codec: identity
-                .codec
-                .map(|codec| codec.as_str().to_string()),
+            codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
             started_at: rfc3339(session.started_at),
