@@ -154,6 +154,23 @@ pub struct IngestConfig {
     /// TLS to the origin (an `rtmps://` origin); plain TCP without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_tls: Option<OriginTlsConfig>,
+    /// `pass` (default), or `gate`: bytes from each keyframe on wait for its verdict.
+    #[serde(default)]
+    pub mode: crate::session::IngestMode,
+    /// Gate mode: `keyframe` (default) or `gop` (a GOP waits for the next keyframe too).
+    #[serde(default)]
+    pub gate: crate::session::GateUnit,
+    /// Gate mode: longest wait for a keyframe's verdict before `on_hold_timeout`.
+    #[serde(default = "crate::session::gate_defaults::max_hold_ms")]
+    pub max_hold_ms: u64,
+    #[serde(default)]
+    pub on_hold_timeout: crate::session::OnHoldTimeout,
+    /// Gate mode: most bytes held per stream before `on_hold_timeout`.
+    #[serde(default = "crate::session::gate_defaults::max_held_bytes")]
+    pub max_held_bytes: usize,
+    /// Gate mode: the signals every keyframe waits for (`pdq` always).
+    #[serde(default = "crate::session::gate_defaults::gate_signals")]
+    pub gate_signals: Vec<crate::session::GateSignal>,
 }
 
 /// How livegate dials an `rtmps://` origin.
@@ -547,6 +564,13 @@ impl Config {
                 ));
             }
             crate::ingest::proxy_protocol::validate(ingest, key).map_err(in_section)?;
+            crate::session::validate_gate(
+                ingest,
+                key,
+                self.descriptor.is_some(),
+                self.classifier.is_some(),
+            )
+            .map_err(in_section)?;
         }
         crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
         crate::signals::descriptor_lists::validate_configs(&self.descriptorlist)

@@ -13,7 +13,7 @@ use tracing::info;
 use crate::actions::{AuditEvent, Cut, Finding};
 use crate::backend::cluster::Command;
 use crate::backend::cluster::wire::is_fingerprint;
-use crate::session::{Closer, EndKind, Services, SessionState};
+use crate::session::{Closer, EndKind, IngestMode, Services, SessionState};
 use crate::stream::StreamId;
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -37,6 +37,8 @@ pub struct StreamView {
     key_fingerprint: Option<String>,
     client: String,
     ingest: String,
+    /// `pass` or `gate` (the ingest's `mode`).
+    mode: &'static str,
     codec: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
@@ -68,6 +70,11 @@ impl StreamView {
             key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
             client: session.client.to_string(),
             ingest: session.ingest.to_string(),
+            mode: if session.gated.load(Ordering::Relaxed) {
+                IngestMode::Gate.as_str()
+            } else {
+                IngestMode::Pass.as_str()
+            },
             codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
