@@ -1,6 +1,6 @@
 //! livegate: a live-stream interception proxy.
 //!
-//! The modules follow the data flow of `DESIGN.md`: bytes arrive at an [`ingest`]
+//! The modules follow the data flow of `docs/ARCHITECTURE.md`: bytes arrive at an [`ingest`]
 //! listener, a [`session`] relays them verbatim to the origin while a passive inspector
 //! (for RTMP, the `livegate-rtmp` crate's demuxer) reads a copy and reports protocol-neutral
 //! [`stream`] events, [`media`] decodes sampled keyframes, the `livegate-signals` crate

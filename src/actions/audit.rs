@@ -1,4 +1,4 @@
-//! The audit trail: what an audit record holds (DESIGN.md: time, event, stream, app, key
+//! The audit trail: what an audit record holds (time, event, stream, app, key
 //! fingerprint, client, signal, pts, time to cut) and where it goes — a JSON-lines file
 //! appended by a writer thread, the log, and the latest records kept in memory for the
 //! admin API. Records are built in one place ([`super::Actions`]); this file only
@@ -70,14 +70,18 @@ pub struct SignalRecord {
     pub quality: Option<u8>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub variant: String,
-    /// PDQ: the matched entry's metadata fields from the list file; classifier: the class.
+    /// PDQ: the matched entry's metadata fields when they are not `livegate hash`'s
+    /// (whose file and time are `source` and `source_pts`), or a run-time addition's
+    /// label; classifier: the class; descriptor: the entry's label.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub label: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub score: Option<f32>,
     /// Detection models: the box in frame pixels, `[x, y, width, height]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bbox: Option<[f32; 4]>,
-    /// Descriptor: where the matched entry came from (its list record's source and pts).
+    /// Where the matched entry came from: a descriptor list record's source and pts, or
+    /// the file and time of a `livegate hash` list line.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,7 +97,15 @@ pub struct SignalRecord {
 
 impl SignalRecord {
     pub fn pdq(found: &ListMatch, frame_hash: &Hash256, quality: u8, variant: &str) -> Self {
+        // Run-time additions (no file line) carry a free-text label, kept as it is.
+        let file_fields = found.line.and(livegate_hash_fields(&found.fields));
+        let (source, source_pts, label) = match file_fields {
+            Some((source, pts)) => (source.to_string(), pts, String::new()),
+            None => (String::new(), None, found.fields.clone()),
+        };
         SignalRecord {
+            source,
+            source_pts,
             kind: "pdq",
             list: found.list.to_string(),
             hash: frame_hash.to_hex(),
@@ -101,7 +113,7 @@ impl SignalRecord {
             distance: Some(found.distance),
             quality: Some(quality),
             variant: variant.to_string(),
-            label: found.fields.clone(),
+            label,
             line: found.line,
             list_version: Some(found.list_version),
             ..SignalRecord::empty("pdq")
@@ -152,7 +164,23 @@ impl SignalRecord {
     }
 }
 
-/// One audit line (DESIGN.md: time, event, stream, app, key hash, client, signal, pts,
+/// The file and time a `livegate hash` list line names (`QUALITY,FILE[,PTS]` after its
+/// hash), so an audit record says `source` and `source_pts` rather than the rest of a CSV
+/// line; `None` for lines of other shapes, whose fields stay the `label`.
+fn livegate_hash_fields(fields: &str) -> Option<(&str, Option<f64>)> {
+    let mut parts = fields.split(',');
+    let quality = parts.next()?.parse::<u8>().ok()?;
+    let file = parts.next()?;
+    let pts = match parts.next() {
+        Some(pts) => Some(pts.parse::<f64>().ok()?),
+        None => None,
+    };
+    // A number where the file goes is another format (vPDQ's `frame,quality,…`).
+    (quality <= 100 && parts.next().is_none() && !file.is_empty() && file.parse::<f64>().is_err())
+        .then_some((file, pts))
+}
+
+/// One audit line (time, event, stream, app, key hash, client, signal, pts,
 /// time to cut). The key appears only as its fingerprint.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AuditRecord {
@@ -281,5 +309,23 @@ fn write_audit_lines(mut file: std::fs::File, path: &std::path::Path, lines: Rec
         if let Err(error) = writeln!(file, "{line}").and_then(|()| file.flush()) {
             error!(path = %path.display(), %error, "cannot write the audit log");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::livegate_hash_fields;
+
+    #[test]
+    fn livegate_hash_lines_name_their_file_and_time() {
+        assert_eq!(
+            livegate_hash_fields("100,known.mp4,0.000"),
+            Some(("known.mp4", Some(0.0)))
+        );
+        assert_eq!(livegate_hash_fields("87,cat.jpg"), Some(("cat.jpg", None)));
+        // vPDQ's frame,quality,timestamp and free text stay labels.
+        assert_eq!(livegate_hash_fields("17,64,0.567"), None);
+        assert_eq!(livegate_hash_fields("case 12"), None);
+        assert_eq!(livegate_hash_fields("100,a.mp4,soon"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! `livegate hash FILE...`: PDQ hashes of images and sampled video frames.
 //!
-//! Text output is a valid hash list (DESIGN.md): `HASH,QUALITY,FILENAME` per image (Meta's
+//! Text output is a valid hash list (README, hash lists): `HASH,QUALITY,FILENAME` per image (Meta's
 //! `pdq-photo-hasher` format) and `HASH,QUALITY,FILENAME,PTS_SECONDS` per video frame.
 //! `--dihedral` prints 8 lines per image or frame, the variant's name appended as the last
 //! field (`...,FILENAME,rot90` / `...,FILENAME,PTS_SECONDS,rot90`), `original` first.

@@ -102,7 +102,7 @@ mod defaults {
 
     pub fn input_size() -> InputSize {
         // SSCD's published evaluation size, and where the distilled model's cosines were
-        // measured (DESIGN.md); 224 costs half as much and holds up slightly worse.
+        // measured (BENCHMARKS.md, descriptor); 224 costs half as much and holds up slightly worse.
         InputSize::Square(320)
     }
     pub fn input_layout() -> TensorLayout {

@@ -77,7 +77,7 @@ fn livegate_hash(dir: &Path, flags: &[&str], files: &[&str]) -> Output {
     output
 }
 
-/// DESIGN.md's hash-list rule: the first field that is 64 hex digits is the hash.
+/// The hash-list rule (README): the first field that is 64 hex digits is the hash.
 fn first_hash_field(line: &str) -> Option<&str> {
     line.split([',', '\t'])
         .find(|field| field.len() == 64 && field.bytes().all(|b| b.is_ascii_hexdigit()))

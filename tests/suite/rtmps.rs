@@ -286,6 +286,16 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
     let cuts = records_for(&records, "tls-listed", "cut");
     assert_eq!(cuts.len(), 1, "audit:\n{records:#?}");
     assert_eq!(cuts[0]["signal"]["list"], "known", "{}", cuts[0]);
+    // The list line's file and time, named (not the rest of the CSV line).
+    let signal = &cuts[0]["signal"];
+    assert!(
+        signal["source"]
+            .as_str()
+            .is_some_and(|source| source.ends_with("listed.mp4"))
+            && signal["source_pts"].is_number()
+            && signal.get("label").is_none(),
+        "{signal}"
+    );
     for benign_key in ["plain-benign", "tls-benign"] {
         assert!(
             records_for(&records, benign_key, "cut").is_empty(),

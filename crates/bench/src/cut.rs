@@ -1812,7 +1812,7 @@ async fn time_to_cut(
          in % of one core; process%: the whole process (publishers and sink included)"
     );
     println!(
-        "  (yardstick from DESIGN.md, not this run: nginx-rtmp on_publish + ffmpeg at 1 frame/s + \
+        "  (yardstick from the first design notes, not this run: nginx-rtmp on_publish + ffmpeg at 1 frame/s + \
          PDQ in Python cuts about 2700 ms after the first known keyframe, 1300 ms tuned)"
     );
     proxy.shut_down().await;
