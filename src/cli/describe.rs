@@ -86,7 +86,9 @@ pub fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
     // Warnings and errors (FFmpeg's among them) on stderr; the list alone on stdout.
     super::run::init_logging(&LogConfig {
         format: LogFormat::Text,
-        level: "warn".to_string(),
+        // FFmpeg's own lines about a file it cannot read are not for people: the
+        // command's error names the file and what it is not (RUST_LOG=ffmpeg=warn shows them).
+        level: "warn,ffmpeg=off".to_string(),
     })?;
     livegate::media::log::install();
     let config = descriptor_config(&args)?;

@@ -86,10 +86,12 @@ impl Record<'_> {
 }
 
 pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
-    // Warnings and errors (FFmpeg's among them) on stderr; hashes alone on stdout.
+    // Warnings and errors on stderr; hashes alone on stdout.
     super::run::init_logging(&LogConfig {
         format: LogFormat::Text,
-        level: "warn".to_string(),
+        // FFmpeg's own lines about a file it cannot read are not for people: the
+        // command's error names the file and what it is not (RUST_LOG=ffmpeg=warn shows them).
+        level: "warn,ffmpeg=off".to_string(),
     })?;
     livegate::media::log::install();
     let stdout = std::io::stdout();
