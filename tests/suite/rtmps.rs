@@ -227,47 +227,96 @@ fn media_tags(origin: &NginxOrigin, key: &str) -> Vec<(u8, u32, Vec<u8>)> {
         .collect()
 }
 
+/// What the publisher tests share: a certificate, a benign and a listed clip, the list
+/// `livegate hash` makes of the listed one, an origin, and a plain and an `rtmps` ingest
+/// address to put livegate on.
+struct PlainAndTls {
+    pki: Pki,
+    pem: PathBuf,
+    key: PathBuf,
+    media: tempfile::TempDir,
+    benign: PathBuf,
+    listed: PathBuf,
+    origin: NginxOrigin,
+    plain_listen: std::net::SocketAddr,
+    tls_listen: std::net::SocketAddr,
+    audit: PathBuf,
+}
+
+impl PlainAndTls {
+    fn new(seconds: u32) -> PlainAndTls {
+        let pki = Pki::new();
+        let (pem, key) = pki.issue("server");
+        let media = support::scratch_dir();
+        let benign = media.path().join("benign.mp4");
+        let listed = media.path().join("listed.mp4");
+        support::encode_clip(&benign, support::TEST_PATTERN, seconds);
+        support::encode_clip(&listed, support::MANDELBROT, seconds);
+        let audit = media.path().join("audit.jsonl");
+        PlainAndTls {
+            pki,
+            pem,
+            key,
+            benign,
+            listed,
+            origin: NginxOrigin::start(),
+            plain_listen: local(free_port()),
+            tls_listen: local(free_port()),
+            audit,
+            media,
+        }
+    }
+
+    /// livegate on both ingests to the origin, cutting on the list, with `extra` config.
+    fn start(&self, extra: &str) -> Livegate {
+        let list = self.media.path().join("listed.csv");
+        std::fs::write(
+            &list,
+            support::livegate_hash(&["--keyframes"], &self.listed),
+        )
+        .expect("list");
+        let config = format!(
+            "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{}\"\norigin = \"{}\"\n\
+             publish_timeout_ms = 8000\n{}\
+             [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
+             [policy]\nmode = \"enforce\"\n\
+             [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n{extra}",
+            self.plain_listen,
+            self.origin.addr,
+            rtmps_ingest(self.tls_listen, self.origin.addr, &self.pem, &self.key),
+            list.display(),
+            self.audit.display()
+        );
+        Livegate::start(&config, 2)
+    }
+}
+
 #[test]
 fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
-    let pki = Pki::new();
-    let (pem, key) = pki.issue("server");
-    let media = support::scratch_dir();
-    let benign = media.path().join("benign.mp4");
-    let listed = media.path().join("listed.mp4");
-    support::encode_clip(&benign, support::TEST_PATTERN, 6);
-    support::encode_clip(&listed, support::MANDELBROT, 6);
-    let list = media.path().join("listed.csv");
-    std::fs::write(&list, support::livegate_hash(&["--keyframes"], &listed)).expect("list");
-
-    let origin = NginxOrigin::start();
-    let (plain_listen, tls_listen) = (local(free_port()), local(free_port()));
-    let audit = media.path().join("audit.jsonl");
+    let setup = PlainAndTls::new(6);
     // The cut is also POSTed to an https:// webhook verified against the test CA; one
     // verified against the system's roots refuses the same receiver.
-    let receiver = HttpsReceiver::start(&pem, &key, media.path());
-    let webhooks = format!(
+    let receiver = HttpsReceiver::start(&setup.pem, &setup.key, setup.media.path());
+    let livegate = setup.start(&format!(
         "[[actuator.webhook]]\nurl = \"https://localhost:{port}/hook\"\nca = \"{}\"\nevents = [\"cut\"]\n\
          [[actuator.webhook]]\nurl = \"https://localhost:{port}/untrusted\"\nevents = [\"cut\"]\nretries = 0\n",
-        pki.path("ca.pem").display(),
+        setup.pki.path("ca.pem").display(),
         port = receiver.port
-    );
-    let config = format!(
-        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{plain_listen}\"\norigin = \"{}\"\n\
-         publish_timeout_ms = 8000\n{}\
-         [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
-         [policy]\nmode = \"enforce\"\n\
-         [actuator]\naudit_log = \"{}\"\nban_seconds = 60\n{webhooks}",
-        origin.addr,
-        rtmps_ingest(tls_listen, origin.addr, &pem, &key),
-        list.display(),
-        audit.display()
-    );
-    let livegate = Livegate::start(&config, 2);
+    ));
+    let PlainAndTls {
+        benign,
+        listed,
+        origin,
+        plain_listen,
+        tls_listen,
+        audit,
+        ..
+    } = &setup;
 
     let mut plain =
-        support::publish_file(&benign, &format!("rtmp://{plain_listen}/live/plain-benign"));
-    let mut tls = support::publish_file(&benign, &format!("rtmps://{tls_listen}/live/tls-benign"));
-    let mut cut = support::publish_file(&listed, &format!("rtmps://{tls_listen}/live/tls-listed"));
+        support::publish_file(benign, &format!("rtmp://{plain_listen}/live/plain-benign"));
+    let mut tls = support::publish_file(benign, &format!("rtmps://{tls_listen}/live/tls-benign"));
+    let mut cut = support::publish_file(listed, &format!("rtmps://{tls_listen}/live/tls-listed"));
     for (name, publisher) in [("plain benign", &mut plain), ("rtmps benign", &mut tls)] {
         let status = publisher.wait_for(Duration::from_secs(40));
         assert!(
@@ -282,7 +331,7 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
         "the listed rtmps stream was not cut: ffmpeg exited {status:?}"
     );
 
-    let records = audit_records(&audit);
+    let records = audit_records(audit);
     let cuts = records_for(&records, "tls-listed", "cut");
     assert_eq!(cuts.len(), 1, "audit:\n{records:#?}");
     assert_eq!(cuts[0]["signal"]["list"], "known", "{}", cuts[0]);
@@ -317,8 +366,8 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
     let bodies = receiver.bodies();
     assert_eq!(bodies.lines().count(), 1, "webhook bodies: {bodies}");
     assert!(bodies.contains("\"cut\""), "{bodies}");
-    let through_plain = media_tags(&origin, "plain-benign");
-    let through_tls = media_tags(&origin, "tls-benign");
+    let through_plain = media_tags(origin, "plain-benign");
+    let through_tls = media_tags(origin, "tls-benign");
     // 180 frames (6 s at 30 fps), the decoder configuration and the end of sequence.
     assert!(through_plain.len() >= 180, "{} tags", through_plain.len());
     assert!(
@@ -331,35 +380,23 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
 
 #[test]
 fn gstreamer_publishes_over_rtmps_as_over_rtmp_and_listed_footage_is_cut() {
-    let pki = Pki::new();
-    let (pem, key) = pki.issue("server");
-    let media = support::scratch_dir();
-    let benign = media.path().join("benign.mp4");
-    let listed = media.path().join("listed.mp4");
-    support::encode_clip(&benign, support::TEST_PATTERN, 5);
-    support::encode_clip(&listed, support::MANDELBROT, 5);
-    let list = media.path().join("listed.csv");
-    std::fs::write(&list, support::livegate_hash(&["--keyframes"], &listed)).expect("list");
-
-    let origin = NginxOrigin::start();
-    let (plain_listen, tls_listen) = (local(free_port()), local(free_port()));
-    let audit = media.path().join("audit.jsonl");
-    let config = format!(
-        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{plain_listen}\"\norigin = \"{}\"\n{}\
-         [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
-         [policy]\nmode = \"enforce\"\n[actuator]\naudit_log = \"{}\"\n",
-        origin.addr,
-        rtmps_ingest(tls_listen, origin.addr, &pem, &key),
-        list.display(),
-        audit.display()
-    );
-    let livegate = Livegate::start(&config, 2);
+    let setup = PlainAndTls::new(5);
+    let livegate = setup.start("");
+    let PlainAndTls {
+        benign,
+        listed,
+        origin,
+        plain_listen,
+        tls_listen,
+        audit,
+        ..
+    } = &setup;
 
     let mut plain =
-        support::gst_publish_file(&benign, &format!("rtmp://{plain_listen}/live/gst-plain"));
-    let mut tls = support::gst_publish_file(&benign, &format!("rtmps://{tls_listen}/live/gst-tls"));
+        support::gst_publish_file(benign, &format!("rtmp://{plain_listen}/live/gst-plain"));
+    let mut tls = support::gst_publish_file(benign, &format!("rtmps://{tls_listen}/live/gst-tls"));
     let mut cut =
-        support::gst_publish_file(&listed, &format!("rtmps://{tls_listen}/live/gst-listed"));
+        support::gst_publish_file(listed, &format!("rtmps://{tls_listen}/live/gst-listed"));
     for (name, publisher) in [("rtmp", &mut plain), ("rtmps", &mut tls)] {
         let status = publisher.wait_for(Duration::from_secs(30));
         assert!(
@@ -373,14 +410,14 @@ fn gstreamer_publishes_over_rtmps_as_over_rtmp_and_listed_footage_is_cut() {
         status.is_some_and(|status| !status.success()),
         "the listed GStreamer stream was not cut: gst-launch exited {status:?}"
     );
-    let records = audit_records(&audit);
+    let records = audit_records(audit);
     assert_eq!(
         records_for(&records, "gst-listed", "cut").len(),
         1,
         "audit:\n{records:#?}"
     );
-    let through_plain = media_tags(&origin, "gst-plain");
-    let through_tls = media_tags(&origin, "gst-tls");
+    let through_plain = media_tags(origin, "gst-plain");
+    let through_tls = media_tags(origin, "gst-tls");
     // 150 frames (5 s at 30 fps) and the decoder configuration.
     assert!(through_plain.len() >= 150, "{} tags", through_plain.len());
     assert!(
