@@ -247,6 +247,22 @@ fn open_decoder(parameters: codec::Parameters) -> Result<decoder::Video, MediaEr
         .map_err(|source| MediaError::OpenDecoder { codec: id, source })
 }
 
+/// A demuxed stream's codec configuration record (avcC, hvcC, av1C: what RTMP's sequence
+/// header carries), copied out of its parameters; empty when it has none.
+pub fn extradata_of(parameters: &codec::Parameters) -> Vec<u8> {
+    // SAFETY: reads the parameters' extradata buffer of extradata_size bytes, which the
+    // parameters own and which outlives the copy.
+    unsafe {
+        let raw = parameters.as_ptr();
+        match usize::try_from((*raw).extradata_size) {
+            Ok(size) if size > 0 && !(*raw).extradata.is_null() => {
+                std::slice::from_raw_parts((*raw).extradata, size).to_vec()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// Whether a [`KeyframeDecoder`] runs the codec's in-loop deblocking filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deblocking {

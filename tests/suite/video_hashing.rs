@@ -236,15 +236,7 @@ fn demuxed_keyframes(path: &Path) -> (ffmpeg::codec::Id, Vec<u8>, Vec<Keyframe>)
     let stream = input.streams().best(ffmpeg::media::Type::Video).unwrap();
     let index = stream.index();
     let parameters = stream.parameters();
-    // SAFETY: reads the stream's extradata buffer of extradata_size bytes, owned by the
-    // parameters that outlive the copy.
-    let extradata = unsafe {
-        let raw = parameters.as_ptr();
-        match (*raw).extradata_size {
-            0 => Vec::new(),
-            size => std::slice::from_raw_parts((*raw).extradata, size as usize).to_vec(),
-        }
-    };
+    let extradata = livegate::media::decode::extradata_of(&parameters);
     let keyframes = input
         .packets()
         .filter(|(stream, packet)| stream.index() == index && packet.is_key())

@@ -166,15 +166,7 @@ fn measure(name: &'static str, path: &Path, budget: Duration) -> anyhow::Result<
         .context("the encoded file has no video stream")?;
     let index = stream.index();
     let parameters = stream.parameters();
-    // SAFETY: reads the stream's extradata buffer of extradata_size bytes, owned by
-    // `parameters`, which outlives the copy.
-    let extradata = unsafe {
-        let raw = parameters.as_ptr();
-        match (*raw).extradata_size {
-            0 => Vec::new(),
-            size => std::slice::from_raw_parts((*raw).extradata, size as usize).to_vec(),
-        }
-    };
+    let extradata = livegate::media::decode::extradata_of(&parameters);
     let keyframes: Vec<(Vec<u8>, i64)> = input
         .packets()
         .filter(|(stream, packet)| stream.index() == index && packet.is_key())
