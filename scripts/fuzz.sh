@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz targets of every parser (cargo-fuzz + libFuzzer), one fuzz crate beside each crate
 # it fuzzes: crates/rtmp/fuzz (demux, amf0, flv_video, differential) and
-# crates/signals/fuzz (hashlist, pdq, index, descriptor_list) and crates/proxy-header/fuzz
-# (proxy_header). Each depends on its crate only, so no
+# crates/signals/fuzz (hashlist, pdq, index, descriptor_list), crates/proxy-header/fuzz
+# (proxy_header) and crates/srt/fuzz (streamid). Each depends on its crate only, so no
 # fuzz build links FFmpeg, ONNX Runtime or hyper.
 #   scripts/fuzz.sh build               build every target (what the tests script runs)
 #   scripts/fuzz.sh run TARGET [SECONDS] fuzz one target (default 60 s); needs cargo-fuzz

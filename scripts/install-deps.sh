@@ -14,11 +14,14 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build_packages=(
   # ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
   pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  # SRT ingest: the reference libsrt (crates/srt binds it through bindgen and pkg-config)
+  libsrt-openssl-dev
 )
 # The shared libraries behind the -dev packages above (Debian 12 sonames), and curl for
 # the container's health check.
 runtime_packages=(
   libavcodec59 libavformat59 libavutil57 libswscale6
+  libsrt1.5-openssl
   curl ca-certificates
 )
 test_packages=(
@@ -27,6 +30,8 @@ test_packages=(
   # real components for the demo and the integration tests (nats-server 2.9 with
   # JetStream for the [cluster] fleet tests)
   ffmpeg nginx libnginx-mod-rtmp nats-server
+  # an SRT origin for the SRT ingest tests and benchmark (srt-live-transmit)
+  srt-tools
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core
