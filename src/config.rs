@@ -79,6 +79,19 @@ pub enum Protocol {
     Rtmp,
     /// RTMP inside TLS; needs `[ingest.tls]`.
     Rtmps,
+    /// MPEG-TS over SRT (libsrt, live mode); options in `[ingest.srt]`.
+    Srt,
+}
+
+impl Protocol {
+    /// The name in the config, the API and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Rtmps => "rtmps",
+            Protocol::Srt => "srt",
+        }
+    }
 }
 
 /// A PEM certificate chain (leaf first) and its PEM private key.
@@ -151,6 +164,9 @@ pub struct IngestConfig {
     /// TLS to the origin (an `rtmps://` origin); plain TCP without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_tls: Option<OriginTlsConfig>,
+    /// SRT options of a `protocol = "srt"` listener and its origin link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srt: Option<crate::ingest::srt::SrtConfig>,
 }
 
 /// How livegate dials an `rtmps://` origin.
@@ -407,7 +423,7 @@ impl Config {
                         "protocol = \"rtmps\" needs [ingest.tls] with certificate and key",
                     ));
                 }
-                (Protocol::Rtmp, Some(_)) => {
+                (Protocol::Rtmp | Protocol::Srt, Some(_)) => {
                     return Err(invalid(key("tls"), "needs protocol = \"rtmps\""));
                 }
                 _ => {}
@@ -456,6 +472,7 @@ impl Config {
                 ));
             }
             crate::ingest::proxy_protocol::validate(ingest, key).map_err(in_section)?;
+            crate::ingest::srt::validate(ingest, key).map_err(in_section)?;
         }
         crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
         crate::signals::descriptor_lists::validate_configs(&self.descriptorlist)

@@ -98,7 +98,8 @@ impl RejectReason {
     pub const KEY_NOTSUP: RejectReason = RejectReason(sys::SRT_REJX_KEY_NOTSUP as i32);
     pub const NOTSUP_MEDIA: RejectReason = RejectReason(sys::SRT_REJX_NOTSUP_MEDIA as i32);
     /// libsrt's "wrong password".
-    pub const BAD_SECRET: RejectReason = RejectReason(sys::SRT_REJECT_REASON_SRT_REJ_BADSECRET as i32);
+    pub const BAD_SECRET: RejectReason =
+        RejectReason(sys::SRT_REJECT_REASON_SRT_REJ_BADSECRET as i32);
 
     /// The name of an access-control code, or libsrt's text for its own reasons.
     fn describe(self) -> String {

@@ -24,7 +24,7 @@ pub mod streamid;
 pub mod sys;
 
 pub use error::{Error, RejectReason};
-pub use reactor::{Handshake, Listener, Reject, SrtStream};
+pub use reactor::{Handshake, Link, Listener, Reject, SrtStream};
 pub use socket::{LinkStats, Socket, SocketOptions};
 
 /// The largest payload of one live-mode message (MTU 1500 − UDP/IP 28 − SRT header 16).

@@ -38,7 +38,9 @@ const WAIT_MS: i64 = 1_000;
 
 /// Poisoning only means a panic while a waker was swapped; the slot stays usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The wakers of the tasks waiting on one socket.
@@ -281,9 +283,11 @@ impl Listener {
 
     /// The next caller whose handshake the hook accepted, and its address.
     pub async fn accept(&self) -> Result<(SrtStream, SocketAddr), Error> {
-        let (socket, peer) =
-            std::future::poll_fn(|cx| self.inner.poll_io(Direction::Read, cx, || self.inner.socket.accept()))
-                .await?;
+        let (socket, peer) = std::future::poll_fn(|cx| {
+            self.inner
+                .poll_io(Direction::Read, cx, || self.inner.socket.accept())
+        })
+        .await?;
         socket.set_blocking(false)?;
         let stream = SrtStream::register(socket)?;
         Ok((stream, peer))
@@ -344,6 +348,11 @@ impl SrtStream {
         self.inner.socket.stats()
     }
 
+    /// A handle that reads this connection's statistics without keeping it open.
+    pub fn link(&self) -> Link {
+        Link(Arc::downgrade(&self.inner))
+    }
+
     /// Receives one message (waiting for it).
     pub async fn recv(&self, buffer: &mut [u8]) -> Result<usize, Error> {
         std::future::poll_fn(|cx| {
@@ -361,10 +370,28 @@ impl SrtStream {
     /// Sends one message (waiting for room in the send buffer).
     pub async fn send(&self, message: &[u8]) -> Result<usize, Error> {
         std::future::poll_fn(|cx| {
-            self.inner
-                .poll_io(Direction::Write, cx, || self.inner.socket.send_message(message))
+            self.inner.poll_io(Direction::Write, cx, || {
+                self.inner.socket.send_message(message)
+            })
         })
         .await
+    }
+}
+
+/// A connection's statistics, readable while some [`SrtStream`] keeps it open.
+#[derive(Clone)]
+pub struct Link(std::sync::Weak<Registered>);
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Link")
+    }
+}
+
+impl Link {
+    /// The statistics, `None` once the connection is closed.
+    pub fn stats(&self) -> Option<LinkStats> {
+        self.0.upgrade()?.socket.stats().ok()
     }
 }
 

@@ -48,18 +48,25 @@ pub struct SocketOptions {
     pub peer_idle_timeout: Duration,
     /// The caller's streamid (SRTO_STREAMID).
     pub streamid: Option<String>,
+    /// How long a closed socket keeps sending what it has queued (SRTO_LINGER); zero:
+    /// queued messages are dropped at close (libsrt's live-mode default).
+    pub linger: Duration,
 }
 
 impl std::fmt::Debug for SocketOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketOptions")
             .field("latency", &self.latency)
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "(redacted)"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "(redacted)"),
+            )
             .field("pbkeylen", &self.pbkeylen)
             .field("max_bandwidth", &self.max_bandwidth)
             .field("connect_timeout", &self.connect_timeout)
             .field("peer_idle_timeout", &self.peer_idle_timeout)
             .field("streamid", &self.streamid.as_ref().map(|_| "(redacted)"))
+            .field("linger", &self.linger)
             .finish()
     }
 }
@@ -74,6 +81,7 @@ impl Default for SocketOptions {
             connect_timeout: Duration::from_secs(3),
             peer_idle_timeout: Duration::from_secs(5),
             streamid: None,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -141,11 +149,7 @@ impl Socket {
             )?;
         }
         if let Some(max_bandwidth) = options.max_bandwidth {
-            self.set_raw(
-                sys::SRT_SOCKOPT_SRTO_MAXBW,
-                &max_bandwidth,
-                "SRTO_MAXBW",
-            )?;
+            self.set_raw(sys::SRT_SOCKOPT_SRTO_MAXBW, &max_bandwidth, "SRTO_MAXBW")?;
         }
         self.set_i32(
             sys::SRT_SOCKOPT_SRTO_CONNTIMEO,
@@ -157,6 +161,11 @@ impl Socket {
             millis(options.peer_idle_timeout),
             "SRTO_PEERIDLETIMEO",
         )?;
+        let linger = libc::linger {
+            l_onoff: i32::from(!options.linger.is_zero()),
+            l_linger: i32::try_from(options.linger.as_secs().max(1)).unwrap_or(i32::MAX),
+        };
+        self.set_raw(sys::SRT_SOCKOPT_SRTO_LINGER, &linger, "SRTO_LINGER")?;
         if let Some(streamid) = &options.streamid {
             if streamid.len() > MAX_STREAMID_BYTES {
                 return Err(Error::own(
@@ -183,7 +192,12 @@ impl Socket {
         self.set_raw(option, &value, name)
     }
 
-    fn set_raw<T: Copy>(&self, option: sys::SRT_SOCKOPT, value: &T, name: &str) -> Result<(), Error> {
+    fn set_raw<T: Copy>(
+        &self,
+        option: sys::SRT_SOCKOPT,
+        value: &T,
+        name: &str,
+    ) -> Result<(), Error> {
         // SAFETY: `value` points at a live `T` of the size passed, which is the type
         // libsrt documents for `option` (int32, int64 or bool).
         let result = unsafe {
@@ -281,9 +295,8 @@ impl Socket {
     pub fn connect(&self, addr: SocketAddr) -> Result<(), Error> {
         let (storage, len) = to_sockaddr(addr);
         // SAFETY: as for bind.
-        let result = unsafe {
-            sys::srt_connect(self.id, (&raw const storage).cast::<sys::sockaddr>(), len)
-        };
+        let result =
+            unsafe { sys::srt_connect(self.id, (&raw const storage).cast::<sys::sockaddr>(), len) };
         if result < 0 {
             let mut error = Error::last(format!("connecting to {addr}"));
             // SAFETY: plain call on an owned socket.
@@ -316,9 +329,8 @@ impl Socket {
     /// Receives one message into `buffer` (which must hold [`crate::MAX_PAYLOAD`]).
     pub fn recv_message(&self, buffer: &mut [std::mem::MaybeUninit<u8>]) -> Result<usize, Error> {
         // SAFETY: libsrt writes at most `buffer.len()` bytes into it and returns how many.
-        let received = unsafe {
-            sys::srt_recvmsg(self.id, buffer.as_mut_ptr().cast(), buffer.len() as c_int)
-        };
+        let received =
+            unsafe { sys::srt_recvmsg(self.id, buffer.as_mut_ptr().cast(), buffer.len() as c_int) };
         if received < 0 {
             return Err(Error::last("srt_recvmsg"));
         }
@@ -440,7 +452,10 @@ pub(crate) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAd
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -489,5 +504,9 @@ pub(crate) unsafe fn c_text(text: *const std::ffi::c_char) -> Option<String> {
         return None;
     }
     // SAFETY: the caller guarantees NUL termination.
-    Some(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }

@@ -195,7 +195,10 @@ mod tests {
     #[test]
     fn plain_and_mediamtx_forms() {
         let id = ok("live/key1");
-        assert_eq!((id.app.as_str(), id.key.as_str(), id.mode), ("live", "key1", Mode::Publish));
+        assert_eq!(
+            (id.app.as_str(), id.key.as_str(), id.mode),
+            ("live", "key1", Mode::Publish)
+        );
         assert_eq!(ok("publish:live/key1").mode, Mode::Publish);
         assert_eq!(ok("read:live/key1").mode, Mode::Request);
     }

@@ -52,5 +52,6 @@ pub fn for_ingest(ingest: &IngestConfig) -> Box<dyn Inspector> {
         Protocol::Rtmp | Protocol::Rtmps => {
             Box::new(rtmp::RtmpInspector::new(ingest.demux_limits()))
         }
+        Protocol::Srt => Box::new(crate::ingest::srt::PendingInspector),
     }
 }
