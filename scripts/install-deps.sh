@@ -14,14 +14,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build_packages=(
   # ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
   pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-  # SRT ingest: the reference libsrt (crates/srt binds it through bindgen and pkg-config)
-  libsrt-openssl-dev
+  # SRT ingest: the reference libsrt (crates/srt binds it through bindgen and pkg-config).
+  # The GnuTLS build, the one Debian's libavformat already loads: two libsrt builds in one
+  # process interpose each other's C++ symbols and crash at exit.
+  libsrt-gnutls-dev
 )
 # The shared libraries behind the -dev packages above (Debian 12 sonames), and curl for
 # the container's health check.
 runtime_packages=(
   libavcodec59 libavformat59 libavutil57 libswscale6
-  libsrt1.5-openssl
+  libsrt1.5-gnutls
   curl ca-certificates
 )
 test_packages=(

@@ -392,6 +392,65 @@ pub struct SrtLinks {
     pub origin: std::sync::OnceLock<livegate_srt::Link>,
 }
 
+impl SrtLinks {
+    /// Both links' statistics, `None` for a session that is not SRT.
+    pub fn view(&self) -> Option<SrtLinksView> {
+        let stats = |link: &std::sync::OnceLock<livegate_srt::Link>| {
+            link.get()
+                .and_then(livegate_srt::Link::stats)
+                .map(SrtLinkView::from)
+        };
+        let publisher = stats(&self.publisher);
+        let origin = stats(&self.origin);
+        (publisher.is_some() || origin.is_some()).then_some(SrtLinksView { publisher, origin })
+    }
+}
+
+/// An SRT stream's links as `GET /v1/streams` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct SrtLinksView {
+    pub publisher: Option<SrtLinkView>,
+    pub origin: Option<SrtLinkView>,
+}
+
+/// One SRT link's statistics (libsrt's `srt_bistats`, totals since it connected).
+#[derive(Debug, Clone, Serialize)]
+pub struct SrtLinkView {
+    pub rtt_ms: f64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    /// Packets livegate found missing from what the peer sent (before retransmission).
+    pub packets_lost_receiving: u64,
+    /// Packets the peer reported missing from what livegate sent.
+    pub packets_lost_sending: u64,
+    /// Packets livegate sent again.
+    pub packets_retransmitted: u64,
+    /// Retransmitted packets the peer sent livegate.
+    pub packets_retransmitted_received: u64,
+    /// Packets that arrived too late to play and were skipped.
+    pub packets_dropped_receiving: u64,
+    /// Packets livegate gave up sending (too late for the receiver).
+    pub packets_dropped_sending: u64,
+    pub bandwidth_mbps: f64,
+}
+
+impl From<livegate_srt::LinkStats> for SrtLinkView {
+    fn from(stats: livegate_srt::LinkStats) -> Self {
+        SrtLinkView {
+            rtt_ms: stats.rtt_ms,
+            packets_received: stats.packets_received,
+            packets_sent: stats.packets_sent,
+            packets_lost_receiving: stats.packets_lost_receiving,
+            packets_lost_sending: stats.packets_lost_sending,
+            packets_retransmitted: stats.packets_retransmitted,
+            packets_retransmitted_received: stats.packets_retransmitted_received,
+            packets_dropped_receiving: stats.packets_dropped_receiving,
+            packets_dropped_sending: stats.packets_dropped_sending,
+            bandwidth_mbps: stats.bandwidth_mbps,
+        }
+    }
+}
+
 /// Stands in for the MPEG-TS inspector until it is merged: relays uninspected.
 pub struct PendingInspector;
 

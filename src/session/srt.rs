@@ -37,6 +37,8 @@ use livegate_srt::{Handshake as SrtHandshake, Listener, RejectReason, SrtStream}
 /// Refusals the hook may queue for the listener's task before it drops them (they are
 /// still refused; only their log line and audit are lost under a flood).
 const REFUSALS_QUEUED: usize = 256;
+/// Beyond the latency, how long the end of a stream gets to reach the origin.
+const DRAIN_MARGIN: Duration = Duration::from_millis(200);
 /// Connections libsrt keeps waiting to be accepted.
 const BACKLOG: i32 = 128;
 
@@ -359,7 +361,21 @@ async fn relay(
         handshake,
         handshake_start: BytesMut::new(),
     };
-    relay_connected(publisher, origin, ingest, state, tap, start).await
+    // The origin plays each message out `latency_ms` after it was sent and drops what
+    // is still waiting when the connection closes: at the end of a stream the last
+    // messages get that long (and a margin for their acknowledgement) before the close.
+    // A cut closes at once, so the origin drops what it has not played yet.
+    let draining = origin.clone();
+    let end = relay_connected(publisher, origin, ingest, state, tap, start).await;
+    if end.closer == Closer::Publisher && end.kind == EndKind::Closed {
+        let latency = ingest.srt.as_ref().map_or(
+            Duration::from_millis(SrtConfig::default().latency_ms),
+            |srt| Duration::from_millis(srt.latency_ms),
+        );
+        tokio::time::sleep(latency + DRAIN_MARGIN).await;
+    }
+    drop(draining);
+    end
 }
 
 /// Why an SRT listener could not start.

@@ -26,4 +26,5 @@ mod pdq_conformance;
 mod proxy_protocol;
 mod relay;
 mod rtmps;
+mod srt;
 mod video_hashing;

@@ -33,8 +33,21 @@ use crate::sys;
 
 /// Events the epoll thread reports at most per wait.
 const EVENTS_PER_WAIT: usize = 256;
-/// The epoll thread's wait; only bounds how soon it notices a failing epoll.
-const WAIT_MS: i64 = 1_000;
+/// The epoll thread's wait: how soon it notices that the process is exiting.
+const WAIT_MS: i64 = 100;
+
+/// Set at process exit: the epoll thread leaves libsrt before libsrt's own static
+/// destructors tear its epoll down (waiting inside it then would crash the exit).
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+/// Runs at exit, before libsrt's destructors (registered after them, so run first).
+extern "C" fn stop_at_exit() {
+    EXITING.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(thread) = lock(&THREAD).take() {
+        let _ = thread.join();
+    }
+}
 
 /// Poisoning only means a panic while a waker was swapped; the slot stays usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,10 +100,13 @@ fn reactor() -> Result<&'static Reactor, Error> {
                 eid,
                 sockets: Mutex::new(HashMap::new()),
             }));
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("srt-epoll".into())
                 .spawn(move || reactor.run())
                 .map_err(|error| Error::own("starting the srt-epoll thread", error.to_string()))?;
+            *lock(&THREAD) = Some(thread);
+            // SAFETY: registers a plain function without arguments.
+            unsafe { libc::atexit(stop_at_exit) };
             Ok(reactor)
         })
         .clone()
@@ -99,7 +115,7 @@ fn reactor() -> Result<&'static Reactor, Error> {
 impl Reactor {
     fn run(&self) {
         let mut events = [sys::SRT_EPOLL_EVENT { fd: 0, events: 0 }; EVENTS_PER_WAIT];
-        loop {
+        while !EXITING.load(std::sync::atomic::Ordering::SeqCst) {
             // SAFETY: libsrt writes at most EVENTS_PER_WAIT events into the array.
             let ready = unsafe {
                 sys::srt_epoll_uwait(

@@ -378,6 +378,7 @@ impl Socket {
             packets_lost_receiving: count(perf.pktRcvLossTotal),
             packets_lost_sending: count(perf.pktSndLossTotal),
             packets_retransmitted: count(perf.pktRetransTotal),
+            packets_retransmitted_received: count(perf.pktRcvRetrans),
             packets_dropped_receiving: count(perf.pktRcvDropTotal),
             packets_dropped_sending: count(perf.pktSndDropTotal),
             bandwidth_mbps: perf.mbpsBandwidth,
@@ -403,7 +404,10 @@ pub struct LinkStats {
     pub packets_lost_receiving: u64,
     /// Packets the peer reported missing.
     pub packets_lost_sending: u64,
+    /// Packets this side sent again.
     pub packets_retransmitted: u64,
+    /// Retransmitted packets received from the peer.
+    pub packets_retransmitted_received: u64,
     /// Packets that never arrived within the latency and were skipped.
     pub packets_dropped_receiving: u64,
     pub packets_dropped_sending: u64,
