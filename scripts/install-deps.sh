@@ -34,6 +34,9 @@ test_packages=(
   ffmpeg nginx libnginx-mod-rtmp nats-server
   # an SRT origin for the SRT ingest tests and benchmark (srt-live-transmit)
   srt-tools
+  # GStreamer as a second publisher (rtmp2sink, over RTMP and RTMPS; x264enc, flvmux)
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   # Python reference implementations (Meta's PDQ via PyPI pdqhash)
   python3 python3-venv python3-pip
   g++ python3-dev fonts-dejavu-core

@@ -346,6 +346,14 @@ impl IngestConfig {
             max_buffered_bytes: self.limits.max_buffered_bytes,
         }
     }
+    /// The MPEG-TS demuxer's limits: `max_message_bytes` bounds a video access unit (a
+    /// PES) as it bounds an RTMP video message; the others are the demuxer's defaults.
+    pub fn ts_limits(&self) -> livegate_mpegts::Limits {
+        livegate_mpegts::Limits {
+            max_pes_bytes: self.limits.max_message_bytes as usize,
+            ..livegate_mpegts::Limits::default()
+        }
+    }
 }
 
 impl ServerConfig {

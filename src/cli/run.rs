@@ -49,7 +49,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ));
         let certificates = server.certificates();
         if !certificates.is_empty() {
-            tokio::spawn(reload_certificates_on_sighup(certificates));
+            tokio::spawn(reload_certificates(certificates));
         }
         server.run_until(shutdown_signal()).await;
         anyhow::Ok(())
@@ -133,26 +133,41 @@ async fn reload_lists_on_sighup(
     }
 }
 
-/// Reloads the RTMPS listeners' certificates on SIGHUP: new connections get the new pair,
-/// running sessions keep theirs, and a pair that fails to load leaves the old one.
-async fn reload_certificates_on_sighup(certificates: Vec<Arc<CertificateStore>>) {
+/// How often certificate files are checked for changes (two `stat` calls a certificate).
+const CERTIFICATE_POLL: Duration = Duration::from_secs(5);
+
+/// Reloads the TLS certificates (RTMPS listeners, admin) on SIGHUP and when their files
+/// change on disk (a renewal): new connections get the new pair, running sessions keep
+/// theirs, and a pair that fails to load leaves the old one (reported once per change).
+async fn reload_certificates(certificates: Vec<Arc<CertificateStore>>) {
     let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
+        Ok(hangups) => Some(hangups),
         Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGHUP: certificates will not reload");
-            return;
+            tracing::error!(%error, "cannot listen for SIGHUP: certificates reload only when their files change");
+            None
         }
     };
-    while hangups.recv().await.is_some() {
+    let mut poll = tokio::time::interval(CERTIFICATE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = tokio::select! {
+            Some(()) = async { hangups.as_mut()?.recv().await } => "sighup",
+            _ = poll.tick() => "file_changed",
+        };
         for store in &certificates {
+            if trigger == "file_changed" && !store.changed_on_disk() {
+                continue;
+            }
             let reloading = Arc::clone(store);
             match tokio::task::spawn_blocking(move || reloading.reload()).await {
                 Ok(Ok(())) => tracing::info!(
                     certificate = %store.certificate_path().display(),
+                    trigger,
                     "TLS certificate reloaded"
                 ),
                 Ok(Err(error)) => tracing::error!(
                     %error,
+                    trigger,
                     "TLS certificate reload failed; previous certificate stays active"
                 ),
                 Err(error) => tracing::error!(%error, "TLS certificate reload task failed"),

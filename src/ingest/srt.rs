@@ -451,37 +451,6 @@ impl From<livegate_srt::LinkStats> for SrtLinkView {
     }
 }
 
-/// Stands in for the MPEG-TS inspector until it is merged: relays uninspected.
-pub struct PendingInspector;
-
-impl crate::ingest::inspect::Inspector for PendingInspector {
-    fn protocol(&self) -> &'static str {
-        "SRT"
-    }
-    fn handshake_start(&self) -> &'static str {
-        "an SRT handshake"
-    }
-    fn dial_after(&self) -> usize {
-        0
-    }
-    fn check_start(&self, _start: &[u8]) -> Result<(), crate::ingest::inspect::InspectError> {
-        Ok(())
-    }
-    fn origin_handshake_len(&self) -> u64 {
-        0
-    }
-    fn feed(
-        &mut self,
-        _bytes: &[u8],
-        _events: &mut Vec<crate::stream::StreamEvent>,
-    ) -> Result<(), crate::ingest::inspect::InspectError> {
-        Ok(())
-    }
-    fn held_from(&self) -> Option<u64> {
-        None
-    }
-}
-
 /// An accepted SRT connection has done its handshake (and encryption) already.
 impl Incoming for SrtStream {
     type Stream = SrtStream;

@@ -1,8 +1,8 @@
 //! RTMPS: TLS on an ingest listener through rustls (tokio-rustls, the `ring` provider).
 //!
 //! A [`CertificateStore`] holds one listener's certificate chain and key behind an
-//! `ArcSwap`, and is the rustls certificate resolver: a reload (SIGHUP) swaps in a new
-//! pair for connections accepted afterwards, running sessions keep the keys they
+//! `ArcSwap`, and is the rustls certificate resolver: a reload (SIGHUP, or its files
+//! changing on disk) swaps in a new pair for connections accepted afterwards, running sessions keep the keys they
 //! negotiated, and a pair that fails to load leaves the old one in place. An accepted
 //! socket becomes a [`TlsIncoming`], which a session turns into its TLS transport
 //! within `handshake_timeout_ms` — refusing at once a peer whose first byte is not a TLS
@@ -19,9 +19,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tokio::io::ReadHalf;
 use tokio::net::TcpStream;
 
@@ -88,24 +89,52 @@ pub struct CertificateStore {
     /// The config key the files come from, e.g. `ingest[0].tls`, for errors.
     key: String,
     current: ArcSwap<CertifiedKey>,
+    /// The files as they were when last read (whether or not they loaded), so that a
+    /// change is read once and a bad file is reported once, not on every poll.
+    read_as: Mutex<FilesStamp>,
+}
+
+/// What a certificate's two files look like on disk: modification time, size and inode
+/// of each (through symlinks, as certbot's `live/` links are). Any change — a file
+/// rewritten, or a link moved to a new file — changes the stamp.
+type FilesStamp = [Option<(SystemTime, u64, u64)>; 2];
+
+fn stamp(files: &TlsFilesConfig) -> FilesStamp {
+    [&files.certificate, &files.key].map(|path| {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+    })
 }
 
 impl CertificateStore {
     /// Loads the pair named in `files`; `key` is its config key (`ingest[0].tls`).
     pub fn load(files: &TlsFilesConfig, key: &str) -> Result<Arc<Self>, CertificateError> {
+        // Stamped before reading: a change made while they are read is seen next time.
+        let read_as = Mutex::new(stamp(files));
         let pair = load_pair(files, key)?;
         Ok(Arc::new(CertificateStore {
             files: files.clone(),
             key: key.to_string(),
             current: ArcSwap::from_pointee(pair),
+            read_as,
         }))
     }
 
     /// Reads the files again; on failure the pair in use stays.
     pub fn reload(&self) -> Result<(), CertificateError> {
+        if let Ok(mut read_as) = self.read_as.lock() {
+            *read_as = stamp(&self.files);
+        }
         let pair = load_pair(&self.files, &self.key)?;
         self.current.store(Arc::new(pair));
         Ok(())
+    }
+
+    /// Whether either file changed on disk since it was last read (two `stat` calls).
+    pub fn changed_on_disk(&self) -> bool {
+        self.read_as
+            .lock()
+            .is_ok_and(|read_as| *read_as != stamp(&self.files))
     }
 
     /// The certificate file, for logs.

@@ -1,8 +1,9 @@
 //! The Docker files stay in step with the repository without a Docker engine: the image
 //! installs its packages with scripts/install-deps.sh, the runtime libraries are the
 //! ones the build links, the container config is valid, compose's fleet runs two nodes on
-//! one NATS with that config plus `[cluster]`, and the Grafana dashboard only queries
-//! metrics livegate exports.
+//! one NATS with that config plus `[cluster]`, the Grafana dashboard only queries
+//! metrics livegate exports, and the build context holds every file the release build
+//! reads (manifests, sources, embedded files — none of them under `tests/`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -188,4 +189,164 @@ fn the_dashboard_queries_exported_metrics() {
             "the dashboard queries {name}, which src/admin/metrics.rs does not export"
         );
     }
+}
+
+/// The paths `COPY`ed from the build context into the build stage (sources of each
+/// `COPY` without `--from`, relative to the repository root).
+fn build_stage_copies(dockerfile: &str) -> Vec<String> {
+    let build_stage = dockerfile.split("\nFROM ").nth(1).expect("a build stage");
+    build_stage
+        .lines()
+        .filter_map(|line| line.strip_prefix("COPY "))
+        .filter(|args| !args.contains("--from"))
+        .flat_map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len() - 1]
+                .iter()
+                .map(|source| source.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether a `.dockerignore` pattern (`*` matching one path segment) covers `path` or a
+/// folder holding it.
+fn ignored_by(pattern: &str, path: &str) -> bool {
+    let pattern: Vec<&str> = pattern.trim_end_matches('/').split('/').collect();
+    let path: Vec<&str> = path.split('/').collect();
+    path.len() >= pattern.len()
+        && pattern.iter().zip(&path).all(|(want, have)| {
+            *want == "*"
+                || want == have
+                || want.strip_suffix('*').is_some_and(|p| have.starts_with(p))
+        })
+}
+
+/// Every file `cargo build -p livegate` reads: the workspace's manifests (cargo loads
+/// them all), the lock file, and for livegate and each crate it depends on by path, its
+/// manifest, `build.rs` and sources, and every file they `include_str!`/`include_bytes!`.
+fn files_the_release_build_reads(root: &Path) -> BTreeSet<String> {
+    let relative = |path: &Path| -> String {
+        let path = path
+            .canonicalize()
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let root = root.canonicalize().expect("repository root");
+        path.strip_prefix(&root)
+            .unwrap_or_else(|_| panic!("{} is outside the repository", path.display()))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let manifest = |dir: &Path| -> toml::Table {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .expect("a manifest")
+            .parse()
+            .expect("a TOML manifest")
+    };
+    let mut files = BTreeSet::from(["Cargo.lock".to_string(), "Cargo.toml".to_string()]);
+    let root_manifest = manifest(root);
+    for member in root_manifest["workspace"]["members"]
+        .as_array()
+        .expect("members")
+    {
+        files.insert(relative(
+            &root
+                .join(member.as_str().expect("a path"))
+                .join("Cargo.toml"),
+        ));
+    }
+    let mut packages = vec![root.to_path_buf()];
+    let mut seen = BTreeSet::new();
+    while let Some(dir) = packages.pop() {
+        if !seen.insert(relative(&dir)) {
+            continue;
+        }
+        let package = manifest(&dir);
+        for section in ["dependencies", "build-dependencies"] {
+            let Some(dependencies) = package.get(section).and_then(|d| d.as_table()) else {
+                continue;
+            };
+            for dependency in dependencies.values() {
+                if let Some(path) = dependency.get("path").and_then(|p| p.as_str()) {
+                    packages.push(dir.join(path));
+                }
+            }
+        }
+        files.insert(relative(&dir.join("Cargo.toml")));
+        let mut sources = vec![dir.join("src")];
+        if dir.join("build.rs").exists() {
+            files.insert(relative(&dir.join("build.rs")));
+            files.extend(literal_includes(&dir.join("build.rs")).map(|f| relative(&dir.join(f))));
+        }
+        while let Some(folder) = sources.pop() {
+            for entry in std::fs::read_dir(&folder).expect("a source folder") {
+                let path = entry.expect("a folder entry").path();
+                if path.is_dir() {
+                    sources.push(path);
+                    continue;
+                }
+                files.insert(relative(&path));
+                if path.extension().is_some_and(|e| e == "rs") {
+                    let folder = path.parent().expect("a folder").to_path_buf();
+                    files.extend(literal_includes(&path).map(|f| relative(&folder.join(f))));
+                }
+            }
+        }
+    }
+    files
+}
+
+/// The literal paths of a source file's `include_str!` / `include_bytes!` calls, outside
+/// its unit tests (a `#[cfg(test)] mod` closing the file, as this codebase writes them:
+/// a release build does not compile it).
+fn literal_includes(source: &Path) -> impl Iterator<Item = String> {
+    let whole = std::fs::read_to_string(source).expect("a source file");
+    let text = whole
+        .find("#[cfg(test)]\nmod ")
+        .map_or(whole.as_str(), |tests| &whole[..tests]);
+    let mut found = Vec::new();
+    for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+        for (at, _) in text.match_indices(macro_name) {
+            let rest = &text[at + macro_name.len()..];
+            if let Some(end) = rest.find('"') {
+                found.push(rest[..end].to_string());
+            }
+        }
+    }
+    found.into_iter()
+}
+
+#[test]
+fn the_image_build_context_holds_every_file_the_release_build_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = repo_file("docker/Dockerfile");
+    let copies = build_stage_copies(&dockerfile);
+    let ignore = repo_file("docker/Dockerfile.dockerignore");
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let needed = files_the_release_build_reads(root);
+    assert!(
+        needed.contains("docs/openapi.json") && needed.contains("config/default.toml"),
+        "the embedded files are found: {needed:?}"
+    );
+    for file in &needed {
+        let copied = copies
+            .iter()
+            .any(|copy| copy == "." || file == copy || file.starts_with(&format!("{copy}/")));
+        assert!(
+            copied,
+            "the image build reads {file}, which docker/Dockerfile does not COPY"
+        );
+        if let Some(pattern) = patterns.iter().find(|pattern| ignored_by(pattern, file)) {
+            panic!("the image build reads {file}, which the .dockerignore excludes ({pattern})");
+        }
+    }
+    // Fixtures and test files stay out of the image's build: the release binary embeds
+    // none of them.
+    assert!(
+        !needed.iter().any(|file| file.starts_with("tests/")),
+        "the release build reads test files: {needed:?}"
+    );
 }

@@ -21,6 +21,7 @@ mod enhanced_rtmp;
 mod evasion;
 mod lifecycle;
 mod match_cli;
+mod mpegts_keyframes;
 mod openapi;
 mod pdq_conformance;
 mod proxy_protocol;

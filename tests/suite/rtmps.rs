@@ -1,8 +1,8 @@
-//! RTMPS ingest end to end: Debian's ffmpeg publishes `rtmps://` through livegate's TLS
-//! listener to a real nginx-rtmp origin (certificates from a CA the test makes with the
-//! `openssl` CLI); the origin records what a plain RTMP publish records, listed footage
-//! is cut; certificates reload on SIGHUP without touching running streams and a broken
-//! file keeps the old pair; a plain RTMP client on the TLS port is closed with a reason.
+//! RTMPS ingest end to end: Debian's ffmpeg and GStreamer (`rtmp2sink`) publish
+//! `rtmps://` through livegate's TLS listener to a real nginx-rtmp origin (certificates
+//! from a CA the test makes with the `openssl` CLI); the origin records what a plain RTMP
+//! publish records, listed footage is cut; certificates reload on SIGHUP without
+//! touching running streams and a broken file keeps the old pair; a plain RTMP client on the TLS port is closed with a reason.
 
 use crate::support;
 
@@ -320,6 +320,140 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
 }
 
 #[test]
+fn gstreamer_publishes_over_rtmps_as_over_rtmp_and_listed_footage_is_cut() {
+    let pki = Pki::new();
+    let (pem, key) = pki.issue("server");
+    let media = support::scratch_dir();
+    let benign = media.path().join("benign.mp4");
+    let listed = media.path().join("listed.mp4");
+    support::encode_clip(&benign, support::TEST_PATTERN, 5);
+    support::encode_clip(&listed, support::MANDELBROT, 5);
+    let list = media.path().join("listed.csv");
+    std::fs::write(&list, support::livegate_hash(&["--keyframes"], &listed)).expect("list");
+
+    let origin = NginxOrigin::start();
+    let (plain_listen, tls_listen) = (local(free_port()), local(free_port()));
+    let audit = media.path().join("audit.jsonl");
+    let config = format!(
+        "[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"{plain_listen}\"\norigin = \"{}\"\n{}\
+         [[hashlist]]\nname = \"known\"\npath = \"{}\"\naction = \"cut\"\n\
+         [policy]\nmode = \"enforce\"\n[actuator]\naudit_log = \"{}\"\n",
+        origin.addr,
+        rtmps_ingest(tls_listen, origin.addr, &pem, &key),
+        list.display(),
+        audit.display()
+    );
+    let livegate = Livegate::start(&config, 2);
+
+    let mut plain =
+        support::gst_publish_file(&benign, &format!("rtmp://{plain_listen}/live/gst-plain"));
+    let mut tls = support::gst_publish_file(&benign, &format!("rtmps://{tls_listen}/live/gst-tls"));
+    let mut cut =
+        support::gst_publish_file(&listed, &format!("rtmps://{tls_listen}/live/gst-listed"));
+    for (name, publisher) in [("rtmp", &mut plain), ("rtmps", &mut tls)] {
+        let status = publisher.wait_for(Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "GStreamer over {name}: gst-launch exited {status:?}\nlivegate log:\n{}",
+            livegate.raw_log()
+        );
+    }
+    let status = cut.wait_for(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "the listed GStreamer stream was not cut: gst-launch exited {status:?}"
+    );
+    let records = audit_records(&audit);
+    assert_eq!(
+        records_for(&records, "gst-listed", "cut").len(),
+        1,
+        "audit:\n{records:#?}"
+    );
+    let through_plain = media_tags(&origin, "gst-plain");
+    let through_tls = media_tags(&origin, "gst-tls");
+    // 150 frames (5 s at 30 fps) and the decoder configuration.
+    assert!(through_plain.len() >= 150, "{} tags", through_plain.len());
+    assert!(
+        through_plain == through_tls,
+        "the origin recorded different media through RTMPS ({} tags) than through RTMP ({} tags)",
+        through_tls.len(),
+        through_plain.len()
+    );
+}
+
+/// A load balancer in front of an `rtmps` listener: for each connection it sends a PROXY
+/// v2 header naming `client`, then passes the TLS bytes through both ways untouched.
+struct ProxyingBalancer {
+    addr: std::net::SocketAddr,
+}
+
+impl ProxyingBalancer {
+    fn start(backend: std::net::SocketAddr, client: std::net::SocketAddr) -> ProxyingBalancer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the balancer");
+        let addr = listener.local_addr().expect("balancer address");
+        std::thread::spawn(move || {
+            for accepted in listener.incoming() {
+                let Ok(front) = accepted else { return };
+                let Ok(mut back) = std::net::TcpStream::connect(backend) else {
+                    return;
+                };
+                let header = livegate_proxy_header::encode(
+                    livegate_proxy_header::Version::V2,
+                    client,
+                    backend,
+                );
+                if std::io::Write::write_all(&mut back, &header).is_err() {
+                    return;
+                }
+                let pipe = |mut from: std::net::TcpStream, mut to: std::net::TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    })
+                };
+                let (Ok(front_copy), Ok(back_copy)) = (front.try_clone(), back.try_clone()) else {
+                    return;
+                };
+                pipe(front, back);
+                pipe(back_copy, front_copy);
+            }
+        });
+        ProxyingBalancer { addr }
+    }
+}
+
+#[test]
+fn a_proxy_header_before_the_tls_handshake_names_the_client() {
+    let pki = Pki::new();
+    let (pem, key) = pki.issue("server");
+    let media = support::scratch_dir();
+    let benign = media.path().join("benign.mp4");
+    support::encode_clip(&benign, support::TEST_PATTERN, 3);
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    let config = rtmps_ingest(listen, origin.addr, &pem, &key).replace(
+        "[ingest.tls]",
+        "proxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n[ingest.tls]",
+    );
+    let livegate = Livegate::start(&config, 1);
+    let client: std::net::SocketAddr = "203.0.113.9:41000".parse().expect("client address");
+    let balancer = ProxyingBalancer::start(listen, client);
+
+    let mut publisher =
+        support::publish_file(&benign, &format!("rtmps://{}/live/proxied", balancer.addr));
+    let status = publisher.wait_for(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "ffmpeg through the balancer exited {status:?}\nlivegate log:\n{}",
+        livegate.raw_log()
+    );
+    // The session is the header's client's; TLS came after the header, on the same socket.
+    let closed = livegate.session_closed_for(client, Duration::from_secs(10));
+    assert_eq!(closed["closer"], "publisher", "{closed}");
+    assert!(media_tags(&origin, "proxied").len() >= 90);
+}
+
+#[test]
 fn certificates_reload_on_sighup_without_touching_running_streams() {
     let pki = Pki::new();
     let ca = pki.path("ca.pem");
@@ -433,7 +567,22 @@ fn certificates_reload_on_sighup_without_touching_running_streams() {
         "{closed}"
     );
 
-    // The stream that ran through both reloads was not touched.
+    // A renewal without SIGHUP: the files change on disk and are picked up (polled every
+    // 5 s), the key first and the certificate last, as a copy would leave them.
+    std::fs::copy(&first_key, &key).expect("renew key");
+    std::fs::copy(&first_pem, &pem).expect("renew certificate");
+    livegate.wait_for_logs(
+        |lines| {
+            lines.iter().any(|line| {
+                line["message"] == "TLS certificate reloaded" && line["trigger"] == "file_changed"
+            })
+        },
+        Duration::from_secs(15),
+        "certificate reloaded when its files changed",
+    );
+    assert_eq!(served_certificate(listen, &ca), pem_of(&first_pem));
+
+    // The stream that ran through the reloads was not touched.
     let (ok, stderr) = publisher.finish(Duration::from_secs(stream_seconds as u64 + 20));
     assert!(
         ok,

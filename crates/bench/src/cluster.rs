@@ -926,6 +926,7 @@ async fn cost(args: &ClusterBenchArgs, nats: &NatsServer, start_ns: u64) -> anyh
             load_proxy,
             &load_sink.bytes,
             probe,
+            None,
         )
         .await;
         timing.store(false, Ordering::Relaxed);

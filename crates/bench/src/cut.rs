@@ -399,7 +399,7 @@ const ENCODE: &[&str] = &[
 const GOP_SECONDS: f64 = 2.0;
 /// Benign footage: a busy test pattern with temporal noise, like a camera's sensor noise,
 /// so the encoder spends its whole bitrate as on real footage.
-const BENIGN_SOURCE: &str = "testsrc2=s=1280x720:r=30,noise=alls=6:allf=t";
+pub(super) const BENIGN_SOURCE: &str = "testsrc2=s=1280x720:r=30,noise=alls=6:allf=t";
 /// The listed footage: rich, large-scale structure, as in `tests/suite/cut.rs`.
 const KNOWN_SOURCE: &str = "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05";
 const KNOWN_SECONDS: &str = "6";
@@ -836,7 +836,7 @@ impl KeyframeCosts {
 }
 
 /// Runs `step` over and over for `budget` of thread CPU time; mean ms per call.
-fn cpu_ms_per_call(
+pub(super) fn cpu_ms_per_call(
     budget: Duration,
     mut step: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {

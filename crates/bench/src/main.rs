@@ -4,6 +4,7 @@
 
 mod classifier;
 mod cluster;
+mod codecs;
 mod cut;
 mod demux;
 mod descriptor;
@@ -13,6 +14,8 @@ mod index;
 mod live_hash;
 mod pdq;
 mod relay;
+mod tls;
+mod ts_demux;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -25,6 +28,8 @@ use std::process::{Command, ExitCode};
 enum BenchCommand {
     /// Relay throughput, CPU and added latency against a direct connection.
     Relay(relay::RelayBenchArgs),
+    /// RTMPS against plain RTMP through the same livegate: added latency, CPU per Gbit.
+    Tls(relay::RelayBenchArgs),
     /// Hash index: build time, memory, lookup latency against brute force.
     Index(index::IndexBenchArgs),
     /// Descriptor index: memory, exact cosine search latency against f32 brute force.
@@ -33,8 +38,12 @@ enum BenchCommand {
     Pdq(pdq::PdqBenchArgs),
     /// RTMP demuxer throughput on a captured publish session.
     Demux(demux::DemuxBenchArgs),
+    /// MPEG-TS demuxer throughput on an ffmpeg transport stream, against a memory copy.
+    TsDemux(ts_demux::TsDemuxBenchArgs),
     /// Time to cut under benign load, and streams per analysis core.
     Cut(cut::CutBenchArgs),
+    /// Per-keyframe analysis cost of HEVC and AV1 against H.264.
+    Codecs(codecs::CodecsBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
     Classifier(classifier::ClassifierBenchArgs),
     /// Descriptor (SSCD distilled) cost per view against Python's onnxruntime.
@@ -67,11 +76,14 @@ fn main() -> ExitCode {
 fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => relay::run(args),
+        BenchCommand::Tls(args) => tls::run(args),
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::DescriptorIndex(args) => descriptor_index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
         BenchCommand::Demux(args) => demux::run(args),
+        BenchCommand::TsDemux(args) => ts_demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
+        BenchCommand::Codecs(args) => codecs::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),
         BenchCommand::DescriptorRecall(args) => descriptor_recall::run(args),

@@ -13,10 +13,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use livegate::config::Config;
+use livegate::ingest::tls::OriginTls;
 use livegate::server::Server;
 use livegate_rtmp::encode::{self, ChunkWriter};
 
@@ -91,6 +92,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         load_sink.addr,
         &load_sink.bytes,
         direct_probe(),
+        None,
     )
     .await?;
     let direct_paced = run_phase(
@@ -100,6 +102,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         load_sink.addr,
         &load_sink.bytes,
         direct_probe(),
+        None,
     )
     .await?;
 
@@ -130,6 +133,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         load_proxy,
         &load_sink.bytes,
         proxied_probe(),
+        None,
     )
     .await?;
     let through_paced = run_phase(
@@ -139,6 +143,7 @@ async fn bench(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         load_proxy,
         &load_sink.bytes,
         proxied_probe(),
+        None,
     )
     .await?;
     let _ = stop_tx.send(());
@@ -372,6 +377,26 @@ pub(super) enum Pace {
     RealTime,
 }
 
+/// Connects a publisher to `target`: plain TCP, or RTMPS when `tls` is given.
+async fn dial(
+    target: SocketAddr,
+    tls: Option<&OriginTls>,
+) -> anyhow::Result<Box<dyn AsyncWrite + Send + Unpin>> {
+    let socket = TcpStream::connect(target)
+        .await
+        .with_context(|| format!("connecting a publisher to {target}"))?;
+    socket.set_nodelay(true)?;
+    Ok(match tls {
+        None => Box::new(socket),
+        Some(tls) => Box::new(
+            tls.secure(socket, &target.to_string(), Duration::from_secs(10))
+                .await?,
+        ),
+    })
+}
+
+/// Runs one phase: the load's publishers (and the probe) connect to their targets, over
+/// TLS when `tls` is given, and push for `args.seconds`.
 pub(super) async fn run_phase(
     args: &RelayBenchArgs,
     pace: Pace,
@@ -379,6 +404,7 @@ pub(super) async fn run_phase(
     load_target: SocketAddr,
     delivered: &AtomicU64,
     probe: ProbeTarget,
+    tls: Option<&Arc<OriginTls>>,
 ) -> anyhow::Result<PhaseResult> {
     let running = Arc::new(AtomicBool::new(true));
     let count = match pace {
@@ -387,10 +413,7 @@ pub(super) async fn run_phase(
     };
     let mut publishers = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut socket = TcpStream::connect(load_target)
-            .await
-            .context("connecting a publisher")?;
-        socket.set_nodelay(true)?;
+        let mut socket = dial(load_target, tls.map(Arc::as_ref)).await?;
         let (preamble, gop) = (Arc::clone(&session.preamble), Arc::clone(&session.gop));
         let frame_ends = Arc::clone(&session.frame_ends);
         let running = Arc::clone(&running);
@@ -413,10 +436,7 @@ pub(super) async fn run_phase(
             anyhow::Ok(())
         }));
     }
-    let mut probe_socket = TcpStream::connect(probe.target)
-        .await
-        .context("connecting the probe")?;
-    probe_socket.set_nodelay(true)?;
+    let mut probe_socket = dial(probe.target, tls.map(Arc::as_ref)).await?;
     probe_socket.write_all(&probe_preamble()).await?;
 
     let cpu_before = process_cpu_seconds();

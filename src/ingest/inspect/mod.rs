@@ -3,6 +3,7 @@
 //! [`StreamEvent`]s. An inspector never writes and never changes a byte; it may ask for
 //! bytes to be held back until it has understood them ([`Inspector::held_from`]).
 
+pub mod mpegts;
 pub mod rtmp;
 
 use crate::config::IngestConfig;
@@ -52,6 +53,10 @@ pub fn for_ingest(ingest: &IngestConfig) -> Box<dyn Inspector> {
         Protocol::Rtmp | Protocol::Rtmps => {
             Box::new(rtmp::RtmpInspector::new(ingest.demux_limits()))
         }
-        Protocol::Srt => Box::new(crate::ingest::srt::PendingInspector),
+        // SRT carries MPEG-TS; its identity comes from the handshake, not the bytes.
+        Protocol::Srt => Box::new(mpegts::MpegTsInspector::new(
+            "SRT",
+            livegate_mpegts::Limits::default(),
+        )),
     }
 }

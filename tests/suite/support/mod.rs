@@ -270,6 +270,31 @@ pub fn publish_file(file: &Path, url: &str) -> ChildGuard {
     publish_copy(&[], file, url)
 }
 
+/// GStreamer publishing `file`'s H.264 to `url` (`rtmp://` or `rtmps://`) with
+/// `rtmp2sink`, at its real rate, without re-encoding. The certificate is not validated:
+/// the test's CA is not in GIO's trust store (livegate's side of TLS is what is tested).
+pub fn gst_publish_file(file: &Path, url: &str) -> ChildGuard {
+    ChildGuard::spawn(
+        Command::new("gst-launch-1.0")
+            .args(["-q", "-e", "filesrc"])
+            .arg(format!("location={}", file.display()))
+            .args([
+                "!",
+                "qtdemux",
+                "!",
+                "h264parse",
+                "!",
+                "flvmux",
+                "streamable=true",
+            ])
+            .args(["!", "rtmp2sink", "tls-validation-flags=0"])
+            .arg(format!("location={url}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "gst-launch publisher",
+    )
+}
+
 /// ffmpeg publishing `clip` to `url` at its real rate, over and over.
 pub fn publish_looping(clip: &Path, url: &str) -> ChildGuard {
     publish_copy(&["-stream_loop", "-1"], clip, url)
