@@ -401,3 +401,185 @@ fn a_cut_closes_both_links_and_the_key_is_refused_at_the_next_handshake() {
         Some(support::key_fingerprint(key).as_str())
     );
 }
+
+/// The Hamming distance of two 64-hex-digit PDQ hashes.
+fn distance(a: &str, b: &str) -> u32 {
+    let bits = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    };
+    bits(a)
+        .iter()
+        .zip(bits(b))
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum()
+}
+
+#[test]
+fn listed_footage_over_srt_is_cut_at_its_first_matching_keyframe_and_benign_flows() {
+    let dir = scratch_dir();
+    let encode = |inputs: &[&str], out: &Path| {
+        let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-y"]
+            .iter()
+            .chain(inputs)
+            .map(ToString::to_string)
+            .collect();
+        args.extend(support::x264_args(30));
+        args.extend(["-f".into(), "mpegts".into(), out.display().to_string()]);
+        support::ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let known = dir.path().join("known.ts");
+    encode(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "mandelbrot=s=640x360:r=30:start_scale=2:end_scale=0.1,trim=duration=3",
+        ],
+        &known,
+    );
+    let list = dir.path().join("known.csv");
+    let listed = support::livegate_hash(&["--every", "1"], &known);
+    std::fs::write(&list, &listed).expect("list");
+    // Two seconds of benign footage, then the listed clip.
+    let stream = dir.path().join("stream.ts");
+    encode(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=30:d=2",
+            "-i",
+            known.to_str().expect("utf-8"),
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+            "-map",
+            "[v]",
+        ],
+        &stream,
+    );
+    let benign = ts_clip(dir.path(), 4);
+    // The stream's first keyframe within distance 31 of a listed hash, as `livegate
+    // hash` sees the same file: where the cut must happen.
+    let listed: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.split(',').next())
+        .collect();
+    let first_match_pts: f64 = support::livegate_hash(&["--every", "1"], &stream)
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let matches = listed.iter().any(|hash| distance(hash, fields[0]) <= 31);
+            matches.then(|| fields[3].parse().expect("pts"))
+        })
+        .expect("the stream holds the listed footage");
+    let (listed_origin, benign_origin) = (
+        SrtOrigin::start(dir.path(), ORIGIN_PASSPHRASE),
+        SrtOrigin::start(dir.path(), ORIGIN_PASSPHRASE),
+    );
+    let (listed_port, benign_port) = (free_udp_port(), free_udp_port());
+    let tables = format!(
+        "[[hashlist]]\nname = \"known\"\npath = {:?}\naction = \"cut\"\n[policy]\nmode = \"enforce\"\n",
+        list.display().to_string()
+    );
+    let second = config(benign_port, benign_origin.port, "")
+        .split("[admin]")
+        .next()
+        .expect("ingest part")
+        .to_string();
+    let livegate = Livegate::start(
+        &format!(
+            "{second}\n{}\n{tables}",
+            config(listed_port, listed_origin.port, "")
+        ),
+        2,
+    );
+    let admin = livegate.admin_addr();
+    let (key, benign_key) = ("srt-listed-footage-key", "srt-benign-footage-key");
+    let mut publisher = publish(
+        &stream,
+        listed_port,
+        &format!("#!::r=live/{key},m=publish"),
+        PUBLISHER_PASSPHRASE,
+    );
+    let mut benign_publisher = publish(
+        &benign,
+        benign_port,
+        &format!("#!::m=publish,r=live/{benign_key}"),
+        PUBLISHER_PASSPHRASE,
+    );
+
+    let closed = livegate.session_closed_for_key(key, Duration::from_secs(15));
+    assert_eq!(closed["kind"], "policy_cut", "{closed}");
+    assert_eq!(closed["codec"], "Avc", "{closed}");
+    let cuts = events_of(admin, TOKEN, "cut");
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    // `livegate hash` counts from the file's start; the TS timestamps start later.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=start_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&stream)
+        .output()
+        .expect("ffprobe");
+    let start: f64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .expect("start time");
+    let cut_pts = cuts[0]["pts_seconds"]
+        .as_f64()
+        .expect("pts of the cut keyframe")
+        - start;
+    assert!(
+        (cut_pts - first_match_pts).abs() < 0.05,
+        "cut at {cut_pts} s, the first matching keyframe is at {first_match_pts} s"
+    );
+    assert!(
+        cuts[0]["time_to_cut_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms < 1_000.0),
+        "{cuts:?}"
+    );
+    // The listed stream's origin saw the link close; ffmpeg's connection broke.
+    let received = listed_origin.received(Duration::from_secs(8));
+    assert!(
+        std::fs::read(&stream)
+            .expect("stream")
+            .starts_with(&received)
+    );
+    assert!(publisher.wait_for(Duration::from_secs(8)).is_some());
+    assert_eq!(
+        reject_of(connect(
+            listed_port,
+            Some(&format!("live/{key}")),
+            PUBLISHER_PASSPHRASE
+        )),
+        Some(RejectReason::FORBIDDEN),
+        "the cut key is refused at the next handshake"
+    );
+    // The benign stream on the other listener flowed to its end, untouched.
+    assert!(
+        benign_publisher
+            .wait_for(Duration::from_secs(15))
+            .is_some_and(|status| status.success()),
+        "the benign stream is not cut"
+    );
+    let closed = livegate.session_closed_for_key(benign_key, Duration::from_secs(10));
+    assert_eq!(closed["closer"], "publisher", "{closed}");
+    assert!(
+        closed["keyframes"].as_u64() >= Some(3),
+        "inspected: {closed}"
+    );
+    assert_relayed_unchanged(
+        &benign_origin.received(Duration::from_secs(10)),
+        &benign,
+        &closed,
+    );
+}
