@@ -657,8 +657,8 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_problem() {
-        let message = error_of("[[ingest]]\nprotocol = \"srt\"\n");
-        assert!(message.contains("srt"), "{message}");
+        let message = error_of("[[ingest]]\nprotocol = \"webrtc\"\n");
+        assert!(message.contains("webrtc"), "{message}");
         let message = error_of("[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"x\"\norigin=\"a:1\"\n");
         assert!(message.contains("listen"), "{message}");
         let message = error_of("[bogus]\n");

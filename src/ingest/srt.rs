@@ -489,7 +489,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    fn config(srt: &str) -> Result<Config, String> {
+    fn parse_srt(srt: &str) -> Result<Config, String> {
         let text = format!(
             "[[ingest]]\nprotocol = \"srt\"\nlisten = \"127.0.0.1:9000\"\norigin = \"127.0.0.1:9001\"\n[ingest.srt]\n{srt}"
         );
@@ -498,12 +498,12 @@ mod tests {
 
     #[test]
     fn passphrases_default_to_the_same_on_both_links() {
-        let config = config("passphrase = \"0123456789ab\"\n").expect("valid");
+        let config = parse_srt("passphrase = \"0123456789ab\"\n").expect("valid");
         let srt = config.ingest[0].srt.as_ref().expect("srt");
         let passphrases = srt.passphrases(&|name| name.to_string()).expect("resolved");
         assert_eq!(passphrases.origin.as_deref(), Some("0123456789ab"));
         let config =
-            config("passphrase = \"0123456789ab\"\norigin_passphrase = \"\"\n").expect("valid");
+            parse_srt("passphrase = \"0123456789ab\"\norigin_passphrase = \"\"\n").expect("valid");
         let srt = config.ingest[0].srt.as_ref().expect("srt");
         assert_eq!(
             srt.passphrases(&|name| name.to_string())
@@ -538,7 +538,7 @@ mod tests {
             ),
             ("origin_streamid = \"\"\n", "ingest[0].srt.origin_streamid"),
         ] {
-            let error = config(srt).expect_err(srt);
+            let error = parse_srt(srt).expect_err(srt);
             assert!(error.contains(key), "{error} should name {key}");
             assert!(!error.contains("0123456789ab"), "{error}");
         }
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_origin_streamid_template() {
-        let config = config("origin_streamid = \"#!::r={app}/{key},m=publish,u=livegate\"\n")
+        let config = parse_srt("origin_streamid = \"#!::r={app}/{key},m=publish,u=livegate\"\n")
             .expect("valid");
         let ingest = &config.ingest[0];
         let srt = ingest.srt.as_ref().expect("srt");

@@ -45,6 +45,8 @@ const BACKLOG: i32 = 128;
 /// A caller refused at the handshake, for the listener's task to count and log.
 struct HandshakeRefusal {
     client: SocketAddr,
+    /// What the caller is told.
+    reason: RejectReason,
     kind: RefusalKind,
     message: String,
 }
@@ -67,25 +69,24 @@ struct Gate {
 
 impl Gate {
     fn decide(&self, handshake: &SrtHandshake<'_>) -> Result<(), RejectReason> {
-        let Err((reason, refusal)) = self.check(handshake) else {
+        let Err(refusal) = self.check(handshake) else {
             return Ok(());
         };
+        let reason = refusal.reason;
         // A full queue only loses the log line: the caller is refused all the same.
-        let _ = self.refusals.try_send(refusal);
+        let _ = self.refusals.try_send(*refusal);
         Err(reason)
     }
 
-    fn check(&self, handshake: &SrtHandshake<'_>) -> Result<(), (RejectReason, HandshakeRefusal)> {
+    fn check(&self, handshake: &SrtHandshake<'_>) -> Result<(), Box<HandshakeRefusal>> {
         let client = handshake.peer;
         let refusal = |reason, kind, message: String| {
-            (
+            Box::new(HandshakeRefusal {
+                client,
                 reason,
-                HandshakeRefusal {
-                    client,
-                    kind,
-                    message,
-                },
-            )
+                kind,
+                message,
+            })
         };
         let Some(services) = self.services.get() else {
             return Err(refusal(
@@ -280,6 +281,7 @@ fn refused(
         client,
         kind,
         message,
+        ..
     } = refusal;
     match kind {
         RefusalKind::Connection(refusal) => {
