@@ -578,6 +578,18 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let example =
+            crate::config::uncommented_example("# [[ingest]]\n# protocol = \"srt\"", false)
+                .replace("passphrase = \"...\"", "passphrase = \"0123456789ab\"");
+        let config = Config::parse(&example, "example srt").expect("the srt example parses");
+        let srt = config.ingest[0].srt.as_ref().expect("srt table");
+        assert_eq!(config.ingest[0].protocol, Protocol::Srt);
+        assert_eq!((srt.latency_ms, srt.pbkeylen), (120, 16));
+        assert_eq!(srt.origin_streamid, "{streamid}");
+    }
+
+    #[test]
     fn the_origin_streamid_template() {
         let config = parse_srt("origin_streamid = \"#!::r={app}/{key},m=publish,u=livegate\"\n")
             .expect("valid");
