@@ -237,21 +237,23 @@ fn refused_callers_get_their_reason_and_other_streams_go_on() {
     let clip = ts_clip(dir.path(), 4);
     let origin = SrtOrigin::start(dir.path(), ORIGIN_PASSPHRASE);
     let listen = free_udp_port();
-    let livegate = Livegate::start(&config(listen, origin.port, ""), 1);
+    // One stream at a time: a second caller meets the cap at the handshake.
+    let livegate = Livegate::start(&config(listen, origin.port, "max_connections = 1"), 1);
     let admin = livegate.admin_addr();
     let key = "srt-key-that-keeps-going";
+    // Before the stream takes the one slot: libsrt itself refuses the passphrase.
+    let good = Some("#!::r=live/another-key,m=publish");
+    assert_eq!(
+        reject_of(connect(listen, good, "not-the-passphrase")),
+        Some(RejectReason::BAD_SECRET),
+        "a wrong passphrase"
+    );
     let mut publisher = publish(&clip, listen, &format!("live/{key}"), PUBLISHER_PASSPHRASE);
     wait_for_stream(
         admin,
         TOKEN,
         |stream| stream["srt"]["origin"]["packets_sent"].as_u64() > Some(10),
         "the good stream relaying",
-    );
-    let good = Some("#!::r=live/another-key,m=publish");
-    assert_eq!(
-        reject_of(connect(listen, good, "not-the-passphrase")),
-        Some(RejectReason::BAD_SECRET),
-        "a wrong passphrase"
     );
     assert_eq!(
         reject_of(connect(listen, None, PUBLISHER_PASSPHRASE)),
@@ -276,6 +278,11 @@ fn refused_callers_get_their_reason_and_other_streams_go_on() {
         Some(RejectReason::BAD_MODE),
         "a reader"
     );
+    assert_eq!(
+        reject_of(connect(listen, good, PUBLISHER_PASSPHRASE)),
+        Some(RejectReason::OVERLOAD),
+        "a caller over max_connections"
+    );
     let garbage = UdpSocket::bind("127.0.0.1:0").expect("udp");
     for i in 0..200u32 {
         let datagram: Vec<u8> = (0..(i % 1500)).map(|j| (i * 31 + j) as u8).collect();
@@ -299,6 +306,13 @@ fn refused_callers_get_their_reason_and_other_streams_go_on() {
             "livegate_connections_refused_total{reason=\"streamid\"}"
         ),
         3.0
+    );
+    assert_eq!(
+        metric(
+            &scrape(admin),
+            "livegate_connections_refused_total{reason=\"max_connections\"}"
+        ),
+        1.0
     );
     let refusal = livegate
         .logs()
