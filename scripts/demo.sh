@@ -33,8 +33,11 @@ make_clip() {
 }
 
 if [ -z "${LIVEGATE_BIN:-}" ]; then
-  bash scripts/install-deps.sh
-  cargo build --release --locked --quiet
+  echo "== installing what the demo needs (apt: build tools, FFmpeg, nginx-rtmp; skipped when present)"
+  bash scripts/install-deps.sh --demo
+  echo "== building livegate (release: about 5-7 min the first time on 2 cores, ~5 GB in target/;"
+  echo "   seconds afterwards)"
+  cargo build --release --locked --bin livegate
 fi
 livegate=${LIVEGATE_BIN:-$root/target/release/livegate}
 

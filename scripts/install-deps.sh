@@ -5,6 +5,8 @@
 #
 #   install-deps.sh             everything: build, tests, demo, Python references and the
 #                               descriptor models (default)
+#   install-deps.sh --demo      only what scripts/demo.sh needs: build, ffmpeg, nginx-rtmp
+#                               (no Python environment, no models)
 #   install-deps.sh --build     only what compiling livegate needs (Docker build stage)
 #   install-deps.sh --runtime   only what the release binary needs to run (Docker runtime stage)
 #   install-deps.sh --list SET  print the packages of SET (build, runtime or all), one a line
@@ -34,6 +36,8 @@ test_packages=(
   ffmpeg nginx libnginx-mod-rtmp nats-server
   # an SRT origin for the SRT ingest tests and benchmark (srt-live-transmit)
   srt-tools
+  # the README's shell examples (tests/suite/readme.rs) and the RTMPS tests' CA
+  jq openssl
   # GStreamer as a second publisher (rtmp2sink, over RTMP and RTMPS; x264enc, flvmux)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
@@ -45,10 +49,14 @@ test_packages=(
   lomiri-wallpapers-16.04
 )
 
+# What the demo runs besides the build: the publisher and the origin.
+demo_packages=(ffmpeg nginx libnginx-mod-rtmp)
+
 mode=all
 case "${1:-}" in
   "") ;;
   --build) mode=build ;;
+  --demo) mode=demo ;;
   --runtime) mode=runtime ;;
   --list)
     case "${2:-}" in
@@ -58,12 +66,13 @@ case "${1:-}" in
       *) echo "usage: $0 --list build|runtime|all" >&2; exit 2 ;;
     esac
     exit 0 ;;
-  *) echo "usage: $0 [--build | --runtime | --list build|runtime|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--build | --runtime | --demo | --list build|runtime|all]" >&2; exit 2 ;;
 esac
 
 case "$mode" in
   build) apt_packages=("${build_packages[@]}") ;;
   runtime) apt_packages=("${runtime_packages[@]}") ;;
+  demo) apt_packages=("${build_packages[@]}" "${runtime_packages[@]}" "${demo_packages[@]}") ;;
   all) apt_packages=("${build_packages[@]}" "${runtime_packages[@]}" "${test_packages[@]}") ;;
 esac
 
@@ -74,7 +83,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  echo "installing: ${missing[*]}"
+  echo "installing with apt (a few minutes the first time): ${missing[*]}"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -99,6 +108,10 @@ for service in nginx nats-server; do
     systemctl stop "$service" || true
   fi
 done
+if [ "$mode" = demo ]; then
+  echo "demo dependencies ready"
+  exit 0
+fi
 
 # Python virtualenv with the reference implementations used by tests and benchmarks.
 venv="$here/.venv"

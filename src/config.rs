@@ -73,9 +73,10 @@ pub struct Config {
     pub cluster: Option<crate::backend::cluster::ClusterConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    #[default]
     Rtmp,
     /// RTMP inside TLS; needs `[ingest.tls]`.
     Rtmps,
@@ -115,6 +116,8 @@ pub enum OnParseError {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
+    /// What publishers speak; plain RTMP unless said otherwise.
+    #[serde(default)]
     pub protocol: Protocol,
     pub listen: SocketAddr,
     /// Address of the real ingest server; a host name is resolved at each dial.
@@ -363,28 +366,108 @@ impl ServerConfig {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. Relative paths in it are relative to the file's
+    /// folder (not to wherever livegate was started from).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // Absolute, so the effective config (check-config, logs) says where files are.
+        let folder = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        Config::parse_in(&text, &path.display().to_string(), Some(&folder))
     }
 
-    /// The embedded default config.
+    /// The embedded default config. Its one relative path, the demo's hash list, is
+    /// relative to the source tree livegate was built from (where `lists/` is), so the
+    /// demo works from any folder of the machine that built it.
     pub fn embedded_default() -> Result<Config, ConfigError> {
-        Config::parse(EMBEDDED_DEFAULT, "(embedded default)")
+        Config::parse_in(
+            EMBEDDED_DEFAULT,
+            "(embedded default)",
+            Some(Path::new(env!("CARGO_MANIFEST_DIR"))),
+        )
     }
 
-    /// Parses and validates TOML text; `origin` names the source in errors.
+    /// Parses and validates TOML text; `origin` names the source in errors. Relative
+    /// paths stay relative to the working directory.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+        Config::parse_in(text, origin, None)
+    }
+
+    fn parse_in(text: &str, origin: &str, folder: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             origin: origin.to_string(),
             message: error.to_string(),
         })?;
+        if let Some(folder) = folder {
+            config.resolve_paths_from(folder);
+        }
         config.validate(origin)?;
         Ok(config)
+    }
+
+    /// Makes every relative file path absolute from `folder` (the config file's). A
+    /// runtime library given as a bare name (`libonnxruntime.so`) is left for the dynamic
+    /// loader's search path.
+    fn resolve_paths_from(&mut self, folder: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() && !path.as_os_str().is_empty() {
+                *path = folder.join(&*path);
+            }
+        };
+        let resolve_library = |library: &mut Option<PathBuf>| {
+            if let Some(library) = library.as_mut().filter(|l| l.components().count() > 1) {
+                resolve(library);
+            }
+        };
+        for ingest in &mut self.ingest {
+            if let Some(tls) = &mut ingest.tls {
+                resolve(&mut tls.certificate);
+                resolve(&mut tls.key);
+            }
+            if let Some(ca) = ingest.origin_tls.as_mut().and_then(|tls| tls.ca.as_mut()) {
+                resolve(ca);
+            }
+        }
+        if let Some(admin) = &mut self.admin {
+            admin.token_file.iter_mut().for_each(resolve);
+            if let Some(tls) = &mut admin.tls {
+                resolve(&mut tls.certificate);
+                resolve(&mut tls.key);
+            }
+        }
+        self.hashlist
+            .iter_mut()
+            .for_each(|list| resolve(&mut list.path));
+        self.descriptorlist
+            .iter_mut()
+            .for_each(|list| resolve(&mut list.path));
+        if let Some(descriptor) = &mut self.descriptor {
+            resolve(&mut descriptor.model);
+            resolve_library(&mut descriptor.runtime_library);
+        }
+        if let Some(classifier) = &mut self.classifier {
+            resolve(&mut classifier.model);
+            resolve_library(&mut classifier.runtime_library);
+        }
+        self.actuator.audit_log.iter_mut().for_each(resolve);
+        for webhook in &mut self.actuator.webhook {
+            webhook.ca.iter_mut().for_each(resolve);
+        }
+        if let Some(cluster) = &mut self.cluster {
+            for file in [
+                &mut cluster.token_file,
+                &mut cluster.creds_file,
+                &mut cluster.nkey_seed_file,
+            ] {
+                file.iter_mut().for_each(resolve);
+            }
+        }
     }
 
     /// The effective config (defaults filled in) as TOML.
@@ -557,6 +640,48 @@ mod tests {
     fn example_config_is_valid() {
         let text = include_str!("../config/example.toml");
         Config::parse(text, "example.toml").expect("example config parses");
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_files_folder() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("livegate.toml");
+        std::fs::write(
+            &file,
+            "[[ingest]]\nlisten = \"127.0.0.1:1935\"\norigin = \"127.0.0.1:1\"\n\
+             [[hashlist]]\nname = \"a\"\npath = \"lists/a.csv\"\n\
+             [[hashlist]]\nname = \"b\"\npath = \"/srv/b.csv\"\n\
+             [actuator]\naudit_log = \"audit.jsonl\"\n"
+                .to_string()
+                + &uncommented_example("# [classifier]", false)
+                    .replace("models/320n.onnx", "../models/m.onnx")
+                    .replace(
+                        "/opt/onnxruntime/lib/libonnxruntime.so",
+                        "libonnxruntime.so",
+                    ),
+        )
+        .expect("write config");
+        let config = Config::load(&file).expect("config loads");
+        assert_eq!(config.hashlist[0].path, dir.path().join("lists/a.csv"));
+        assert_eq!(config.hashlist[1].path, Path::new("/srv/b.csv"));
+        assert_eq!(
+            config.actuator.audit_log.as_deref(),
+            Some(dir.path().join("audit.jsonl").as_path())
+        );
+        let classifier = config.classifier.expect("classifier");
+        assert_eq!(classifier.model, dir.path().join("../models/m.onnx"));
+        // A bare library name is for the dynamic loader's search path.
+        assert_eq!(
+            classifier.runtime_library.as_deref(),
+            Some(Path::new("libonnxruntime.so"))
+        );
+        // The embedded default's demo list is the source tree's, wherever livegate runs.
+        let default = Config::embedded_default().expect("default parses");
+        assert!(
+            default.hashlist[0].path.is_file(),
+            "{:?}",
+            default.hashlist[0].path
+        );
     }
 
     #[test]

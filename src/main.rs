@@ -41,8 +41,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("livegate: {error:#}");
-            ExitCode::FAILURE
+            eprintln!("livegate: {}", cli::describe(&error));
+            // 2, as grep: `match` exits 1 when nothing matched, which is not an error.
+            ExitCode::from(2)
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
 use crate::config::Protocol;
 use crate::ingest::tls::{CertificateStore, OriginTls};
+use crate::policy::PolicyMode;
 use crate::session::Services;
 use crate::session::{
     Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry, SrtBindError,
@@ -95,7 +96,13 @@ impl Server {
             }
         };
         for status in lists.status() {
-            info!(list = %status.name, hashes = status.hashes, action = ?status.action, "hash list loaded");
+            info!(list = %status.name, hashes = status.hashes, action = %status.action, "hash list loaded");
+        }
+        match config.policy.mode {
+            PolicyMode::Enforce => info!("policy mode: enforce (cut verdicts cut streams)"),
+            PolicyMode::Shadow => warn!(
+                "policy mode: SHADOW - nothing is cut; what would be is audited as shadow_cut"
+            ),
         }
         let descriptor_lists = match &config.descriptor {
             Some(descriptor) => {
@@ -109,7 +116,7 @@ impl Server {
                     info!(
                         list = %status.name,
                         descriptors = status.descriptors,
-                        action = ?status.action,
+                        action = %status.action,
                         min_cosine = status.min_cosine,
                         "descriptor list loaded"
                     );

@@ -23,6 +23,24 @@ pub enum VideoCodec {
     Vp9,
 }
 
+impl VideoCodec {
+    /// The name the API, the logs and the metrics use (`avc`, `hevc`, `av1`, `vp9`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoCodec::Avc => "avc",
+            VideoCodec::Hevc => "hevc",
+            VideoCodec::Av1 => "av1",
+            VideoCodec::Vp9 => "vp9",
+        }
+    }
+}
+
+impl fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How the bytes of an access unit are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BitstreamFormat {

@@ -30,6 +30,8 @@ pub enum AuditEvent {
     ManualCut,
     Rejected,
     Overload,
+    /// An operator lifted a ban (no stream: `key_fingerprint` or `client` names it).
+    BanLifted,
 }
 
 impl AuditEvent {
@@ -43,6 +45,7 @@ impl AuditEvent {
             AuditEvent::ManualCut => "manual_cut",
             AuditEvent::Rejected => "rejected",
             AuditEvent::Overload => "overload",
+            AuditEvent::BanLifted => "ban_lifted",
         }
     }
 }
@@ -155,7 +158,10 @@ impl SignalRecord {
 pub struct AuditRecord {
     pub time: String,
     pub event: AuditEvent,
-    pub stream_id: StreamId,
+    /// The stream the record is about; none for a record about a key or client alone
+    /// (a ban lifted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<StreamId>,
     pub app: String,
     pub key_fingerprint: Option<String>,
     pub client: String,
@@ -172,9 +178,17 @@ pub struct AuditRecord {
 impl AuditRecord {
     pub fn now(event: AuditEvent, stream_id: StreamId, reason: impl Into<String>) -> Self {
         AuditRecord {
+            stream_id: Some(stream_id),
+            ..AuditRecord::about_no_stream(event, reason)
+        }
+    }
+
+    /// A record about no stream (a key or a client: set `key_fingerprint` or `client`).
+    pub fn about_no_stream(event: AuditEvent, reason: impl Into<String>) -> Self {
+        AuditRecord {
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             event,
-            stream_id,
+            stream_id: None,
             app: String::new(),
             key_fingerprint: None,
             client: String::new(),

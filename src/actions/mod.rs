@@ -327,9 +327,10 @@ impl Actions {
     /// with the time to cut, and counts it.
     pub fn finish_cut(&self, evidence: &CutEvidence, closed_at: Instant) {
         let mut record = evidence.record.clone();
+        // Whole microseconds: what the clock can tell, and no `4.5589200000000005` in JSON.
         record.time_to_cut_ms = evidence
             .keyframe_arrived
-            .map(|arrived| closed_at.duration_since(arrived).as_secs_f64() * 1000.0);
+            .map(|arrived| closed_at.duration_since(arrived).as_micros() as f64 / 1000.0);
         self.telemetry.record_cut(&record);
         self.publish(record);
     }
@@ -343,6 +344,25 @@ impl Actions {
     pub fn ban(&self, target: &BanTarget) {
         self.backend
             .ban(target, Duration::from_secs(self.config.ban_seconds));
+    }
+
+    /// The bans in force on this node, with what is left of each.
+    pub fn bans(&self) -> Vec<(BanTarget, Duration)> {
+        self.backend.bans()
+    }
+
+    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason`; true when
+    /// it was banned on this node.
+    pub fn lift_ban(&self, target: &BanTarget, reason: &str) -> bool {
+        let was_banned = self.backend.lift_ban(target);
+        let mut record = AuditRecord::about_no_stream(AuditEvent::BanLifted, reason);
+        match target {
+            BanTarget::Key(fingerprint) => record.key_fingerprint = Some(fingerprint.clone()),
+            BanTarget::Client(address) => record.client = address.to_string(),
+        }
+        tracing::info!(%target, was_banned, %reason, "ban lifted");
+        self.publish(record);
+        was_banned
     }
 
     /// Stores an audit record and posts it to the webhooks that want its event.

@@ -56,6 +56,9 @@ pub enum Endpoint {
     AddDescriptors,
     Events,
     CutKey,
+    ListBans,
+    LiftKeyBan,
+    LiftClientBan,
     Cluster,
 }
 
@@ -106,6 +109,17 @@ pub static ROUTES: &[Route] = &[
     ),
     route(Method::GET, "/v1/events", Endpoint::Events),
     route(Method::POST, "/v1/keys/{fingerprint}/cut", Endpoint::CutKey),
+    route(Method::GET, "/v1/bans", Endpoint::ListBans),
+    route(
+        Method::POST,
+        "/v1/bans/keys/{fingerprint}/lift",
+        Endpoint::LiftKeyBan,
+    ),
+    route(
+        Method::POST,
+        "/v1/bans/clients/{address}/lift",
+        Endpoint::LiftClientBan,
+    ),
     route(Method::GET, "/v1/cluster", Endpoint::Cluster),
 ];
 
@@ -263,6 +277,25 @@ async fn respond(
         Endpoint::CutKey => {
             let fingerprint = param(0).to_string();
             cut_key(context, &fingerprint, request).await
+        }
+        Endpoint::ListBans => Ok(list_bans(context)),
+        Endpoint::LiftKeyBan => {
+            let fingerprint = param(0);
+            if !is_fingerprint(fingerprint) {
+                return Err(ApiError::bad_request(format!(
+                    "{fingerprint:?} is not a key fingerprint (16 lowercase hex digits, as /v1/bans shows)"
+                )));
+            }
+            lift_ban(context, BanTarget::key(fingerprint), request).await
+        }
+        Endpoint::LiftClientBan => {
+            let address: std::net::IpAddr = param(0).parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{:?} is not an IP address (as /v1/bans shows)",
+                    param(0)
+                ))
+            })?;
+            lift_ban(context, BanTarget::client(address), request).await
         }
         Endpoint::Cluster => Ok(cluster_status(context)),
     }
@@ -616,6 +649,55 @@ async fn cut_key(
             "unanswered": unanswered,
             "fleet_error": fleet_error,
         }),
+    ))
+}
+
+/// The bans in force on this node (a fleet's nodes hold the same ones, up to
+/// propagation), soonest to expire first.
+fn list_bans(context: &AdminContext) -> Response<Body> {
+    #[derive(Serialize)]
+    struct BanView {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key_fingerprint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+        remaining_seconds: u64,
+    }
+    let mut bans = context.services.analysis.actions().bans();
+    bans.sort_by_key(|(_, remaining)| *remaining);
+    let bans: Vec<BanView> = bans
+        .into_iter()
+        .map(|(target, remaining)| {
+            let (key_fingerprint, client) = match target {
+                BanTarget::Key(fingerprint) => (Some(fingerprint), None),
+                BanTarget::Client(address) => (None, Some(address.to_string())),
+            };
+            BanView {
+                key_fingerprint,
+                client,
+                // Rounded up: a ban with 0.4 s left is still a ban.
+                remaining_seconds: remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0),
+            }
+        })
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "bans": bans }))
+}
+
+/// Lifts a ban here and, through the backend, on every node; audited with the reason.
+async fn lift_ban(
+    context: &AdminContext,
+    target: BanTarget,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let reason = read_reason(context, request).await?;
+    let was_banned = context
+        .services
+        .analysis
+        .actions()
+        .lift_ban(&target, &reason);
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "lifted": target.to_string(), "was_banned_here": was_banned }),
     ))
 }
 

@@ -75,9 +75,7 @@ impl StreamView {
             ingest: session.ingest.to_string(),
             protocol: session.protocol().map(crate::config::Protocol::as_str),
             srt: session.srt.view(),
-            codec: identity
-                .codec
-                .map(|codec| format!("{codec:?}").to_lowercase()),
+            codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
             started_at: rfc3339(session.started_at),

@@ -100,6 +100,21 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn bans(&self) -> Vec<(BanTarget, Duration)> {
+        let now = Instant::now();
+        lock(&self.bans)
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(target, until)| (target.clone(), *until - now))
+            .collect()
+    }
+
+    fn lift_ban(&self, target: &BanTarget) -> bool {
+        lock(&self.bans)
+            .remove(target)
+            .is_some_and(|until| until > Instant::now())
+    }
+
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
         self.lists.add_hashes(list, hashes)
     }
@@ -237,7 +252,7 @@ mod tests {
         let ids: Vec<StreamId> = backend
             .recent_audit()
             .iter()
-            .map(|record| record.stream_id)
+            .filter_map(|record| record.stream_id)
             .collect();
         assert_eq!(ids, [StreamId::local(2), StreamId::local(3)]);
     }

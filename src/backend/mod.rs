@@ -62,6 +62,14 @@ pub trait Backend: Send + Sync {
     /// at each `publish`: answered from memory.
     fn ban_remaining(&self, target: &BanTarget) -> Option<Duration>;
 
+    /// The bans in force on this node, with what is left of each.
+    fn bans(&self) -> Vec<(BanTarget, Duration)>;
+
+    /// Lifts `target`'s ban (an operator's remedy for a mistaken cut); true when it was
+    /// banned here. Cluster: lifted here at once, then on every node (and for nodes that
+    /// join later) through the bans stream, whether or not this node held the ban.
+    fn lift_ban(&self, target: &BanTarget) -> bool;
+
     /// Adds hashes to the list `list` (a learned cut stream, or the admin API). Rebuilds
     /// an index: call it off the relay and off analysis workers. Cluster: applied
     /// locally, then published asynchronously for the other nodes to apply.

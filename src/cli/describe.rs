@@ -111,7 +111,11 @@ pub fn run(args: DescribeArgs) -> anyhow::Result<ExitCode> {
         };
         out.flush().context("writing to stdout")?;
         if let Err(error) = result {
-            eprintln!("livegate describe: {}: {error:#}", path.display());
+            eprintln!(
+                "livegate describe: {}: {}",
+                path.display(),
+                super::describe(&error)
+            );
             failures += 1;
         }
     }
@@ -150,7 +154,7 @@ fn describe_video<W: Write>(
     describer: &mut Describer<'_, W>,
 ) -> anyhow::Result<()> {
     let mut video = VideoFile::open(path)?;
-    let progress = progress_bar(video.duration_seconds());
+    let progress = progress_bar(path, video.duration_seconds());
     let sampling = if args.keyframes {
         Sampling::Keyframes
     } else {

@@ -105,7 +105,11 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         };
         out.flush().context("writing to stdout")?;
         if let Err(error) = result {
-            eprintln!("livegate hash: {}: {error:#}", path.display());
+            eprintln!(
+                "livegate hash: {}: {}",
+                path.display(),
+                super::describe(&error)
+            );
             failures += 1;
         }
     }
@@ -217,8 +221,9 @@ fn hash_video(
     frames: &mut FrameHasher,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut video = VideoFile::open(path)?;
-    let progress = progress_bar(video.duration_seconds());
+    let mut video = VideoFile::open(path)
+        .context("neither an image livegate reads nor a video FFmpeg opens")?;
+    let progress = progress_bar(path, video.duration_seconds());
     let sampling = if args.keyframes {
         Sampling::Keyframes
     } else {
@@ -245,18 +250,25 @@ fn hash_video(
         bar.finish_and_clear();
     }
     result?;
-    anyhow::ensure!(sampled > 0, "no video frame could be decoded");
+    anyhow::ensure!(
+        sampled > 0,
+        "not an image livegate reads, and FFmpeg decoded no frame of it (corrupt, or not a picture)"
+    );
     Ok(())
 }
 
-/// A progress bar in seconds of video, on stderr, only when stderr is a terminal.
-pub(super) fn progress_bar(duration_seconds: Option<f64>) -> Option<ProgressBar> {
+/// A progress bar in seconds of `file`'s video, naming it, with the time left, on
+/// stderr, only when stderr is a terminal.
+pub(super) fn progress_bar(file: &Path, duration_seconds: Option<f64>) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = ProgressBar::new(duration_seconds.map_or(0, |d| d.ceil() as u64));
-    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} s {elapsed_precise}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template(
+        "{msg} {bar:30} {pos}/{len} s of video, {elapsed} spent, about {eta} left",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
+    bar.set_message(file.display().to_string());
     Some(bar)
 }

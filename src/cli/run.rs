@@ -11,8 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use livegate::config::{Config, LogConfig, LogFormat};
+use livegate::descriptor::DescriptorModel;
 use livegate::ingest::tls::{CertificateStore, OriginTls};
 use livegate::server::Server;
+use livegate::signals::classifier::Classifier;
 use livegate::signals::descriptor_lists::DescriptorListSet;
 use livegate::signals::lists::ListSet;
 
@@ -73,6 +75,27 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
         if let Some(tls) = &ingest.origin_tls {
             OriginTls::load(tls, &ingest.origin, &format!("ingest[{index}].origin_tls"))?;
         }
+    }
+    // The lists and models, loaded as `run` loads them (a missing, empty or malformed
+    // file fails here the same way); what was loaded goes to stderr, the config to stdout.
+    let lists = ListSet::load(&config.hashlist)?;
+    for status in lists.status() {
+        eprintln!("hash list {}: {} hashes", status.name, status.hashes);
+    }
+    if let Some(descriptor) = &config.descriptor {
+        let lists = DescriptorListSet::load(&config.descriptorlist, &descriptor.list_model()?)?;
+        for status in lists.status() {
+            eprintln!(
+                "descriptor list {}: {} descriptors",
+                status.name, status.descriptors
+            );
+        }
+        DescriptorModel::load(Arc::new(descriptor.clone()))?;
+        eprintln!("descriptor model {}: loaded", descriptor.model.display());
+    }
+    if let Some(classifier) = &config.classifier {
+        Classifier::load(Arc::new(classifier.clone()))?;
+        eprintln!("classifier model {}: loaded", classifier.model.display());
     }
     print!("{}", config.to_toml());
     Ok(ExitCode::SUCCESS)

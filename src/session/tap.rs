@@ -221,7 +221,7 @@ impl Tap {
             StreamEvent::CodecConfig(config) => {
                 debug!(
                     session = %state.id,
-                    codec = ?config.codec,
+                    codec = %config.codec,
                     extradata_bytes = config.extradata.len(),
                     "video config"
                 );

@@ -43,6 +43,17 @@ pub enum ListAction {
     Log,
 }
 
+impl std::fmt::Display for ListAction {
+    /// As the config spells it (`cut`, `alert`, `log`), in logs as in the API.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ListAction::Cut => "cut",
+            ListAction::Alert => "alert",
+            ListAction::Log => "log",
+        })
+    }
+}
+
 /// One `[[hashlist]]` entry of the config.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,6 @@
 //! The admin API over real HTTP against the livegate binary: probes, metrics, auth,
-//! errors, list reloads and additions, live streams, manual cuts, and a hash added
+//! errors, list reloads and additions, live streams, manual cuts, bans listed and
+//! lifted, and a hash added
 //! through the API cutting a stream that is already running; and the binary giving freed
 //! memory back after connection floods (what an operator sees of it).
 
@@ -396,6 +397,51 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     );
     assert!(metric(&metrics, "livegate_keyframes_analysed_total") >= 1.0);
     assert!(metric(&metrics, "livegate_analysis_latency_seconds_count") >= 1.0);
+
+    // The cut banned the key: listed, refused, then lifted by the operator and admitted.
+    let fingerprint = stream["key_fingerprint"].as_str().expect("fingerprint");
+    let bans = Request::get("/v1/bans").token(TOKEN).send(admin).json();
+    assert_eq!(bans["bans"][0]["key_fingerprint"], fingerprint, "{bans}");
+    assert!(
+        bans["bans"][0]["remaining_seconds"].as_u64() > Some(0),
+        "{bans}"
+    );
+    let url = format!("rtmp://{listen}/live/{key}");
+    let (refused, _) = support::Publisher::start(&url, 5, 1).finish(Duration::from_secs(15));
+    assert!(!refused, "the banned key was admitted");
+    for (path, body) in [
+        (
+            "/v1/bans/keys/NOT-A-FINGERPRINT/lift",
+            &br#"{"reason":"x"}"#[..],
+        ),
+        ("/v1/bans/clients/not-an-address/lift", br#"{"reason":"x"}"#),
+        (&format!("/v1/bans/keys/{fingerprint}/lift"), b"{}"),
+    ] {
+        assert_status(&Request::post(path, body).token(TOKEN).send(admin), 400);
+    }
+    let lifted = Request::post(
+        &format!("/v1/bans/keys/{fingerprint}/lift"),
+        br#"{"reason":"cut by mistake"}"#,
+    )
+    .token(TOKEN)
+    .send(admin);
+    assert_status(&lifted, 200);
+    assert_eq!(lifted.json()["was_banned_here"], true, "{lifted:?}");
+    let bans = Request::get("/v1/bans").token(TOKEN).send(admin).json();
+    assert_eq!(bans["bans"], serde_json::json!([]), "{bans}");
+    let records = events_of(admin, TOKEN, "ban_lifted");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["key_fingerprint"], fingerprint);
+    assert_eq!(records[0]["reason"], "cut by mistake");
+    assert!(records[0].get("stream_id").is_none(), "{records:?}");
+    let back = support::Publisher::start(&url, 30, 1);
+    wait_for_stream(
+        admin,
+        TOKEN,
+        |stream| stream["key_fingerprint"] == fingerprint && stream["state"] == "publishing",
+        "the key publishing again once its ban is lifted",
+    );
+    drop(back);
 }
 
 #[test]
@@ -467,6 +513,51 @@ fn no_hash_refusal(list: &Path) -> String {
         "{} holds no hash (empty or only comments); set allow_empty = true on [[hashlist]] \"known\" if that is intended",
         list.display()
     )
+}
+
+/// `livegate check-config FILE`: whether it passed, and its stderr.
+fn check_config(config_path: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("check-config")
+        .arg(config_path)
+        .output()
+        .expect("run livegate check-config");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_loads_the_lists_run_loads_and_fails_as_run_does() {
+    let dir = support::scratch_dir();
+    let list = dir.path().join("known.csv");
+    let config_path = dir.path().join("livegate.toml");
+    let (listen, origin) = (local(free_port()), local(free_port()));
+    std::fs::write(&config_path, config(listen, origin, &list, "", "")).expect("config");
+    for (content, expected) in [
+        (None, format!("{}", list.display())),
+        (Some("# nothing\n".to_string()), no_hash_refusal(&list)),
+        (
+            Some("not-a-hash\n".to_string()),
+            format!("{}:1: no field is a 64-hex-digit hash", list.display()),
+        ),
+    ] {
+        match &content {
+            Some(content) => std::fs::write(&list, content).expect("list"),
+            None => {
+                let _ = std::fs::remove_file(&list);
+            }
+        }
+        let (passed, stderr) = check_config(&config_path);
+        assert!(!passed, "check-config accepted the list {content:?}");
+        assert!(stderr.contains(&expected), "{content:?}: {stderr}");
+        assert_eq!(stderr.matches(&expected).count(), 1, "said twice: {stderr}");
+    }
+    std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
+    let (passed, stderr) = check_config(&config_path);
+    assert!(passed, "{stderr}");
+    assert!(stderr.contains("hash list known: 1 hashes"), "{stderr}");
 }
 
 #[test]

@@ -298,6 +298,14 @@ fn cuts_learned_footage_added_hashes_bans_and_operator_cuts_reach_every_node() {
     let closed = a.livegate.session_closed_for_key("flowing-on-node-a", CUT);
     assert_eq!(closed["closer"], "operator", "{closed}");
     b.assert_refuses("flowing-on-node-a", &media.benign);
+    // Lifted on A (not the node that banned it): every node admits the key again.
+    let lifted = a.post(
+        &format!("/v1/bans/keys/{fingerprint}/lift"),
+        r#"{"reason":"the owner proved the key was theirs"}"#,
+    );
+    assert_eq!(lifted.status, 200, "{lifted:?}");
+    b.wait_admits("flowing-on-node-a", Duration::from_secs(10));
+    c.wait_admits("flowing-on-node-a", Duration::from_secs(10));
 
     // B's own stream flowed through all of it.
     let (key, publisher) = &mut flowing[1];

@@ -7,6 +7,7 @@ use std::process::Command;
 #[test]
 fn the_demo_cuts_the_listed_stream_and_keeps_the_benign_one() {
     let root = env!("CARGO_MANIFEST_DIR");
+    let _ports = crate::support::default_ports_lock();
     let output = Command::new("bash")
         .arg(format!("{root}/scripts/demo.sh"))
         .env("LIVEGATE_BIN", env!("CARGO_BIN_EXE_livegate"))

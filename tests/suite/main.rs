@@ -25,6 +25,7 @@ mod mpegts_keyframes;
 mod openapi;
 mod pdq_conformance;
 mod proxy_protocol;
+mod readme;
 mod relay;
 mod rtmps;
 mod srt;

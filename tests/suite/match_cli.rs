@@ -1,4 +1,5 @@
-//! `livegate match` end to end: a list file on disk, hex queries, CSV and JSON output.
+//! `livegate match` end to end: a list file on disk, hex, image and video queries, CSV and
+//! JSON output, exit status.
 
 use std::process::Command;
 
@@ -29,7 +30,20 @@ fn prints_one_line_per_match_and_no_match_lines() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(
         stdout,
-        format!("{ONE_BIT_AWAY},{STORED},1,{list}:2,100,cat.jpg\n{FAR},no match\n")
+        format!(
+            "query,matched_hash,distance,list_line,fields\n\
+             {ONE_BIT_AWAY},{STORED},1,{list}:2,100,cat.jpg\n{FAR},no match,,,\n"
+        )
+    );
+    // Nothing matched: exit 1, as grep; an error: 2.
+    let output = livegate_match(&["--list", &list, FAR]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let output = livegate_match(&["--list", &list, "no-such-file.mp4"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("neither a 64-hex-digit hash nor a file"),
+        "{stderr}"
     );
 }
 
@@ -105,7 +119,35 @@ fn image_queries_match_the_list_livegate_hash_made_of_them() {
     let hash = String::from_utf8(hashed.stdout).unwrap()[..64].to_string();
     let query = image_path.display();
     assert!(
-        stdout.starts_with(&format!("{query},{hash},0,")),
+        stdout.contains(&format!("\n{query},{hash},0,")),
         "image query should match its own hash at distance 0: {stdout}"
     );
+}
+
+#[test]
+fn video_queries_look_up_a_frame_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    crate::support::encode_clip(&clip, crate::support::MANDELBROT, 3);
+    let hashed = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .arg("hash")
+        .arg(&clip)
+        .output()
+        .expect("livegate hash runs");
+    assert!(hashed.status.success(), "{hashed:?}");
+    let list = dir.path().join("clip.csv");
+    std::fs::write(&list, &hashed.stdout).unwrap();
+    let output = livegate_match(&["--list", list.to_str().unwrap(), clip.to_str().unwrap()]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // Each sampled frame (0, 1 and 2 s) is a query of its own, matching its own hash.
+    for pts in ["0.000", "1.000", "2.000"] {
+        let query = format!("{}@{pts},", clip.display());
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.starts_with(&query) && line.split(',').nth(2) == Some("0")),
+            "{query}: {stdout}"
+        );
+    }
 }

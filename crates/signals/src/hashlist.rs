@@ -1,10 +1,13 @@
 //! Hash list files: parsing lines into hashes plus metadata, with caps and `file:line` errors.
 //!
-//! A list is text, one hash per line, fields separated by tabs (when the line has one) or
-//! commas, surrounding spaces trimmed. The first field that is 64 hex digits is the hash;
-//! the others are kept verbatim as metadata. That one rule reads every format in use:
-//! `livegate hash` output (`HASH,QUALITY,FILENAME` and `HASH,QUALITY,FILENAME,PTS`), Meta's
-//! `hash,quality,filename`, vPDQ's `frame,quality,hash,timestamp` and bare hashes. The
+//! A list is text, one hash per line, fields separated by tabs (when the line has one),
+//! commas (when it has one), or else spaces, surrounding spaces trimmed. The first field
+//! that is 64 hex digits is the hash; the others are kept verbatim as metadata. That one
+//! rule reads every format in use: `livegate hash` output (`HASH,QUALITY,FILENAME` and
+//! `HASH,QUALITY,FILENAME,PTS`), Meta's `hash,quality,filename`, vPDQ's
+//! `frame,quality,hash,timestamp`, python-threatexchange's and HMA's LocalFile
+//! (`pdq HASH`; a line of another signal type, `video_md5 …`, is refused naming it) and
+//! bare hashes. The
 //! second field, when it is not the hash and is an integer 0..=100, is the quality (it is
 //! in all of those formats). Blank lines and lines starting with `#` are skipped.
 //!
@@ -46,6 +49,8 @@ pub const DEFAULT_MAX_HASHES: usize = 20_000_000;
 pub enum LineProblem {
     #[error("no field is a 64-hex-digit hash")]
     NoHash,
+    #[error("a {0:?} signal (python-threatexchange format): only `pdq` lines can be listed")]
+    OtherSignalType(String),
     #[error("field {field}: non-hex character {character:?} at position {position}")]
     NotHex {
         field: usize,
@@ -104,9 +109,19 @@ impl<'a> ParsedLine<'a> {
     }
 }
 
+/// A line's fields: split at tabs when it has one, else at commas, else at runs of
+/// spaces (python-threatexchange's LocalFile, `pdq <hash>`).
 fn fields(text: &str) -> impl Iterator<Item = &str> {
-    let separator = if text.contains('\t') { '\t' } else { ',' };
-    text.split(separator).map(str::trim)
+    let separator = if text.contains('\t') {
+        Some('\t')
+    } else if text.contains(',') {
+        Some(',')
+    } else {
+        None
+    };
+    text.split(move |c: char| separator.map_or(c == ' ', |separator| c == separator))
+        .map(str::trim)
+        .filter(move |field| separator.is_some() || !field.is_empty())
 }
 
 /// Parses one line (without its line ending); `Ok(None)` for blank and comment lines.
@@ -141,7 +156,24 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, LineProblem> {
             }
         }
     }
+    if let Some(signal_type) = other_signal_type(trimmed) {
+        return Err(LineProblem::OtherSignalType(signal_type.to_string()));
+    }
     Err(problem.unwrap_or(LineProblem::NoHash))
+}
+
+/// The signal type of a python-threatexchange line of another type than PDQ
+/// (`video_md5 <hash>`): a lowercase name, a space, then one word, the signal.
+fn other_signal_type(line: &str) -> Option<&str> {
+    let (name, signal) = line.split_once(' ')?;
+    (name != "pdq"
+        && !signal.trim().is_empty()
+        && !signal.trim().contains(' ')
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    .then_some(name)
 }
 
 /// A field that was evidently meant as a hash: 64 characters with a non-hex one, or a long
@@ -531,6 +563,22 @@ mod tests {
         assert_eq!(
             (tabbed.quality, tabbed.line, tabbed.fields),
             (None, Some(9), "label-x,42")
+        );
+    }
+
+    #[test]
+    fn threatexchange_local_files_are_read_and_other_signal_types_named() {
+        let list = parse_text(&format!("pdq {A}\npdq  {B}\n")).unwrap();
+        assert_eq!(list.hashes.len(), 2);
+        let id = list
+            .hashes
+            .binary_search(&Hash256::from_hex(A).unwrap())
+            .unwrap();
+        assert_eq!(list.metadata.get(id).unwrap().fields, "pdq");
+        let refused = error_text(b"video_md5 d41d8cd98f00b204e9800998ecf8427e\n");
+        assert!(
+            refused.contains("\"video_md5\" signal") && refused.contains(":1:"),
+            "{refused}"
         );
     }
 

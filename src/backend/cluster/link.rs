@@ -567,6 +567,11 @@ fn apply_ban(shared: &Shared, payload: &[u8]) {
             return;
         }
     };
+    if ban.lifted {
+        shared.local.lift_ban(&target);
+        shared.status.count_applied(Applied::Ban, 1, ban.made_at_ms);
+        return;
+    }
     // Expired bans stop applying; a node's own bans come back after its restart.
     if let Some(left) = wire::remaining(ban.expires_at_ms, SystemTime::now()) {
         shared.local.ban_until(target, Instant::now() + left);

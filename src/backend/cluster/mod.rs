@@ -257,6 +257,23 @@ impl Backend for ClusterBackend {
         self.shared.local.ban_remaining(target)
     }
 
+    fn bans(&self) -> Vec<(BanTarget, Duration)> {
+        self.shared.local.bans()
+    }
+
+    fn lift_ban(&self, target: &BanTarget) -> bool {
+        let lifted = self.shared.local.lift_ban(target);
+        // Replaces the target's ban in the stream (one message per subject), so nodes
+        // that replay it later find the lift, not the ban.
+        let lift = BanMessage::lift(
+            target,
+            wire::unix_ms(SystemTime::now()),
+            &self.shared.config.node,
+        );
+        self.queue(Kind::Ban, self.shared.subjects.ban(target), &lift);
+        lifted
+    }
+
     fn add_hashes(&self, list: &str, hashes: &[AddedHash]) -> Result<AddReport, ListSetError> {
         let report = self.shared.local.add_hashes(list, hashes)?;
         for chunk in hashes.chunks(wire::HASHES_PER_MESSAGE) {

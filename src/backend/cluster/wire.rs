@@ -159,7 +159,8 @@ pub fn is_fingerprint(text: &str) -> bool {
             .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
-/// A ban of one key (`fingerprint`) or one client (`client`) until `expires_at_ms`.
+/// A ban of one key (`fingerprint`) or one client (`client`) until `expires_at_ms`, or
+/// (`lifted`) the end of its ban.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +171,11 @@ pub struct BanMessage {
     /// When and where the ban was made: the lag is measured from `made_at_ms`.
     pub made_at_ms: u64,
     pub node: String,
+    /// An operator lifted the target's ban: nodes remove it. Expired at once
+    /// (`expires_at_ms` = `made_at_ms`), so a node that does not know the field ignores it
+    /// rather than banning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lifted: bool,
 }
 
 impl BanMessage {
@@ -184,6 +190,15 @@ impl BanMessage {
             expires_at_ms,
             made_at_ms,
             node: node.to_string(),
+            lifted: false,
+        }
+    }
+
+    /// The lift of `target`'s ban, made at `made_at_ms` by `node`.
+    pub fn lift(target: &BanTarget, made_at_ms: u64, node: &str) -> Self {
+        BanMessage {
+            lifted: true,
+            ..BanMessage::new(target, made_at_ms, made_at_ms, node)
         }
     }
 
@@ -444,6 +459,18 @@ mod tests {
             DescriptorsMessage::parse(payload),
             Err(WireError::Entry { index: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_lift_is_a_ban_already_expired_that_says_so() {
+        let key = BanTarget::key("0123456789abcdef");
+        let lift = BanMessage::lift(&key, 7, "a");
+        let payload = serde_json::to_vec(&lift).expect("json");
+        let (parsed, target) = BanMessage::parse(&payload).expect("parse");
+        assert!(parsed.lifted && parsed.expires_at_ms == 7 && target == key);
+        // A ban says nothing of lifting, as before the field existed.
+        let ban = serde_json::to_string(&BanMessage::new(&key, 10, 1, "a")).expect("json");
+        assert!(!ban.contains("lifted"), "{ban}");
     }
 
     #[test]

@@ -281,6 +281,18 @@ impl FleetNode {
         );
     }
 
+    /// Waits until the node admits `key` again (its ban lifted, here or on another node).
+    pub fn wait_admits(&self, key: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.refuses_probe(key) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: key {key} still refused after {limit:?}",
+                self.name
+            );
+        }
+    }
+
     /// One crafted publisher of `key`: true when the node closes it with a new
     /// `rejected` record. An admitted probe (no ban yet) just leaves again.
     fn refuses_probe(&self, key: &str) -> bool {

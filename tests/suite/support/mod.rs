@@ -164,6 +164,15 @@ impl Drop for ChildGuard {
 }
 
 /// A scratch directory readable by nginx's `nobody` workers, removed on drop.
+/// Held by tests that use the embedded default config's fixed ports (1935, 1936, 8935):
+/// the demo and the README's examples run one at a time.
+pub fn default_ports_lock() -> std::sync::MutexGuard<'static, ()> {
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn scratch_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     set_mode(dir.path(), 0o755);
