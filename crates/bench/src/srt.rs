@@ -10,7 +10,9 @@
 //! livegate's (relay, MPEG-TS inspection, analysis of sampled keyframes). Latency is
 //! per message (messages arrive unchanged and in order, so the n-th received is the n-th
 //! sent); through livegate it includes a second SRT link, whose receiver buffers
-//! `--latency-ms` like the first.
+//! `--latency-ms` like the first. Last, `--cuts` streams publish a listed clip (its list
+//! made by `livegate hash --every 1`) one after the other, and the audit's time to cut
+//! (the matching keyframe's first byte arriving → both SRT links closed) is reported.
 
 use anyhow::{Context, bail};
 use std::collections::HashMap;
@@ -43,6 +45,9 @@ pub struct SrtBenchArgs {
     /// SRT latency (receiver buffer) of every link.
     #[arg(long, default_value_t = 40)]
     latency_ms: u64,
+    /// Streams of listed footage cut one after the other, for the time to cut.
+    #[arg(long, default_value_t = 10)]
+    cuts: usize,
 }
 
 /// Arrival times of each stream's messages, by streamid.
@@ -66,7 +71,24 @@ fn options(args: &SrtBenchArgs, streamid: Option<String>) -> SocketOptions {
 
 async fn bench(args: &SrtBenchArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir().context("scratch directory")?;
-    let messages = Arc::new(encode_clip(dir.path(), args.kbps)?);
+    let messages = Arc::new(encode_clip(
+        dir.path(),
+        "load",
+        "testsrc2=size=1280x720:rate=30",
+        args.kbps,
+    )?);
+    let known = encode_clip(
+        dir.path(),
+        "known",
+        "mandelbrot=s=1280x720:r=30:start_scale=2:end_scale=0.05",
+        args.kbps,
+    )?;
+    let list = dir.path().join("known.csv");
+    super::cut::livegate_list(
+        &["hash", "--every", "1"],
+        &dir.path().join("known.ts"),
+        &list,
+    )?;
     let arrivals: Arrivals = Arc::default();
     let sink = start_sink(args, Arc::clone(&arrivals))?;
     println!(
@@ -76,18 +98,22 @@ async fn bench(args: &SrtBenchArgs) -> anyhow::Result<ExitCode> {
     let direct = phase(args, "direct", sink.local_addr(), &messages, &arrivals).await?;
     let config = format!(
         "[[ingest]]\nprotocol = \"srt\"\nlisten = \"127.0.0.1:0\"\norigin = \"{}\"\n\
-         max_connections_per_client = 0\n[ingest.srt]\nlatency_ms = {}\n",
+         max_connections_per_client = 0\n[ingest.srt]\nlatency_ms = {}\n\
+         [[hashlist]]\nname = \"known\"\npath = {:?}\naction = \"cut\"\n",
         sink.local_addr(),
-        args.latency_ms
+        args.latency_ms,
+        list.display().to_string()
     );
     let config = Config::parse(&config, "srt bench").context("bench config")?;
     let server = Server::bind(config).await.context("starting livegate")?;
     let listen = server.local_addrs()[0];
+    let services = server.services();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async {
         let _ = stopped.await;
     }));
     let through = phase(args, "livegate", listen, &messages, &arrivals).await?;
+    let cut_ms = time_to_cut(args, listen, &known, &services).await?;
     let _ = stop.send(());
     let _ = serving.await;
     for result in [&direct, &through] {
@@ -102,19 +128,27 @@ async fn bench(args: &SrtBenchArgs) -> anyhow::Result<ExitCode> {
         core_per_stream(&through) - core_per_stream(&direct),
         100.0 / (core_per_stream(&through) - core_per_stream(&direct)).max(f64::EPSILON),
     );
+    println!(
+        "time to cut over SRT: {} of {} listed streams cut; p50 {:.1} ms, p99 {:.1} ms",
+        cut_ms.len(),
+        args.cuts,
+        percentile(&cut_ms, 0.5),
+        percentile(&cut_ms, 0.99)
+    );
     if through.delivered < 0.99 || direct.delivered < 0.99 {
         bail!("messages were lost: the machine is overloaded at this load");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// An H.264 MPEG-TS clip at `kbps`, cut into SRT messages.
-fn encode_clip(dir: &Path, kbps: u64) -> anyhow::Result<Vec<Vec<u8>>> {
-    let clip = dir.join("clip.ts");
+/// Six seconds of `source` (a lavfi graph) as H.264 MPEG-TS at `kbps` in `NAME.ts`, cut
+/// into SRT messages.
+fn encode_clip(dir: &Path, name: &str, source: &str, kbps: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+    let clip = dir.join(format!("{name}.ts"));
     let rate = format!("{kbps}k");
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-        .args(["-i", "testsrc2=size=1280x720:rate=30", "-t", "6"])
+        .args(["-i", source, "-t", "6"])
         .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "60"])
         .args(["-b:v", &rate, "-maxrate", &rate, "-bufsize", &rate])
         .args(["-f", "mpegts"])
@@ -126,6 +160,40 @@ fn encode_clip(dir: &Path, kbps: u64) -> anyhow::Result<Vec<Vec<u8>>> {
     }
     let bytes = std::fs::read(&clip).context("reading the clip")?;
     Ok(bytes.chunks(MESSAGE_BYTES).map(<[u8]>::to_vec).collect())
+}
+
+/// Publishes the listed clip `args.cuts` times, one stream after the other, each until
+/// livegate cuts it; returns each cut's time to cut from the audit.
+async fn time_to_cut(
+    args: &SrtBenchArgs,
+    listen: SocketAddr,
+    known: &[Vec<u8>],
+    services: &livegate::session::Services,
+) -> anyhow::Result<Vec<f64>> {
+    let interval =
+        Duration::from_secs_f64(MESSAGE_BYTES as f64 * 8.0 / (args.kbps as f64 * 1000.0));
+    for index in 0..args.cuts {
+        let streamid = format!("live/listed-{index}");
+        let stream = SrtStream::connect(listen, options(args, Some(streamid)))
+            .await
+            .with_context(|| format!("connecting listed stream {index}"))?;
+        let mut ticker = tokio::time::interval(interval);
+        for message in known {
+            ticker.tick().await;
+            if stream.is_gone() || stream.send(message).await.is_err() {
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(services
+        .analysis
+        .actions()
+        .recent_records()
+        .iter()
+        .filter(|record| record.event == livegate::actions::AuditEvent::Cut)
+        .filter_map(|record| record.time_to_cut_ms)
+        .collect())
 }
 
 fn start_sink(args: &SrtBenchArgs, arrivals: Arrivals) -> anyhow::Result<Arc<Listener>> {
