@@ -170,6 +170,23 @@ pub struct IngestConfig {
     /// SRT options of a `protocol = "srt"` listener and its origin link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srt: Option<crate::ingest::srt::SrtConfig>,
+    /// `pass` (default), or `gate`: bytes from each keyframe on wait for its verdict.
+    #[serde(default)]
+    pub mode: crate::session::IngestMode,
+    /// Gate mode: `keyframe` (default) or `gop` (a GOP waits for the next keyframe too).
+    #[serde(default)]
+    pub gate: crate::session::GateUnit,
+    /// Gate mode: longest wait for a keyframe's verdict before `on_hold_timeout`.
+    #[serde(default = "crate::session::gate_defaults::max_hold_ms")]
+    pub max_hold_ms: u64,
+    #[serde(default)]
+    pub on_hold_timeout: crate::session::OnHoldTimeout,
+    /// Gate mode: most bytes held per stream before `on_hold_timeout`.
+    #[serde(default = "crate::session::gate_defaults::max_held_bytes")]
+    pub max_held_bytes: usize,
+    /// Gate mode: the signals every keyframe waits for (`pdq` always).
+    #[serde(default = "crate::session::gate_defaults::gate_signals")]
+    pub gate_signals: Vec<crate::session::GateSignal>,
 }
 
 /// How livegate dials an `rtmps://` origin.
@@ -402,7 +419,7 @@ impl Config {
     fn parse_in(text: &str, origin: &str, folder: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
             origin: origin.to_string(),
-            message: error.to_string(),
+            message: in_plain_words(&error.to_string()),
         })?;
         if let Some(folder) = folder {
             config.resolve_paths_from(folder);
@@ -564,6 +581,13 @@ impl Config {
             }
             crate::ingest::proxy_protocol::validate(ingest, key).map_err(in_section)?;
             crate::ingest::srt::validate(ingest, key).map_err(in_section)?;
+            crate::session::validate_gate(
+                ingest,
+                key,
+                self.descriptor.is_some(),
+                self.classifier.is_some(),
+            )
+            .map_err(in_section)?;
         }
         crate::signals::lists::validate_configs(&self.hashlist).map_err(in_section)?;
         crate::signals::descriptor_lists::validate_configs(&self.descriptorlist)
@@ -599,6 +623,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A TOML/serde message with Rust's type names said in words (`expected u32` → `expected
+/// a whole number, 0 or more`): operators write configs, not Rust.
+fn in_plain_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 9] = [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a sequence", "expected a list [...]"),
+    ];
+    TYPES
+        .iter()
+        .fold(message.to_string(), |text, (rust, words)| {
+            text.replace(rust, words)
+        })
 }
 
 /// The commented-out section of `config/example.toml` that starts at the line `marker`
@@ -778,6 +823,21 @@ mod tests {
             let message = error_of(&text);
             assert!(message.contains(key), "{message:?} should name {key}");
         }
+    }
+
+    #[test]
+    fn type_errors_are_said_in_words() {
+        let message = error_of(
+            "[[ingest]]\nlisten = \"127.0.0.1:1935\"\norigin = \"a:1\"\nmax_connections = \"many\"\n",
+        );
+        assert!(
+            message.contains("max_connections") && message.contains("a whole number"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("u32") && !message.contains("usize"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -95,9 +95,6 @@ impl Server {
                 Err(join) => return Err(ServerError::Internal(join.to_string())),
             }
         };
-        for status in lists.status() {
-            info!(list = %status.name, hashes = status.hashes, action = %status.action, "hash list loaded");
-        }
         match config.policy.mode {
             PolicyMode::Enforce => info!("policy mode: enforce (cut verdicts cut streams)"),
             PolicyMode::Shadow => warn!(

@@ -110,6 +110,7 @@ pub struct Telemetry {
     matches: Family<ListLabel, Counter>,
     verdicts: Family<VerdictLabel, Counter>,
     sessions_closed: Family<SessionEndLabel, Counter>,
+    gate: crate::session::GateMetrics,
 }
 
 impl Default for Telemetry {
@@ -132,6 +133,7 @@ impl Default for Telemetry {
             matches: Family::default(),
             verdicts: Family::default(),
             sessions_closed,
+            gate: crate::session::GateMetrics::default(),
         }
     }
 }
@@ -198,6 +200,11 @@ impl Telemetry {
         self.matches.get_or_create_owned(&ListLabel {
             list: list.to_string(),
         });
+    }
+
+    /// Gate mode's held bytes and keyframes, hold times and give-ups.
+    pub fn gate(&self) -> &crate::session::GateMetrics {
+        &self.gate
     }
 
     pub fn analysis_latency(&self) -> &Histogram {

@@ -105,6 +105,28 @@ fn register_telemetry(registry: &mut Registry, telemetry: &Telemetry, lists: &Li
         "Sessions ended, by who ended them (closer) and how (kind)",
         telemetry.sessions_closed().clone(),
     );
+    let gate = telemetry.gate();
+    registry.register(
+        "livegate_gate_held_bytes",
+        "Gate mode: publisher bytes held now, waiting for keyframe verdicts",
+        gate.held_bytes.clone(),
+    );
+    registry.register(
+        "livegate_gate_held_keyframes",
+        "Gate mode: keyframes whose bytes are held now",
+        gate.held_keyframes.clone(),
+    );
+    registry.register(
+        "livegate_gate_hold_seconds",
+        "Gate mode: seconds a keyframe's bytes were held before release",
+        gate.hold_time.clone(),
+    );
+    registry.register(
+        "livegate_gate_hold_timeouts",
+        "Gate mode: keyframes the gate gave up holding, by cause (max_hold_ms, unjudged, \
+         max_held_bytes) and on_hold_timeout (release: released with an alert; cut)",
+        gate.gave_up.clone(),
+    );
 }
 
 /// Numbers read at scrape time from where they are kept.

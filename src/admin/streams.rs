@@ -13,7 +13,7 @@ use tracing::info;
 use crate::actions::{AuditEvent, Cut, Finding};
 use crate::backend::cluster::Command;
 use crate::backend::cluster::wire::is_fingerprint;
-use crate::session::{Closer, EndKind, Services, SessionState};
+use crate::session::{Closer, EndKind, IngestMode, Services, SessionState};
 use crate::stream::StreamId;
 
 pub fn rfc3339(time: SystemTime) -> String {
@@ -42,6 +42,8 @@ pub struct StreamView {
     /// An SRT stream's link statistics (RTT, loss, retransmissions) on both links.
     #[serde(skip_serializing_if = "Option::is_none")]
     srt: Option<crate::ingest::srt::SrtLinksView>,
+    /// `pass` or `gate` (the ingest's `mode`).
+    mode: &'static str,
     codec: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
@@ -75,6 +77,11 @@ impl StreamView {
             ingest: session.ingest.to_string(),
             protocol: session.protocol().map(crate::config::Protocol::as_str),
             srt: session.srt.view(),
+            mode: if session.gated.load(Ordering::Relaxed) {
+                IngestMode::Gate.as_str()
+            } else {
+                IngestMode::Pass.as_str()
+            },
             codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,

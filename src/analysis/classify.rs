@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use super::StreamAnalysis;
 use super::pipeline::SampleTime;
 use crate::policy::Signals;
+use crate::session::{GateSignal, Outcome};
 use crate::signals::classifier::{Classifier, ClassifierConfig, ClassifierError};
 use livegate_signals::pdq::Image;
 
@@ -72,8 +73,13 @@ impl ClassifierPool {
         &self.config
     }
 
-    /// Queues a copy of `picture`; never waits: a full queue sheds it.
-    pub(super) fn offer(&self, stream: &Arc<StreamAnalysis>, picture: &Image<'_>, at: SampleTime) {
+    /// Queues a copy of `picture`; never waits: a full queue sheds it (false).
+    pub(super) fn offer(
+        &self,
+        stream: &Arc<StreamAnalysis>,
+        picture: &Image<'_>,
+        at: SampleTime,
+    ) -> bool {
         let job = ClassifyJob {
             stream: Arc::clone(stream),
             pixels: picture.packed_rgb_rows(),
@@ -86,7 +92,7 @@ impl ClassifierPool {
             job,
             &self.stats.pictures_shed,
             "classifier workers are gone: picture not classified",
-        );
+        )
     }
 }
 
@@ -109,13 +115,18 @@ fn run_classifier(
             Ok(scores) => {
                 stats.pictures_classified.fetch_add(1, Ordering::Relaxed);
                 let decision = job.stream.decide(&Signals::classifier(&scores));
-                if job.stream.act(decision, job.at, None, Vec::new()) {
+                if job
+                    .stream
+                    .act(decision, job.at, None, Vec::new(), GateSignal::Classifier)
+                {
                     stats.verdicts.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Err(error) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 debug!(session = %job.stream.session.id, %error, "picture not classified");
+                job.stream
+                    .answer_gate(job.at.offset, GateSignal::Classifier, Outcome::Unjudged);
             }
         }
     }

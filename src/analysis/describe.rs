@@ -20,6 +20,7 @@ use super::pipeline::SampleTime;
 use crate::descriptor::views::{View, crop_view, trim_borders};
 use crate::descriptor::{DescriptorConfig, DescriptorError, DescriptorModel};
 use crate::policy::{DescriptorSignal, Signals};
+use crate::session::{GateSignal, Outcome};
 use crate::signals::descriptor_lists::{
     DescriptorListMatch, DescriptorListSet, DescriptorLookupScratch,
 };
@@ -98,14 +99,14 @@ impl DescriptorPool {
     }
 
     /// Queues a copy of `picture` to be described as `views`; never waits: a full queue
-    /// sheds it.
+    /// sheds it (false).
     pub(super) fn offer(
         &self,
         stream: &Arc<StreamAnalysis>,
         picture: &Image<'_>,
         views: Vec<View>,
         at: SampleTime,
-    ) {
+    ) -> bool {
         let job = DescribeJob {
             stream: Arc::clone(stream),
             pixels: picture.packed_rgb_rows(),
@@ -119,7 +120,7 @@ impl DescriptorPool {
             job,
             &self.stats.pictures_shed,
             "descriptor workers are gone: picture not described",
-        );
+        )
     }
 }
 
@@ -147,6 +148,8 @@ fn run_describer(
             Err(error) => {
                 stats.errors.fetch_add(1, Ordering::Relaxed);
                 debug!(session = %job.stream.session.id, %error, "picture not described");
+                job.stream
+                    .answer_gate(job.at.offset, GateSignal::Descriptor, Outcome::Unjudged);
                 continue;
             }
         };
@@ -168,7 +171,10 @@ fn run_describer(
             matches: &scratch.matches,
             views: &job.views,
         }));
-        if job.stream.act(decision, job.at, None, Vec::new()) {
+        if job
+            .stream
+            .act(decision, job.at, None, Vec::new(), GateSignal::Descriptor)
+        {
             stats.verdicts.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -36,7 +36,7 @@ use crate::config::OnParseError;
 use crate::media::decode::{self, Concealment, Deblocking, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
 use crate::policy::{OverloadMode, PolicyConfig, SignalRules, StreamPolicy};
-use crate::session::{Closer, EndKind, SessionState};
+use crate::session::{Closer, EndKind, GateInbox, GateSignal, Outcome, SessionState};
 use crate::signals::descriptor_lists::DescriptorListConfig;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
 use crate::stream::{AccessUnit, BitstreamFormat, CodecConfig, UninspectableReason};
@@ -277,6 +277,8 @@ pub struct Analysis {
     descriptor: Option<Arc<DescriptorPool>>,
     learn_into: LearnInto,
     ready: Sender<Arc<StreamAnalysis>>,
+    /// Gated streams (gate mode), which workers take before any other.
+    ready_gated: Sender<Arc<StreamAnalysis>>,
     pub stats: Arc<AnalysisStats>,
 }
 
@@ -309,13 +311,14 @@ impl Analysis {
             descriptor_lists: descriptor_lists.into(),
         };
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
+        let (ready_gated, gated_work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let stats = Arc::new(AnalysisStats::default());
         let workers = config.worker_count();
         for index in 0..workers {
-            let work = work.clone();
+            let (work, gated_work) = (work.clone(), gated_work.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("livegate-analysis-{index}"))
-                .spawn(move || run_worker(work));
+                .spawn(move || run_worker(gated_work, work));
             if let Err(error) = spawned {
                 warn!(%error, index, "cannot start an analysis worker");
             }
@@ -331,6 +334,7 @@ impl Analysis {
             descriptor,
             learn_into,
             ready,
+            ready_gated,
             stats,
         })
     }
@@ -364,6 +368,7 @@ impl Analysis {
             policy: Mutex::new(None),
             recent_descriptors: Mutex::new(VecDeque::new()),
             ended: AtomicBool::new(false),
+            gate: OnceLock::new(),
         })
     }
 }
@@ -395,19 +400,30 @@ pub struct StreamAnalysis {
     /// stream is cut (kept only when `learn_into` names a descriptor list).
     recent_descriptors: Mutex<VecDeque<LearnedDescriptor>>,
     ended: AtomicBool,
+    /// Gate mode: where every keyframe's answers go (set once, before any keyframe).
+    gate: OnceLock<Arc<GateInbox>>,
 }
 
 /// Queues `job` for a model's threads without waiting: a full queue sheds it and counts
-/// it in `shed`; `gone` is logged when the threads have stopped.
-fn queue_or_shed<T>(queue: &Sender<T>, job: T, shed: &AtomicU64, gone: &str) {
+/// it in `shed`; `gone` is logged when the threads have stopped. False when not queued.
+fn queue_or_shed<T>(queue: &Sender<T>, job: T, shed: &AtomicU64, gone: &str) -> bool {
     match queue.try_send(job) {
-        Ok(()) => {}
+        Ok(()) => true,
         Err(crossbeam_channel::TrySendError::Full(_)) => {
             shed.fetch_add(1, Ordering::Relaxed);
+            false
         }
-        Err(crossbeam_channel::TrySendError::Disconnected(_)) => warn!("{gone}"),
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+            warn!("{gone}");
+            false
+        }
     }
 }
+
+/// Samples a gated stream may have waiting before the oldest is shed (answered as
+/// unjudged): gated keyframes skip the rate limit and `queue_per_stream`, but a stream
+/// that outruns analysis this far is held past `max_hold_ms` anyway.
+const GATED_QUEUE_MAX: usize = 64;
 
 /// How often an overloaded stream is re-reported.
 const OVERLOAD_ALERT_INTERVAL: Duration = Duration::from_secs(30);
@@ -424,11 +440,32 @@ impl StreamAnalysis {
         *lock(&self.codec) = Some(Arc::new(config));
     }
 
-    /// Offers a keyframe; never blocks on analysis.
+    /// Gate mode: every keyframe offered from now on gets answers in `inbox`.
+    pub fn gate_with(&self, inbox: Arc<GateInbox>) {
+        // Set once per stream, at its start: a second call has nothing to change.
+        let _ = self.gate.set(inbox);
+    }
+
+    /// Whether `signal` gates this stream's keyframes.
+    fn gates(&self, signal: GateSignal) -> bool {
+        self.gate.get().is_some_and(|inbox| inbox.gates(signal))
+    }
+
+    /// Tells a gated stream's gate what `signal` made of the keyframe at `offset`.
+    fn answer_gate(&self, offset: u64, signal: GateSignal, outcome: Outcome) {
+        if let Some(inbox) = self.gate.get() {
+            inbox.post(offset, signal, outcome);
+        }
+    }
+
+    /// Offers a keyframe; never blocks on analysis. A gated stream's keyframes are never
+    /// skipped by rate, and go to the workers before other streams'.
     pub fn offer_keyframe(self: &Arc<Self>, frame: AccessUnit, arrived: Instant) {
         let stats = &self.analysis.stats;
         stats.keyframes_offered.fetch_add(1, Ordering::Relaxed);
+        let gated = self.gate.get().is_some();
         if self.ended.load(Ordering::Relaxed) {
+            self.answer_gate(frame.offset, GateSignal::Pdq, Outcome::Unjudged);
             return;
         }
         let config = lock(&self.codec).clone().or_else(|| {
@@ -443,13 +480,15 @@ impl StreamAnalysis {
         let Some(config) = config else {
             // Length-prefixed keyframes before any sequence header cannot be decoded.
             stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
+            self.answer_gate(frame.offset, GateSignal::Pdq, Outcome::Unjudged);
             return;
         };
         let min_gap = Duration::from_secs_f64(1.0 / self.analysis.config.max_samples_per_second);
         let mut queue = lock(&self.queue);
-        if queue
-            .last_sampled
-            .is_some_and(|last| arrived.duration_since(last) < min_gap)
+        if !gated
+            && queue
+                .last_sampled
+                .is_some_and(|last| arrived.duration_since(last) < min_gap)
         {
             stats
                 .keyframes_skipped_by_rate
@@ -458,9 +497,16 @@ impl StreamAnalysis {
         }
         queue.last_sampled = Some(arrived);
         let mut shed = false;
-        if queue.samples.len() >= self.analysis.config.queue_per_stream {
-            queue.samples.pop_front();
+        let capacity = if gated {
+            GATED_QUEUE_MAX
+        } else {
+            self.analysis.config.queue_per_stream
+        };
+        if queue.samples.len() >= capacity
+            && let Some(oldest) = queue.samples.pop_front()
+        {
             stats.samples_shed.fetch_add(1, Ordering::Relaxed);
+            self.answer_gate(oldest.frame.offset, GateSignal::Pdq, Outcome::Unjudged);
             shed = true;
         }
         queue.samples.push_back(Sample {
@@ -477,7 +523,12 @@ impl StreamAnalysis {
         if let Some(action) = overloaded {
             self.act_on_overload(action);
         }
-        if schedule && self.analysis.ready.send(Arc::clone(self)).is_err() {
+        let ready = if gated {
+            &self.analysis.ready_gated
+        } else {
+            &self.analysis.ready
+        };
+        if schedule && ready.send(Arc::clone(self)).is_err() {
             warn!(
                 session = %self.session.id,
                 "analysis workers are gone: keyframe not analysed"
@@ -581,15 +632,18 @@ impl StreamAnalysis {
                     }
                 }
             };
-            if self.ended.load(Ordering::Relaxed) {
+            let offset = sample.frame.offset;
+            if self.ended.load(Ordering::Relaxed) || !self.analyse(sample, scratch) {
+                // Not judged: a gated keyframe must not wait for a verdict that never comes.
+                self.answer_gate(offset, GateSignal::Pdq, Outcome::Unjudged);
                 continue;
             }
-            self.analyse(sample, scratch);
             lock(&self.queue).last_analysed = Some(Instant::now());
         }
     }
 
-    fn analyse(self: &Arc<Self>, sample: Sample, scratch: &mut WorkerScratch) {
+    /// Decodes and judges one sample; false when it was not judged.
+    fn analyse(self: &Arc<Self>, sample: Sample, scratch: &mut WorkerScratch) -> bool {
         let stats = &self.analysis.stats;
         let config = &self.analysis.config;
         let mut worker = lock(&self.worker);
@@ -599,27 +653,29 @@ impl StreamAnalysis {
             Err(MediaError::PictureTooLarge { width, height, .. }) => {
                 // The decoder and its tables go with the stream's analysis.
                 *worker = None;
-                return self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+                self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+                return false;
             }
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
                 warn!(session = %self.session.id, %error, "cannot open a decoder for the stream");
-                return;
+                return false;
             }
         }
         let Some((_, decoder)) = state.decoder.as_mut() else {
-            return;
+            return false;
         };
         let decoded = match decoder.decode_keyframe(&sample.frame.data, sample.frame.pts_ms) {
             Ok(decoded) => decoded,
             Err(MediaError::PictureTooLarge { width, height, .. }) => {
                 *worker = None;
-                return self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+                self.uninspectable(Uninspectable::PictureTooLarge { width, height });
+                return false;
             }
             Err(error) => {
                 stats.decoder_errors.fetch_add(1, Ordering::Relaxed);
                 debug!(session = %self.session.id, %error, pts_ms = sample.frame.pts_ms, "keyframe not analysed");
-                return;
+                return false;
             }
         };
         if let Some(concealment) = decoded.concealment {
@@ -633,14 +689,16 @@ impl StreamAnalysis {
             );
             if concealment.fraction() > config.max_concealed_fraction {
                 *worker = None;
-                return self.uninspectable(Uninspectable::KeyframeConcealed(concealment));
+                self.uninspectable(Uninspectable::KeyframeConcealed(concealment));
+                return false;
             }
         }
         let at = SampleTime {
             arrived: sample.arrived,
             pts_ms: sample.frame.pts_ms,
+            offset: sample.frame.offset,
         };
-        self.judge_picture(&mut state.pipeline, decoded.picture, at, scratch);
+        self.judge_picture(&mut state.pipeline, decoded.picture, at, scratch)
     }
 
     /// Counts this stream in `livegate_streams_uninspectable_total` under `reason` and
@@ -728,9 +786,19 @@ struct WorkerScratch {
     more_matches: Vec<ListMatch>,
 }
 
-fn run_worker(work: Receiver<Arc<StreamAnalysis>>) {
+/// Serves gated streams first, then the others, round-robin within each.
+fn run_worker(gated: Receiver<Arc<StreamAnalysis>>, work: Receiver<Arc<StreamAnalysis>>) {
     let mut scratch = WorkerScratch::default();
-    for stream in work {
+    loop {
+        let next = match gated.try_recv() {
+            Ok(stream) => Ok(stream),
+            Err(_) => crossbeam_channel::select! {
+                recv(gated) -> stream => stream,
+                recv(work) -> stream => stream,
+            },
+        };
+        // Both channels live as long as the pool: an error means it is shutting down.
+        let Ok(stream) = next else { return };
         stream.drain(&mut scratch);
     }
 }

@@ -15,7 +15,7 @@ use super::{StreamAnalysis, WorkerScratch, lock};
 use crate::actions::{AuditEvent, Cut, Finding, Learned, SignalRecord};
 use crate::descriptor::views::ViewCycle;
 use crate::policy::{Decision, Evidence, Signals, StreamPolicy, Verdict};
-use crate::session::{Closer, EndKind};
+use crate::session::{Closer, EndKind, GateSignal, Outcome};
 use crate::signals::lists::ListMatch;
 use livegate_signals::hash256::Hash256;
 use livegate_signals::pdq::{Dihedral, PdqDihedral};
@@ -26,6 +26,8 @@ pub(super) struct SampleTime {
     /// When the keyframe's first byte arrived from the publisher.
     pub arrived: Instant,
     pub pts_ms: i64,
+    /// Stream offset of the keyframe's first byte: what gate mode knows it by.
+    pub offset: u64,
 }
 
 /// A stream's pipeline state, kept by its worker: the learn buffer and the classifier's
@@ -93,15 +95,16 @@ pub(super) struct Lookup {
 
 impl StreamAnalysis {
     /// Runs a decoded keyframe through the pipeline; called by the stream's worker.
+    /// False when it could not be hashed.
     pub(super) fn judge_picture(
         self: &Arc<Self>,
         state: &mut PipelineState,
         picture: &frame::Video,
         at: SampleTime,
         scratch: &mut WorkerScratch,
-    ) {
+    ) -> bool {
         let Some(lookup) = self.look_up(picture, at, scratch) else {
-            return;
+            return false;
         };
         self.count_analysed(at, &scratch.matches);
         if self.analysis.learn_into.hashes {
@@ -111,15 +114,17 @@ impl StreamAnalysis {
                 self.analysis.actions.learn_keyframes(),
             );
         }
-        self.hand_to_classifier(state, scratch, at);
-        self.hand_to_descriptor(state, scratch, at);
         let decision = self.decide(&Signals::pdq(&scratch.matches));
         let learn = if decision.verdict == Verdict::Cut {
             state.recent_hashes.drain(..).collect()
         } else {
             Vec::new()
         };
-        self.act(decision, at, Some(&lookup), learn);
+        // The hash verdict first: a gated keyframe is released as soon as it can be.
+        self.act(decision, at, Some(&lookup), learn, GateSignal::Pdq);
+        self.hand_to_classifier(state, scratch, at);
+        self.hand_to_descriptor(state, scratch, at);
+        true
     }
 
     /// Hashes the picture (and the picture inside its bars) and looks both up; the
@@ -201,11 +206,13 @@ impl StreamAnalysis {
         let Some(classifier) = &self.analysis.classifier else {
             return;
         };
-        if state
+        // A gating signal judges every keyframe of a gated stream, whatever its sampling.
+        let gates = self.gates(GateSignal::Classifier);
+        let due = state
             .classifier_sampling
-            .due(classifier.config().every_nth_sample)
-        {
-            classifier.offer(self, &scratch.hasher.rgb_picture(), at);
+            .due(classifier.config().every_nth_sample);
+        if (due || gates) && !classifier.offer(self, &scratch.hasher.rgb_picture(), at) {
+            self.answer_gate(at.offset, GateSignal::Classifier, Outcome::Unjudged);
         }
     }
 
@@ -221,12 +228,15 @@ impl StreamAnalysis {
             return;
         };
         let config = descriptor.config();
-        if state.descriptor_sampling.due(config.every_nth_sample) {
+        let gates = self.gates(GateSignal::Descriptor);
+        if state.descriptor_sampling.due(config.every_nth_sample) || gates {
             let views = state
                 .view_cycle
                 .get_or_insert_with(|| ViewCycle::new(config.views, config.views_per_keyframe))
                 .next_views();
-            descriptor.offer(self, &scratch.hasher.rgb_picture(), views, at);
+            if !descriptor.offer(self, &scratch.hasher.rgb_picture(), views, at) {
+                self.answer_gate(at.offset, GateSignal::Descriptor, Outcome::Unjudged);
+            }
         }
     }
 
@@ -243,23 +253,44 @@ impl StreamAnalysis {
                     identity.app.as_deref().unwrap_or(""),
                     identity.key.as_ref().map(|key| key.fingerprint()),
                 )
+                .gated(self.gate.get().is_some())
             })
             .decide(signals)
     }
 
     /// Audits or cuts as `decision` says; `lookup` is the sample's PDQ query when the
     /// decision came from the hash path, `learn` the hashes a cut learns (the stream's
-    /// remembered descriptors are learned too). True when the decision was more than
-    /// clear.
+    /// remembered descriptors are learned too). `signal` decided, and answers a gated
+    /// stream's gate once the cut (if any) is requested. True when the decision was more
+    /// than clear.
     pub(super) fn act(
         &self,
         decision: Decision,
         at: SampleTime,
         lookup: Option<&Lookup>,
         learn: Vec<(Hash256, u8)>,
+        signal: GateSignal,
     ) -> bool {
+        let acted = self.act_on(decision, at, lookup, learn);
+        let outcome = if acted == Some(Verdict::Cut) {
+            Outcome::Cut
+        } else {
+            Outcome::Clear
+        };
+        self.answer_gate(at.offset, signal, outcome);
+        acted.is_some()
+    }
+
+    /// [`StreamAnalysis::act`] without the gate: the verdict acted on, `None` for clear.
+    fn act_on(
+        &self,
+        decision: Decision,
+        at: SampleTime,
+        lookup: Option<&Lookup>,
+        learn: Vec<(Hash256, u8)>,
+    ) -> Option<Verdict> {
         let event = match decision.verdict {
-            Verdict::Clear => return false,
+            Verdict::Clear => return None,
             Verdict::Log => AuditEvent::Match,
             Verdict::Alert => AuditEvent::Alert,
             Verdict::ShadowCut => AuditEvent::ShadowCut,
@@ -279,7 +310,7 @@ impl StreamAnalysis {
         }
         if event != AuditEvent::Cut {
             actions.record(&self.session, finding);
-            return true;
+            return Some(decision.verdict);
         }
         self.ended.store(true, Ordering::Relaxed);
         let descriptors = lock(&self.recent_descriptors).drain(..).collect();
@@ -297,7 +328,7 @@ impl StreamAnalysis {
                 },
             },
         );
-        true
+        Some(Verdict::Cut)
     }
 }
 

@@ -135,23 +135,18 @@ async fn reload_lists_on_sighup(
     };
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP received: reloading lists");
-        let hash_lists = Arc::clone(&lists);
-        reload_and_log("hash list", move || {
-            let reports = hash_lists.reload_all().into_iter();
-            reports
-                .map(|report| report.map(|r| (r.name, r.version, r.hashes, r.build_time)))
-                .collect()
+        // Each list logs its own reload, or its failure naming `file:line` (the list
+        // code does, for every path a reload takes: SIGHUP, the API, the fleet).
+        let (hash_lists, descriptor_lists) = (Arc::clone(&lists), descriptor_lists.clone());
+        let reloaded = tokio::task::spawn_blocking(move || {
+            hash_lists.reload_all();
+            if let Some(descriptor_lists) = descriptor_lists {
+                descriptor_lists.reload_all();
+            }
         })
         .await;
-        if let Some(descriptor_lists) = &descriptor_lists {
-            let descriptor_lists = Arc::clone(descriptor_lists);
-            reload_and_log("descriptor list", move || {
-                let reports = descriptor_lists.reload_all().into_iter();
-                reports
-                    .map(|report| report.map(|r| (r.name, r.version, r.descriptors, r.build_time)))
-                    .collect()
-            })
-            .await;
+        if let Err(error) = reloaded {
+            tracing::error!(%error, "list reload task failed");
         }
     }
 }
@@ -196,35 +191,6 @@ async fn reload_certificates(certificates: Vec<Arc<CertificateStore>>) {
                 Err(error) => tracing::error!(%error, "TLS certificate reload task failed"),
             }
         }
-    }
-}
-
-/// One list's reload: name, version, entries (hashes or descriptors), build time.
-type Reloaded = (String, u64, usize, Duration);
-
-/// Runs `reload` on a blocking thread and logs each `kind` ("hash list") it reloaded.
-async fn reload_and_log<E: std::fmt::Display + Send + 'static>(
-    kind: &'static str,
-    reload: impl FnOnce() -> Vec<Result<Reloaded, E>> + Send + 'static,
-) {
-    match tokio::task::spawn_blocking(reload).await {
-        Ok(reports) => {
-            for report in reports {
-                match report {
-                    Ok((name, version, entries, build_time)) => tracing::info!(
-                        list = %name,
-                        version,
-                        entries,
-                        build_ms = build_time.as_millis() as u64,
-                        "{kind} reloaded"
-                    ),
-                    Err(error) => {
-                        tracing::error!(%error, "{kind} reload failed; previous version stays active")
-                    }
-                }
-            }
-        }
-        Err(error) => tracing::error!(%error, "{kind} reload task failed"),
     }
 }
 

@@ -45,6 +45,7 @@ impl ClassifierRules {
                 "classifier label {} scored {:.3} (threshold {}, {seen} of {} needed in the last {} samples)",
                 found.label, found.score, rule.threshold, rule.confirm_matches, rule.confirm_window
             );
+            let awaiting = rule.action == RuleAction::Cut && seen < rule.confirm_matches;
             let (verdict, reason) = match rule.action {
                 _ if seen < rule.confirm_matches => {
                     (Verdict::Log, format!("{what}: awaiting confirmation"))
@@ -65,6 +66,7 @@ impl ClassifierRules {
                         bbox: found.bbox,
                     },
                     reason,
+                    awaiting_confirmation: awaiting,
                 });
             }
         }

@@ -99,6 +99,8 @@ impl DescriptorRules {
                         view,
                     },
                     reason,
+                    awaiting_confirmation: list.action == ListAction::Cut
+                        && verdict == Verdict::Log,
                 });
             }
         }

@@ -53,7 +53,7 @@ impl HashRules {
         }
         if let Some(found) = strongest(ListAction::Cut) {
             let seen = self.samples_matching(&found.list);
-            return Some(proposal(
+            return Some(awaiting_confirmation(proposal(
                 Verdict::Log,
                 found,
                 format!(
@@ -64,7 +64,7 @@ impl HashRules {
                     self.config.confirm_matches,
                     self.config.confirm_window
                 ),
-            ));
+            )));
         }
         matches.first().map(|found| {
             proposal(
@@ -124,6 +124,14 @@ fn proposal(verdict: Verdict, found: &ListMatch, reason: String) -> Proposal {
         verdict,
         evidence: Evidence::Pdq(found.clone()),
         reason,
+        awaiting_confirmation: false,
+    }
+}
+
+fn awaiting_confirmation(proposal: Proposal) -> Proposal {
+    Proposal {
+        awaiting_confirmation: true,
+        ..proposal
     }
 }
 

@@ -11,6 +11,11 @@
 //! `confirm_window` samples matched that list, so one borderline keyframe never ends a
 //! broadcast. Descriptor lists (per list: `cut_immediately_above`, then k of n described
 //! keyframes) and classifier rules (k of n classified samples) confirm the same way.
+//!
+//! Gate mode never releases a keyframe that matched a cut-action list or rule, and
+//! release is in order, so it cannot wait for later samples to confirm: on a gated
+//! stream a cut awaiting confirmation cuts at once. The allowlist and shadow mode still
+//! apply after that (an alert, a `shadow_cut`: released and audited).
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -210,6 +215,8 @@ struct Proposal {
     verdict: Verdict,
     evidence: Evidence,
     reason: String,
+    /// A cut rule fired but awaits confirmation (`verdict` is `Log`).
+    awaiting_confirmation: bool,
 }
 
 /// One sample's signals. A signal that was not computed for this sample is `None` (the
@@ -267,6 +274,8 @@ pub struct StreamPolicy {
     hashes: HashRules,
     classifier: Option<ClassifierRules>,
     descriptor: DescriptorRules,
+    /// Gate mode: a cut awaiting confirmation cuts.
+    gated: bool,
 }
 
 impl StreamPolicy {
@@ -282,7 +291,13 @@ impl StreamPolicy {
             classifier: rules.classifier.clone().map(ClassifierRules::new),
             descriptor: DescriptorRules::new(Arc::clone(&rules.descriptor_lists)),
             config,
+            gated: false,
         }
+    }
+
+    /// A gated stream's policy (gate mode): cuts need no confirmation.
+    pub fn gated(self, gated: bool) -> Self {
+        StreamPolicy { gated, ..self }
     }
 
     pub fn is_allowlisted(&self) -> bool {
@@ -327,7 +342,16 @@ impl StreamPolicy {
             verdict,
             evidence,
             reason,
+            awaiting_confirmation,
         } = proposal;
+        let (verdict, reason) = if self.gated && awaiting_confirmation {
+            (
+                Verdict::Cut,
+                format!("{reason}; gate mode cuts without confirmation"),
+            )
+        } else {
+            (verdict, reason)
+        };
         let (verdict, reason) = match verdict {
             Verdict::Cut if self.allowlisted => (
                 Verdict::Alert,
@@ -401,6 +425,36 @@ mod tests {
             "{}",
             decision.reason
         );
+    }
+
+    #[test]
+    fn a_gated_stream_cuts_without_confirmation_unless_shadowed() {
+        let borderline = [found("known", ListAction::Cut, 28)];
+        let decision = policy(PolicyConfig::default())
+            .gated(true)
+            .decide(&Signals::pdq(&borderline));
+        assert_eq!(decision.verdict, Verdict::Cut, "{}", decision.reason);
+        assert!(
+            decision
+                .reason
+                .contains("gate mode cuts without confirmation"),
+            "{}",
+            decision.reason
+        );
+        // An alert list is not a cut list: it stays an alert.
+        let alert = [found("watch", ListAction::Alert, 28)];
+        let decision = policy(PolicyConfig::default())
+            .gated(true)
+            .decide(&Signals::pdq(&alert));
+        assert_eq!(decision.verdict, Verdict::Alert);
+        let shadow = PolicyConfig {
+            mode: PolicyMode::Shadow,
+            ..PolicyConfig::default()
+        };
+        let decision = policy(shadow)
+            .gated(true)
+            .decide(&Signals::pdq(&borderline));
+        assert_eq!(decision.verdict, Verdict::ShadowCut, "{}", decision.reason);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! held back until the inspector has understood them. Everything below the session
 //! (analysis, media, policy, actions) sees only stream events.
 
+mod gate;
 mod held_bytes;
 mod listener;
 mod registry;
@@ -13,6 +14,10 @@ mod relay;
 mod srt;
 mod tap;
 
+pub use gate::{
+    GateAnswer, GateInbox, GateMetrics, GateSignal, GateUnit, IngestMode, OnHoldTimeout, Outcome,
+    defaults as gate_defaults, validate as validate_gate,
+};
 pub use listener::{ConnectionGauge, IngestListener, client_of};
 pub use registry::*;
 pub use relay::{Services, SessionEnd, run_session};

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime};
 use tokio::sync::Notify;
@@ -217,6 +217,8 @@ pub struct SessionState {
     pub keyframes_seen: AtomicU64,
     pub keyframes_analysed: AtomicU64,
     pub frames_seen: AtomicU64,
+    /// Gate mode: the session's bytes wait for keyframe verdicts.
+    pub gated: AtomicBool,
     /// Distance of the nearest list match of the latest matching keyframe;
     /// `NO_MATCH` until one matches.
     last_match_distance: AtomicU32,
@@ -351,6 +353,7 @@ impl SessionRegistry {
             keyframes_seen: AtomicU64::new(0),
             keyframes_analysed: AtomicU64::new(0),
             frames_seen: AtomicU64::new(0),
+            gated: AtomicBool::new(false),
             last_match_distance: AtomicU32::new(NO_MATCH),
             identity: Mutex::new(StreamIdentity::default()),
             cut_request: OnceLock::new(),

@@ -10,7 +10,10 @@
 //! Commands and other non-media messages (small, capped by `limits.max_command_bytes`)
 //! are held from their first byte until the inspector has parsed them whole, so none of
 //! an unparseable or refused command reaches the origin either; this is also where gate
-//! mode will hold a keyframe's bytes until its verdict. A session ends when either side
+//! mode (`mode = "gate"`, see `gate.rs`) holds each keyframe's bytes, and everything
+//! after them, until its verdict: the pump then also wakes for the gate's answers and
+//! timeouts, and a publisher that stops while bytes are held gets them delivered once
+//! judged (within `max_hold_ms`). A session ends when either side
 //! closes, a timeout fires (no handshake start, no `publish`, no bytes in either
 //! direction, a write the other side does not take), the publisher exceeds
 //! `max_publisher_kbps`, the stream cannot be parsed (with `on_parse_error = "cut"`),
@@ -625,22 +628,42 @@ async fn pump_publisher_to_origin(
             if buffer.capacity() < READ_BUFFER_BYTES / 4 {
                 buffer.reserve(READ_BUFFER_BYTES);
             }
-            let read = if tap.awaits_publish() {
-                let read = publisher.read_buf(&mut buffer);
-                match tokio::time::timeout_at(publish_deadline.into(), read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        return watch.stalled(format!(
-                            "no {} publish command within {} ms",
-                            handshake.protocol, ingest.publish_timeout_ms
-                        ));
-                    }
+            let read = async {
+                if !tap.awaits_publish() {
+                    return Some(publisher.read_buf(&mut buffer).await);
                 }
-            } else {
-                publisher.read_buf(&mut buffer).await
+                let read = publisher.read_buf(&mut buffer);
+                tokio::time::timeout_at(publish_deadline.into(), read)
+                    .await
+                    .ok()
+            };
+            // Gate mode: an answer or a timeout may release held bytes between reads.
+            let read = match tap.gate_wake() {
+                None => read.await,
+                Some(wake) => tokio::select! {
+                    read = read => read,
+                    () = wake => {
+                        let mut out = Outbound { held: &mut held, origin: &mut origin, publisher: &publisher };
+                        if let Err(end) = release(&mut out, &mut tap, watch).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                },
+            };
+            let Some(read) = read else {
+                return watch.stalled(format!(
+                    "no {} publish command within {} ms",
+                    handshake.protocol, ingest.publish_timeout_ms
+                ));
             };
             if let Some(end) = read_ended(Closer::Publisher, read) {
-                return end;
+                let mut out = Outbound {
+                    held: &mut held,
+                    origin: &mut origin,
+                    publisher: &publisher,
+                };
+                return deliver_judged(end, &mut out, &mut tap, watch).await;
             }
         }
         let now = Instant::now();
@@ -660,25 +683,81 @@ async fn pump_publisher_to_origin(
             return SessionEnd::from(request);
         }
         held.push(chunk);
-        if held.len() > tap.max_held_bytes {
-            return SessionEnd::new(
-                Closer::Publisher,
-                EndKind::OverLimit,
-                format!(
-                    "{} bytes held behind an incomplete command message, above limits.max_buffered_bytes",
-                    held.len()
-                ),
-            );
+        let mut out = Outbound {
+            held: &mut held,
+            origin: &mut origin,
+            publisher: &publisher,
+        };
+        if let Err(end) = release(&mut out, &mut tap, watch).await {
+            return end;
         }
-        for piece in held.release_before(tap.release_limit()) {
-            if let Err(failure) =
-                forward(&mut origin, &piece, &publisher, ingest.write_timeout()).await
-            {
-                return failure.end(Closer::Origin, Closer::Publisher, ingest.write_timeout_ms);
-            }
-            state
-                .bytes_from_publisher
-                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Where held publisher bytes go.
+struct Outbound<'a, O, P> {
+    held: &'a mut HeldBytes,
+    origin: &'a mut O,
+    publisher: &'a P,
+}
+
+/// Forwards every held byte the inspector and the gate let go, in order. Returns whether
+/// the gate still holds bytes; an error ends the session (a cut, a full buffer, a write
+/// that failed).
+async fn release(
+    out: &mut Outbound<'_, impl AsyncWrite + Unpin, impl PeerClose>,
+    tap: &mut Tap,
+    watch: &Watch<'_>,
+) -> Result<bool, SessionEnd> {
+    let Watch { ingest, state, .. } = *watch;
+    // A cut decided meanwhile wins before any byte goes out.
+    if let Some(request) = state.pending_cut() {
+        return Err(SessionEnd::from(request));
+    }
+    let inspector_limit = tap.release_limit();
+    let inspector_held = tap.read_end().saturating_sub(inspector_limit);
+    if inspector_held > tap.max_held_bytes as u64 {
+        return Err(SessionEnd::new(
+            Closer::Publisher,
+            EndKind::OverLimit,
+            format!(
+                "{inspector_held} bytes held behind an incomplete message, above limits.max_buffered_bytes"
+            ),
+        ));
+    }
+    let gate_limit = tap.gate_limit(Instant::now())?;
+    let limit = gate_limit.map_or(inspector_limit, |gate| gate.min(inspector_limit));
+    for piece in out.held.release_before(limit) {
+        if let Err(failure) =
+            forward(out.origin, &piece, out.publisher, ingest.write_timeout()).await
+        {
+            return Err(failure.end(Closer::Origin, Closer::Publisher, ingest.write_timeout_ms));
+        }
+        state
+            .bytes_from_publisher
+            .fetch_add(piece.len() as u64, Ordering::Relaxed);
+    }
+    Ok(gate_limit.is_some())
+}
+
+/// Gate mode, once the publisher stopped (`end`): bytes it sent before stopping still
+/// go once judged — the gate answers or gives up within `max_hold_ms` — then the session
+/// ends as `end` says. Without held bytes it ends at once.
+async fn deliver_judged(
+    end: SessionEnd,
+    out: &mut Outbound<'_, impl AsyncWrite + Unpin, impl PeerClose>,
+    tap: &mut Tap,
+    watch: &Watch<'_>,
+) -> SessionEnd {
+    tap.finish_gate();
+    loop {
+        let Some(wake) = tap.gate_wake() else {
+            return end;
+        };
+        match release(out, tap, watch).await {
+            Ok(true) => wake.await,
+            Ok(false) => return end,
+            Err(cut) => return cut,
         }
     }
 }

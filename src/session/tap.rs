@@ -2,16 +2,20 @@
 //! protocol's inspector before the read is forwarded, and acts on the protocol-neutral
 //! events it reports: records the stream's identity, admits every publish, hands
 //! keyframes to analysis, and notices video it cannot inspect. It never writes and
-//! never changes a byte.
+//! never changes a byte. In gate mode it also registers each keyframe with the
+//! session's gate before offering it, and turns the gate's steps into release limits,
+//! alerts and cuts.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
+use super::gate::{GateInbox, GateSettings, GiveUp, SessionGate};
 use super::relay::{Services, SessionEnd};
-use crate::actions::Actions;
+use crate::actions::{Actions, AuditEvent, Cut, Finding};
 use crate::analysis::StreamAnalysis;
 use crate::backend::BanTarget;
 use crate::config::{IngestConfig, OnParseError};
@@ -46,24 +50,42 @@ pub(super) struct Tap {
     max_keyframe_interval: Duration,
     /// The codec of the latest codec config or access unit.
     codec: Option<VideoCodec>,
+    /// Gate mode: the session's gate.
+    gate: Option<SessionGate>,
 }
 
 impl Tap {
     pub(super) fn new(
-        inspector: Box<dyn Inspector>,
+        mut inspector: Box<dyn Inspector>,
         ingest: &IngestConfig,
         state: Arc<SessionState>,
         stream: Arc<StreamAnalysis>,
         services: &Services,
     ) -> Self {
+        let actions = services.analysis.actions();
+        let gate = GateSettings::of(ingest).map(|settings| {
+            // Config validation admits gate mode only where the inspector can do this.
+            if !inspector.hold_whole_messages() {
+                warn!(
+                    session = %state.id,
+                    protocol = inspector.protocol(),
+                    "gate mode: the inspector cannot hold whole messages; releases may split one"
+                );
+            }
+            state.gated.store(true, Ordering::Relaxed);
+            let inbox = Arc::new(GateInbox::new(&ingest.gate_signals));
+            stream.gate_with(Arc::clone(&inbox));
+            SessionGate::new(settings, inbox, Arc::clone(actions.telemetry()))
+        });
         Tap {
+            gate,
             inspector: Some(inspector),
             events: Vec::new(),
             on_parse_error: ingest.on_parse_error,
             published: false,
             state,
             stream,
-            actions: Arc::clone(services.analysis.actions()),
+            actions: Arc::clone(actions),
             arrivals: VecDeque::with_capacity(ARRIVALS_KEPT),
             offset: 0,
             max_held_bytes: ingest.limits.max_buffered_bytes,
@@ -81,6 +103,69 @@ impl Tap {
             .as_ref()
             .and_then(|inspector| inspector.held_from())
             .unwrap_or(self.offset)
+    }
+
+    /// Stream offset just past the last byte read.
+    pub(super) fn read_end(&self) -> u64 {
+        self.offset
+    }
+
+    /// Gate mode: resolves when the gate may release more (an answer, a timeout).
+    pub(super) fn gate_wake(&self) -> Option<impl Future<Output = ()> + use<>> {
+        self.gate.as_ref().map(SessionGate::wake)
+    }
+
+    /// Gate mode: the publisher stopped; the last GOP needs no next keyframe.
+    pub(super) fn finish_gate(&mut self) {
+        if let Some(gate) = &mut self.gate {
+            gate.finish();
+        }
+    }
+
+    /// Gate mode: where the gate holds bytes from now (`None`: it holds none), after the
+    /// answers posted so far, the timeouts due at `now` and the cap on held bytes. Keyframes
+    /// released unjudged are alerted; an error ends the session: a cut (a verdict, or
+    /// `on_hold_timeout = "cut"`), requested and audited before it returns.
+    pub(super) fn gate_limit(&mut self, now: Instant) -> Result<Option<u64>, SessionEnd> {
+        let Some(gate) = &mut self.gate else {
+            return Ok(None);
+        };
+        let step = gate.step(now, self.offset);
+        for (cause, reason) in &step.gave_up {
+            warn!(session = %self.state.id, cause = cause.as_str(), %reason, "gate released a keyframe unjudged (on_hold_timeout = \"release\")");
+            self.actions.record(
+                &self.state,
+                Finding::new(
+                    AuditEvent::Alert,
+                    format!("{reason}; released (on_hold_timeout = \"release\")"),
+                ),
+            );
+        }
+        let Some((cause, reason)) = step.cut else {
+            return Ok(step.limit);
+        };
+        if let Some(cause) = cause {
+            let (closer, kind) = match cause {
+                GiveUp::OverCap => (Closer::Publisher, EndKind::OverLimit),
+                GiveUp::Timeout | GiveUp::Unjudged => (Closer::Overload, EndKind::OverloadCut),
+            };
+            self.actions.cut(
+                &self.state,
+                Cut {
+                    closer,
+                    kind,
+                    finding: Finding::new(AuditEvent::Cut, reason.clone()),
+                    keyframe_arrived: None,
+                    ban: false,
+                    learn: Default::default(),
+                },
+            );
+        }
+        // The policy (or the gate, just now) requested the cut before saying so.
+        Err(self.state.pending_cut().map_or_else(
+            || SessionEnd::new(Closer::Policy, EndKind::PolicyCut, reason),
+            SessionEnd::from,
+        ))
     }
 
     /// The protocol's inspector, while the stream is inspected.
@@ -265,6 +350,10 @@ impl Tap {
             state.keyframes_seen.fetch_add(1, Ordering::Relaxed);
             self.keyframe_gap_since = None;
             let arrived = self.arrival_of(unit.offset);
+            // Registered before it is offered: its answers may come at once.
+            if let Some(gate) = &mut self.gate {
+                gate.keyframe(unit.offset, arrived);
+            }
             self.stream.offer_keyframe(unit, arrived);
         } else {
             let since = *self.keyframe_gap_since.get_or_insert(self.read_at);

@@ -612,6 +612,7 @@ fn build(
     tracing::info!(
         list = %config.name,
         path = %config.path.display(),
+        action = %config.action,
         version,
         hashes,
         duplicates_merged = loaded.duplicates_merged(),

@@ -637,7 +637,7 @@ fn an_emptied_list_is_refused_on_reload_and_keeps_cutting() {
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
-                line["message"] == "hash list reload failed; previous version stays active"
+                line["message"] == "hash list update failed; the previous version stays active"
                     && line["error"]
                         .as_str()
                         .is_some_and(|error| error.contains(&no_hash_refusal(&list)))

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 use support::{Livegate, NginxOrigin, Publisher, free_port, key_fingerprint, local};
 
-fn tiny_model(dir: &Path) -> PathBuf {
+pub(crate) fn tiny_model(dir: &Path) -> PathBuf {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let path = dir.join("tiny.onnx");
     let output = Command::new(&python)

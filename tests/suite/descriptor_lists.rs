@@ -178,10 +178,10 @@ fn descriptors_are_listed_added_from_describe_output_and_kept_across_reloads() {
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
-                line["message"] == "descriptor list reloaded"
+                line["message"] == "descriptor list loaded"
                     && line["list"] == "known"
                     && line["version"] == 4
-                    && line["entries"] == 2
+                    && line["descriptors"] == 2
             })
         },
         Duration::from_secs(10),

@@ -396,7 +396,7 @@ const ENCODE: &[&str] = &[
     "-f",
     "flv",
 ];
-const GOP_SECONDS: f64 = 2.0;
+pub(super) const GOP_SECONDS: f64 = 2.0;
 /// Benign footage: a busy test pattern with temporal noise, like a camera's sensor noise,
 /// so the encoder spends its whole bitrate as on real footage.
 pub(super) const BENIGN_SOURCE: &str = "testsrc2=s=1280x720:r=30,noise=alls=6:allf=t";
@@ -406,8 +406,8 @@ const KNOWN_SECONDS: &str = "6";
 /// Benign seconds before the clip in the listed stream: one GOP, so the decoder is open
 /// and the stream in its steady state when the first matching keyframe comes.
 const LISTED_LEAD_SECONDS: u32 = 2;
-const CHUNK_SIZE: u32 = 4096;
-const APP: &str = "live";
+pub(super) const CHUNK_SIZE: u32 = 4096;
+pub(super) const APP: &str = "live";
 /// The live check runs this share of the derived streams per core by default: a worker
 /// busy 100 % of the time sheds on any jitter.
 const AUTO_PER_CORE_SHARE: f64 = 0.9;
@@ -491,11 +491,11 @@ pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
 // ---------------------------------------------------------------------------------------
 // Media
 
-struct Media {
-    benign: Arc<VideoTrack>,
+pub(super) struct Media {
+    pub(super) benign: Arc<VideoTrack>,
     listed: Arc<VideoTrack>,
     benign_path: PathBuf,
-    list_path: PathBuf,
+    pub(super) list_path: PathBuf,
     list_lines: usize,
     /// With `--descriptor`: the clip's descriptor list and its number of descriptors.
     descriptor_list: Option<(PathBuf, usize)>,
@@ -521,6 +521,11 @@ fn path_str(path: &Path) -> anyhow::Result<&str> {
 }
 
 impl Media {
+    /// The media of a run without a model signal (what `livegate-bench gate` streams).
+    pub(super) fn without_model(dir: &Path, benign_seconds: u32) -> anyhow::Result<Media> {
+        Media::encode(dir, BENIGN_SOURCE, benign_seconds, None)
+    }
+
     /// With a model `signal`, the listed stream shows what only that signal catches
     /// after the lead instead of the known clip, and with the descriptor the clip's
     /// descriptor list is made too.
@@ -641,10 +646,10 @@ const AVC_TAG_HEADER_BYTES: usize = 5;
 
 /// One FLV tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FlvTag {
+pub(super) struct FlvTag {
     kind: u8,
-    timestamp_ms: u32,
-    data: Vec<u8>,
+    pub(super) timestamp_ms: u32,
+    pub(super) data: Vec<u8>,
 }
 
 /// Parses a whole FLV file (sans-IO): header, then tags each followed by its
@@ -687,12 +692,12 @@ fn parse_flv(bytes: &[u8]) -> anyhow::Result<Vec<FlvTag>> {
 }
 
 /// The AVC video of an FLV file, as a publisher sends it.
-struct VideoTrack {
+pub(super) struct VideoTrack {
     /// The AVCDecoderConfigurationRecord tag, sent before any frame.
-    sequence_header: FlvTag,
-    frames: Vec<FlvTag>,
+    pub(super) sequence_header: FlvTag,
+    pub(super) frames: Vec<FlvTag>,
     /// Where a loop of the track ends: the last frame's timestamp plus one frame.
-    duration_ms: u32,
+    pub(super) duration_ms: u32,
 }
 
 /// One keyframe as the demuxer hands it to analysis.
@@ -773,7 +778,7 @@ impl VideoTrack {
     }
 }
 
-fn is_keyframe(tag: &FlvTag) -> bool {
+pub(super) fn is_keyframe(tag: &FlvTag) -> bool {
     tag.data.first().is_some_and(|flags| flags >> 4 == 1)
 }
 

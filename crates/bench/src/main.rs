@@ -10,6 +10,7 @@ mod demux;
 mod descriptor;
 mod descriptor_index;
 mod descriptor_recall;
+mod gate;
 mod index;
 mod live_hash;
 mod pdq;
@@ -46,6 +47,8 @@ enum BenchCommand {
     TsDemux(ts_demux::TsDemuxBenchArgs),
     /// Time to cut under benign load, and streams per analysis core.
     Cut(cut::CutBenchArgs),
+    /// Gate mode: added latency per keyframe against pass mode, 1 to 200 streams.
+    Gate(gate::GateBenchArgs),
     /// Per-keyframe analysis cost of HEVC and AV1 against H.264.
     Codecs(codecs::CodecsBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
@@ -88,6 +91,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::TsDemux(args) => ts_demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
+        BenchCommand::Gate(args) => gate::run(args),
         BenchCommand::Codecs(args) => codecs::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),

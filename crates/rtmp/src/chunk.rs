@@ -112,6 +112,9 @@ pub struct ChunkReader {
     state: ReadState,
     /// Stream offset of the next byte to be consumed.
     offset: u64,
+    /// Media messages are held until whole too (gate mode): every release point is
+    /// then a message boundary.
+    hold_media: bool,
 }
 
 /// What the staged header bytes say so far.
@@ -156,6 +159,7 @@ impl ChunkReader {
             header_start: start_offset,
             state: ReadState::Header,
             offset: start_offset,
+            hold_media: false,
         }
     }
 
@@ -211,6 +215,12 @@ impl ChunkReader {
         Ok(())
     }
 
+    /// From now on media messages are held until whole as well: nothing before
+    /// [`ChunkReader::held_from`] is then part of an incomplete message.
+    pub fn hold_whole_messages(&mut self) {
+        self.hold_media = true;
+    }
+
     /// Stream offset of the first byte the relay must hold back: the start of the oldest
     /// non-media message still being reassembled, or of a chunk header not yet complete
     /// (whose message type may be a command). `None` when every byte read so far may go.
@@ -218,7 +228,7 @@ impl ChunkReader {
         let staged_header = (self.header_len > 0).then_some(self.header_start);
         self.streams
             .values()
-            .filter(|stream| !is_media(stream.type_id))
+            .filter(|stream| self.hold_media || !is_media(stream.type_id))
             .filter_map(|stream| stream.partial.as_ref().map(|p| p.start_offset))
             .chain(staged_header)
             .min()

@@ -387,6 +387,12 @@ impl Demuxer {
         }
     }
 
+    /// Makes [`Demuxer::held_from`] hold audio, video and aggregate messages until they
+    /// are whole too (gate mode), so that the relay only ever releases whole messages.
+    pub fn hold_whole_messages(&mut self) {
+        self.chunks.hold_whole_messages();
+    }
+
     /// Feeds the next bytes the publisher sent. Events for every message completed by
     /// these bytes are appended to `events` (also those before an error). An incomplete
     /// message is kept and finished by later feeds.
@@ -1427,6 +1433,39 @@ mod tests {
         let mut demuxer = Demuxer::default();
         demuxer.feed(&w.out, &mut events).unwrap();
         assert_eq!(demuxer.held_from(), None);
+    }
+
+    #[test]
+    fn gate_mode_holds_media_until_whole() {
+        // A video message in three 128-byte chunks, interleaved with a whole audio one.
+        let mut w = ChunkWriter::new();
+        let video_start = w.out.len();
+        w.header(0, 6, 0, 300, MSG_VIDEO);
+        // AVC end of sequence: a video message that yields no event.
+        w.out.extend([0x17, 2, 0, 0, 0]);
+        w.out.extend([0; 123]);
+        let audio_start = w.out.len();
+        w.message(4, 0, MSG_AUDIO, &[0xAF, 1, 2, 3]);
+        let continuation = w.out.len();
+        w.out.push(0xC6);
+        w.out.extend([0; 128]);
+        w.out.push(0xC6);
+        w.out.extend([0; 44]);
+        let mut demuxer = Demuxer::default();
+        demuxer.hold_whole_messages();
+        let mut events = Vec::new();
+        demuxer
+            .feed(&w.out[..audio_start + 2], &mut events)
+            .unwrap();
+        assert_eq!(demuxer.held_from(), Some(video_start as u64));
+        demuxer
+            .feed(&w.out[audio_start + 2..continuation + 10], &mut events)
+            .unwrap();
+        assert_eq!(demuxer.held_from(), Some(video_start as u64));
+        demuxer
+            .feed(&w.out[continuation + 10..], &mut events)
+            .unwrap();
+        assert_eq!(demuxer.held_from(), None, "whole: nothing held");
     }
 
     #[test]

@@ -163,17 +163,22 @@ pub fn parse_line(line: &[u8]) -> Result<Option<ParsedLine<'_>>, LineProblem> {
 }
 
 /// The signal type of a python-threatexchange line of another type than PDQ
-/// (`video_md5 <hash>`): a lowercase name, a space, then one word, the signal.
+/// (`video_md5 <hash>`): one of its type names, a space, then the signal.
 fn other_signal_type(line: &str) -> Option<&str> {
+    /// python-threatexchange's signal type names other than `pdq`.
+    const OTHER_TYPES: [&str; 9] = [
+        "video_md5",
+        "vpdq",
+        "photo_md5",
+        "url",
+        "url_md5",
+        "raw_text",
+        "trend_query",
+        "pdq_ocr",
+        "video_tmk_pdqf",
+    ];
     let (name, signal) = line.split_once(' ')?;
-    (name != "pdq"
-        && !signal.trim().is_empty()
-        && !signal.trim().contains(' ')
-        && !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
-    .then_some(name)
+    (OTHER_TYPES.contains(&name) && !signal.trim().is_empty()).then_some(name)
 }
 
 /// A field that was evidently meant as a hash: 64 characters with a non-hex one, or a long

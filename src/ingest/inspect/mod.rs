@@ -44,6 +44,13 @@ pub trait Inspector: Send + Sync {
     /// Stream offset from which bytes must wait before going to the origin (the start of
     /// a message the inspector has to read whole first); `None`: release everything.
     fn held_from(&self) -> Option<u64>;
+
+    /// Gate mode: from now on [`Inspector::held_from`] holds every message until it is
+    /// whole, so releases fall on message boundaries. False when the protocol's
+    /// inspector cannot (the session then cannot be gated).
+    fn hold_whole_messages(&mut self) -> bool {
+        false
+    }
 }
 
 /// The inspector for a listener's protocol.

@@ -69,6 +69,11 @@ impl Inspector for RtmpInspector {
     fn held_from(&self) -> Option<u64> {
         self.demuxer.held_from()
     }
+
+    fn hold_whole_messages(&mut self) -> bool {
+        self.demuxer.hold_whole_messages();
+        true
+    }
 }
 
 fn codec(codec: RtmpCodec) -> VideoCodec {

@@ -996,6 +996,14 @@ impl AttackPublisher {
         true
     }
 
+    /// Stops sending (a FIN after the last byte) while still draining the server's
+    /// replies, so the close is not a reset that would discard bytes in flight; returns
+    /// every byte it sent.
+    pub fn finish_sending(self) -> Vec<u8> {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.sent
+    }
+
     /// Closes the connection (the publisher leaves); returns every byte it sent.
     pub fn close(self) -> Vec<u8> {
         let _ = self.stream.shutdown(Shutdown::Both);
