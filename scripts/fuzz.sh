@@ -2,7 +2,8 @@
 # Fuzz targets of every parser (cargo-fuzz + libFuzzer), one fuzz crate beside each crate
 # it fuzzes: crates/rtmp/fuzz (demux, amf0, flv_video, differential) and
 # crates/signals/fuzz (hashlist, pdq, index, descriptor_list), crates/proxy-header/fuzz
-# (proxy_header) and crates/mpegts/fuzz (mpegts). Each depends on its crate only, so no
+# (proxy_header), crates/mpegts/fuzz (mpegts) and crates/srt/fuzz (streamid). Each depends
+# on its crate only, so no
 # fuzz build links FFmpeg, ONNX Runtime or hyper.
 #   scripts/fuzz.sh build               build every target (what the tests script runs)
 #   scripts/fuzz.sh run TARGET [SECONDS] fuzz one target (default 60 s); needs cargo-fuzz

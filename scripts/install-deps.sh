@@ -16,11 +16,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build_packages=(
   # ffmpeg-next links Debian's FFmpeg 5.1 through bindgen
   pkg-config libclang-dev clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  # SRT ingest: the reference libsrt (crates/srt binds it through bindgen and pkg-config).
+  # The GnuTLS build, the one Debian's libavformat already loads: two libsrt builds in one
+  # process interpose each other's C++ symbols and crash at exit.
+  libsrt-gnutls-dev
 )
 # The shared libraries behind the -dev packages above (Debian 12 sonames), and curl for
 # the container's health check.
 runtime_packages=(
   libavcodec59 libavformat59 libavutil57 libswscale6
+  libsrt1.5-gnutls
   curl ca-certificates
 )
 test_packages=(
@@ -29,6 +34,8 @@ test_packages=(
   # real components for the demo and the integration tests (nats-server 2.9 with
   # JetStream for the [cluster] fleet tests)
   ffmpeg nginx libnginx-mod-rtmp nats-server
+  # an SRT origin for the SRT ingest tests and benchmark (srt-live-transmit)
+  srt-tools
   # the README's shell examples (tests/suite/readme.rs) and the RTMPS tests' CA
   jq openssl
   # GStreamer as a second publisher (rtmp2sink, over RTMP and RTMPS; x264enc, flvmux)

@@ -80,6 +80,19 @@ pub enum Protocol {
     Rtmp,
     /// RTMP inside TLS; needs `[ingest.tls]`.
     Rtmps,
+    /// MPEG-TS over SRT (libsrt, live mode); options in `[ingest.srt]`.
+    Srt,
+}
+
+impl Protocol {
+    /// The name in the config, the API and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Rtmp => "rtmp",
+            Protocol::Rtmps => "rtmps",
+            Protocol::Srt => "srt",
+        }
+    }
 }
 
 /// A PEM certificate chain (leaf first) and its PEM private key.
@@ -154,6 +167,9 @@ pub struct IngestConfig {
     /// TLS to the origin (an `rtmps://` origin); plain TCP without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_tls: Option<OriginTlsConfig>,
+    /// SRT options of a `protocol = "srt"` listener and its origin link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srt: Option<crate::ingest::srt::SrtConfig>,
     /// `pass` (default), or `gate`: bytes from each keyframe on wait for its verdict.
     #[serde(default)]
     pub mode: crate::session::IngestMode,
@@ -515,7 +531,7 @@ impl Config {
                         "protocol = \"rtmps\" needs [ingest.tls] with certificate and key",
                     ));
                 }
-                (Protocol::Rtmp, Some(_)) => {
+                (Protocol::Rtmp | Protocol::Srt, Some(_)) => {
                     return Err(invalid(key("tls"), "needs protocol = \"rtmps\""));
                 }
                 _ => {}
@@ -564,6 +580,7 @@ impl Config {
                 ));
             }
             crate::ingest::proxy_protocol::validate(ingest, key).map_err(in_section)?;
+            crate::ingest::srt::validate(ingest, key).map_err(in_section)?;
             crate::session::validate_gate(
                 ingest,
                 key,
@@ -825,8 +842,8 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_problem() {
-        let message = error_of("[[ingest]]\nprotocol = \"srt\"\n");
-        assert!(message.contains("srt"), "{message}");
+        let message = error_of("[[ingest]]\nprotocol = \"webrtc\"\n");
+        assert!(message.contains("webrtc"), "{message}");
         let message = error_of("[[ingest]]\nprotocol = \"rtmp\"\nlisten = \"x\"\norigin=\"a:1\"\n");
         assert!(message.contains("listen"), "{message}");
         let message = error_of("[bogus]\n");

@@ -17,10 +17,14 @@ use crate::analysis::{Analysis, DescriptorPool, SignalSources};
 use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
+use crate::config::Protocol;
 use crate::ingest::tls::{CertificateStore, OriginTls};
 use crate::policy::PolicyMode;
 use crate::session::Services;
-use crate::session::{Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry};
+use crate::session::{
+    Closer, ConnectionGauge, EndKind, IngestListener, SessionRegistry, SrtBindError,
+    SrtIngestListener,
+};
 use crate::signals::descriptor_lists::{DescriptorListSet, DescriptorListSetError};
 use crate::signals::lists::{ListSet, ListSetError};
 use crate::telemetry::Telemetry;
@@ -47,6 +51,8 @@ pub enum ServerError {
     Internal(String),
     #[error(transparent)]
     Certificate(#[from] crate::ingest::tls::CertificateError),
+    #[error(transparent)]
+    SrtBind(#[from] SrtBindError),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
     Bind {
         index: usize,
@@ -59,6 +65,8 @@ pub enum ServerError {
 pub struct Server {
     config: Config,
     listeners: Vec<IngestListener>,
+    /// The `protocol = "srt"` listeners.
+    srt_listeners: Vec<SrtIngestListener>,
     local_addrs: Vec<SocketAddr>,
     services: Arc<Services>,
     lists: Arc<ListSet>,
@@ -154,7 +162,14 @@ impl Server {
         let mut local_addrs = Vec::with_capacity(config.ingest.len());
         let mut certificates = Vec::new();
         let mut origin_tls = std::collections::HashMap::new();
+        let mut srt_listeners = Vec::new();
         for (index, ingest) in config.ingest.iter().enumerate() {
+            if ingest.protocol == Protocol::Srt {
+                let listener = SrtIngestListener::bind(ingest.clone(), index)?;
+                local_addrs.push(listener.local_addr());
+                srt_listeners.push(listener);
+                continue;
+            }
             let tls = match &ingest.tls {
                 Some(files) => {
                     let store = CertificateStore::load(files, &format!("ingest[{index}].tls"))?;
@@ -237,6 +252,7 @@ impl Server {
         Ok(Server {
             config,
             listeners,
+            srt_listeners,
             local_addrs,
             services,
             lists,
@@ -289,12 +305,20 @@ impl Server {
             .map(|admin| tokio::spawn(admin.serve(admin_stopped)));
         let mut gauges: Vec<ConnectionGauge> = Vec::new();
         let mut accept_loops = Vec::new();
-        for (listener, addr) in self.listeners.into_iter().zip(&self.local_addrs) {
-            info!(listen = %addr, "ingest listening");
+        for listener in self.listeners {
             gauges.push(listener.sessions());
             accept_loops.push(tokio::spawn(
                 listener.serve(Arc::clone(&self.services), stop_rx.clone()),
             ));
+        }
+        for listener in self.srt_listeners {
+            gauges.push(listener.sessions());
+            accept_loops.push(tokio::spawn(
+                listener.serve(Arc::clone(&self.services), stop_rx.clone()),
+            ));
+        }
+        for (addr, ingest) in self.local_addrs.iter().zip(&self.config.ingest) {
+            info!(listen = %addr, protocol = ingest.protocol.as_str(), "ingest listening");
         }
         self.readiness.set(Phase::Serving);
         shutdown.await;

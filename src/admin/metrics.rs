@@ -21,7 +21,7 @@ use crate::analysis::Analysis;
 use crate::backend::Fleet;
 use crate::backend::cluster::Applied;
 use crate::backend::cluster::outbox::Kind;
-use crate::config::OnParseError;
+use crate::config::{OnParseError, Protocol};
 use crate::session::{Refusal, SessionRegistry};
 use crate::signals::descriptor_lists::DescriptorListSet;
 use crate::signals::lists::ListSet;
@@ -144,6 +144,78 @@ impl std::fmt::Debug for LiveCounters {
     }
 }
 
+/// Live streams by protocol, and the SRT links' health summed (or, for the RTT, the
+/// worst) over the live SRT streams: gauges, since ended streams leave the sums.
+fn encode_protocols(
+    encoder: &mut DescriptorEncoder,
+    registry: &SessionRegistry,
+) -> Result<(), std::fmt::Error> {
+    let sessions = registry.list();
+    let mut family = encoder.encode_descriptor(
+        "livegate_streams_by_protocol",
+        "Publisher connections being relayed, by the listener's protocol",
+        None,
+        MetricType::Gauge,
+    )?;
+    for protocol in [Protocol::Rtmp, Protocol::Rtmps, Protocol::Srt] {
+        let count = sessions
+            .iter()
+            .filter(|session| session.protocol() == Some(protocol))
+            .count();
+        ConstGauge::new(count as i64)
+            .encode(family.encode_family(&[("protocol", protocol.as_str())])?)?;
+    }
+    let links: Vec<_> = sessions
+        .iter()
+        .filter_map(|session| session.srt.view())
+        .collect();
+    let sides = |link: &'static str| {
+        links.iter().filter_map(move |view| match link {
+            "publisher" => view.publisher.clone(),
+            _ => view.origin.clone(),
+        })
+    };
+    let mut rtt = encoder.encode_descriptor(
+        "livegate_srt_rtt_max_milliseconds",
+        "The largest round-trip time among live SRT links, by link (publisher, origin)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for link in ["publisher", "origin"] {
+        let worst = sides(link).map(|view| view.rtt_ms).fold(0.0, f64::max);
+        ConstGauge::new(worst).encode(rtt.encode_family(&[("link", link)])?)?;
+    }
+    type Field = fn(&crate::ingest::srt::SrtLinkView) -> u64;
+    let families: [(&str, &str, Field, Field); 3] = [
+        (
+            "livegate_srt_packets_lost",
+            "Media packets lost on live SRT links before retransmission (publisher link: found missing by livegate; origin link: reported missing by the origin)",
+            |view| view.packets_lost_receiving,
+            |view| view.packets_lost_sending,
+        ),
+        (
+            "livegate_srt_packets_retransmitted",
+            "Media packets sent again on live SRT links (publisher link: by the publisher; origin link: by livegate)",
+            |view| view.packets_retransmitted_received,
+            |view| view.packets_retransmitted,
+        ),
+        (
+            "livegate_srt_packets_dropped",
+            "Media packets given up as too late on live SRT links (publisher link: by livegate's receiver; origin link: by livegate's sender)",
+            |view| view.packets_dropped_receiving,
+            |view| view.packets_dropped_sending,
+        ),
+    ];
+    for (name, help, publisher, origin) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (link, field) in [("publisher", publisher), ("origin", origin)] {
+            let total: u64 = sides(link).map(|view| field(&view)).sum();
+            ConstGauge::new(total as i64).encode(family.encode_family(&[("link", link)])?)?;
+        }
+    }
+    Ok(())
+}
+
 fn counter<N: EncodeCounterValue>(
     encoder: &mut DescriptorEncoder,
     name: &str,
@@ -166,9 +238,10 @@ impl Collector for LiveCounters {
             None,
             gauge.metric_type(),
         )?)?;
+        encode_protocols(&mut encoder, registry)?;
         let mut refused = encoder.encode_descriptor(
             "livegate_connections_refused",
-            "Publisher connections refused at accept, by reason (max_connections, per_client, proxy_protocol)",
+            "Publisher connections refused at accept or at the SRT handshake, by reason (max_connections, per_client, proxy_protocol, streamid)",
             None,
             MetricType::Counter,
         )?;

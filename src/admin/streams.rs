@@ -37,6 +37,11 @@ pub struct StreamView {
     key_fingerprint: Option<String>,
     client: String,
     ingest: String,
+    /// The listener's protocol: rtmp, rtmps or srt.
+    protocol: Option<&'static str>,
+    /// An SRT stream's link statistics (RTT, loss, retransmissions) on both links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    srt: Option<crate::ingest::srt::SrtLinksView>,
     /// `pass` or `gate` (the ingest's `mode`).
     mode: &'static str,
     codec: Option<String>,
@@ -70,6 +75,8 @@ impl StreamView {
             key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
             client: session.client.to_string(),
             ingest: session.ingest.to_string(),
+            protocol: session.protocol().map(crate::config::Protocol::as_str),
+            srt: session.srt.view(),
             mode: if session.gated.load(Ordering::Relaxed) {
                 IngestMode::Gate.as_str()
             } else {

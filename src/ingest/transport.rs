@@ -1,6 +1,6 @@
 //! Byte transports a session relays over: an accepted publisher connection and the
-//! connection dialled to the origin. TCP and TLS ([`super::tls`]) today; SRT implements
-//! the same traits, so the session's pumps, timeouts and closers stay one piece of code.
+//! connection dialled to the origin. TCP, TLS ([`super::tls`]) and SRT ([`super::srt`])
+//! implement the same traits, so the session's pumps, timeouts and closers stay one piece of code.
 //! An accepted connection is an [`Incoming`] first: the session establishes it (TCP: as
 //! is; TLS: its handshake) inside its own timeouts, so a failure ends as a session.
 
@@ -12,7 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// How often a stalled write re-checks whether the side it forwards from has gone: that
 /// side usually holds unread bytes, so it stays readable and cannot simply be awaited.
-const PEER_CLOSE_POLL: Duration = Duration::from_millis(100);
+pub(crate) const PEER_CLOSE_POLL: Duration = Duration::from_millis(100);
 
 /// A connected byte stream that splits into halves the two pumps own.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {

@@ -20,7 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{error, warn};
 
 use crate::config::IngestConfig;
-use crate::ingest::proxy_protocol::{ProxyPolicy, ProxyRefusal};
+use crate::ingest::proxy_protocol::ProxyPolicy;
 use crate::ingest::tls::TlsIncoming;
 use crate::session::Refusal;
 use crate::session::{self, Services};
@@ -111,7 +111,7 @@ impl IngestListener {
             let refusals = Arc::clone(&refusals);
             let tls = self.tls.clone();
             tokio::spawn(async move {
-                let refuse = |client, refusal, detail: Option<&ProxyRefusal>| {
+                let refuse = |client, refusal, detail: Option<&dyn std::fmt::Display>| {
                     services.registry.count_refused(refusal);
                     lock(&refusals).refused_detailed(&ingest, client, refusal, detail);
                 };
@@ -145,8 +145,8 @@ impl IngestListener {
 /// Counts a listener's running sessions, also after the listener itself has stopped.
 #[derive(Clone)]
 pub struct ConnectionGauge {
-    connections: Arc<Semaphore>,
-    max: usize,
+    pub(super) connections: Arc<Semaphore>,
+    pub(super) max: usize,
 }
 
 impl ConnectionGauge {
@@ -158,13 +158,13 @@ impl ConnectionGauge {
 /// Sessions per client, for `max_connections_per_client`. A client is an IPv4 address
 /// or an IPv6 /64: one host usually holds a whole /64, so counting single IPv6 addresses
 /// would not cap it at all.
-struct ClientCounts {
+pub(super) struct ClientCounts {
     max: usize,
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl ClientCounts {
-    fn new(max: usize) -> Self {
+    pub(super) fn new(max: usize) -> Self {
         ClientCounts {
             max,
             counts: Mutex::new(HashMap::new()),
@@ -172,7 +172,7 @@ impl ClientCounts {
     }
 
     /// A slot for one more session of `ip`, or `None` at the cap (0: no cap).
-    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+    pub(super) fn take(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
         if self.max == 0 {
             return Some(ClientSlot { owner: None });
         }
@@ -197,7 +197,7 @@ impl ClientCounts {
 }
 
 /// One session's place in its client's count, given back on drop.
-struct ClientSlot {
+pub(super) struct ClientSlot {
     owner: Option<(Arc<ClientCounts>, IpAddr)>,
 }
 
@@ -231,28 +231,28 @@ pub fn client_of(ip: IpAddr) -> IpAddr {
 /// Throttles refusal warnings: the first at once, then at most one per
 /// [`REFUSAL_LOG_INTERVAL`], each with the number held back since the last one.
 #[derive(Default)]
-struct RefusalLog {
+pub(super) struct RefusalLog {
     last_logged: Option<Instant>,
     suppressed: u64,
 }
 
 /// Poisoning only means a panic mid-update of the throttle's two fields; it stays usable.
-fn lock(log: &Mutex<RefusalLog>) -> std::sync::MutexGuard<'_, RefusalLog> {
+pub(super) fn lock(log: &Mutex<RefusalLog>) -> std::sync::MutexGuard<'_, RefusalLog> {
     log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RefusalLog {
-    fn refused(&mut self, ingest: &IngestConfig, client: SocketAddr, refusal: Refusal) {
+    pub(super) fn refused(&mut self, ingest: &IngestConfig, client: SocketAddr, refusal: Refusal) {
         self.refused_detailed(ingest, client, refusal, None);
     }
 
-    /// Logs a refusal; `proxy` says what was wrong with a PROXY header.
-    fn refused_detailed(
+    /// Logs a refusal; `detail` says what was wrong (with a PROXY header, a streamid).
+    pub(super) fn refused_detailed(
         &mut self,
         ingest: &IngestConfig,
         client: SocketAddr,
         refusal: Refusal,
-        proxy: Option<&ProxyRefusal>,
+        detail: Option<&dyn std::fmt::Display>,
     ) {
         let now = Instant::now();
         if self
@@ -282,9 +282,16 @@ impl RefusalLog {
             Refusal::ProxyProtocol => warn!(
                 listen = %ingest.listen,
                 %client,
-                reason = %proxy.map(ToString::to_string).unwrap_or_default(),
+                reason = %detail.map(ToString::to_string).unwrap_or_default(),
                 suppressed,
                 "connection refused: PROXY protocol header"
+            ),
+            Refusal::Streamid => warn!(
+                listen = %ingest.listen,
+                %client,
+                reason = %detail.map(ToString::to_string).unwrap_or_default(),
+                suppressed,
+                "SRT caller refused at the handshake: streamid"
             ),
         }
     }

@@ -139,13 +139,17 @@ pub enum Refusal {
     PerClient,
     /// A PROXY protocol header missing, untrusted or malformed (`proxy_protocol`).
     ProxyProtocol,
+    /// An SRT caller's streamid missing, malformed, or not a publish (refused at the
+    /// handshake).
+    Streamid,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [
+    pub const ALL: [Refusal; 4] = [
         Refusal::MaxConnections,
         Refusal::PerClient,
         Refusal::ProxyProtocol,
+        Refusal::Streamid,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +157,7 @@ impl Refusal {
             Refusal::MaxConnections => "max_connections",
             Refusal::PerClient => "per_client",
             Refusal::ProxyProtocol => "proxy_protocol",
+            Refusal::Streamid => "streamid",
         }
     }
 }
@@ -220,9 +225,21 @@ pub struct SessionState {
     identity: Mutex<StreamIdentity>,
     cut_request: OnceLock<CutRequest>,
     cut_notify: Notify,
+    /// The listener's protocol, set when the session opens.
+    protocol: OnceLock<crate::config::Protocol>,
+    /// An SRT session's two links, for their statistics.
+    pub srt: crate::ingest::srt::SrtLinks,
 }
 
 impl SessionState {
+    pub fn set_protocol(&self, protocol: crate::config::Protocol) {
+        let _ = self.protocol.set(protocol);
+    }
+
+    pub fn protocol(&self) -> Option<crate::config::Protocol> {
+        self.protocol.get().copied()
+    }
+
     pub fn identity(&self) -> StreamIdentity {
         lock(&self.identity).clone()
     }
@@ -341,6 +358,8 @@ impl SessionRegistry {
             identity: Mutex::new(StreamIdentity::default()),
             cut_request: OnceLock::new(),
             cut_notify: Notify::new(),
+            protocol: OnceLock::new(),
+            srt: Default::default(),
         });
         lock(&self.sessions).insert(id, Arc::clone(&state));
         Registration {

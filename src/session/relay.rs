@@ -92,28 +92,59 @@ pub async fn run_session<P: Incoming>(
     ingest: Arc<IngestConfig>,
     services: Arc<Services>,
 ) -> SessionEnd {
-    let registration = services.registry.register(ingest.listen, client);
-    let state = Arc::clone(&registration.state);
-    info!(
-        session = %state.id,
-        %client,
-        listen = %ingest.listen,
-        origin = %ingest.origin,
-        "session opened"
-    );
-    let stream = services
-        .analysis
-        .open_stream(Arc::clone(&state), ingest.on_parse_error);
-    let tap = Tap::new(
-        inspect::for_ingest(&ingest),
-        &ingest,
-        Arc::clone(&state),
-        Arc::clone(&stream),
-        &services,
-    );
+    let opened = OpenSession::new(&services, &ingest, client);
     let origin_tls = services.origin_tls.get(&ingest.listen).map(Arc::as_ref);
-    let end = relay(publisher, &ingest, origin_tls, &state, tap).await;
-    // Both sockets are closed once `relay` returns.
+    let state = Arc::clone(&opened.registration.state);
+    let end = relay(publisher, &ingest, origin_tls, &state, opened.tap).await;
+    close_session(&services, &state, &opened.stream, end)
+}
+
+/// A session registered, with its analysis stream and its tap, before any relaying.
+pub(super) struct OpenSession {
+    pub registration: super::registry::Registration,
+    pub stream: Arc<crate::analysis::StreamAnalysis>,
+    pub tap: Tap,
+}
+
+impl OpenSession {
+    pub fn new(services: &Services, ingest: &IngestConfig, client: SocketAddr) -> Self {
+        let registration = services.registry.register(ingest.listen, client);
+        let state = Arc::clone(&registration.state);
+        state.set_protocol(ingest.protocol);
+        info!(
+            session = %state.id,
+            %client,
+            listen = %ingest.listen,
+            origin = %ingest.origin,
+            protocol = ingest.protocol.as_str(),
+            "session opened"
+        );
+        let stream = services
+            .analysis
+            .open_stream(Arc::clone(&state), ingest.on_parse_error);
+        let tap = Tap::new(
+            inspect::for_ingest(ingest),
+            ingest,
+            Arc::clone(&state),
+            Arc::clone(&stream),
+            services,
+        );
+        OpenSession {
+            registration,
+            stream,
+            tap,
+        }
+    }
+}
+
+/// Ends a session whose sockets are closed: analysis stops, a cut is audited, the end
+/// is counted and logged.
+pub(super) fn close_session(
+    services: &Services,
+    state: &SessionState,
+    stream: &crate::analysis::StreamAnalysis,
+    end: SessionEnd,
+) -> SessionEnd {
     let closed_at = Instant::now();
     stream.end();
     let actions = services.analysis.actions();
@@ -121,7 +152,7 @@ pub async fn run_session<P: Incoming>(
         actions.finish_cut(evidence, closed_at);
     }
     actions.telemetry().session_closed(end.closer, end.kind);
-    log_close(&state, &end);
+    log_close(state, &end);
     end
 }
 
@@ -183,15 +214,15 @@ async fn relay<P: Incoming>(
 }
 
 /// Where a session stands once both sides are connected.
-struct Start {
-    started: Instant,
-    handshake: Handshake,
+pub(super) struct Start {
+    pub started: Instant,
+    pub handshake: Handshake,
     /// The publisher's bytes read so far, to be observed and forwarded unchanged.
-    handshake_start: BytesMut,
+    pub handshake_start: BytesMut,
 }
 
 /// Relays between a connected publisher and origin, over whichever transports they use.
-async fn relay_connected<P: Transport, O: Transport>(
+pub(super) async fn relay_connected<P: Transport, O: Transport>(
     publisher: P,
     origin: O,
     ingest: &IngestConfig,
@@ -234,14 +265,14 @@ async fn relay_connected<P: Transport, O: Transport>(
 
 /// What the session knows of its protocol's handshake, for timeouts and blame.
 #[derive(Clone, Copy)]
-struct Handshake {
+pub(super) struct Handshake {
     protocol: &'static str,
     /// Bytes the origin owes before the publisher can go on.
     origin_len: u64,
 }
 
 impl Handshake {
-    fn of(inspector: &dyn Inspector) -> Self {
+    pub(super) fn of(inspector: &dyn Inspector) -> Self {
         Handshake {
             protocol: inspector.protocol(),
             origin_len: inspector.origin_handshake_len(),
@@ -304,7 +335,7 @@ async fn connect<P: Incoming>(
     Ok((publisher, origin, handshake_start))
 }
 
-fn dial_end_kind(error: &DialError) -> EndKind {
+pub(super) fn dial_end_kind(error: &DialError) -> EndKind {
     match error {
         DialError::Unreachable { .. } | DialError::Tls { .. } => EndKind::Unreachable,
         DialError::TimedOut { .. } => EndKind::Timeout,

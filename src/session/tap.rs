@@ -238,6 +238,26 @@ impl Tap {
         }
     }
 
+    /// Reports an identity learned outside the bytes (SRT's streamid, at the handshake)
+    /// as an inspector would: the application, then the publish (bans checked, a refusal
+    /// audited).
+    pub(super) fn identify(&mut self, app: String, key: String) -> Result<(), SessionEnd> {
+        for event in [
+            StreamEvent::Application { app },
+            StreamEvent::Publish { key },
+        ] {
+            match self.handle(event) {
+                Ok(()) => {}
+                Err(EventProblem::End(end)) => return Err(end),
+                // Only video can be uninspectable; an identity never is.
+                Err(EventProblem::Uninspectable(_, why)) => {
+                    return Err(SessionEnd::new(Closer::Internal, EndKind::Internal, why));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records what an event tells about the stream and hands keyframes to analysis.
     fn handle(&mut self, event: StreamEvent) -> Result<(), EventProblem> {
         let state = &self.state;

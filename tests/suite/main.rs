@@ -29,4 +29,5 @@ mod proxy_protocol;
 mod readme;
 mod relay;
 mod rtmps;
+mod srt;
 mod video_hashing;

@@ -600,7 +600,7 @@ impl Media {
 }
 
 /// Runs `livegate ARGS INPUT > OUTPUT`; the lines written.
-fn livegate_list(args: &[&str], input: &Path, output: &Path) -> anyhow::Result<usize> {
+pub(super) fn livegate_list(args: &[&str], input: &Path, output: &Path) -> anyhow::Result<usize> {
     let exe = livegate_binary()?;
     let run = Command::new(&exe)
         .args(args)

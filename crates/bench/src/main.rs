@@ -15,6 +15,7 @@ mod index;
 mod live_hash;
 mod pdq;
 mod relay;
+mod srt;
 mod tls;
 mod ts_demux;
 
@@ -37,6 +38,9 @@ enum BenchCommand {
     DescriptorIndex(descriptor_index::DescriptorIndexBenchArgs),
     /// PDQ hashing against Meta's C++ (PyPI pdqhash), bit-exactness checked.
     Pdq(pdq::PdqBenchArgs),
+    /// SRT streams at real rate through livegate against a direct SRT link: added
+    /// latency and CPU.
+    Srt(srt::SrtBenchArgs),
     /// RTMP demuxer throughput on a captured publish session.
     Demux(demux::DemuxBenchArgs),
     /// MPEG-TS demuxer throughput on an ffmpeg transport stream, against a memory copy.
@@ -83,6 +87,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::DescriptorIndex(args) => descriptor_index::run(args),
         BenchCommand::Pdq(args) => pdq::run(args),
+        BenchCommand::Srt(args) => srt::run(args),
         BenchCommand::Demux(args) => demux::run(args),
         BenchCommand::TsDemux(args) => ts_demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),

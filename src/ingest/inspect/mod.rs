@@ -60,5 +60,10 @@ pub fn for_ingest(ingest: &IngestConfig) -> Box<dyn Inspector> {
         Protocol::Rtmp | Protocol::Rtmps => {
             Box::new(rtmp::RtmpInspector::new(ingest.demux_limits()))
         }
+        // SRT carries MPEG-TS; its identity comes from the handshake, not the bytes.
+        Protocol::Srt => Box::new(mpegts::MpegTsInspector::new(
+            "SRT",
+            livegate_mpegts::Limits::default(),
+        )),
     }
 }

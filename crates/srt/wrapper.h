@@ -1,0 +1,2 @@
+#include <srt/srt.h>
+#include <srt/access_control.h>
