@@ -109,15 +109,6 @@ impl Server {
                     tokio::task::spawn_blocking(move || DescriptorListSet::load(&configs, &model))
                         .await
                         .map_err(|join| ServerError::Internal(join.to_string()))??;
-                for status in loaded.status() {
-                    info!(
-                        list = %status.name,
-                        descriptors = status.descriptors,
-                        action = %status.action,
-                        min_cosine = status.min_cosine,
-                        "descriptor list loaded"
-                    );
-                }
                 Some(Arc::new(loaded))
             }
             None => None,

@@ -607,6 +607,8 @@ fn build(
     tracing::info!(
         list = %config.name,
         path = %config.path.display(),
+        action = %config.action,
+        min_cosine = config.min_cosine,
         version,
         descriptors = loaded.len(),
         added_at_runtime = loaded.added_at_runtime(),

