@@ -81,20 +81,6 @@ fn tables(extra: &str) -> String {
     )
 }
 
-fn hamming(a: &str, b: &str) -> u32 {
-    let bits = |hex: &str| -> Vec<u8> {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex hash"))
-            .collect()
-    };
-    bits(a)
-        .iter()
-        .zip(bits(b))
-        .map(|(x, y)| (x ^ y).count_ones())
-        .sum()
-}
-
 /// `livegate hash --every` seconds that hash every frame of a 30 fps video.
 const EVERY_FRAME: &str = "0.033";
 
@@ -158,7 +144,11 @@ fn gate_mode_lets_no_listed_frame_reach_the_origin() {
         let recorded = frame_hashes(&path);
         let matching = recorded
             .iter()
-            .filter(|hash| listed.iter().any(|known| hamming(hash, known) <= 31))
+            .filter(|hash| {
+                listed
+                    .iter()
+                    .any(|known| support::pdq_distance(hash, known) <= 31)
+            })
             .count();
         (matching, recorded.len())
     };

@@ -416,21 +416,6 @@ fn a_cut_closes_both_links_and_the_key_is_refused_at_the_next_handshake() {
     );
 }
 
-/// The Hamming distance of two 64-hex-digit PDQ hashes.
-fn distance(a: &str, b: &str) -> u32 {
-    let bits = |hex: &str| -> Vec<u8> {
-        (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-            .collect()
-    };
-    bits(a)
-        .iter()
-        .zip(bits(b))
-        .map(|(x, y)| (x ^ y).count_ones())
-        .sum()
-}
-
 #[test]
 fn listed_footage_over_srt_is_cut_at_its_first_matching_keyframe_and_benign_flows() {
     let dir = scratch_dir();
@@ -485,7 +470,9 @@ fn listed_footage_over_srt_is_cut_at_its_first_matching_keyframe_and_benign_flow
         .lines()
         .find_map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
-            let matches = listed.iter().any(|hash| distance(hash, fields[0]) <= 31);
+            let matches = listed
+                .iter()
+                .any(|hash| support::pdq_distance(hash, fields[0]) <= 31);
             matches.then(|| fields[3].parse().expect("pts"))
         })
         .expect("the stream holds the listed footage");

@@ -325,6 +325,21 @@ fn publish_copy(input_options: &[&str], file: &Path, url: &str) -> ChildGuard {
     )
 }
 
+/// The Hamming distance of two 64-hex-digit PDQ hashes (as `livegate hash` prints them).
+pub fn pdq_distance(a: &str, b: &str) -> u32 {
+    let bytes = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("a hex hash"))
+            .collect()
+    };
+    bytes(a)
+        .iter()
+        .zip(bytes(b))
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum()
+}
+
 /// A PDQ hash no test frame is near.
 pub const UNRELATED_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
