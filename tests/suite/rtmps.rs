@@ -289,6 +289,62 @@ impl PlainAndTls {
         );
         Livegate::start(&config, 2)
     }
+
+    /// `publish` (`tool`: ffmpeg's or GStreamer's) sends the benign clip over RTMP
+    /// (`TOOL-plain`) and RTMPS (`TOOL-tls`), and the listed clip over RTMPS
+    /// (`TOOL-listed`): the benign ones must end well, the listed one be cut. Returns the
+    /// audit records, with exactly one cut, of the listed stream.
+    fn publish_benign_and_listed(
+        &self,
+        livegate: &Livegate,
+        tool: &str,
+        publish: fn(&Path, &str) -> support::ChildGuard,
+    ) -> Vec<serde_json::Value> {
+        let (plain, tls) = (self.plain_listen, self.tls_listen);
+        let mut benign_plain = publish(&self.benign, &format!("rtmp://{plain}/live/{tool}-plain"));
+        let mut benign_tls = publish(&self.benign, &format!("rtmps://{tls}/live/{tool}-tls"));
+        let mut listed = publish(&self.listed, &format!("rtmps://{tls}/live/{tool}-listed"));
+        for (name, publisher) in [("rtmp", &mut benign_plain), ("rtmps", &mut benign_tls)] {
+            let status = publisher.wait_for(Duration::from_secs(40));
+            assert!(
+                status.is_some_and(|status| status.success()),
+                "{tool} over {name} exited {status:?}\nlivegate log:\n{}",
+                livegate.raw_log()
+            );
+        }
+        let status = listed.wait_for(Duration::from_secs(40));
+        assert!(
+            status.is_some_and(|status| !status.success()),
+            "the listed {tool} stream was not cut: it exited {status:?}"
+        );
+        let records = audit_records(&self.audit);
+        assert_eq!(
+            records_for(&records, &format!("{tool}-listed"), "cut").len(),
+            1,
+            "audit:\n{records:#?}"
+        );
+        for benign in ["plain", "tls"].map(|link| format!("{tool}-{link}")) {
+            assert!(
+                records_for(&records, &benign, "cut").is_empty(),
+                "{benign} was cut: {records:#?}"
+            );
+        }
+        records
+    }
+
+    /// The origin recorded the same media (at least `tags` tags) through RTMPS as through
+    /// plain RTMP for `tool`'s benign streams.
+    fn assert_same_media_through_both(&self, tool: &str, tags: usize) {
+        let through_plain = media_tags(&self.origin, &format!("{tool}-plain"));
+        let through_tls = media_tags(&self.origin, &format!("{tool}-tls"));
+        assert!(through_plain.len() >= tags, "{} tags", through_plain.len());
+        assert!(
+            through_plain == through_tls,
+            "the origin recorded different media through RTMPS ({} tags) than through RTMP ({} tags)",
+            through_tls.len(),
+            through_plain.len()
+        );
+    }
 }
 
 #[test]
@@ -303,37 +359,8 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
         setup.pki.path("ca.pem").display(),
         port = receiver.port
     ));
-    let PlainAndTls {
-        benign,
-        listed,
-        origin,
-        plain_listen,
-        tls_listen,
-        audit,
-        ..
-    } = &setup;
-
-    let mut plain =
-        support::publish_file(benign, &format!("rtmp://{plain_listen}/live/plain-benign"));
-    let mut tls = support::publish_file(benign, &format!("rtmps://{tls_listen}/live/tls-benign"));
-    let mut cut = support::publish_file(listed, &format!("rtmps://{tls_listen}/live/tls-listed"));
-    for (name, publisher) in [("plain benign", &mut plain), ("rtmps benign", &mut tls)] {
-        let status = publisher.wait_for(Duration::from_secs(40));
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "{name}: ffmpeg exited {status:?}\nlivegate log:\n{}",
-            livegate.raw_log()
-        );
-    }
-    let status = cut.wait_for(Duration::from_secs(40));
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "the listed rtmps stream was not cut: ffmpeg exited {status:?}"
-    );
-
-    let records = audit_records(audit);
-    let cuts = records_for(&records, "tls-listed", "cut");
-    assert_eq!(cuts.len(), 1, "audit:\n{records:#?}");
+    let records = setup.publish_benign_and_listed(&livegate, "ffmpeg", support::publish_file);
+    let cuts = records_for(&records, "ffmpeg-listed", "cut");
     assert_eq!(cuts[0]["signal"]["list"], "known", "{}", cuts[0]);
     // The list line's file and time, named (not the rest of the CSV line).
     let signal = &cuts[0]["signal"];
@@ -345,12 +372,6 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
             && signal.get("label").is_none(),
         "{signal}"
     );
-    for benign_key in ["plain-benign", "tls-benign"] {
-        assert!(
-            records_for(&records, benign_key, "cut").is_empty(),
-            "{benign_key} was cut: {records:#?}"
-        );
-    }
     livegate.wait_for_logs(
         |lines| {
             lines.iter().any(|line| {
@@ -366,66 +387,17 @@ fn rtmps_publishes_record_what_plain_rtmp_records_and_listed_footage_is_cut() {
     let bodies = receiver.bodies();
     assert_eq!(bodies.lines().count(), 1, "webhook bodies: {bodies}");
     assert!(bodies.contains("\"cut\""), "{bodies}");
-    let through_plain = media_tags(origin, "plain-benign");
-    let through_tls = media_tags(origin, "tls-benign");
     // 180 frames (6 s at 30 fps), the decoder configuration and the end of sequence.
-    assert!(through_plain.len() >= 180, "{} tags", through_plain.len());
-    assert!(
-        through_plain == through_tls,
-        "the origin recorded different media through RTMPS ({} tags) than through RTMP ({} tags)",
-        through_tls.len(),
-        through_plain.len()
-    );
+    setup.assert_same_media_through_both("ffmpeg", 180);
 }
 
 #[test]
 fn gstreamer_publishes_over_rtmps_as_over_rtmp_and_listed_footage_is_cut() {
     let setup = PlainAndTls::new(5);
     let livegate = setup.start("");
-    let PlainAndTls {
-        benign,
-        listed,
-        origin,
-        plain_listen,
-        tls_listen,
-        audit,
-        ..
-    } = &setup;
-
-    let mut plain =
-        support::gst_publish_file(benign, &format!("rtmp://{plain_listen}/live/gst-plain"));
-    let mut tls = support::gst_publish_file(benign, &format!("rtmps://{tls_listen}/live/gst-tls"));
-    let mut cut =
-        support::gst_publish_file(listed, &format!("rtmps://{tls_listen}/live/gst-listed"));
-    for (name, publisher) in [("rtmp", &mut plain), ("rtmps", &mut tls)] {
-        let status = publisher.wait_for(Duration::from_secs(30));
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "GStreamer over {name}: gst-launch exited {status:?}\nlivegate log:\n{}",
-            livegate.raw_log()
-        );
-    }
-    let status = cut.wait_for(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|status| !status.success()),
-        "the listed GStreamer stream was not cut: gst-launch exited {status:?}"
-    );
-    let records = audit_records(audit);
-    assert_eq!(
-        records_for(&records, "gst-listed", "cut").len(),
-        1,
-        "audit:\n{records:#?}"
-    );
-    let through_plain = media_tags(origin, "gst-plain");
-    let through_tls = media_tags(origin, "gst-tls");
+    setup.publish_benign_and_listed(&livegate, "gst", support::gst_publish_file);
     // 150 frames (5 s at 30 fps) and the decoder configuration.
-    assert!(through_plain.len() >= 150, "{} tags", through_plain.len());
-    assert!(
-        through_plain == through_tls,
-        "the origin recorded different media through RTMPS ({} tags) than through RTMP ({} tags)",
-        through_tls.len(),
-        through_plain.len()
-    );
+    setup.assert_same_media_through_both("gst", 150);
 }
 
 /// A load balancer in front of an `rtmps` listener: for each connection it sends a PROXY
