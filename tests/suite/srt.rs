@@ -174,16 +174,28 @@ fn assert_relayed_unchanged(received: &[u8], clip: &Path, closed: &Value) {
     );
 }
 
-#[test]
-fn an_srt_publish_reaches_the_srt_origin_byte_for_byte() {
+/// One SRT stream relaying: ffmpeg publishes a `seconds` clip as `key` (access-control
+/// streamid) through livegate to an SRT origin; returned once `/v1/streams` shows the
+/// stream relaying.
+struct Relaying {
+    _dir: tempfile::TempDir,
+    clip: PathBuf,
+    origin: SrtOrigin,
+    listen: u16,
+    livegate: Livegate,
+    admin: std::net::SocketAddr,
+    publisher: ChildGuard,
+    stream: Value,
+}
+
+fn relaying(seconds: u32, key: &str) -> Relaying {
     let dir = scratch_dir();
-    let clip = ts_clip(dir.path(), 3);
+    let clip = ts_clip(dir.path(), seconds);
     let origin = SrtOrigin::start(dir.path(), ORIGIN_PASSPHRASE);
     let listen = free_udp_port();
     let livegate = Livegate::start(&config(listen, origin.port, ""), 1);
     let admin = livegate.admin_addr();
-    let key = "srt-secret-stream-key-1";
-    let mut publisher = publish(
+    let publisher = publish(
         &clip,
         listen,
         &format!("#!::r=live/{key},m=publish"),
@@ -195,6 +207,33 @@ fn an_srt_publish_reaches_the_srt_origin_byte_for_byte() {
         |stream| stream["srt"]["origin"]["packets_sent"].as_u64() > Some(10),
         "an SRT stream relaying to its origin",
     );
+    Relaying {
+        _dir: dir,
+        clip,
+        origin,
+        listen,
+        livegate,
+        admin,
+        publisher,
+        stream,
+    }
+}
+
+#[test]
+fn an_srt_publish_reaches_the_srt_origin_byte_for_byte() {
+    let key = "srt-secret-stream-key-1";
+    // Every field bound: a field left to `..` would be dropped here (the scratch folder
+    // with it).
+    let Relaying {
+        _dir: _scratch,
+        clip,
+        origin,
+        livegate,
+        admin,
+        mut publisher,
+        stream,
+        listen: _,
+    } = relaying(3, key);
     assert_eq!(stream["protocol"], "srt", "{stream}");
     assert_eq!(stream["app"], "live", "{stream}");
     assert_eq!(stream["state"], "publishing", "{stream}");
@@ -360,25 +399,19 @@ fn an_origin_that_is_down_ends_the_session_blaming_the_origin() {
 
 #[test]
 fn a_cut_closes_both_links_and_the_key_is_refused_at_the_next_handshake() {
-    let dir = scratch_dir();
-    let clip = ts_clip(dir.path(), 8);
-    let origin = SrtOrigin::start(dir.path(), ORIGIN_PASSPHRASE);
-    let listen = free_udp_port();
-    let livegate = Livegate::start(&config(listen, origin.port, ""), 1);
-    let admin = livegate.admin_addr();
     let key = "srt-key-to-be-cut-123";
-    let mut publisher = publish(
-        &clip,
+    // Every field bound: a field left to `..` would be dropped here (the scratch folder
+    // with it).
+    let Relaying {
+        _dir: _scratch,
+        clip,
+        origin,
         listen,
-        &format!("#!::r=live/{key},m=publish"),
-        PUBLISHER_PASSPHRASE,
-    );
-    let stream = wait_for_stream(
+        livegate,
         admin,
-        TOKEN,
-        |stream| stream["srt"]["origin"]["packets_sent"].as_u64() > Some(10),
-        "the stream relaying",
-    );
+        mut publisher,
+        stream,
+    } = relaying(8, key);
     let path = format!("/v1/streams/{}/cut", stream["id"].as_str().expect("id"));
     let cut = Request::post(&path, br#"{"reason":"srt test"}"#)
         .token(TOKEN)
