@@ -38,6 +38,8 @@ pub enum AuditEvent {
     EvidenceDismissed,
     /// An operator removed a key from the run-time allowlist.
     AllowlistRemoved,
+    /// An operator reloaded or added to a hash or descriptor list (no stream).
+    ListUpdated,
 }
 
 impl AuditEvent {
@@ -55,6 +57,7 @@ impl AuditEvent {
             AuditEvent::EvidenceConfirmed => "evidence_confirmed",
             AuditEvent::EvidenceDismissed => "evidence_dismissed",
             AuditEvent::AllowlistRemoved => "allowlist_removed",
+            AuditEvent::ListUpdated => "list_updated",
         }
     }
 }
@@ -213,6 +216,9 @@ pub struct AuditRecord {
     /// The evidence frame of the decision (`GET /v1/evidence/{id}`), or the one reviewed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// Who acted, for an operator's action: the name of the admin token used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl AuditRecord {
@@ -237,6 +243,7 @@ impl AuditRecord {
             pts_seconds: None,
             time_to_cut_ms: None,
             evidence: None,
+            actor: None,
         }
     }
 }

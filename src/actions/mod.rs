@@ -151,6 +151,8 @@ pub struct Finding {
     pub pts_seconds: Option<f64>,
     /// The decision's evidence frame id.
     pub evidence: Option<String>,
+    /// The operator who acted (the admin token's name), for a manual cut.
+    pub actor: Option<String>,
 }
 
 impl Finding {
@@ -162,6 +164,7 @@ impl Finding {
             signal: None,
             pts_seconds: None,
             evidence: None,
+            actor: None,
         }
     }
 }
@@ -251,6 +254,7 @@ impl Actions {
         record.signal = finding.signal;
         record.pts_seconds = finding.pts_seconds;
         record.evidence = finding.evidence;
+        record.actor = finding.actor;
         record
     }
 
@@ -355,24 +359,23 @@ impl Actions {
         self.backend.bans()
     }
 
-    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason`; true when
-    /// it was banned on this node.
-    pub fn lift_ban(&self, target: &BanTarget, reason: &str) -> bool {
+    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason` and the
+    /// operator who lifted it; true when it was banned on this node.
+    pub fn lift_ban(&self, target: &BanTarget, reason: &str, actor: &str) -> bool {
         let was_banned = self.backend.lift_ban(target);
         let mut record = AuditRecord::about_no_stream(AuditEvent::BanLifted, reason);
+        record.actor = Some(actor.to_string());
         match target {
             BanTarget::Key(fingerprint) => record.key_fingerprint = Some(fingerprint.clone()),
             BanTarget::Client(address) => record.client = address.to_string(),
         }
-        tracing::info!(%target, was_banned, %reason, "ban lifted");
+        tracing::info!(%target, was_banned, %reason, %actor, "ban lifted");
         self.publish(record);
         was_banned
     }
 
-    /// Audits an operator's action on an evidence frame or the allowlist (built by the
-    /// review routes, which know the item and the actor).
-    pub fn record_review(&self, record: AuditRecord) {
-        tracing::info!(event = record.event.as_str(), evidence = ?record.evidence, reason = %record.reason, "review action");
+    /// Audits an operator's action that concerns no live stream (a list update).
+    pub fn audit(&self, record: AuditRecord) {
         self.publish(record);
     }
 
