@@ -240,7 +240,7 @@ mod tests {
                 bbox: None,
                 reason: "test".into(),
             },
-            &picture,
+            super::super::Source::Rgb(&picture),
         );
         id
     }
