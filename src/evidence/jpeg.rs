@@ -265,7 +265,7 @@ impl Encoder {
                         stride.as_ptr(),
                         0,
                         from_height as i32,
-                        (*yuv).data.as_ptr() as *const *mut u8,
+                        (*yuv).data.as_ptr(),
                         (*yuv).linesize.as_ptr(),
                     )
                 };

@@ -635,7 +635,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(fn(&mut EvidenceConfig), &str); 6] = [
+        type Change = fn(&mut EvidenceConfig);
+        let cases: [(Change, &str); 6] = [
             (|c| c.width = 10, "evidence.width"),
             (|c| c.jpeg_quality = 0, "evidence.jpeg_quality"),
             (|c| c.memory_frames = 0, "evidence.memory_frames"),
