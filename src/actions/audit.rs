@@ -32,6 +32,8 @@ pub enum AuditEvent {
     Overload,
     /// An operator lifted a ban (no stream: `key_fingerprint` or `client` names it).
     BanLifted,
+    /// An operator reloaded or added to a hash or descriptor list (no stream).
+    ListUpdated,
 }
 
 impl AuditEvent {
@@ -46,6 +48,7 @@ impl AuditEvent {
             AuditEvent::Rejected => "rejected",
             AuditEvent::Overload => "overload",
             AuditEvent::BanLifted => "ban_lifted",
+            AuditEvent::ListUpdated => "list_updated",
         }
     }
 }
@@ -201,6 +204,9 @@ pub struct AuditRecord {
     /// For a cut: from the matching keyframe's first byte arriving to both sockets closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_cut_ms: Option<f64>,
+    /// Who acted, for an operator's action: the name of the admin token used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl AuditRecord {
@@ -224,6 +230,7 @@ impl AuditRecord {
             signal: None,
             pts_seconds: None,
             time_to_cut_ms: None,
+            actor: None,
         }
     }
 }
