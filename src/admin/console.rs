@@ -52,6 +52,7 @@ const APP_HTML: &str = include_str!("console/app.html");
 const LOGIN_HTML: &str = include_str!("console/login.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
 /// A login form's pre-session token lives this long.
 const LOGIN_COOKIE_SECONDS: u64 = 3600;
@@ -111,9 +112,10 @@ async fn respond(
         ("/console", &Method::GET) => Ok(page(context, &request)),
         ("/console/app.js", &Method::GET) => Ok(asset("text/javascript; charset=utf-8", APP_JS)),
         ("/console/app.css", &Method::GET) => Ok(asset("text/css; charset=utf-8", APP_CSS)),
+        ("/console/favicon.svg", &Method::GET) => Ok(asset("image/svg+xml", FAVICON_SVG)),
         ("/console/login", &Method::POST) => login(context, request).await,
         ("/console/logout", &Method::POST) => logout(context, request).await,
-        ("/console" | "/console/app.js" | "/console/app.css", _) => {
+        ("/console" | "/console/app.js" | "/console/app.css" | "/console/favicon.svg", _) => {
             Err(ApiError::method_not_allowed(&method, "GET"))
         }
         ("/console/login" | "/console/logout", _) => {
