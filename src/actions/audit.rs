@@ -34,6 +34,12 @@ pub enum AuditEvent {
     BanLifted,
     /// An operator reloaded or added to a hash or descriptor list (no stream).
     ListUpdated,
+    /// A reviewer confirmed an evidence frame: its hash (and descriptor) joined a list.
+    EvidenceConfirmed,
+    /// A reviewer dismissed an evidence frame as a false positive.
+    EvidenceDismissed,
+    /// An operator removed a key from the run-time allowlist.
+    AllowlistRemoved,
 }
 
 impl AuditEvent {
@@ -49,6 +55,9 @@ impl AuditEvent {
             AuditEvent::Overload => "overload",
             AuditEvent::BanLifted => "ban_lifted",
             AuditEvent::ListUpdated => "list_updated",
+            AuditEvent::EvidenceConfirmed => "evidence_confirmed",
+            AuditEvent::EvidenceDismissed => "evidence_dismissed",
+            AuditEvent::AllowlistRemoved => "allowlist_removed",
         }
     }
 }
@@ -207,6 +216,9 @@ pub struct AuditRecord {
     /// Who acted, for an operator's action: the name of the admin token used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The evidence frame of the decision (`GET /v1/evidence/{id}`), or the one reviewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 impl AuditRecord {
@@ -231,6 +243,7 @@ impl AuditRecord {
             pts_seconds: None,
             time_to_cut_ms: None,
             actor: None,
+            evidence: None,
         }
     }
 }

@@ -151,6 +151,8 @@ pub struct Finding {
     pub pts_seconds: Option<f64>,
     /// The operator who acted (the admin token's name), for a manual cut.
     pub actor: Option<String>,
+    /// The decision's evidence frame id.
+    pub evidence: Option<String>,
 }
 
 impl Finding {
@@ -162,6 +164,7 @@ impl Finding {
             signal: None,
             pts_seconds: None,
             actor: None,
+            evidence: None,
         }
     }
 }
@@ -251,6 +254,7 @@ impl Actions {
         record.signal = finding.signal;
         record.pts_seconds = finding.pts_seconds;
         record.actor = finding.actor;
+        record.evidence = finding.evidence;
         record
     }
 
@@ -370,7 +374,8 @@ impl Actions {
         was_banned
     }
 
-    /// Audits an operator's action that concerns no live stream (a list update).
+    /// Audits an operator's action that concerns no live stream (a list update, a
+    /// review of an evidence frame, an allowlist removal).
     pub fn audit(&self, record: AuditRecord) {
         self.publish(record);
     }
