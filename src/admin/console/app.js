@@ -527,7 +527,8 @@
   async function refresh() {
     try {
       await refreshers[page]();
-      if (page !== 'review') await refreshReviewCount();
+      // The review page counts the open queue itself, unless it shows everything.
+      if (page !== 'review' || $('#review-all').checked) await refreshReviewCount();
       setText($('#poll-error'), '');
     } catch (failure) {
       setText($('#poll-error'), `Not updated: ${failure.message}`);
