@@ -1,8 +1,9 @@
 //! The admin routes: one table ([`ROUTES`]) used for dispatch and checked against
 //! `docs/openapi.json` by a test, the handlers, and JSON in and out.
 //!
-//! Everything under `/v1/` needs `Authorization: Bearer TOKEN` and is checked before
-//! the route is even looked up, so an unauthenticated client learns nothing about ids
+//! Everything under `/v1/` needs `Authorization: Bearer TOKEN` (or a review console
+//! session cookie, see [`super::console`]) and is checked before the route is even
+//! looked up, so an unauthenticated client learns nothing about ids
 //! or list names. Errors are `{"error": "..."}` with the matching status code. Request
 //! bodies are read through a size limit (413 beyond `admin.max_body_bytes`, without
 //! buffering the rest). Stream keys never appear: sessions only hold redacted keys.
@@ -40,6 +41,7 @@ use livegate_signals::descriptor::{
     DescriptorList, DescriptorListError, DescriptorListLimits, DescriptorModel, QuantizedDescriptor,
 };
 use livegate_signals::hash256::Hash256;
+use livegate_signals::hashlist::parse_line;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,14 +185,14 @@ type Body = Full<Bytes>;
 
 /// An error answer: `{"error": message}` with `status`.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
     allow: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -202,15 +204,26 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    fn internal(message: impl Into<String>) -> ApiError {
+    pub(super) fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    fn into_response(self) -> Response<Body> {
+    /// 405 naming the `allow`ed methods.
+    pub(super) fn method_not_allowed(method: &Method, allow: &str) -> ApiError {
+        ApiError {
+            allow: Some(allow.to_string()),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here (allowed: {allow})"),
+            )
+        }
+    }
+
+    pub(super) fn into_response(self) -> Response<Body> {
         #[derive(Serialize)]
         struct ErrorBody<'a> {
             error: &'a str,
@@ -270,6 +283,9 @@ async fn respond(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_string();
+    if super::console::is_console_path(&path) {
+        return Ok(super::console::handle(context, request).await);
+    }
     let caller = match path.starts_with(AUTHENTICATED_PREFIX) {
         true => Some(authorize(context, &request)?),
         false => None,
@@ -363,9 +379,15 @@ async fn respond(
     }
 }
 
-/// Who is calling, from the bearer token; 401 without one, with a wrong one, or when no
-/// token is configured.
+/// Who is calling: from the bearer token, or, without an `Authorization` header, from a
+/// console session cookie (a state change then needs its CSRF token); 401 without
+/// either, with a wrong token, or when no token is configured.
 fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<Caller, ApiError> {
+    if !request.headers().contains_key(AUTHORIZATION)
+        && let Some(caller) = super::console::session_caller(context, request)?
+    {
+        return Ok(caller);
+    }
     if context.tokens.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -388,7 +410,7 @@ fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<Call
     match presented {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing bearer token: send Authorization: Bearer TOKEN",
+            "missing bearer token: send Authorization: Bearer TOKEN (or log in at /console)",
         )),
         Some(candidate) => context
             .tokens
@@ -450,7 +472,10 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// Reads a body through the size limit (413 beyond it) and the body timeout.
-async fn read_body(context: &AdminContext, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    context: &AdminContext,
+    request: Request<Incoming>,
+) -> Result<Bytes, ApiError> {
     let limit = context.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -1045,7 +1070,50 @@ async fn add_hashes(
     if context.lists.current(name).is_none() {
         return Err(ApiError::not_found(format!("no hash list named {name:?}")));
     }
-    let body: AddHashesBody = read_json(context, request).await?;
+    let is_text = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    let added = if is_text {
+        read_hash_file(&read_body(context, request).await?)?
+    } else {
+        read_hash_entries(read_json(context, request).await?)?
+    };
+    let updated = add_hashes_to(context, caller, name, added).await?;
+    Ok(json(StatusCode::OK, &updated))
+}
+
+/// The hashes of a hash list file posted as `text/plain` (the console's upload), read
+/// line by line as a list file is; each line's other fields become the entry's label.
+fn read_hash_file(body: &[u8]) -> Result<Vec<AddedHash>, ApiError> {
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    let mut added = Vec::new();
+    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+        let number = index + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let parsed = parse_line(line)
+            .map_err(|problem| ApiError::bad_request(format!("line {number}: {problem}")))?;
+        let Some(parsed) = parsed else {
+            continue;
+        };
+        let label = parsed.metadata_fields().collect::<Vec<_>>().join(",");
+        check_text(&format!("line {number}: label"), &label)?;
+        added.push(AddedHash {
+            hash: parsed.hash,
+            quality: parsed.quality,
+            label,
+        });
+    }
+    if added.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body holds no hash: send a hash list file (one hash a line, as `livegate hash` writes it)",
+        ));
+    }
+    Ok(added)
+}
+
+fn read_hash_entries(body: AddHashesBody) -> Result<Vec<AddedHash>, ApiError> {
     if body.hashes.is_empty() {
         return Err(ApiError::bad_request("hashes: must not be empty"));
     }
@@ -1066,8 +1134,7 @@ async fn add_hashes(
             label,
         });
     }
-    let updated = add_hashes_to(context, caller, name, added).await?;
-    Ok(json(StatusCode::OK, &updated))
+    Ok(added)
 }
 
 /// Adds hashes to hash list `name` through the backend (so a fleet's nodes all learn
@@ -1333,6 +1400,22 @@ mod tests {
             find_route(&Method::POST, "/v1/hashlists/known/reload").expect("route");
         assert_eq!(endpoint, Endpoint::ReloadHashlist);
         assert_eq!(params, vec!["known"]);
+    }
+
+    #[test]
+    fn a_posted_hash_file_is_read_as_a_list_file() {
+        let hash = "f".repeat(64);
+        let file = format!("\u{feff}# comment\r\n\n{hash},90,photo.jpg\r\n");
+        let added = read_hash_file(file.as_bytes()).expect("one hash");
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].hash.to_hex(), hash);
+        assert_eq!(added[0].quality, Some(90));
+        assert_eq!(added[0].label, "90,photo.jpg");
+        let error =
+            read_hash_file(format!("{hash}\nnot-a-hash,1\n").as_bytes()).expect_err("a bad line");
+        assert!(error.message.starts_with("line 2: "), "{}", error.message);
+        let error = read_hash_file(b"# only a comment\n").expect_err("no hash");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]
