@@ -6,6 +6,7 @@
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod browser;
 pub mod fleet;
 pub mod http;
 pub mod nats;
