@@ -153,9 +153,7 @@ pub fn node_id() -> &'static str {
     static NODE: OnceLock<String> = OnceLock::new();
     NODE.get_or_init(|| {
         let mut seed = [0u8; 8];
-        // SAFETY: getrandom writes at most `seed.len()` bytes into `seed`.
-        let filled = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
-        if filled != seed.len() as isize {
+        if os_random(&mut seed).is_err() {
             // No kernel entropy (never on Linux ≥ 3.17): the clock and pid still make
             // two processes differ.
             let now = std::time::SystemTime::now()
@@ -166,6 +164,27 @@ pub fn node_id() -> &'static str {
         }
         base32(u64::from_le_bytes(seed), 6)
     })
+}
+
+/// Fills `buf` from the kernel's CSPRNG (`getrandom(2)`, which blocks only until the
+/// pool is first seeded at boot): for secrets such as console session ids.
+pub fn os_random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`.
+        let written = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match usize::try_from(written) {
+            Ok(written) => filled += written,
+            Err(_) => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn base32(mut value: u64, chars: usize) -> String {

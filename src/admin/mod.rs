@@ -1,7 +1,9 @@
-//! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, and
-//! the bearer-token API under `/v1/` to list and cut streams, reload and extend hash
-//! lists and descriptor lists, and read recent audit records. Routes are in [`routes`], metrics in
-//! [`metrics`]; this file holds the config, the token and the HTTP/1.1 server loop
+//! The admin server (`[admin]`): health and readiness probes, Prometheus metrics, the
+//! bearer-token API under `/v1/` to list and cut streams, reload and extend hash
+//! lists and descriptor lists, and read recent audit records, and the review console
+//! (`/console`, its session cookie also authenticating `/v1/`). Routes are in
+//! [`routes`], metrics in [`metrics`], the console in [`console`] and its sessions in
+//! [`sessions`]; this file holds the config, the token and the HTTP/1.1 server loop
 //! (with its connection cap, at which idle connections give way to new ones).
 //!
 //! The token comes from `admin.token`, else `admin.token_file`, else the environment
@@ -9,8 +11,10 @@
 //! the probes and metrics are served but every `/v1/` request is refused with 401:
 //! the API is never open by default.
 
+pub mod console;
 pub mod metrics;
 pub mod routes;
+pub mod sessions;
 pub mod streams;
 
 use hyper::server::conn::http1;
@@ -55,6 +59,9 @@ pub struct AdminConfig {
     /// Serve HTTPS with this certificate (reloaded on SIGHUP); plain HTTP without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::config::TlsFilesConfig>,
+    /// A console session ends this long after its login.
+    #[serde(default = "default_session_ttl_seconds")]
+    pub session_ttl_seconds: u64,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -65,6 +72,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("token_file", &self.token_file)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
+            .field("session_ttl_seconds", &self.session_ttl_seconds)
             .finish()
     }
 }
@@ -72,6 +80,13 @@ impl std::fmt::Debug for AdminConfig {
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+
+fn default_session_ttl_seconds() -> u64 {
+    8 * 3600
+}
+
+/// Longest `admin.session_ttl_seconds`: a console session is not a standing credential.
+const MAX_SESSION_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 /// Bounds of `admin.max_body_bytes`.
 const MIN_BODY_BYTES: usize = 1024;
@@ -110,6 +125,12 @@ impl AdminConfig {
             return Err(InvalidKey::new(
                 "admin.max_body_bytes".into(),
                 format!("must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}"),
+            ));
+        }
+        if !(1..=MAX_SESSION_TTL_SECONDS).contains(&self.session_ttl_seconds) {
+            return Err(InvalidKey::new(
+                "admin.session_ttl_seconds".into(),
+                format!("must be between 1 and {MAX_SESSION_TTL_SECONDS} (7 days)"),
             ));
         }
         Ok(())
@@ -153,9 +174,9 @@ pub struct Token {
 }
 
 impl Token {
-    pub fn new(secret: &str) -> Token {
+    pub fn new(secret: impl AsRef<[u8]>) -> Token {
         Token {
-            digest: Sha256::digest(secret.as_bytes()).into(),
+            digest: Sha256::digest(secret.as_ref()).into(),
         }
     }
 
@@ -257,6 +278,7 @@ pub struct AdminContext {
     token: Option<Token>,
     max_body_bytes: usize,
     metrics: metrics::Metrics,
+    console: console::Console,
 }
 
 /// Connections held at once. Idle ones must not keep probes and the API out (64 sockets
@@ -335,6 +357,10 @@ impl AdminServer {
                 token,
                 max_body_bytes: config.max_body_bytes,
                 metrics,
+                console: console::Console::new(
+                    Duration::from_secs(config.session_ttl_seconds),
+                    config.tls.is_some(),
+                ),
             }),
             tls,
         })
@@ -405,9 +431,11 @@ impl AdminServer {
                     }
                 };
                 let control = Arc::clone(&slot.control);
-                let service = hyper::service::service_fn(move |request| {
+                let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
                     let context = Arc::clone(&context);
                     let control = Arc::clone(&control);
+                    // For the console's login rate limit.
+                    request.extensions_mut().insert(console::Peer(peer));
                     async move {
                         let _busy = Busy::mark(&control);
                         Ok::<_, std::convert::Infallible>(routes::handle(&context, request).await)
@@ -667,6 +695,7 @@ mod tests {
             ("token = \"a b\"", "admin.token"),
             ("token = \"a\"\ntoken_file = \"x\"", "admin.token_file"),
             ("max_body_bytes = 10", "admin.max_body_bytes"),
+            ("session_ttl_seconds = 0", "admin.session_ttl_seconds"),
         ];
         for (text, key) in cases {
             let found = config(text).validate().expect_err(text).key;

@@ -145,14 +145,14 @@ type Body = Full<Bytes>;
 
 /// An error answer: `{"error": message}` with `status`.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
     message: String,
     allow: Option<String>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -164,15 +164,26 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 
-    fn internal(message: impl Into<String>) -> ApiError {
+    pub(super) fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    fn into_response(self) -> Response<Body> {
+    /// 405 naming the `allow`ed methods.
+    pub(super) fn method_not_allowed(method: &Method, allow: &str) -> ApiError {
+        ApiError {
+            allow: Some(allow.to_string()),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here (allowed: {allow})"),
+            )
+        }
+    }
+
+    pub(super) fn into_response(self) -> Response<Body> {
         #[derive(Serialize)]
         struct ErrorBody<'a> {
             error: &'a str,
@@ -232,6 +243,9 @@ async fn respond(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path().to_string();
+    if super::console::is_console_path(&path) {
+        return Ok(super::console::handle(context, request).await);
+    }
     if path.starts_with(AUTHENTICATED_PREFIX) {
         authorize(context, &request)?;
     }
@@ -301,7 +315,14 @@ async fn respond(
     }
 }
 
+/// Lets in a request with the bearer token, or without an `Authorization` header one
+/// with a console session cookie (a state change then needs its CSRF token).
 fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<(), ApiError> {
+    if !request.headers().contains_key(AUTHORIZATION)
+        && super::console::session_caller(context, request)?.is_some()
+    {
+        return Ok(());
+    }
     let Some(token) = &context.token else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -324,7 +345,7 @@ fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<(), 
     match presented {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "missing bearer token: send Authorization: Bearer TOKEN",
+            "missing bearer token: send Authorization: Bearer TOKEN (or log in at /console)",
         )),
         Some(candidate) if token.matches(candidate) => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -387,7 +408,10 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// Reads a body through the size limit (413 beyond it) and the body timeout.
-async fn read_body(context: &AdminContext, request: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    context: &AdminContext,
+    request: Request<Incoming>,
+) -> Result<Bytes, ApiError> {
     let limit = context.max_body_bytes;
     let too_large = || {
         ApiError::new(
