@@ -71,6 +71,9 @@ pub struct Config {
     /// A fleet sharing bans, learned footage, audit and operator cuts through NATS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::backend::cluster::ClusterConfig>,
+    /// Evidence frames and thumbnails for the review console.
+    #[serde(default)]
+    pub evidence: crate::evidence::EvidenceConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -473,6 +476,7 @@ impl Config {
             resolve_library(&mut classifier.runtime_library);
         }
         self.actuator.audit_log.iter_mut().for_each(resolve);
+        self.evidence.dir.iter_mut().for_each(resolve);
         for webhook in &mut self.actuator.webhook {
             webhook.ca.iter_mut().for_each(resolve);
         }
@@ -621,6 +625,7 @@ impl Config {
         if let Some(descriptor) = &self.descriptor {
             descriptor.validate().map_err(in_section)?;
         }
+        self.evidence.validate().map_err(in_section)?;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod backend;
 pub mod config;
 pub mod descriptor;
+pub mod evidence;
 pub mod ingest;
 pub mod media;
 pub mod memory;

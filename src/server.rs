@@ -18,6 +18,7 @@ use crate::backend::cluster::ClusterError;
 use crate::backend::{Backend, ClusterBackend, LocalBackend};
 use crate::config::Config;
 use crate::config::Protocol;
+use crate::evidence::EvidenceStore;
 use crate::ingest::tls::{CertificateStore, OriginTls};
 use crate::policy::PolicyMode;
 use crate::session::Services;
@@ -53,6 +54,8 @@ pub enum ServerError {
     Certificate(#[from] crate::ingest::tls::CertificateError),
     #[error(transparent)]
     SrtBind(#[from] SrtBindError),
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::DiskError),
     #[error("cannot listen on {addr} (ingest[{index}].listen): {source}")]
     Bind {
         index: usize,
@@ -208,6 +211,7 @@ impl Server {
             },
             actions,
             config.actuator.learn_into.as_deref(),
+            EvidenceStore::open(config.evidence.clone())?,
         );
         let services = Arc::new(Services {
             registry: Arc::new(SessionRegistry::default()),

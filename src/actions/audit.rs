@@ -32,6 +32,12 @@ pub enum AuditEvent {
     Overload,
     /// An operator lifted a ban (no stream: `key_fingerprint` or `client` names it).
     BanLifted,
+    /// A reviewer confirmed an evidence frame: its hash (and descriptor) joined a list.
+    EvidenceConfirmed,
+    /// A reviewer dismissed an evidence frame as a false positive.
+    EvidenceDismissed,
+    /// An operator removed a key from the run-time allowlist.
+    AllowlistRemoved,
 }
 
 impl AuditEvent {
@@ -46,6 +52,9 @@ impl AuditEvent {
             AuditEvent::Rejected => "rejected",
             AuditEvent::Overload => "overload",
             AuditEvent::BanLifted => "ban_lifted",
+            AuditEvent::EvidenceConfirmed => "evidence_confirmed",
+            AuditEvent::EvidenceDismissed => "evidence_dismissed",
+            AuditEvent::AllowlistRemoved => "allowlist_removed",
         }
     }
 }
@@ -201,6 +210,9 @@ pub struct AuditRecord {
     /// For a cut: from the matching keyframe's first byte arriving to both sockets closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_cut_ms: Option<f64>,
+    /// The evidence frame of the decision (`GET /v1/evidence/{id}`), or the one reviewed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
 }
 
 impl AuditRecord {
@@ -224,6 +236,7 @@ impl AuditRecord {
             signal: None,
             pts_seconds: None,
             time_to_cut_ms: None,
+            evidence: None,
         }
     }
 }

@@ -149,6 +149,8 @@ pub struct Finding {
     pub reason: String,
     pub signal: Option<SignalRecord>,
     pub pts_seconds: Option<f64>,
+    /// The decision's evidence frame id.
+    pub evidence: Option<String>,
 }
 
 impl Finding {
@@ -159,6 +161,7 @@ impl Finding {
             reason: reason.into(),
             signal: None,
             pts_seconds: None,
+            evidence: None,
         }
     }
 }
@@ -247,6 +250,7 @@ impl Actions {
         record.client = session.client.to_string();
         record.signal = finding.signal;
         record.pts_seconds = finding.pts_seconds;
+        record.evidence = finding.evidence;
         record
     }
 
@@ -363,6 +367,13 @@ impl Actions {
         tracing::info!(%target, was_banned, %reason, "ban lifted");
         self.publish(record);
         was_banned
+    }
+
+    /// Audits an operator's action on an evidence frame or the allowlist (built by the
+    /// review routes, which know the item and the actor).
+    pub fn record_review(&self, record: AuditRecord) {
+        tracing::info!(event = record.event.as_str(), evidence = ?record.evidence, reason = %record.reason, "review action");
+        self.publish(record);
     }
 
     /// Stores an audit record and posts it to the webhooks that want its event.

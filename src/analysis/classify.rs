@@ -115,10 +115,14 @@ fn run_classifier(
             Ok(scores) => {
                 stats.pictures_classified.fetch_add(1, Ordering::Relaxed);
                 let decision = job.stream.decide(&Signals::classifier(&scores));
-                if job
-                    .stream
-                    .act(decision, job.at, None, Vec::new(), GateSignal::Classifier)
-                {
+                if job.stream.act(
+                    decision,
+                    job.at,
+                    None,
+                    Vec::new(),
+                    GateSignal::Classifier,
+                    Some(&picture),
+                ) {
                     stats.verdicts.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -171,11 +171,26 @@ fn run_describer(
             matches: &scratch.matches,
             views: &job.views,
         }));
-        if job
-            .stream
-            .act(decision, job.at, None, Vec::new(), GateSignal::Descriptor)
-        {
+        let picture = Image {
+            data: &job.pixels,
+            width: job.width,
+            height: job.height,
+            stride: job.width * 3,
+        };
+        if job.stream.act(
+            decision,
+            job.at,
+            None,
+            Vec::new(),
+            GateSignal::Descriptor,
+            Some(&picture),
+        ) {
             stats.verdicts.fetch_add(1, Ordering::Relaxed);
+        }
+        // The keyframe's evidence (this decision's, or the hash path's) keeps its
+        // descriptor, for a reviewer to confirm into a descriptor list.
+        if let Some(whole) = descriptors.first() {
+            job.stream.attach_descriptor(job.at, whole);
         }
     }
 }

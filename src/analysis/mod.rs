@@ -33,9 +33,10 @@ use tracing::{debug, info, warn};
 use crate::actions::{Actions, AuditEvent, Cut, Finding, LearnedDescriptor};
 use crate::config::InvalidKey;
 use crate::config::OnParseError;
+use crate::evidence::EvidenceStore;
 use crate::media::decode::{self, Concealment, Deblocking, KeyframeDecoder, MediaError};
 use crate::media::frame::FrameHasher;
-use crate::policy::{OverloadMode, PolicyConfig, SignalRules, StreamPolicy};
+use crate::policy::{OverloadMode, PolicyConfig, RuntimeAllowlist, SignalRules, StreamPolicy};
 use crate::session::{Closer, EndKind, GateInbox, GateSignal, Outcome, SessionState};
 use crate::signals::descriptor_lists::DescriptorListConfig;
 use crate::signals::lists::{ListMatch, ListSet, LookupScratch};
@@ -276,6 +277,8 @@ pub struct Analysis {
     classifier: Option<Arc<ClassifierPool>>,
     descriptor: Option<Arc<DescriptorPool>>,
     learn_into: LearnInto,
+    /// Evidence frames of decisions, and thumbnails.
+    evidence: Arc<EvidenceStore>,
     ready: Sender<Arc<StreamAnalysis>>,
     /// Gated streams (gate mode), which workers take before any other.
     ready_gated: Sender<Arc<StreamAnalysis>>,
@@ -290,6 +293,7 @@ impl Analysis {
         signals: SignalSources,
         actions: Arc<Actions>,
         learn_into: Option<&str>,
+        evidence: Arc<EvidenceStore>,
     ) -> Arc<Self> {
         let SignalSources {
             lists,
@@ -309,6 +313,7 @@ impl Analysis {
                 .as_ref()
                 .map(|classifier| Arc::clone(classifier.config())),
             descriptor_lists: descriptor_lists.into(),
+            allowlist: Arc::default(),
         };
         let (ready, work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
         let (ready_gated, gated_work) = crossbeam_channel::unbounded::<Arc<StreamAnalysis>>();
@@ -333,6 +338,7 @@ impl Analysis {
             classifier,
             descriptor,
             learn_into,
+            evidence,
             ready,
             ready_gated,
             stats,
@@ -341,6 +347,15 @@ impl Analysis {
 
     pub fn actions(&self) -> &Arc<Actions> {
         &self.actions
+    }
+
+    pub fn evidence(&self) -> &Arc<EvidenceStore> {
+        &self.evidence
+    }
+
+    /// The keys allowlisted at run time, which every stream's policy consults.
+    pub fn allowlist(&self) -> &Arc<RuntimeAllowlist> {
+        &self.rules.allowlist
     }
 
     pub fn classifier(&self) -> Option<&Arc<ClassifierPool>> {
@@ -553,10 +568,20 @@ impl StreamAnalysis {
         });
     }
 
-    /// Stops analysing: the session is over.
+    /// Gives a described keyframe's whole-picture descriptor to the evidence frames of
+    /// that keyframe, if it has any (a scan of the ring: microseconds, against the
+    /// model's milliseconds).
+    fn attach_descriptor(&self, at: pipeline::SampleTime, whole: &Descriptor) {
+        self.analysis
+            .evidence
+            .attach_descriptor(self.session.id, at.offset, whole.values());
+    }
+
+    /// Stops analysing: the session is over (its thumbnail goes).
     pub fn end(&self) {
         self.ended.store(true, Ordering::Relaxed);
         lock(&self.queue).samples.clear();
+        self.analysis.evidence.forget_stream(self.session.id);
     }
 
     fn overload_action(&self, queue: &mut StreamQueue, now: Instant) -> Option<OverloadAction> {
@@ -697,6 +722,7 @@ impl StreamAnalysis {
             arrived: sample.arrived,
             pts_ms: sample.frame.pts_ms,
             offset: sample.frame.offset,
+            pdq: None,
         };
         self.judge_picture(&mut state.pipeline, decoded.picture, at, scratch)
     }

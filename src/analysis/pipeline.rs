@@ -14,11 +14,12 @@ use tracing::debug;
 use super::{StreamAnalysis, WorkerScratch, lock};
 use crate::actions::{AuditEvent, Cut, Finding, Learned, SignalRecord};
 use crate::descriptor::views::ViewCycle;
+use crate::evidence::Capture;
 use crate::policy::{Decision, Evidence, Signals, StreamPolicy, Verdict};
 use crate::session::{Closer, EndKind, GateSignal, Outcome};
 use crate::signals::lists::ListMatch;
 use livegate_signals::hash256::Hash256;
-use livegate_signals::pdq::{Dihedral, PdqDihedral};
+use livegate_signals::pdq::{Dihedral, Image, PdqDihedral};
 
 /// When a sample's keyframe arrived and where it sits in the stream.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,8 @@ pub(super) struct SampleTime {
     pub pts_ms: i64,
     /// Stream offset of the keyframe's first byte: what gate mode knows it by.
     pub offset: u64,
+    /// The picture's PDQ hash and quality, once hashed (kept with its evidence frame).
+    pub pdq: Option<(Hash256, u8)>,
 }
 
 /// A stream's pipeline state, kept by its worker: the learn buffer and the classifier's
@@ -106,6 +109,10 @@ impl StreamAnalysis {
         let Some(lookup) = self.look_up(picture, at, scratch) else {
             return false;
         };
+        let at = SampleTime {
+            pdq: Some((lookup.full.variants[0], lookup.full.quality)),
+            ..at
+        };
         self.count_analysed(at, &scratch.matches);
         if self.analysis.learn_into.hashes {
             state.remember(
@@ -121,10 +128,32 @@ impl StreamAnalysis {
             Vec::new()
         };
         // The hash verdict first: a gated keyframe is released as soon as it can be.
-        self.act(decision, at, Some(&lookup), learn, GateSignal::Pdq);
+        let rgb = scratch.hasher.rgb_picture();
+        self.act(
+            decision,
+            at,
+            Some(&lookup),
+            learn,
+            GateSignal::Pdq,
+            Some(&rgb),
+        );
+        self.keep_thumbnail(&rgb);
         self.hand_to_classifier(state, scratch, at);
         self.hand_to_descriptor(state, scratch, at);
         true
+    }
+
+    /// Keeps the picture as the stream's thumbnail when one is due (`[evidence]
+    /// thumbnails`, at most one per `thumbnail_interval_ms`).
+    fn keep_thumbnail(&self, picture: &Image<'_>) {
+        let evidence = &self.analysis.evidence;
+        if evidence.thumbnail_due(self.session.id) {
+            evidence.keep_thumbnail(self.session.id, picture);
+            // A stream that ended meanwhile keeps no thumbnail.
+            if self.ended.load(Ordering::Relaxed) {
+                evidence.forget_stream(self.session.id);
+            }
+        }
     }
 
     /// Hashes the picture (and the picture inside its bars) and looks both up; the
@@ -261,8 +290,9 @@ impl StreamAnalysis {
     /// Audits or cuts as `decision` says; `lookup` is the sample's PDQ query when the
     /// decision came from the hash path, `learn` the hashes a cut learns (the stream's
     /// remembered descriptors are learned too). `signal` decided, and answers a gated
-    /// stream's gate once the cut (if any) is requested. True when the decision was more
-    /// than clear.
+    /// stream's gate once the cut (if any) is requested; then `picture` (the analysed
+    /// keyframe, RGB24) is kept as the decision's evidence frame. True when the decision
+    /// was more than clear.
     pub(super) fn act(
         &self,
         decision: Decision,
@@ -270,25 +300,34 @@ impl StreamAnalysis {
         lookup: Option<&Lookup>,
         learn: Vec<(Hash256, u8)>,
         signal: GateSignal,
+        picture: Option<&Image<'_>>,
     ) -> bool {
-        let acted = self.act_on(decision, at, lookup, learn);
-        let outcome = if acted == Some(Verdict::Cut) {
+        let Some((verdict, capture)) = self.act_on(decision, at, lookup, learn) else {
+            self.answer_gate(at.offset, signal, Outcome::Clear);
+            return false;
+        };
+        let outcome = if verdict == Verdict::Cut {
             Outcome::Cut
         } else {
             Outcome::Clear
         };
         self.answer_gate(at.offset, signal, outcome);
-        acted.is_some()
+        // After the cut and the gate: the encode delays neither.
+        if let (Some(capture), Some(picture)) = (capture, picture) {
+            self.analysis.evidence.capture(capture, picture);
+        }
+        true
     }
 
-    /// [`StreamAnalysis::act`] without the gate: the verdict acted on, `None` for clear.
+    /// [`StreamAnalysis::act`] without the gate and the encode: the verdict acted on
+    /// with what its evidence frame keeps, `None` for clear.
     fn act_on(
         &self,
         decision: Decision,
         at: SampleTime,
         lookup: Option<&Lookup>,
         learn: Vec<(Hash256, u8)>,
-    ) -> Option<Verdict> {
+    ) -> Option<(Verdict, Option<Capture>)> {
         let event = match decision.verdict {
             Verdict::Clear => return None,
             Verdict::Log => AuditEvent::Match,
@@ -302,15 +341,17 @@ impl StreamAnalysis {
                 .as_ref()
                 .and_then(|evidence| signal_record(evidence, lookup)),
             pts_seconds: Some(at.pts_ms as f64 / 1000.0),
+            evidence: self.analysis.evidence.new_id().map(|id| id.to_string()),
             ..Finding::new(event, decision.reason)
         };
+        let capture = self.capture_of(&finding, at);
         let actions = &self.analysis.actions;
         if let Some(signal) = &finding.signal {
             actions.telemetry().record_verdict(signal.kind, event);
         }
         if event != AuditEvent::Cut {
             actions.record(&self.session, finding);
-            return Some(decision.verdict);
+            return Some((decision.verdict, capture));
         }
         self.ended.store(true, Ordering::Relaxed);
         let descriptors = lock(&self.recent_descriptors).drain(..).collect();
@@ -328,7 +369,33 @@ impl StreamAnalysis {
                 },
             },
         );
-        Some(Verdict::Cut)
+        Some((Verdict::Cut, capture))
+    }
+
+    /// What the evidence frame of `finding` keeps besides the picture, when it has an id.
+    fn capture_of(&self, finding: &Finding, at: SampleTime) -> Option<Capture> {
+        let id = finding
+            .evidence
+            .as_deref()
+            .and_then(crate::evidence::EvidenceId::parse)?;
+        let identity = self.session.identity();
+        Some(Capture {
+            id,
+            event: finding.event,
+            stream_id: self.session.id,
+            app: identity.app.unwrap_or_default(),
+            key_fingerprint: identity.key.map(|key| key.fingerprint().to_string()),
+            client: self.session.client.to_string(),
+            pts_seconds: finding.pts_seconds,
+            offset: at.offset,
+            pdq: at.pdq.map(|(hash, quality)| (hash.to_hex(), quality)),
+            signal: finding
+                .signal
+                .as_ref()
+                .and_then(|signal| serde_json::to_value(signal).ok()),
+            bbox: finding.signal.as_ref().and_then(|signal| signal.bbox),
+            reason: finding.reason.clone(),
+        })
     }
 }
 

@@ -25,10 +25,12 @@ use crate::signals::classifier::{ClassifierConfig, LabelScore};
 use crate::signals::descriptor_lists::{DescriptorListConfig, DescriptorListMatch};
 use crate::signals::lists::ListMatch;
 
+pub mod allowlist;
 mod classifier;
 mod descriptor;
 mod hashes;
 
+pub use allowlist::RuntimeAllowlist;
 use classifier::ClassifierRules;
 use descriptor::DescriptorRules;
 pub use descriptor::DescriptorSignal;
@@ -264,13 +266,20 @@ pub struct SignalRules {
     pub classifier: Option<Arc<ClassifierConfig>>,
     /// `[[descriptorlist]]`; empty without `[descriptor]`.
     pub descriptor_lists: Arc<[DescriptorListConfig]>,
+    /// Keys allowlisted at run time (from the review console), consulted at every
+    /// decision.
+    pub allowlist: Arc<RuntimeAllowlist>,
 }
 
 /// One stream's policy: every rule set's state and the stream's allowlisting.
 #[derive(Debug)]
 pub struct StreamPolicy {
     config: Arc<PolicyConfig>,
+    /// Allowlisted by the config (`allow_apps`, `allow_key_fingerprints`).
     allowlisted: bool,
+    /// The key, looked up in the run-time allowlist at each decision.
+    key_fingerprint: Option<String>,
+    runtime_allowlist: Arc<RuntimeAllowlist>,
     hashes: HashRules,
     classifier: Option<ClassifierRules>,
     descriptor: DescriptorRules,
@@ -287,6 +296,8 @@ impl StreamPolicy {
     ) -> Self {
         StreamPolicy {
             allowlisted: config.allows(app, key_fingerprint),
+            key_fingerprint: key_fingerprint.map(str::to_string),
+            runtime_allowlist: Arc::clone(&rules.allowlist),
             hashes: HashRules::new(Arc::clone(&config)),
             classifier: rules.classifier.clone().map(ClassifierRules::new),
             descriptor: DescriptorRules::new(Arc::clone(&rules.descriptor_lists)),
@@ -300,8 +311,13 @@ impl StreamPolicy {
         StreamPolicy { gated, ..self }
     }
 
+    /// Allowlisted by the config or, now, at run time.
     pub fn is_allowlisted(&self) -> bool {
         self.allowlisted
+            || self
+                .key_fingerprint
+                .as_deref()
+                .is_some_and(|key| self.runtime_allowlist.contains(key))
     }
 
     /// Decides on one sample's signals.
@@ -353,7 +369,7 @@ impl StreamPolicy {
             (verdict, reason)
         };
         let (verdict, reason) = match verdict {
-            Verdict::Cut if self.allowlisted => (
+            Verdict::Cut if self.is_allowlisted() => (
                 Verdict::Alert,
                 format!("{reason}; allowlisted stream, not cut"),
             ),
@@ -507,6 +523,47 @@ mod tests {
             assert_eq!(decision.verdict, Verdict::Alert);
             assert!(decision.reason.contains("allowlisted"));
         }
+    }
+
+    #[test]
+    fn the_runtime_allowlist_applies_to_live_and_new_streams() {
+        let allowlist = Arc::new(RuntimeAllowlist::default());
+        let rules = SignalRules {
+            allowlist: Arc::clone(&allowlist),
+            ..SignalRules::default()
+        };
+        let config = Arc::new(PolicyConfig {
+            cut_immediately_within: 64,
+            ..PolicyConfig::default()
+        });
+        let new_policy = || {
+            StreamPolicy::new(
+                Arc::clone(&config),
+                &rules,
+                "live",
+                Some("0123456789abcdef"),
+            )
+        };
+        let cut = [found("known", ListAction::Cut, 0)];
+        let mut live = new_policy();
+        assert_eq!(live.decide(&Signals::pdq(&cut)).verdict, Verdict::Cut);
+        allowlist
+            .add(allowlist::AllowlistEntry {
+                key_fingerprint: "0123456789abcdef".into(),
+                actor: "alice".into(),
+                time: String::new(),
+                reason: "our own channel".into(),
+                evidence: None,
+            })
+            .expect("room");
+        // The live stream's next decision and a new stream's both see the entry.
+        assert_eq!(live.decide(&Signals::pdq(&cut)).verdict, Verdict::Alert);
+        assert_eq!(
+            new_policy().decide(&Signals::pdq(&cut)).verdict,
+            Verdict::Alert
+        );
+        assert!(allowlist.remove("0123456789abcdef").is_some());
+        assert_eq!(live.decide(&Signals::pdq(&cut)).verdict, Verdict::Cut);
     }
 
     #[test]
