@@ -255,6 +255,20 @@ impl Browser {
         })
     }
 
+    /// Waits until the image matching `css` has loaded a picture (`naturalWidth > 0`:
+    /// the browser fetched and decoded it); its natural size.
+    pub fn wait_for_image(&self, css: &str) -> (u64, u64) {
+        self.wait_until(&format!("the image `{css}` to load"), || {
+            let size = self.execute(
+                "const image = document.querySelector(arguments[0]);\
+                 return image && image.complete && image.naturalWidth > 0\
+                 ? [image.naturalWidth, image.naturalHeight] : null;",
+                &[json!(css)],
+            );
+            Some((size[0].as_u64()?, size[1].as_u64()?))
+        })
+    }
+
     /// Runs `script` (a function body; `arguments[i]` are `args`) in the page; its return
     /// value.
     pub fn execute(&self, script: &str, args: &[Value]) -> Value {
