@@ -38,6 +38,7 @@ use livegate_signals::descriptor::{
     DescriptorList, DescriptorListError, DescriptorListLimits, DescriptorModel, QuantizedDescriptor,
 };
 use livegate_signals::hash256::Hash256;
+use livegate_signals::hashlist::parse_line;
 
 /// What a route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -952,7 +953,55 @@ async fn add_hashes(
     if context.lists.current(name).is_none() {
         return Err(ApiError::not_found(format!("no hash list named {name:?}")));
     }
-    let body: AddHashesBody = read_json(context, request).await?;
+    let is_text = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    let added = if is_text {
+        read_hash_file(&read_body(context, request).await?)?
+    } else {
+        read_hash_entries(read_json(context, request).await?)?
+    };
+    let backend = Arc::clone(context.services.analysis.actions().backend());
+    let owned = name.to_string();
+    update_list(
+        move || backend.add_hashes(&owned, &added),
+        || hashlist_version(context, name),
+    )
+    .await
+}
+
+/// The hashes of a hash list file posted as `text/plain` (the console's upload), read
+/// line by line as a list file is; each line's other fields become the entry's label.
+fn read_hash_file(body: &[u8]) -> Result<Vec<AddedHash>, ApiError> {
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    let mut added = Vec::new();
+    for (index, line) in body.split(|&byte| byte == b'\n').enumerate() {
+        let number = index + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let parsed = parse_line(line)
+            .map_err(|problem| ApiError::bad_request(format!("line {number}: {problem}")))?;
+        let Some(parsed) = parsed else {
+            continue;
+        };
+        let label = parsed.metadata_fields().collect::<Vec<_>>().join(",");
+        check_text(&format!("line {number}: label"), &label)?;
+        added.push(AddedHash {
+            hash: parsed.hash,
+            quality: parsed.quality,
+            label,
+        });
+    }
+    if added.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body holds no hash: send a hash list file (one hash a line, as `livegate hash` writes it)",
+        ));
+    }
+    Ok(added)
+}
+
+fn read_hash_entries(body: AddHashesBody) -> Result<Vec<AddedHash>, ApiError> {
     if body.hashes.is_empty() {
         return Err(ApiError::bad_request("hashes: must not be empty"));
     }
@@ -973,13 +1022,7 @@ async fn add_hashes(
             label,
         });
     }
-    let backend = Arc::clone(context.services.analysis.actions().backend());
-    let owned = name.to_string();
-    update_list(
-        move || backend.add_hashes(&owned, &added),
-        || hashlist_version(context, name),
-    )
-    .await
+    Ok(added)
 }
 
 /// The descriptor lists, or 404 when livegate runs without `[descriptor]`.
@@ -1207,6 +1250,22 @@ mod tests {
             find_route(&Method::POST, "/v1/hashlists/known/reload").expect("route");
         assert_eq!(endpoint, Endpoint::ReloadHashlist);
         assert_eq!(params, vec!["known"]);
+    }
+
+    #[test]
+    fn a_posted_hash_file_is_read_as_a_list_file() {
+        let hash = "f".repeat(64);
+        let file = format!("\u{feff}# comment\r\n\n{hash},90,photo.jpg\r\n");
+        let added = read_hash_file(file.as_bytes()).expect("one hash");
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].hash.to_hex(), hash);
+        assert_eq!(added[0].quality, Some(90));
+        assert_eq!(added[0].label, "90,photo.jpg");
+        let error =
+            read_hash_file(format!("{hash}\nnot-a-hash,1\n").as_bytes()).expect_err("a bad line");
+        assert!(error.message.starts_with("line 2: "), "{}", error.message);
+        let error = read_hash_file(b"# only a comment\n").expect_err("no hash");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

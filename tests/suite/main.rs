@@ -10,6 +10,7 @@ mod admin_api;
 mod classifier;
 mod classifier_stream;
 mod cluster;
+mod console;
 mod console_browser;
 mod cut;
 mod demo;

@@ -14,6 +14,14 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// Every value of header `name` (e.g. each `Set-Cookie`).
+    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.headers
+            .iter()
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -43,6 +51,8 @@ pub struct Request<'a> {
     pub body: Option<&'a [u8]>,
     /// Send the body with `Transfer-Encoding: chunked` (no length announced).
     pub chunked: bool,
+    /// More header lines (a `Content-Type` here replaces the JSON default).
+    pub headers: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Request<'a> {
@@ -53,6 +63,7 @@ impl<'a> Request<'a> {
             token: None,
             body: None,
             chunked: false,
+            headers: Vec::new(),
         }
     }
 
@@ -63,11 +74,17 @@ impl<'a> Request<'a> {
             token: None,
             body: Some(body),
             chunked: false,
+            headers: Vec::new(),
         }
     }
 
     pub fn token(mut self, token: &'a str) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    pub fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -83,10 +100,19 @@ impl<'a> Request<'a> {
         if let Some(token) = self.token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
         }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let typed = self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         let body = self.body.unwrap_or_default();
         let mut request = Vec::new();
         if self.body.is_some() {
-            head.push_str("Content-Type: application/json\r\n");
+            if !typed {
+                head.push_str("Content-Type: application/json\r\n");
+            }
             if self.chunked {
                 head.push_str("Transfer-Encoding: chunked\r\n\r\n");
                 request.extend_from_slice(head.as_bytes());
