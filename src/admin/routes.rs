@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::info;
 
+mod review;
+
 use super::streams::{self, CutRefused, rfc3339};
 use super::{AdminContext, Phase};
 use crate::actions::AuditRecord;
@@ -61,6 +63,14 @@ pub enum Endpoint {
     LiftKeyBan,
     LiftClientBan,
     Cluster,
+    Evidence,
+    EvidenceInfo,
+    Review,
+    ConfirmEvidence,
+    DismissEvidence,
+    ListAllowlist,
+    RemoveAllowlist,
+    StreamThumbnail,
 }
 
 /// A method and a path pattern; `{name}` matches one path segment.
@@ -122,6 +132,34 @@ pub static ROUTES: &[Route] = &[
         Endpoint::LiftClientBan,
     ),
     route(Method::GET, "/v1/cluster", Endpoint::Cluster),
+    route(Method::GET, "/v1/evidence/{id}", Endpoint::Evidence),
+    route(
+        Method::GET,
+        "/v1/evidence/{id}/info",
+        Endpoint::EvidenceInfo,
+    ),
+    route(Method::GET, "/v1/review", Endpoint::Review),
+    route(
+        Method::POST,
+        "/v1/evidence/{id}/confirm",
+        Endpoint::ConfirmEvidence,
+    ),
+    route(
+        Method::POST,
+        "/v1/evidence/{id}/dismiss",
+        Endpoint::DismissEvidence,
+    ),
+    route(Method::GET, "/v1/allowlist", Endpoint::ListAllowlist),
+    route(
+        Method::POST,
+        "/v1/allowlist/{fingerprint}/remove",
+        Endpoint::RemoveAllowlist,
+    ),
+    route(
+        Method::GET,
+        "/v1/streams/{id}/thumbnail",
+        Endpoint::StreamThumbnail,
+    ),
 ];
 
 const fn route(method: Method, path: &'static str, endpoint: Endpoint) -> Route {
@@ -313,6 +351,23 @@ async fn respond(
             lift_ban(context, BanTarget::client(address), request).await
         }
         Endpoint::Cluster => Ok(cluster_status(context)),
+        Endpoint::Evidence => review::evidence_jpeg(context, param(0)),
+        Endpoint::EvidenceInfo => review::evidence_info(context, param(0)),
+        Endpoint::Review => review::queue(context, request.uri().query()),
+        Endpoint::ConfirmEvidence => {
+            let id = param(0).to_string();
+            review::confirm(context, &id, request).await
+        }
+        Endpoint::DismissEvidence => {
+            let id = param(0).to_string();
+            review::dismiss(context, &id, request).await
+        }
+        Endpoint::ListAllowlist => Ok(review::allowlist(context)),
+        Endpoint::RemoveAllowlist => {
+            let fingerprint = param(0).to_string();
+            review::remove_from_allowlist(context, &fingerprint, request).await
+        }
+        Endpoint::StreamThumbnail => review::thumbnail(context, param(0)),
     }
 }
 
@@ -886,6 +941,15 @@ async fn update_list<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
     update: impl FnOnce() -> Result<R, E> + Send + 'static,
     active: impl FnOnce() -> u64,
 ) -> Result<Response<Body>, ApiError> {
+    let updated = run_list_update(update, active).await?;
+    Ok(json(StatusCode::OK, &updated))
+}
+
+/// [`update_list`]'s work: the list's new state, or the error to answer.
+async fn run_list_update<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
+    update: impl FnOnce() -> Result<R, E> + Send + 'static,
+    active: impl FnOnce() -> u64,
+) -> Result<ListUpdated, ApiError> {
     let outcome = tokio::task::spawn_blocking(update)
         .await
         .map_err(|error| ApiError::internal(format!("list update task failed: {error}")))?;
@@ -901,7 +965,7 @@ async fn update_list<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
                 already_present = updated.already_present,
                 "list updated through the admin API"
             );
-            Ok(json(StatusCode::OK, &updated))
+            Ok(updated)
         }
         Err(error) if error.is_unknown_list() => Err(ApiError::not_found(error.to_string())),
         Err(error) => Err(ApiError::new(
@@ -963,13 +1027,8 @@ async fn add_hashes(
     } else {
         read_hash_entries(read_json(context, request).await?)?
     };
-    let backend = Arc::clone(context.services.analysis.actions().backend());
-    let owned = name.to_string();
-    update_list(
-        move || backend.add_hashes(&owned, &added),
-        || hashlist_version(context, name),
-    )
-    .await
+    let updated = add_hashes_to(context, name, added).await?;
+    Ok(json(StatusCode::OK, &updated))
 }
 
 /// The hashes of a hash list file posted as `text/plain` (the console's upload), read
@@ -1023,6 +1082,22 @@ fn read_hash_entries(body: AddHashesBody) -> Result<Vec<AddedHash>, ApiError> {
         });
     }
     Ok(added)
+}
+
+/// Adds hashes to hash list `name` through the backend (so a fleet's nodes all learn
+/// them): what `POST /v1/hashlists/{name}/hashes` and a confirmed evidence frame do.
+async fn add_hashes_to(
+    context: &AdminContext,
+    name: &str,
+    added: Vec<AddedHash>,
+) -> Result<ListUpdated, ApiError> {
+    let backend = Arc::clone(context.services.analysis.actions().backend());
+    let owned = name.to_string();
+    run_list_update(
+        move || backend.add_hashes(&owned, &added),
+        || hashlist_version(context, name),
+    )
+    .await
 }
 
 /// The descriptor lists, or 404 when livegate runs without `[descriptor]`.
@@ -1136,11 +1211,23 @@ async fn add_descriptors(
     check_descriptorlist(&lists, name)?;
     let body = read_body(context, request).await?;
     let added = read_descriptors(lists.model(), &body)?;
+    let updated = add_descriptors_to(context, &lists, name, added).await?;
+    Ok(json(StatusCode::OK, &updated))
+}
+
+/// Adds descriptors to descriptor list `name` of `lists` through the backend: what
+/// `POST /v1/descriptorlists/{name}/descriptors` and a confirmed evidence frame do.
+async fn add_descriptors_to(
+    context: &AdminContext,
+    lists: &DescriptorListSet,
+    name: &str,
+    added: Vec<AddedDescriptor>,
+) -> Result<ListUpdated, ApiError> {
     let backend = Arc::clone(context.services.analysis.actions().backend());
     let owned = name.to_string();
-    update_list(
+    run_list_update(
         move || backend.add_descriptors(&owned, &added),
-        || descriptorlist_version(&lists, name),
+        || descriptorlist_version(lists, name),
     )
     .await
 }

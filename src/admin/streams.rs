@@ -47,6 +47,10 @@ pub struct StreamView {
     codec: Option<String>,
     width: Option<u32>,
     height: Option<u32>,
+    /// `WIDTHxHEIGHT`, when known.
+    resolution: Option<String>,
+    /// Whether `GET /v1/streams/{id}/thumbnail` has a picture (`[evidence] thumbnails`).
+    thumbnail: bool,
     started_at: String,
     bytes_from_publisher: u64,
     bytes_from_origin: u64,
@@ -56,7 +60,7 @@ pub struct StreamView {
 }
 
 impl StreamView {
-    fn of(session: &SessionState, node: Option<&str>) -> StreamView {
+    fn of(session: &SessionState, node: Option<&str>, thumbnail: bool) -> StreamView {
         let identity = session.identity();
         let state = if session.cut_pending() {
             "closing"
@@ -85,6 +89,11 @@ impl StreamView {
             codec: identity.codec.map(|codec| codec.as_str().to_string()),
             width: identity.width,
             height: identity.height,
+            resolution: identity
+                .width
+                .zip(identity.height)
+                .map(|(width, height)| format!("{width}x{height}")),
+            thumbnail,
             started_at: rfc3339(session.started_at),
             bytes_from_publisher: session.bytes_from_publisher.load(Ordering::Relaxed),
             bytes_from_origin: session.bytes_from_origin.load(Ordering::Relaxed),
@@ -108,11 +117,15 @@ fn node_name(services: &Services) -> Option<&str> {
 /// This node's live streams.
 pub fn list(services: &Services) -> Vec<StreamView> {
     let node = node_name(services);
+    let evidence = services.analysis.evidence();
     services
         .registry
         .list()
         .iter()
-        .map(|session| StreamView::of(session, node))
+        .map(|session| {
+            let thumbnail = evidence.thumbnail(session.id).is_some();
+            StreamView::of(session, node, thumbnail)
+        })
         .collect()
 }
 

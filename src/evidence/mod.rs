@@ -221,7 +221,7 @@ pub struct Review {
 }
 
 impl Review {
-    fn open() -> Review {
+    pub fn open() -> Review {
         Review {
             state: ReviewState::Open,
             actor: None,
@@ -474,33 +474,28 @@ impl EvidenceStore {
             .collect()
     }
 
-    /// Records a review of an open item (409 otherwise), persisting it; `apply` runs
-    /// first with the item marked as reviewed, and on its error the item is open again.
-    pub fn review<T, E>(
-        &self,
-        item: &EvidenceItem,
-        review: Review,
-        apply: impl FnOnce() -> Result<T, E>,
-    ) -> Result<Result<T, E>, ReviewError> {
-        {
-            let mut state = lock(&item.state);
-            let current = state.info.review.state;
-            if current != ReviewState::Open {
-                let name = match current {
-                    ReviewState::Confirmed => "confirmed",
-                    _ => "dismissed",
-                };
-                return Err(ReviewError::AlreadyReviewed(item.id.to_string(), name));
+    /// Marks an open item as reviewed (`review`), or says it was reviewed already; the
+    /// caller then applies the review and [`Self::settle_review`]s it.
+    pub fn claim_review(&self, item: &EvidenceItem, review: Review) -> Result<(), ReviewError> {
+        let mut state = lock(&item.state);
+        let name = match state.info.review.state {
+            ReviewState::Open => {
+                state.info.review = review;
+                return Ok(());
             }
-            state.info.review = review;
-        }
-        let applied = apply();
-        if applied.is_err() {
-            lock(&item.state).info.review = Review::open();
-        } else {
+            ReviewState::Confirmed => "confirmed",
+            ReviewState::Dismissed => "dismissed",
+        };
+        Err(ReviewError::AlreadyReviewed(item.id.to_string(), name))
+    }
+
+    /// Keeps a claimed review (persisting it) when it was applied, or opens the item again.
+    pub fn settle_review(&self, item: &EvidenceItem, applied: bool) {
+        if applied {
             self.persist(item, false);
+        } else {
+            lock(&item.state).info.review = Review::open();
         }
-        Ok(applied)
     }
 
     /// Writes an item to `dir` (its JPEG only the first time).
@@ -698,21 +693,24 @@ mod tests {
             reason: Some("why".into()),
             list: None,
         };
-        let failed = store
-            .review(&item, review(ReviewState::Confirmed), || {
-                Err::<(), _>("no list")
-            })
-            .expect("open");
-        assert!(failed.is_err());
-        assert_eq!(item.info().review.state, ReviewState::Open);
         store
-            .review(&item, review(ReviewState::Dismissed), || Ok::<_, ()>(()))
-            .expect("open")
-            .expect("applied");
+            .claim_review(&item, review(ReviewState::Confirmed))
+            .expect("open");
+        store.settle_review(&item, false);
         assert_eq!(
-            store.review(&item, review(ReviewState::Confirmed), || Ok::<_, ()>(())),
+            item.info().review.state,
+            ReviewState::Open,
+            "failed: open again"
+        );
+        store
+            .claim_review(&item, review(ReviewState::Dismissed))
+            .expect("open");
+        store.settle_review(&item, true);
+        assert_eq!(
+            store.claim_review(&item, review(ReviewState::Confirmed)),
             Err(ReviewError::AlreadyReviewed(id.to_string(), "dismissed"))
         );
+        assert_eq!(item.info().review.actor.as_deref(), Some("alice"));
     }
 
     #[test]

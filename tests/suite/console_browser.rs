@@ -142,7 +142,9 @@ fn a_reviewer_logs_in_sees_the_stream_and_its_alert_and_cuts_it() {
     assert_eq!(console.session_cookie(), None, "{:?}", browser.cookies());
 
     console.log_in();
-    let cookie = console.session_cookie().expect("a session cookie once logged in");
+    let cookie = console
+        .session_cookie()
+        .expect("a session cookie once logged in");
     assert_eq!(cookie["httpOnly"], true, "{cookie}");
     assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
 
@@ -197,7 +199,9 @@ fn a_reviewer_logs_in_sees_the_stream_and_its_alert_and_cuts_it() {
     let cut = console.record(key, "manual_cut");
     assert_eq!(cut["actor"], CALLER, "{cut}");
     assert!(
-        cut["reason"].as_str().is_some_and(|text| text.contains(reason)),
+        cut["reason"]
+            .as_str()
+            .is_some_and(|text| text.contains(reason)),
         "{cut}"
     );
     browser.wait_for_none(STREAM_ROW);
@@ -229,7 +233,10 @@ fn confirming_an_alert_cuts_the_next_stream_with_that_footage_and_a_dismissal_is
         (browser.find_all(REVIEW_ITEM).len() >= 2).then_some(())
     });
     let item = browser.text(REVIEW_ITEM);
-    assert!(item.contains(label), "the label is not shown as text: {item}");
+    assert!(
+        item.contains(label),
+        "the label is not shown as text: {item}"
+    );
     assert_eq!(
         browser.execute(
             "return [typeof window.__xss, document.querySelectorAll('#review-queue img:not(.evidence)').length]",
@@ -289,11 +296,13 @@ fn confirming_an_alert_cuts_the_next_stream_with_that_footage_and_a_dismissal_is
     browser.wait_for_text("#status", "Dismissed");
     let dismissal = console.records("evidence_dismissed");
     assert!(
-        dismissal.iter().any(|record| record["evidence"] == dismissed.as_str()
-            && record["actor"] == CALLER
-            && record["reason"]
-                .as_str()
-                .is_some_and(|text| text.contains(reason))),
+        dismissal
+            .iter()
+            .any(|record| record["evidence"] == dismissed.as_str()
+                && record["actor"] == CALLER
+                && record["reason"]
+                    .as_str()
+                    .is_some_and(|text| text.contains(reason))),
         "{dismissal:#?}"
     );
     // Reviewed items leave the open queue; with reviewed ones shown, each says its state.

@@ -21,6 +21,7 @@ mod descriptor_stream;
 mod docker;
 mod enhanced_rtmp;
 mod evasion;
+mod evidence;
 mod gate;
 mod lifecycle;
 mod match_cli;

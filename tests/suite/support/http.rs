@@ -11,6 +11,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as sent (a JPEG is not text).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -180,6 +182,11 @@ fn parse(raw: &[u8]) -> HttpResponse {
         status,
         headers,
         body: body.to_string(),
+        bytes: raw
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .map(|end| raw[end + 4..].to_vec())
+            .unwrap_or_default(),
     }
 }
 
