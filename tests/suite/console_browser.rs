@@ -154,8 +154,8 @@ fn a_reviewer_logs_in_sees_the_stream_and_its_alert_and_cuts_it() {
     browser.wait_for(STREAM_ROW);
     let (width, _) = browser.wait_for_image(&format!("{STREAM_ROW} img.thumbnail"));
     assert!(width > 0);
-    let row = browser.text(STREAM_ROW);
-    assert!(row.contains("live") && row.contains("640x360"), "{row}");
+    let row = browser.wait_for_text(STREAM_ROW, "640x360");
+    assert!(row.contains("live"), "{row}");
     let html = browser.execute("return document.documentElement.outerHTML", &[]);
     assert!(
         !html.as_str().unwrap_or_default().contains(key),
