@@ -456,6 +456,10 @@ impl Config {
         }
         if let Some(admin) = &mut self.admin {
             admin.token_file.iter_mut().for_each(resolve);
+            admin
+                .tokens
+                .iter_mut()
+                .for_each(|named| named.token_file.iter_mut().for_each(resolve));
             if let Some(tls) = &mut admin.tls {
                 resolve(&mut tls.certificate);
                 resolve(&mut tls.key);

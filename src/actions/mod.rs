@@ -149,6 +149,8 @@ pub struct Finding {
     pub reason: String,
     pub signal: Option<SignalRecord>,
     pub pts_seconds: Option<f64>,
+    /// The operator who acted (the admin token's name), for a manual cut.
+    pub actor: Option<String>,
     /// The decision's evidence frame id.
     pub evidence: Option<String>,
 }
@@ -161,6 +163,7 @@ impl Finding {
             reason: reason.into(),
             signal: None,
             pts_seconds: None,
+            actor: None,
             evidence: None,
         }
     }
@@ -250,6 +253,7 @@ impl Actions {
         record.client = session.client.to_string();
         record.signal = finding.signal;
         record.pts_seconds = finding.pts_seconds;
+        record.actor = finding.actor;
         record.evidence = finding.evidence;
         record
     }
@@ -355,24 +359,24 @@ impl Actions {
         self.backend.bans()
     }
 
-    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason`; true when
-    /// it was banned on this node.
-    pub fn lift_ban(&self, target: &BanTarget, reason: &str) -> bool {
+    /// Lifts `target`'s ban (on every node of a fleet), audited with `reason` and the
+    /// operator who lifted it; true when it was banned on this node.
+    pub fn lift_ban(&self, target: &BanTarget, reason: &str, actor: &str) -> bool {
         let was_banned = self.backend.lift_ban(target);
         let mut record = AuditRecord::about_no_stream(AuditEvent::BanLifted, reason);
+        record.actor = Some(actor.to_string());
         match target {
             BanTarget::Key(fingerprint) => record.key_fingerprint = Some(fingerprint.clone()),
             BanTarget::Client(address) => record.client = address.to_string(),
         }
-        tracing::info!(%target, was_banned, %reason, "ban lifted");
+        tracing::info!(%target, was_banned, %reason, %actor, "ban lifted");
         self.publish(record);
         was_banned
     }
 
-    /// Audits an operator's action on an evidence frame or the allowlist (built by the
-    /// review routes, which know the item and the actor).
-    pub fn record_review(&self, record: AuditRecord) {
-        tracing::info!(event = record.event.as_str(), evidence = ?record.evidence, reason = %record.reason, "review action");
+    /// Audits an operator's action that concerns no live stream (a list update, a
+    /// review of an evidence frame, an allowlist removal).
+    pub fn audit(&self, record: AuditRecord) {
         self.publish(record);
     }
 

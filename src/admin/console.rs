@@ -31,9 +31,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
-use super::AdminContext;
 use super::routes::{ApiError, read_body};
 use super::sessions::{Session, Sessions, random_hex, same_secret};
+use super::{AdminContext, Caller};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "livegate_session";
@@ -52,6 +52,7 @@ const APP_HTML: &str = include_str!("console/app.html");
 const LOGIN_HTML: &str = include_str!("console/login.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
+const FAVICON_SVG: &str = include_str!("console/favicon.svg");
 
 /// A login form's pre-session token lives this long.
 const LOGIN_COOKIE_SECONDS: u64 = 3600;
@@ -111,9 +112,10 @@ async fn respond(
         ("/console", &Method::GET) => Ok(page(context, &request)),
         ("/console/app.js", &Method::GET) => Ok(asset("text/javascript; charset=utf-8", APP_JS)),
         ("/console/app.css", &Method::GET) => Ok(asset("text/css; charset=utf-8", APP_CSS)),
+        ("/console/favicon.svg", &Method::GET) => Ok(asset("image/svg+xml", FAVICON_SVG)),
         ("/console/login", &Method::POST) => login(context, request).await,
         ("/console/logout", &Method::POST) => logout(context, request).await,
-        ("/console" | "/console/app.js" | "/console/app.css", _) => {
+        ("/console" | "/console/app.js" | "/console/app.css" | "/console/favicon.svg", _) => {
             Err(ApiError::method_not_allowed(&method, "GET"))
         }
         ("/console/login" | "/console/logout", _) => {
@@ -238,7 +240,7 @@ async fn login(
             "This login form has expired or was not sent by this console: reload the page and log in again.",
         );
     }
-    let Some(token) = &context.token else {
+    if context.tokens.is_empty() {
         return refuse(
             StatusCode::UNAUTHORIZED,
             &format!(
@@ -246,22 +248,21 @@ async fn login(
                 super::TOKEN_ENV
             ),
         );
-    };
+    }
     let presented = field("token").unwrap_or_default();
-    if !token.matches(presented.as_bytes()) {
+    let Some(caller) = context.tokens.identify(presented.as_bytes()) else {
         if let Some(client) = client {
             context.console.sessions.login_failed(client.ip(), now);
         }
         info!(client = ?client, "console login refused: wrong token");
         return refuse(StatusCode::UNAUTHORIZED, "Wrong token.");
-    }
-    let caller = "admin";
+    };
     let opened = context
         .console
         .sessions
-        .open(caller, now)
+        .open(&caller.name, now)
         .map_err(|error| ApiError::internal(error.to_string()))?;
-    info!(client = ?client, caller, "console login");
+    info!(client = ?client, caller = %caller.name, "console login");
     let mut response = html(StatusCode::SEE_OTHER, String::new());
     response
         .headers_mut()
@@ -309,14 +310,16 @@ async fn logout(
 pub(super) fn session_caller(
     context: &AdminContext,
     request: &Request<Incoming>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<Caller>, ApiError> {
     let Some((_, session)) = session_of(context, request.headers()) else {
         return Ok(None);
     };
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
         check_csrf(context, request.headers(), &session, None)?;
     }
-    Ok(Some(session.caller))
+    Ok(Some(Caller {
+        name: session.caller,
+    }))
 }
 
 /// The live session the request's cookie names, with the cookie value.

@@ -6,10 +6,12 @@
 //! [`sessions`]; this file holds the config, the token and the HTTP/1.1 server loop
 //! (with its connection cap, at which idle connections give way to new ones).
 //!
-//! The token comes from `admin.token`, else `admin.token_file`, else the environment
-//! variable `LIVEGATE_ADMIN_TOKEN` (the config wins over the environment). Without any,
-//! the probes and metrics are served but every `/v1/` request is refused with 401:
-//! the API is never open by default.
+//! Tokens are named, so that the audit says who acted: each `[[admin.tokens]]` entry
+//! (`name` with `token` or `token_file`), and the single `admin.token` or
+//! `admin.token_file`, named `admin`. The environment variable `LIVEGATE_ADMIN_TOKEN`
+//! is read only when the config names no token (the config wins over the environment);
+//! it is named `admin` too. Without any, the probes and metrics are served but every
+//! `/v1/` request is refused with 401: the API is never open by default.
 
 pub mod console;
 pub mod metrics;
@@ -53,6 +55,9 @@ pub struct AdminConfig {
     /// A file whose content (trailing whitespace removed) is the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// More tokens, each with the name that audit records give whoever uses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<NamedTokenConfig>,
     /// Largest accepted request body; larger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -70,12 +75,40 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("token_file", &self.token_file)
+            .field("tokens", &self.tokens)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
             .field("session_ttl_seconds", &self.session_ttl_seconds)
             .finish()
     }
 }
+
+/// `[[admin.tokens]]`: one person's or tool's token.
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedTokenConfig {
+    /// Who uses it, as audit records and the console say (`[A-Za-z0-9._@-]`, 1–64).
+    pub name: String,
+    /// The token itself. Never printed by `check-config`.
+    #[serde(default, skip_serializing)]
+    pub token: Option<String>,
+    /// A file whose content (trailing whitespace removed) is the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NamedTokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedTokenConfig")
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+/// The name of the single `admin.token` / `admin.token_file` / environment token.
+pub const DEFAULT_TOKEN_NAME: &str = "admin";
 
 fn default_max_body_bytes() -> usize {
     1024 * 1024
@@ -97,29 +130,35 @@ const MAX_TOKEN_FILE_BYTES: u64 = 4096;
 impl AdminConfig {
     /// Checks the section; the error is `(key, message)`.
     pub fn validate(&self) -> Result<(), InvalidKey> {
-        if let Some(token) = &self.token {
-            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(InvalidKey::new(
-                    "admin.token".into(),
-                    "must be non-empty, without spaces or control characters".into(),
-                ));
-            }
-            if self.token_file.is_some() {
-                return Err(InvalidKey::new(
-                    "admin.token_file".into(),
-                    "set either admin.token or admin.token_file, not both".into(),
-                ));
-            }
+        check_token_source("admin", &self.token, &self.token_file, false)?;
+        let mut names = vec![];
+        if self.token.is_some() || self.token_file.is_some() {
+            names.push(DEFAULT_TOKEN_NAME);
         }
-        if self
-            .token_file
-            .as_ref()
-            .is_some_and(|path| path.as_os_str().is_empty())
-        {
-            return Err(InvalidKey::new(
-                "admin.token_file".into(),
-                "must not be empty".into(),
-            ));
+        for (index, named) in self.tokens.iter().enumerate() {
+            let key = format!("admin.tokens[{index}]");
+            let name_ok = (1..=64).contains(&named.name.len())
+                && named
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+            if !name_ok {
+                return Err(InvalidKey::new(
+                    format!("{key}.name"),
+                    "must be 1 to 64 characters of A-Z a-z 0-9 . _ @ -".into(),
+                ));
+            }
+            if names.contains(&named.name.as_str()) {
+                return Err(InvalidKey::new(
+                    format!("{key}.name"),
+                    format!(
+                        "{:?} is already taken (the single admin.token is named {DEFAULT_TOKEN_NAME:?})",
+                        named.name
+                    ),
+                ));
+            }
+            names.push(&named.name);
+            check_token_source(&key, &named.token, &named.token_file, true)?;
         }
         if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&self.max_body_bytes) {
             return Err(InvalidKey::new(
@@ -137,6 +176,39 @@ impl AdminConfig {
     }
 }
 
+/// A token given inline or by file (`key`.token / `key`.token_file): well-formed, not
+/// both, and (when `required`) one of them.
+fn check_token_source(
+    key: &str,
+    token: &Option<String>,
+    token_file: &Option<PathBuf>,
+    required: bool,
+) -> Result<(), InvalidKey> {
+    match (token, token_file) {
+        (Some(_), Some(_)) => Err(InvalidKey::new(
+            format!("{key}.token_file"),
+            format!("set either {key}.token or {key}.token_file, not both"),
+        )),
+        (Some(token), None)
+            if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(InvalidKey::new(
+                format!("{key}.token"),
+                "must be non-empty, without spaces or control characters".into(),
+            ))
+        }
+        (None, Some(path)) if path.as_os_str().is_empty() => Err(InvalidKey::new(
+            format!("{key}.token_file"),
+            "must not be empty".into(),
+        )),
+        (None, None) if required => Err(InvalidKey::new(
+            format!("{key}.token"),
+            "set token or token_file".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
@@ -146,16 +218,22 @@ pub enum AdminError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot read the admin token file {path} (admin.token_file): {source}")]
+    #[error("cannot read the admin token file {path} ({key}): {source}")]
     TokenFile {
+        key: String,
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("admin token file {path} (admin.token_file): {problem}")]
+    #[error("admin token file {path} ({key}): {problem}")]
     BadTokenFile {
+        key: String,
         path: PathBuf,
         problem: &'static str,
     },
+    #[error(
+        "admin tokens {first:?} and {second:?} are the same token: the audit could not tell who acted"
+    )]
+    SharedToken { first: String, second: String },
 }
 
 /// Where the admin token came from (logged at startup; the token itself never is).
@@ -191,32 +269,112 @@ impl Token {
     }
 }
 
-/// Finds the token: `admin.token`, else `admin.token_file`, else `env_token` (the value
-/// of [`TOKEN_ENV`]; an empty value counts as unset). `None`: the API stays locked.
-pub fn resolve_token(
-    config: &AdminConfig,
-    env_token: Option<String>,
-) -> Result<Option<(Token, TokenSource)>, AdminError> {
-    if let Some(token) = &config.token {
-        return Ok(Some((Token::new(token), TokenSource::Config)));
-    }
-    if let Some(path) = &config.token_file {
-        return Ok(Some((
-            Token::new(&read_token_file(path)?),
-            TokenSource::File,
-        )));
-    }
-    Ok(env_token
-        .filter(|token| !token.trim().is_empty())
-        .map(|token| (Token::new(token.trim()), TokenSource::Environment)))
+/// A token with the name of whoever uses it.
+#[derive(Clone)]
+pub struct NamedToken {
+    pub name: String,
+    pub token: Token,
+    pub source: TokenSource,
 }
 
-fn read_token_file(path: &Path) -> Result<String, AdminError> {
+/// Who made an authenticated request: the name of the token it presented (or the
+/// console session was opened with). Audit records of operator actions carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+}
+
+/// The configured tokens; none: the API stays locked.
+#[derive(Clone, Default)]
+pub struct AdminTokens(Vec<NamedToken>);
+
+impl AdminTokens {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The caller whose token `candidate` is. Every token is compared (in constant time
+    /// each), so the time taken does not tell which one matched.
+    pub fn identify(&self, candidate: &[u8]) -> Option<Caller> {
+        self.0
+            .iter()
+            .fold(None, |found, named| {
+                let matched = named.token.matches(candidate);
+                found.or(matched.then_some(named))
+            })
+            .map(|named| Caller {
+                name: named.name.clone(),
+            })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &NamedToken> {
+        self.0.iter()
+    }
+}
+
+/// Reads every configured token: `[[admin.tokens]]`, and `admin.token` or
+/// `admin.token_file` named [`DEFAULT_TOKEN_NAME`]; when the config names none,
+/// `env_token` (the value of [`TOKEN_ENV`]; an empty value counts as unset). Two names
+/// sharing one token are refused.
+pub fn resolve_tokens(
+    config: &AdminConfig,
+    env_token: Option<String>,
+) -> Result<AdminTokens, AdminError> {
+    let mut tokens = Vec::new();
+    let mut add = |name: &str, key: &str, token: &Option<String>, token_file: &Option<PathBuf>| {
+        let (secret, source) = match (token, token_file) {
+            (Some(token), _) => (token.clone(), TokenSource::Config),
+            (None, Some(path)) => (read_token_file(path, key)?, TokenSource::File),
+            (None, None) => return Ok(()),
+        };
+        tokens.push(NamedToken {
+            name: name.to_string(),
+            token: Token::new(&secret),
+            source,
+        });
+        Ok::<(), AdminError>(())
+    };
+    add(
+        DEFAULT_TOKEN_NAME,
+        "admin.token_file",
+        &config.token,
+        &config.token_file,
+    )?;
+    for (index, named) in config.tokens.iter().enumerate() {
+        let key = format!("admin.tokens[{index}].token_file");
+        add(&named.name, &key, &named.token, &named.token_file)?;
+    }
+    if tokens.is_empty()
+        && let Some(token) = env_token.filter(|token| !token.trim().is_empty())
+    {
+        tokens.push(NamedToken {
+            name: DEFAULT_TOKEN_NAME.to_string(),
+            token: Token::new(token.trim()),
+            source: TokenSource::Environment,
+        });
+    }
+    for (index, named) in tokens.iter().enumerate() {
+        if let Some(twin) = tokens[..index]
+            .iter()
+            .find(|earlier| earlier.token.digest == named.token.digest)
+        {
+            return Err(AdminError::SharedToken {
+                first: twin.name.clone(),
+                second: named.name.clone(),
+            });
+        }
+    }
+    Ok(AdminTokens(tokens))
+}
+
+fn read_token_file(path: &Path, key: &str) -> Result<String, AdminError> {
     let io_error = |source| AdminError::TokenFile {
+        key: key.to_string(),
         path: path.to_path_buf(),
         source,
     };
     let bad = |problem| AdminError::BadTokenFile {
+        key: key.to_string(),
         path: path.to_path_buf(),
         problem,
     };
@@ -275,7 +433,7 @@ pub struct AdminContext {
     descriptor_lists: Option<Arc<DescriptorListSet>>,
     readiness: Arc<Readiness>,
     ingest_listeners: usize,
-    token: Option<Token>,
+    tokens: AdminTokens,
     max_body_bytes: usize,
     metrics: metrics::Metrics,
     console: console::Console,
@@ -312,19 +470,16 @@ impl AdminServer {
         readiness: Arc<Readiness>,
         ingest_listeners: usize,
     ) -> Result<AdminServer, AdminError> {
-        let token = match resolve_token(config, std::env::var(TOKEN_ENV).ok())? {
-            Some((token, source)) => {
-                info!(source = ?source, "admin API token configured");
-                Some(token)
-            }
-            None => {
-                // A normal state (the demo runs so), not a fault: said plainly, not warned.
-                info!(
-                    "admin API locked: /v1/ answers 401 until a token is set (admin.token, admin.token_file or {TOKEN_ENV}); /healthz, /readyz and /metrics stay open"
-                );
-                None
-            }
-        };
+        let tokens = resolve_tokens(config, std::env::var(TOKEN_ENV).ok())?;
+        for named in tokens.iter() {
+            info!(name = %named.name, source = ?named.source, "admin API token configured");
+        }
+        if tokens.is_empty() {
+            // A normal state (the demo runs so), not a fault: said plainly, not warned.
+            info!(
+                "admin API locked: /v1/ answers 401 until a token is set (admin.token, admin.token_file, [[admin.tokens]] or {TOKEN_ENV}); /healthz, /readyz and /metrics stay open"
+            );
+        }
         let bind_error = |source| AdminError::Bind {
             addr: config.listen,
             source,
@@ -354,7 +509,7 @@ impl AdminServer {
                 descriptor_lists,
                 readiness,
                 ingest_listeners,
-                token,
+                tokens,
                 max_body_bytes: config.max_body_bytes,
                 metrics,
                 console: console::Console::new(
@@ -623,6 +778,12 @@ mod tests {
         toml::from_str(&format!("listen = \"127.0.0.1:0\"\n{text}")).expect("admin config")
     }
 
+    /// The one token `tokens` holds, with its source.
+    fn only(tokens: AdminTokens) -> Option<NamedToken> {
+        assert!(tokens.0.len() <= 1, "one token at most");
+        tokens.0.into_iter().next()
+    }
+
     #[test]
     fn token_precedence_is_config_then_file_then_environment() {
         let dir = tempfile::tempdir().expect("dir");
@@ -630,36 +791,59 @@ mod tests {
         std::fs::write(&file, "from-file\n").expect("write token");
         let env = || Some("from-env".to_string());
 
-        let (token, source) = resolve_token(&config("token = \"inline\""), env())
-            .expect("resolves")
+        let inline = only(resolve_tokens(&config("token = \"inline\""), env()).expect("resolves"))
             .expect("a token");
-        assert_eq!(source, TokenSource::Config);
-        assert!(token.matches(b"inline"));
+        assert_eq!(inline.source, TokenSource::Config);
+        assert_eq!(inline.name, DEFAULT_TOKEN_NAME);
+        assert!(inline.token.matches(b"inline"));
 
         let with_file = config(&format!("token_file = {:?}", file.display().to_string()));
-        let (token, source) = resolve_token(&with_file, env())
-            .expect("resolves")
-            .expect("a token");
-        assert_eq!(source, TokenSource::File);
-        assert!(token.matches(b"from-file"), "trailing newline is trimmed");
-        assert!(!token.matches(b"from-file\n"));
-
-        let (token, source) = resolve_token(&config(""), env())
-            .expect("resolves")
-            .expect("a token");
-        assert_eq!(source, TokenSource::Environment);
-        assert!(token.matches(b"from-env"));
-
+        let from_file =
+            only(resolve_tokens(&with_file, env()).expect("resolves")).expect("a token");
+        assert_eq!(from_file.source, TokenSource::File);
         assert!(
-            resolve_token(&config(""), Some("  ".into()))
-                .expect("resolves")
-                .is_none()
+            from_file.token.matches(b"from-file"),
+            "trailing newline is trimmed"
         );
-        assert!(
-            resolve_token(&config(""), None)
-                .expect("resolves")
-                .is_none()
+        assert!(!from_file.token.matches(b"from-file\n"));
+
+        let from_env =
+            only(resolve_tokens(&config(""), env()).expect("resolves")).expect("a token");
+        assert_eq!(from_env.source, TokenSource::Environment);
+        assert!(from_env.token.matches(b"from-env"));
+
+        assert!(only(resolve_tokens(&config(""), Some("  ".into())).expect("resolves")).is_none());
+        assert!(only(resolve_tokens(&config(""), None).expect("resolves")).is_none());
+    }
+
+    #[test]
+    fn named_tokens_say_who_is_calling() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("bob");
+        std::fs::write(&file, "bob-secret\n").expect("write token");
+        let text = format!(
+            "token = \"root-secret\"\n[[tokens]]\nname = \"alice\"\ntoken = \"alice-secret\"\n\
+             [[tokens]]\nname = \"bob\"\ntoken_file = {:?}",
+            file.display().to_string()
         );
+        let parsed = config(&text);
+        parsed.validate().expect("valid");
+        // The environment is not read when the config names tokens.
+        let tokens = resolve_tokens(&parsed, Some("from-env".into())).expect("resolves");
+        let caller = |secret: &[u8]| tokens.identify(secret).map(|caller| caller.name);
+        assert_eq!(caller(b"root-secret").as_deref(), Some(DEFAULT_TOKEN_NAME));
+        assert_eq!(caller(b"alice-secret").as_deref(), Some("alice"));
+        assert_eq!(caller(b"bob-secret").as_deref(), Some("bob"));
+        assert_eq!(caller(b"from-env"), None);
+        assert_eq!(caller(b"alice-secre"), None);
+
+        let twins = config(
+            "[[tokens]]\nname = \"a\"\ntoken = \"same\"\n[[tokens]]\nname = \"b\"\ntoken = \"same\"",
+        );
+        let error = resolve_tokens(&twins, None)
+            .err()
+            .expect("shared token refused");
+        assert!(error.to_string().contains("\"a\" and \"b\""), "{error}");
     }
 
     #[test]
@@ -669,13 +853,21 @@ mod tests {
         std::fs::write(&empty, "\n").expect("write");
         let missing = dir.path().join("missing");
         for path in [empty, missing] {
-            let with_file = config(&format!("token_file = {:?}", path.display().to_string()));
-            let error = match resolve_token(&with_file, None) {
-                Ok(_) => panic!("{} should be refused", path.display()),
-                Err(error) => error.to_string(),
-            };
-            assert!(error.contains("admin.token_file"), "{error}");
-            assert!(error.contains(&path.display().to_string()), "{error}");
+            let shown = path.display().to_string();
+            for (text, key) in [
+                (format!("token_file = {shown:?}"), "admin.token_file"),
+                (
+                    format!("[[tokens]]\nname = \"ops\"\ntoken_file = {shown:?}"),
+                    "admin.tokens[0].token_file",
+                ),
+            ] {
+                let error = match resolve_tokens(&config(&text), None) {
+                    Ok(_) => panic!("{shown} should be refused"),
+                    Err(error) => error.to_string(),
+                };
+                assert!(error.contains(key), "{error}");
+                assert!(error.contains(&shown), "{error}");
+            }
         }
     }
 
@@ -695,6 +887,19 @@ mod tests {
             ("token = \"a b\"", "admin.token"),
             ("token = \"a\"\ntoken_file = \"x\"", "admin.token_file"),
             ("max_body_bytes = 10", "admin.max_body_bytes"),
+            ("[[tokens]]\nname = \"ops\"", "admin.tokens[0].token"),
+            (
+                "[[tokens]]\nname = \"a b\"\ntoken = \"x\"",
+                "admin.tokens[0].name",
+            ),
+            (
+                "token = \"x\"\n[[tokens]]\nname = \"admin\"\ntoken = \"y\"",
+                "admin.tokens[0].name",
+            ),
+            (
+                "[[tokens]]\nname = \"a\"\ntoken = \"x\"\n[[tokens]]\nname = \"a\"\ntoken = \"y\"",
+                "admin.tokens[1].name",
+            ),
             ("session_ttl_seconds = 0", "admin.session_ttl_seconds"),
         ];
         for (text, key) in cases {
@@ -706,9 +911,10 @@ mod tests {
 
     #[test]
     fn the_token_is_never_rendered() {
-        let rendered = toml::to_string(&config("token = \"hunter2-token\"")).expect("render");
+        let text = "token = \"hunter2-token\"\n[[tokens]]\nname = \"ops\"\ntoken = \"hunter2-ops\"";
+        let rendered = toml::to_string(&config(text)).expect("render");
         assert!(!rendered.contains("hunter2"), "{rendered}");
-        let debugged = format!("{:?}", config("token = \"hunter2-token\""));
+        let debugged = format!("{:?}", config(text));
         assert!(!debugged.contains("hunter2"), "{debugged}");
     }
 }

@@ -26,8 +26,8 @@ use tracing::info;
 mod review;
 
 use super::streams::{self, CutRefused, rfc3339};
-use super::{AdminContext, Phase};
-use crate::actions::AuditRecord;
+use super::{AdminContext, Caller, Phase};
+use crate::actions::{AuditEvent, AuditRecord};
 use crate::backend::cluster::FleetError;
 use crate::backend::cluster::wire::{CutKeyRequest, FleetCommand, is_fingerprint};
 use crate::backend::{BanTarget, Fleet};
@@ -285,11 +285,18 @@ async fn respond(
     if super::console::is_console_path(&path) {
         return Ok(super::console::handle(context, request).await);
     }
-    if path.starts_with(AUTHENTICATED_PREFIX) {
-        authorize(context, &request)?;
-    }
+    let caller = match path.starts_with(AUTHENTICATED_PREFIX) {
+        true => Some(authorize(context, &request)?),
+        false => None,
+    };
     let (endpoint, params) = find_route(request.method(), &path)?;
     let param = |index: usize| params.get(index).copied().unwrap_or_default();
+    // Every route that acts is under the authenticated prefix, so it has a caller.
+    let acting = || {
+        caller
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("an acting route outside /v1/ has no caller"))
+    };
     match endpoint {
         Endpoint::Health => Ok(json(StatusCode::OK, &Status { status: "alive" })),
         Endpoint::Ready => Ok(readiness(context)),
@@ -312,24 +319,24 @@ async fn respond(
         Endpoint::ListStreams => list_streams(context, request.uri().query()).await,
         Endpoint::CutStream => {
             let id = param(0).to_string();
-            cut_stream(context, &id, request).await
+            cut_stream(context, &id, acting()?, request).await
         }
         Endpoint::ListHashlists => Ok(list_hashlists(context)),
-        Endpoint::ReloadHashlist => reload_hashlist(context, param(0)).await,
+        Endpoint::ReloadHashlist => reload_hashlist(context, param(0), acting()?).await,
         Endpoint::AddHashes => {
             let name = param(0).to_string();
-            add_hashes(context, &name, request).await
+            add_hashes(context, &name, acting()?, request).await
         }
         Endpoint::ListDescriptorlists => Ok(list_descriptorlists(context)),
-        Endpoint::ReloadDescriptorlist => reload_descriptorlist(context, param(0)).await,
+        Endpoint::ReloadDescriptorlist => reload_descriptorlist(context, param(0), acting()?).await,
         Endpoint::AddDescriptors => {
             let name = param(0).to_string();
-            add_descriptors(context, &name, request).await
+            add_descriptors(context, &name, acting()?, request).await
         }
         Endpoint::Events => events(context, request.uri().query()),
         Endpoint::CutKey => {
             let fingerprint = param(0).to_string();
-            cut_key(context, &fingerprint, request).await
+            cut_key(context, &fingerprint, acting()?, request).await
         }
         Endpoint::ListBans => Ok(list_bans(context)),
         Endpoint::LiftKeyBan => {
@@ -339,7 +346,7 @@ async fn respond(
                     "{fingerprint:?} is not a key fingerprint (16 lowercase hex digits, as /v1/bans shows)"
                 )));
             }
-            lift_ban(context, BanTarget::key(fingerprint), request).await
+            lift_ban(context, BanTarget::key(fingerprint), acting()?, request).await
         }
         Endpoint::LiftClientBan => {
             let address: std::net::IpAddr = param(0).parse().map_err(|_| {
@@ -348,7 +355,7 @@ async fn respond(
                     param(0)
                 ))
             })?;
-            lift_ban(context, BanTarget::client(address), request).await
+            lift_ban(context, BanTarget::client(address), acting()?, request).await
         }
         Endpoint::Cluster => Ok(cluster_status(context)),
         Endpoint::Evidence => review::evidence_jpeg(context, param(0)),
@@ -356,38 +363,39 @@ async fn respond(
         Endpoint::Review => review::queue(context, request.uri().query()),
         Endpoint::ConfirmEvidence => {
             let id = param(0).to_string();
-            review::confirm(context, &id, request).await
+            review::confirm(context, &id, acting()?, request).await
         }
         Endpoint::DismissEvidence => {
             let id = param(0).to_string();
-            review::dismiss(context, &id, request).await
+            review::dismiss(context, &id, acting()?, request).await
         }
         Endpoint::ListAllowlist => Ok(review::allowlist(context)),
         Endpoint::RemoveAllowlist => {
             let fingerprint = param(0).to_string();
-            review::remove_from_allowlist(context, &fingerprint, request).await
+            review::remove_from_allowlist(context, &fingerprint, acting()?, request).await
         }
         Endpoint::StreamThumbnail => review::thumbnail(context, param(0)),
     }
 }
 
-/// Lets in a request with the bearer token, or without an `Authorization` header one
-/// with a console session cookie (a state change then needs its CSRF token).
-fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<(), ApiError> {
+/// Who is calling: from the bearer token, or, without an `Authorization` header, from a
+/// console session cookie (a state change then needs its CSRF token); 401 without
+/// either, with a wrong token, or when no token is configured.
+fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<Caller, ApiError> {
     if !request.headers().contains_key(AUTHORIZATION)
-        && super::console::session_caller(context, request)?.is_some()
+        && let Some(caller) = super::console::session_caller(context, request)?
     {
-        return Ok(());
+        return Ok(caller);
     }
-    let Some(token) = &context.token else {
+    if context.tokens.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!(
-                "the admin API is locked: no token is configured (set admin.token, admin.token_file or {})",
+                "the admin API is locked: no token is configured (set admin.token, admin.token_file, [[admin.tokens]] or {})",
                 super::TOKEN_ENV
             ),
         ));
-    };
+    }
     let presented = request
         .headers()
         .get(AUTHORIZATION)
@@ -403,11 +411,10 @@ fn authorize(context: &AdminContext, request: &Request<Incoming>) -> Result<(), 
             StatusCode::UNAUTHORIZED,
             "missing bearer token: send Authorization: Bearer TOKEN (or log in at /console)",
         )),
-        Some(candidate) if token.matches(candidate) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong bearer token",
-        )),
+        Some(candidate) => context
+            .tokens
+            .identify(candidate)
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "wrong bearer token")),
     }
 }
 
@@ -646,6 +653,7 @@ fn fleet_error(error: FleetError) -> ApiError {
 async fn cut_stream(
     context: &AdminContext,
     id: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let fleet = context.services.analysis.actions().backend().fleet();
@@ -656,7 +664,10 @@ async fn cut_stream(
         )));
     }
     let reason = read_reason(context, request).await?;
-    match (streams::cut(&context.services, id, &reason), fleet) {
+    match (
+        streams::cut(&context.services, id, &reason, &caller.name),
+        fleet,
+    ) {
         (Ok(accepted), _) => Ok(json(StatusCode::ACCEPTED, &accepted)),
         // Another node's id: ask it (this node's own ended streams are not asked for).
         (Err(CutRefused::NotFound(_)), Some(fleet))
@@ -665,7 +676,10 @@ async fn cut_stream(
                 .is_some_and(|(node, _)| node != fleet.node_id()) =>
         {
             // Not here: the node named in the id may serve it.
-            let reply = fleet.cut_stream(id, &reason).await.map_err(fleet_error)?;
+            let reply = fleet
+                .cut_stream(id, &reason, &caller.name)
+                .await
+                .map_err(fleet_error)?;
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
             info!(stream = %id, node = %reply.node, status = reply.status, "manual cut sent to the node serving the stream");
             Ok(json(status, &reply.body))
@@ -681,6 +695,7 @@ async fn cut_stream(
 async fn cut_key(
     context: &AdminContext,
     fingerprint: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     if !is_fingerprint(fingerprint) {
@@ -693,10 +708,11 @@ async fn cut_key(
     // Banned first, here and (through the backend) on every node: a publisher cut now
     // cannot come back through another node while the others are being asked.
     actions.ban(&BanTarget::key(fingerprint));
-    let mut cut: Vec<serde_json::Value> = streams::cut_key(&context.services, fingerprint, &reason)
-        .iter()
-        .map(|id| serde_json::json!(id.to_string()))
-        .collect();
+    let mut cut: Vec<serde_json::Value> =
+        streams::cut_key(&context.services, fingerprint, &reason, &caller.name)
+            .iter()
+            .map(|id| serde_json::json!(id.to_string()))
+            .collect();
     let mut unanswered = Vec::new();
     let mut fleet_error = None;
     if let Some(fleet) = actions.backend().fleet() {
@@ -704,6 +720,7 @@ async fn cut_key(
             fingerprint: fingerprint.to_string(),
             reason: reason.clone(),
             from: fleet.node().to_string(),
+            actor: Some(caller.name.clone()),
         };
         match fleet.gather(FleetCommand::CutKey, &request).await {
             Ok(gathered) => {
@@ -719,7 +736,7 @@ async fn cut_key(
             Err(error) => fleet_error = Some(error.to_string()),
         }
     }
-    info!(key_fingerprint = %fingerprint, streams = cut.len(), %reason, "key cut requested");
+    info!(key_fingerprint = %fingerprint, streams = cut.len(), %reason, actor = %caller.name, "key cut requested");
     Ok(json(
         StatusCode::ACCEPTED,
         &serde_json::json!({
@@ -767,6 +784,7 @@ fn list_bans(context: &AdminContext) -> Response<Body> {
 async fn lift_ban(
     context: &AdminContext,
     target: BanTarget,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let reason = read_reason(context, request).await?;
@@ -774,7 +792,7 @@ async fn lift_ban(
         .services
         .analysis
         .actions()
-        .lift_ban(&target, &reason);
+        .lift_ban(&target, &reason, &caller.name);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "lifted": target.to_string(), "was_banned_here": was_banned }),
@@ -888,6 +906,24 @@ impl ListUpdated {
     }
 }
 
+impl ListUpdated {
+    /// The update in words, for its audit record.
+    fn describe(&self) -> String {
+        let (kind, entries) = match (self.hashes, self.descriptors) {
+            (Some(hashes), _) => ("hash", hashes),
+            (None, descriptors) => ("descriptor", descriptors.unwrap_or_default()),
+        };
+        let change = match (self.added, self.already_present) {
+            (Some(added), Some(present)) => format!("{added} added ({present} already present)"),
+            _ => "reloaded from its file".to_string(),
+        };
+        format!(
+            "{kind} list {:?}: {change}; version {} holds {entries}",
+            self.name, self.version
+        )
+    }
+}
+
 impl From<ReloadReport> for ListUpdated {
     fn from(r: ReloadReport) -> Self {
         let counts = (Some(r.hashes), None);
@@ -938,15 +974,20 @@ impl ListUpdateError for DescriptorListSetError {
 /// list, 422 for a bad or empty file or a full list (the version `active` names stays in
 /// use).
 async fn update_list<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
+    context: &AdminContext,
+    caller: &Caller,
     update: impl FnOnce() -> Result<R, E> + Send + 'static,
     active: impl FnOnce() -> u64,
 ) -> Result<Response<Body>, ApiError> {
-    let updated = run_list_update(update, active).await?;
+    let updated = run_list_update(context, caller, update, active).await?;
     Ok(json(StatusCode::OK, &updated))
 }
 
-/// [`update_list`]'s work: the list's new state, or the error to answer.
+/// [`update_list`]'s work: the list's new state (audited `list_updated` with the
+/// caller), or the error to answer.
 async fn run_list_update<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
+    context: &AdminContext,
+    caller: &Caller,
     update: impl FnOnce() -> Result<R, E> + Send + 'static,
     active: impl FnOnce() -> u64,
 ) -> Result<ListUpdated, ApiError> {
@@ -963,8 +1004,13 @@ async fn run_list_update<R: Into<ListUpdated> + Send + 'static, E: ListUpdateErr
                 descriptors = updated.descriptors,
                 added = updated.added,
                 already_present = updated.already_present,
+                actor = %caller.name,
                 "list updated through the admin API"
             );
+            let mut record =
+                AuditRecord::about_no_stream(AuditEvent::ListUpdated, updated.describe());
+            record.actor = Some(caller.name.clone());
+            context.services.analysis.actions().audit(record);
             Ok(updated)
         }
         Err(error) if error.is_unknown_list() => Err(ApiError::not_found(error.to_string())),
@@ -983,10 +1029,16 @@ fn hashlist_version(context: &AdminContext, name: &str) -> u64 {
         .map_or(0, |current| current.version)
 }
 
-async fn reload_hashlist(context: &AdminContext, name: &str) -> Result<Response<Body>, ApiError> {
+async fn reload_hashlist(
+    context: &AdminContext,
+    name: &str,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
     let lists = Arc::clone(&context.lists);
     let owned = name.to_string();
     update_list(
+        context,
+        caller,
         move || lists.reload(&owned),
         || hashlist_version(context, name),
     )
@@ -1012,6 +1064,7 @@ struct HashEntry {
 async fn add_hashes(
     context: &AdminContext,
     name: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     if context.lists.current(name).is_none() {
@@ -1027,7 +1080,7 @@ async fn add_hashes(
     } else {
         read_hash_entries(read_json(context, request).await?)?
     };
-    let updated = add_hashes_to(context, name, added).await?;
+    let updated = add_hashes_to(context, caller, name, added).await?;
     Ok(json(StatusCode::OK, &updated))
 }
 
@@ -1088,12 +1141,15 @@ fn read_hash_entries(body: AddHashesBody) -> Result<Vec<AddedHash>, ApiError> {
 /// them): what `POST /v1/hashlists/{name}/hashes` and a confirmed evidence frame do.
 async fn add_hashes_to(
     context: &AdminContext,
+    caller: &Caller,
     name: &str,
     added: Vec<AddedHash>,
 ) -> Result<ListUpdated, ApiError> {
     let backend = Arc::clone(context.services.analysis.actions().backend());
     let owned = name.to_string();
     run_list_update(
+        context,
+        caller,
         move || backend.add_hashes(&owned, &added),
         || hashlist_version(context, name),
     )
@@ -1190,12 +1246,15 @@ fn descriptorlist_version(lists: &DescriptorListSet, name: &str) -> u64 {
 async fn reload_descriptorlist(
     context: &AdminContext,
     name: &str,
+    caller: &Caller,
 ) -> Result<Response<Body>, ApiError> {
     let lists = Arc::clone(descriptor_lists(context)?);
     check_descriptorlist(&lists, name)?;
     let reloading = Arc::clone(&lists);
     let owned = name.to_string();
     update_list(
+        context,
+        caller,
         move || reloading.reload(&owned),
         || descriptorlist_version(&lists, name),
     )
@@ -1205,13 +1264,14 @@ async fn reload_descriptorlist(
 async fn add_descriptors(
     context: &AdminContext,
     name: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let lists = Arc::clone(descriptor_lists(context)?);
     check_descriptorlist(&lists, name)?;
     let body = read_body(context, request).await?;
     let added = read_descriptors(lists.model(), &body)?;
-    let updated = add_descriptors_to(context, &lists, name, added).await?;
+    let updated = add_descriptors_to(context, caller, &lists, name, added).await?;
     Ok(json(StatusCode::OK, &updated))
 }
 
@@ -1219,6 +1279,7 @@ async fn add_descriptors(
 /// `POST /v1/descriptorlists/{name}/descriptors` and a confirmed evidence frame do.
 async fn add_descriptors_to(
     context: &AdminContext,
+    caller: &Caller,
     lists: &DescriptorListSet,
     name: &str,
     added: Vec<AddedDescriptor>,
@@ -1226,6 +1287,8 @@ async fn add_descriptors_to(
     let backend = Arc::clone(context.services.analysis.actions().backend());
     let owned = name.to_string();
     run_list_update(
+        context,
+        caller,
         move || backend.add_descriptors(&owned, &added),
         || descriptorlist_version(lists, name),
     )

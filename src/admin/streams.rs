@@ -161,9 +161,14 @@ impl CutRefused {
     }
 }
 
-/// Cuts this node's stream `id` on an operator's word (`reason` already checked), bans
-/// its key and audits it as a manual cut.
-pub fn cut(services: &Services, id: &str, reason: &str) -> Result<CutAccepted, CutRefused> {
+/// Cuts this node's stream `id` on the word of operator `actor` (`reason` already
+/// checked), bans its key and audits it as a manual cut.
+pub fn cut(
+    services: &Services,
+    id: &str,
+    reason: &str,
+    actor: &str,
+) -> Result<CutAccepted, CutRefused> {
     let session = StreamId::parse_local(id)
         .and_then(|id| services.registry.get(&id))
         .ok_or_else(|| CutRefused::NotFound(id.to_string()))?;
@@ -173,7 +178,10 @@ pub fn cut(services: &Services, id: &str, reason: &str) -> Result<CutAccepted, C
         Cut {
             closer: Closer::Operator,
             kind: EndKind::OperatorCut,
-            finding: Finding::new(AuditEvent::ManualCut, reason.clone()),
+            finding: Finding {
+                actor: Some(actor.to_string()),
+                ..Finding::new(AuditEvent::ManualCut, reason.clone())
+            },
             keyframe_arrived: None,
             ban: true,
             learn: Default::default(),
@@ -182,7 +190,7 @@ pub fn cut(services: &Services, id: &str, reason: &str) -> Result<CutAccepted, C
     if !outcome.won {
         return Err(CutRefused::AlreadyClosing(session.id));
     }
-    info!(session = %session.id, %reason, "manual cut requested");
+    info!(session = %session.id, %reason, %actor, "manual cut requested");
     Ok(CutAccepted {
         id: session.id,
         status: "closing",
@@ -191,9 +199,9 @@ pub fn cut(services: &Services, id: &str, reason: &str) -> Result<CutAccepted, C
     })
 }
 
-/// Cuts every stream of this node publishing with the key `fingerprint`; their keys
-/// are banned by the cuts. Returns the streams cut.
-pub fn cut_key(services: &Services, fingerprint: &str, reason: &str) -> Vec<StreamId> {
+/// Cuts every stream of this node publishing with the key `fingerprint` (for `actor`);
+/// their keys are banned by the cuts. Returns the streams cut.
+pub fn cut_key(services: &Services, fingerprint: &str, reason: &str, actor: &str) -> Vec<StreamId> {
     services
         .registry
         .list()
@@ -205,7 +213,7 @@ pub fn cut_key(services: &Services, fingerprint: &str, reason: &str) -> Vec<Stre
                 .is_some_and(|key| key.fingerprint() == fingerprint)
         })
         .filter_map(|session| {
-            cut(services, &session.id.to_string(), reason)
+            cut(services, &session.id.to_string(), reason, actor)
                 .ok()
                 .map(|accepted| accepted.id)
         })
@@ -215,17 +223,24 @@ pub fn cut_key(services: &Services, fingerprint: &str, reason: &str) -> Vec<Stre
 /// Longest reason kept from another node's request.
 const MAX_REMOTE_REASON_CHARS: usize = 1000;
 
-/// The reason another node sent, bounded and without control characters (it goes into
-/// logs and the audit), naming that node.
+/// Text another node sent, bounded and without control characters (it goes into logs
+/// and the audit).
+fn clean_remote(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// The reason another node sent, cleaned, naming that node.
 fn remote_reason(reason: &str, from: &str) -> String {
-    let clean = |text: &str, max: usize| -> String {
-        text.chars().filter(|c| !c.is_control()).take(max).collect()
-    };
     format!(
         "{} (asked on node {})",
-        clean(reason, MAX_REMOTE_REASON_CHARS),
-        clean(from, 64)
+        clean_remote(reason, MAX_REMOTE_REASON_CHARS),
+        clean_remote(from, 64)
     )
+}
+
+/// The operator another node acted for (a node of an older version sends none).
+fn remote_actor(actor: Option<&str>) -> String {
+    clean_remote(actor.unwrap_or("unknown"), 64)
 }
 
 /// Answers other nodes' requests until the cluster link goes away.
@@ -234,7 +249,8 @@ pub async fn serve_commands(mut commands: mpsc::Receiver<Command>, services: Arc
         match command {
             Command::CutStream { request, reply } => {
                 let reason = remote_reason(&request.reason, &request.from);
-                let answer = match cut(&services, &request.stream, &reason) {
+                let actor = remote_actor(request.actor.as_deref());
+                let answer = match cut(&services, &request.stream, &reason, &actor) {
                     Ok(accepted) => (202, serde_json::to_value(accepted)),
                     Err(refused) => (
                         refused.status(),
@@ -252,7 +268,8 @@ pub async fn serve_commands(mut commands: mpsc::Receiver<Command>, services: Arc
                     continue;
                 }
                 let reason = remote_reason(&request.reason, &request.from);
-                let cut = cut_key(&services, &request.fingerprint, &reason);
+                let actor = remote_actor(request.actor.as_deref());
+                let cut = cut_key(&services, &request.fingerprint, &reason, &actor);
                 let _ = reply.send((200, serde_json::json!({ "cut": cut })));
             }
             Command::Streams { reply } => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
+use livegate::admin::TOKEN_ENV;
 use livegate::config::{Config, LogConfig, LogFormat};
 use livegate::descriptor::DescriptorModel;
 use livegate::ingest::tls::{CertificateStore, OriginTls};
@@ -65,8 +66,16 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
     if let Some(cluster) = &config.cluster {
         livegate::backend::cluster::credentials(cluster)?;
     }
-    if let Some(files) = config.admin.as_ref().and_then(|admin| admin.tls.as_ref()) {
-        CertificateStore::load(files, "admin.tls")?;
+    if let Some(admin) = &config.admin {
+        let tokens = livegate::admin::resolve_tokens(admin, std::env::var(TOKEN_ENV).ok())?;
+        let names: Vec<&str> = tokens.iter().map(|named| named.name.as_str()).collect();
+        match names.is_empty() {
+            true => eprintln!("admin tokens: none (the /v1/ API stays locked)"),
+            false => eprintln!("admin tokens: {}", names.join(", ")),
+        }
+        if let Some(files) = &admin.tls {
+            CertificateStore::load(files, "admin.tls")?;
+        }
     }
     for (index, ingest) in config.ingest.iter().enumerate() {
         if let Some(files) = &ingest.tls {

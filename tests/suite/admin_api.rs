@@ -17,6 +17,8 @@ use support::http::{HttpResponse, Request, events_of, metric, scrape, wait_for_s
 use support::{Livegate, NginxOrigin, UNRELATED_HASH, free_port, local};
 
 const TOKEN: &str = "test-admin-token-0123456789";
+/// The named token `alice` uses.
+const ALICE: &str = "alice-admin-token-9876543210";
 
 /// A config with one ingest on `listen` to `origin`, the list `known` at `list` (with
 /// `list_keys` appended to its table), and an admin server on a free port with `admin`
@@ -326,7 +328,12 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     let dir = tempfile::tempdir().expect("dir");
     let list = dir.path().join("known.csv");
     std::fs::write(&list, format!("{UNRELATED_HASH}\n")).expect("list");
-    let (livegate, listen, admin) = start(origin.addr, &list, &token_config());
+    // A second, named token: the audit says which of the two acted.
+    let tokens = format!(
+        "{}\n[[admin.tokens]]\nname = \"alice\"\ntoken = \"{ALICE}\"",
+        token_config()
+    );
+    let (livegate, listen, admin) = start(origin.addr, &list, &tokens);
     let key = "manual-cut-secret-key-42";
     let publisher = support::Publisher::start(&format!("rtmp://{listen}/live/{key}"), 30, 1);
 
@@ -357,7 +364,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     let path = format!("/v1/streams/{id}/cut");
     assert_status(&Request::post(&path, b"{}").token(TOKEN).send(admin), 400);
     let cut = Request::post(&path, br#"{"reason":"reported by a viewer"}"#)
-        .token(TOKEN)
+        .token(ALICE)
         .send(admin);
     assert_status(&cut, 202);
     assert_eq!(
@@ -378,6 +385,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
             .contains("reported by a viewer")
     );
     assert_eq!(manual[0]["key_fingerprint"], stream["key_fingerprint"]);
+    assert_eq!(manual[0]["actor"], "alice", "{manual:?}");
     assert!(
         !livegate.raw_log().contains(key),
         "the stream key reached the log"
@@ -433,6 +441,7 @@ fn a_live_stream_is_listed_and_a_manual_cut_closes_it() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["key_fingerprint"], fingerprint);
     assert_eq!(records[0]["reason"], "cut by mistake");
+    assert_eq!(records[0]["actor"], "admin", "{records:?}");
     assert!(records[0].get("stream_id").is_none(), "{records:?}");
     let back = support::Publisher::start(&url, 30, 1);
     wait_for_stream(
@@ -478,6 +487,14 @@ fn a_hash_added_through_the_api_cuts_a_running_stream() {
     .token(TOKEN)
     .send(admin);
     assert_status(&added, 200);
+    let updates = events_of(admin, TOKEN, "list_updated");
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(updates[0]["actor"], "admin", "{updates:?}");
+    let reason = updates[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("hash list \"known\": ") && reason.contains(" added "),
+        "{reason}"
+    );
 
     let closed = livegate.wait_for_closed_session(Duration::from_secs(15));
     assert_eq!(closed["closer"], "policy", "{closed}");
@@ -558,6 +575,22 @@ fn check_config_loads_the_lists_run_loads_and_fails_as_run_does() {
     let (passed, stderr) = check_config(&config_path);
     assert!(passed, "{stderr}");
     assert!(stderr.contains("hash list known: 1 hashes"), "{stderr}");
+
+    // Token files are read as `run` reads them.
+    let missing = dir.path().join("alice.token");
+    let admin = format!(
+        "[[admin.tokens]]\nname = \"alice\"\ntoken_file = {:?}",
+        missing.display().to_string()
+    );
+    std::fs::write(&config_path, config(listen, origin, &list, "", &admin)).expect("config");
+    let (passed, stderr) = check_config(&config_path);
+    assert!(!passed, "check-config accepted a missing token file");
+    assert!(stderr.contains("admin.tokens[0].token_file"), "{stderr}");
+    std::fs::write(&missing, "alice-secret\n").expect("token");
+    let (passed, stderr) = check_config(&config_path);
+    assert!(passed, "{stderr}");
+    assert!(stderr.contains("admin tokens: alice"), "{stderr}");
+    assert!(!stderr.contains("alice-secret"), "{stderr}");
 }
 
 #[test]

@@ -279,6 +279,10 @@ fn cuts_learned_footage_added_hashes_bans_and_operator_cuts_reach_every_node() {
             .is_some_and(|reason| reason.contains("reported to node b")),
         "{manual:#}"
     );
+    assert_eq!(
+        manual["actor"], "admin",
+        "the operator travels with the request: {manual:#}"
+    );
 
     // A cut by key fingerprint sent to C ends A's stream and bans the key on every node.
     let fingerprint = key_fingerprint("flowing-on-node-a");

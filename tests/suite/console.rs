@@ -14,6 +14,10 @@ use support::http::{HttpResponse, Request};
 use support::{Livegate, UNRELATED_HASH, free_port, local};
 
 const TOKEN: &str = "console-test-token-0123456789";
+/// A named token: the console says who is signed in, the audit who acted.
+const ALICE_TOKEN: &str = "alice-console-token-0123456789";
+const ALICE: &str =
+    "[[admin.tokens]]\nname = \"alice\"\ntoken = \"alice-console-token-0123456789\"";
 const FORM: &str = "application/x-www-form-urlencoded";
 const EVIL: &str = "https://evil.example";
 
@@ -74,8 +78,12 @@ struct Session {
 }
 
 fn log_in(admin: SocketAddr) -> Session {
+    log_in_with(admin, TOKEN)
+}
+
+fn log_in_with(admin: SocketAddr, token: &str) -> Session {
     let login = login_form(admin);
-    let answer = post_login(admin, &login, TOKEN);
+    let answer = post_login(admin, &login, token);
     assert_eq!(answer.status, 303, "{answer:?}");
     assert_eq!(answer.header("location"), Some("/console"));
     let (id, _) = set_cookie(&answer, "livegate_session").expect("a session cookie");
@@ -295,9 +303,17 @@ fn login_refuses_wrong_tokens_and_cross_site_posts_and_sets_a_strict_cookie() {
 
 #[test]
 fn state_changes_by_cookie_need_the_csrf_token_and_the_same_origin() {
-    let (_dir, _livegate, admin) = start("");
-    let session = log_in(admin);
+    let (_dir, _livegate, admin) = start(ALICE);
+    let session = log_in_with(admin, ALICE_TOKEN);
     let cookie = session.cookie.as_str();
+    let app = Request::get("/console")
+        .header("Cookie", cookie)
+        .send(admin);
+    assert!(
+        app.body.contains("signed in as <strong>alice</strong>"),
+        "{}",
+        app.body
+    );
 
     let read = Request::get("/v1/hashlists")
         .header("Cookie", cookie)
@@ -321,6 +337,12 @@ fn state_changes_by_cookie_need_the_csrf_token_and_the_same_origin() {
         .send(admin);
     assert_eq!(right.status, 200, "{right:?}");
     assert_eq!(right.json()["name"], "known");
+    let updates = support::http::events_of(admin, TOKEN, "list_updated");
+    assert_eq!(updates.len(), 1, "only the accepted reload: {updates:?}");
+    assert_eq!(
+        updates[0]["actor"], "alice",
+        "the session's caller acted: {updates:?}"
+    );
 
     // A cross-site form post: the cookie would come along (were it not SameSite), a
     // header could not; refused even were the token known.

@@ -31,6 +31,14 @@
     return element;
   }
 
+  // Each cell names its column (`data-label`), which narrow screens show beside the
+  // value when a table's rows become cards.
+  function labelled(row, table) {
+    const headers = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+    [...row.children].forEach((cell, index) => cell.setAttribute('data-label', headers[index] || ''));
+    return row;
+  }
+
   function setText(element, text) {
     const value = text === undefined || text === null ? '' : String(text);
     if (element.textContent !== value) element.textContent = value;
@@ -183,6 +191,7 @@
       cell('thumbnail'), cell('app'), cell('key', 'mono'), cell('client', 'mono'), cell('codec'),
       cell('resolution'), cell('bitrate', 'num'), cell('duration', 'num'), cell('keyframes', 'num'),
       cell('signal'), el('td', { class: 'actions' }, cut, ban));
+    labelled(row, $('#streams-table'));
     const entry = { row, cells, ban, stream, previous: null, thumbnailAt: 0 };
     cut.addEventListener('click', () => cutStream(entry.stream.id,
       `Stream ${entry.stream.id} (${entry.stream.app || 'no app'}, ${entry.stream.key || 'no key'})`));
@@ -414,7 +423,8 @@
     const fingerprint = JSON.stringify(shown);
     if (fingerprint === historyShown) return;
     historyShown = fingerprint;
-    const rows = shown.map((record) => el('tr', { 'data-event': record.event },
+    const table = $('#history-table');
+    const rows = shown.map((record) => labelled(el('tr', { 'data-event': record.event },
       el('td', { text: localTime(record.time) }),
       el('td', { text: record.event }),
       el('td', { text: record.actor || '' }),
@@ -426,7 +436,7 @@
       el('td', { text: record.reason || '' }),
       el('td', {}, record.evidence
         ? el('a', { href: `/v1/evidence/${enc(record.evidence)}`, target: '_blank', rel: 'noopener', text: 'frame' })
-        : null)));
+        : null)), table));
     $('#history-table tbody').replaceChildren(...rows);
     $('#history-empty').hidden = rows.length > 0;
   }
@@ -447,7 +457,7 @@
     $('#hashlists-table tbody').replaceChildren(...hashes.map((list) => {
       const reload = el('button', { type: 'button', class: 'reload', text: 'Reload file' });
       reload.addEventListener('click', () => reloadList(list.name, reload));
-      return el('tr', { 'data-list': list.name },
+      return labelled(el('tr', { 'data-list': list.name },
         el('td', { text: list.name }),
         el('td', { text: list.action }),
         el('td', { class: 'num version', text: list.version }),
@@ -455,10 +465,10 @@
         el('td', { class: 'num', text: list.added_at_runtime }),
         el('td', { text: localTime(list.loaded_at) }),
         el('td', { class: 'mono', text: list.path }),
-        el('td', { class: 'actions' }, reload));
+        el('td', { class: 'actions' }, reload)), $('#hashlists-table'));
     }));
     fillSelect($('#upload-list'), hashes.map((list) => list.name), false);
-    $('#descriptorlists-table tbody').replaceChildren(...descriptors.map((list) =>
+    $('#descriptorlists-table tbody').replaceChildren(...descriptors.map((list) => labelled(
       el('tr', { 'data-list': list.name },
         el('td', { text: list.name }),
         el('td', { text: list.action }),
@@ -466,7 +476,7 @@
         el('td', { class: 'num count', text: list.descriptors }),
         el('td', { class: 'num', text: list.added_at_runtime }),
         el('td', { class: 'num', text: list.min_cosine }),
-        el('td', { text: localTime(list.loaded_at) }))));
+        el('td', { text: localTime(list.loaded_at) })), $('#descriptorlists-table'))));
     $('#descriptorlists-empty').hidden = descriptors.length > 0;
   }
 

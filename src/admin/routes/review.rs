@@ -14,10 +14,11 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
+use tracing::info;
 
 use super::{
-    AdminContext, ApiError, Body, add_descriptors_to, add_hashes_to, check_text, descriptor_lists,
-    json, read_body, with_type,
+    AdminContext, ApiError, Body, Caller, add_descriptors_to, add_hashes_to, check_text,
+    descriptor_lists, json, read_body, with_type,
 };
 use crate::actions::{AuditEvent, AuditRecord};
 use crate::evidence::{EvidenceId, EvidenceInfo, EvidenceItem, Review, ReviewState};
@@ -30,12 +31,6 @@ use livegate_signals::hash256::Hash256;
 
 /// `GET /v1/review` returns at most this many items unless `?limit=` says otherwise.
 const DEFAULT_REVIEW_LIMIT: usize = 100;
-
-/// Who acts: every state-changing route audits it. The single admin token is the caller
-/// "admin" until named tokens name callers.
-fn actor() -> String {
-    "admin".to_string()
-}
 
 fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -148,9 +143,27 @@ fn reason_of(reason: Option<String>) -> Result<Option<String>, ApiError> {
     Ok((!reason.is_empty()).then(|| reason.to_string()))
 }
 
-/// The audit record of a review action on `info`.
-fn review_record(event: AuditEvent, info: &EvidenceInfo, reason: String) -> AuditRecord {
+/// Logs and audits a review action.
+fn publish(context: &AdminContext, record: AuditRecord) {
+    info!(
+        event = record.event.as_str(),
+        evidence = ?record.evidence,
+        actor = ?record.actor,
+        reason = %record.reason,
+        "review action"
+    );
+    context.services.analysis.actions().audit(record);
+}
+
+/// The audit record of `caller`'s review action on `info`.
+fn review_record(
+    event: AuditEvent,
+    info: &EvidenceInfo,
+    reason: String,
+    caller: &Caller,
+) -> AuditRecord {
     let mut record = AuditRecord::about_no_stream(event, reason);
+    record.actor = Some(caller.name.clone());
     record.stream_id = StreamId::parse_local(&info.stream_id);
     record.app = info.app.clone();
     record.key_fingerprint = info.key_fingerprint.clone();
@@ -174,6 +187,7 @@ struct ConfirmBody {
 pub(super) async fn confirm(
     context: &AdminContext,
     id: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let item = item(context, id)?;
@@ -219,7 +233,7 @@ pub(super) async fn confirm(
     let evidence = context.services.analysis.evidence();
     let review = Review {
         state: ReviewState::Confirmed,
-        actor: Some(actor()),
+        actor: Some(caller.name.clone()),
         time: Some(now()),
         reason: reason.clone(),
         list: Some(body.list.clone()),
@@ -230,6 +244,7 @@ pub(super) async fn confirm(
     let added = async {
         let hashes = add_hashes_to(
             context,
+            caller,
             &body.list,
             vec![AddedHash {
                 hash,
@@ -242,6 +257,7 @@ pub(super) async fn confirm(
             Some((lists, name, descriptor)) => Some(
                 add_descriptors_to(
                     context,
+                    caller,
                     &lists,
                     &name,
                     vec![AddedDescriptor {
@@ -268,8 +284,9 @@ pub(super) async fn confirm(
         AuditEvent::EvidenceConfirmed,
         &info,
         format!("confirmed into {into}: {label}"),
+        caller,
     );
-    context.services.analysis.actions().record_review(record);
+    publish(context, record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -294,6 +311,7 @@ struct DismissBody {
 pub(super) async fn dismiss(
     context: &AdminContext,
     id: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let item = item(context, id)?;
@@ -313,7 +331,7 @@ pub(super) async fn dismiss(
     let evidence = context.services.analysis.evidence();
     let review = Review {
         state: ReviewState::Dismissed,
-        actor: Some(actor()),
+        actor: Some(caller.name.clone()),
         time: Some(now()),
         reason: reason.clone(),
         list: None,
@@ -329,7 +347,7 @@ pub(super) async fn dismiss(
             .allowlist()
             .add(AllowlistEntry {
                 key_fingerprint: key.clone(),
-                actor: actor(),
+                actor: caller.name.clone(),
                 time: now(),
                 reason: reason.clone(),
                 evidence: Some(info.id.clone()),
@@ -343,8 +361,8 @@ pub(super) async fn dismiss(
     if allowlisted.is_some() {
         said.push_str("; key allowlisted (run-time allowlist)");
     }
-    let record = review_record(AuditEvent::EvidenceDismissed, &info, said);
-    context.services.analysis.actions().record_review(record);
+    let record = review_record(AuditEvent::EvidenceDismissed, &info, said, caller);
+    publish(context, record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -370,6 +388,7 @@ struct RemoveBody {
 pub(super) async fn remove_from_allowlist(
     context: &AdminContext,
     fingerprint: &str,
+    caller: &Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let body: RemoveBody = read_optional_json(context, request).await?;
@@ -390,7 +409,8 @@ pub(super) async fn remove_from_allowlist(
     );
     record.key_fingerprint = Some(removed.key_fingerprint.clone());
     record.evidence = removed.evidence.clone();
-    context.services.analysis.actions().record_review(record);
+    record.actor = Some(caller.name.clone());
+    publish(context, record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "removed": removed }),

@@ -204,7 +204,12 @@ impl Fleet {
     }
 
     /// Asks the node that serves `stream` (`NODE_ID-SEQ`) to cut it.
-    pub async fn cut_stream(&self, stream: &str, reason: &str) -> Result<Reply, FleetError> {
+    pub async fn cut_stream(
+        &self,
+        stream: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Result<Reply, FleetError> {
         let node_id = stream
             .rsplit_once('-')
             .map(|(node_id, _)| node_id)
@@ -217,6 +222,7 @@ impl Fleet {
             stream: stream.to_string(),
             reason: reason.to_string(),
             from: self.shared.config.node.clone(),
+            actor: Some(actor.to_string()),
         };
         let payload =
             serde_json::to_vec(&request).map_err(|error| FleetError::Request(error.to_string()))?;

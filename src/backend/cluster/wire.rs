@@ -382,6 +382,9 @@ pub struct CutStreamRequest {
     pub reason: String,
     /// The node that asked, for the audit.
     pub from: String,
+    /// The operator it asked for (the admin token's name), for the audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// `…fleet.cmd.cut_key`: cut every stream of this key and ban it.
@@ -390,6 +393,8 @@ pub struct CutKeyRequest {
     pub fingerprint: String,
     pub reason: String,
     pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// Any node's answer to a request: an HTTP status and a JSON body that the asking
