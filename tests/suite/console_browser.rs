@@ -16,9 +16,9 @@ use std::time::Duration;
 use support::browser::Browser;
 use support::{ChildGuard, GateStack, MANDELBROT, UNRELATED_HASH};
 
-const TOKEN: &str = "console-test-token-0123456789";
-/// The name the console shows for [`TOKEN`] and the audit records as the actor.
-const CALLER: &str = "admin";
+/// A reviewer's named token: the console shows the name, the audit records it as the actor.
+const CALLER: &str = "alice";
+const TOKEN: &str = "alice-browser-token-0123456789";
 /// The listed footage: one keyframe a second, each far from the others.
 const CLIP_SECONDS: u32 = 4;
 
@@ -54,7 +54,8 @@ impl Console {
         let tables = format!(
             "[[hashlist]]\nname = \"watch\"\npath = {watch:?}\naction = \"alert\"\n\
              [[hashlist]]\nname = \"known\"\npath = {known:?}\naction = \"cut\"\n\
-             [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[admin.tokens]]\nname = \"{CALLER}\"\ntoken = \"{TOKEN}\"\n\
              [evidence]\nthumbnails = true\nthumbnail_interval_ms = 500\n",
             watch = watch.display().to_string(),
             known = known.display().to_string(),
