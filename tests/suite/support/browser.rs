@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 /// 2 s, and a loaded CI machine runs the other tests beside this one.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// The window the console must be usable in (the smallest desktop screen).
+/// The window the console must be usable in (the smallest desktop screen);
+/// Chromium's own bars leave the page 1366×625, the size of the screenshots.
 pub const WINDOW: (u32, u32) = (1366, 768);
 
 /// W3C WebDriver's key of an element reference in JSON.
@@ -69,9 +70,10 @@ pub struct Browser {
     driver: SocketAddr,
     session: String,
     screenshots: PathBuf,
-    process: ChildGuard,
-    /// The profile (`--user-data-dir`) and chromedriver's log.
-    dir: tempfile::TempDir,
+    /// Dropped after the quit in [`Browser`]'s `drop`, before the profile is removed.
+    _process: DriverProcess,
+    /// The profile (`--user-data-dir`) and chromedriver's log, removed after the kill.
+    _dir: tempfile::TempDir,
 }
 
 impl Browser {
@@ -82,7 +84,7 @@ impl Browser {
         let port = super::free_port();
         let log = std::fs::File::create(dir.path().join("chromedriver.log"))
             .expect("chromedriver log file");
-        let process = ChildGuard::spawn(
+        let process = DriverProcess(ChildGuard::spawn(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
@@ -90,7 +92,7 @@ impl Browser {
                 // Chromium joins chromedriver's group: one kill ends both.
                 .process_group(0),
             "chromedriver",
-        );
+        ));
         let driver = super::local(port);
         super::wait_for_port(driver, "chromedriver");
         let profile = dir.path().join("profile");
@@ -118,8 +120,8 @@ impl Browser {
             driver,
             session,
             screenshots: screenshots.to_path_buf(),
-            process,
-            dir,
+            _process: process,
+            _dir: dir,
         };
         browser.command(
             "POST",
@@ -153,14 +155,6 @@ impl Browser {
     /// Loads `url` and waits for the page's load event.
     pub fn goto(&self, url: &str) {
         self.command("POST", "/url", Some(&json!({ "url": url })));
-    }
-
-    /// The URL of the page shown.
-    pub fn url(&self) -> String {
-        self.command("GET", "/url", None)
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
     }
 
     /// The elements matching `css` now (none is not an error).
@@ -315,19 +309,14 @@ impl Browser {
         std::fs::write(shared.join(&file), &png).expect("copy screenshot");
         path
     }
-
-    /// chromedriver's log so far (for failure messages).
-    pub fn driver_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
-    }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         // This runs while a failed test unwinds too, where a hung or dead chromedriver
         // must neither block nor panic (a second panic aborts the suite): a quit with
-        // short timeouts and no error checked (chromedriver ends Chromium and reaps it),
-        // then a kill of the group for whatever did not go.
+        // short timeouts and no error checked (chromedriver ends Chromium and reaps it);
+        // then the `DriverProcess` field kills the group for whatever did not go.
         let quit = || -> std::io::Result<()> {
             let mut stream = TcpStream::connect_timeout(&self.driver, Duration::from_secs(1))?;
             stream.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -336,13 +325,23 @@ impl Drop for Browser {
                 "DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
                 self.session, self.driver
             )?;
-            stream.read_to_end(&mut Vec::new()).map(drop)
+            // chromedriver answers once Chromium has quit, and keeps the connection open.
+            stream.read(&mut [0u8; 1024]).map(drop)
         };
         let _ = quit();
+    }
+}
+
+/// chromedriver, leading the process group its Chromium joins; dropping it kills the
+/// group (also when the session never started) and reaps chromedriver.
+struct DriverProcess(ChildGuard);
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
         // SAFETY: kill(2) with a negative pid signals the process group chromedriver
         // leads (made with process_group(0)); it touches no memory.
         unsafe {
-            libc::kill(-(self.process.child.id() as i32), libc::SIGKILL);
+            libc::kill(-(self.0.child.id() as i32), libc::SIGKILL);
         }
     }
 }
@@ -388,20 +387,10 @@ impl Element<'_> {
             .map(|shown| shown.as_bool().unwrap_or(false))
     }
 
-    /// A DOM property (`value`, `naturalWidth`, `checked`…).
-    pub fn property(&self, name: &str) -> Result<Value, WebDriverError> {
-        self.command("GET", &format!("/property/{name}"), None)
-    }
-
     /// An HTML attribute as written in the page.
     pub fn attribute(&self, name: &str) -> Result<Option<String>, WebDriverError> {
         self.command("GET", &format!("/attribute/{name}"), None)
             .map(|value| value.as_str().map(str::to_string))
-    }
-
-    /// The element as a script argument (`arguments[i]` in [`Browser::execute`]).
-    pub fn as_argument(&self) -> Value {
-        json!({ ELEMENT_KEY: self.id })
     }
 }
 
