@@ -32,14 +32,14 @@ pub enum AuditEvent {
     Overload,
     /// An operator lifted a ban (no stream: `key_fingerprint` or `client` names it).
     BanLifted,
-    /// An operator reloaded or added to a hash or descriptor list (no stream).
-    ListUpdated,
     /// A reviewer confirmed an evidence frame: its hash (and descriptor) joined a list.
     EvidenceConfirmed,
     /// A reviewer dismissed an evidence frame as a false positive.
     EvidenceDismissed,
     /// An operator removed a key from the run-time allowlist.
     AllowlistRemoved,
+    /// An operator reloaded or added to a hash or descriptor list (no stream).
+    ListUpdated,
 }
 
 impl AuditEvent {
@@ -54,10 +54,10 @@ impl AuditEvent {
             AuditEvent::Rejected => "rejected",
             AuditEvent::Overload => "overload",
             AuditEvent::BanLifted => "ban_lifted",
-            AuditEvent::ListUpdated => "list_updated",
             AuditEvent::EvidenceConfirmed => "evidence_confirmed",
             AuditEvent::EvidenceDismissed => "evidence_dismissed",
             AuditEvent::AllowlistRemoved => "allowlist_removed",
+            AuditEvent::ListUpdated => "list_updated",
         }
     }
 }
@@ -213,12 +213,12 @@ pub struct AuditRecord {
     /// For a cut: from the matching keyframe's first byte arriving to both sockets closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_cut_ms: Option<f64>,
-    /// Who acted, for an operator's action: the name of the admin token used.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
     /// The evidence frame of the decision (`GET /v1/evidence/{id}`), or the one reviewed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
+    /// Who acted, for an operator's action: the name of the admin token used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl AuditRecord {
@@ -242,8 +242,8 @@ impl AuditRecord {
             signal: None,
             pts_seconds: None,
             time_to_cut_ms: None,
-            actor: None,
             evidence: None,
+            actor: None,
         }
     }
 }

@@ -149,10 +149,10 @@ pub struct Finding {
     pub reason: String,
     pub signal: Option<SignalRecord>,
     pub pts_seconds: Option<f64>,
-    /// The operator who acted (the admin token's name), for a manual cut.
-    pub actor: Option<String>,
     /// The decision's evidence frame id.
     pub evidence: Option<String>,
+    /// The operator who acted (the admin token's name), for a manual cut.
+    pub actor: Option<String>,
 }
 
 impl Finding {
@@ -163,8 +163,8 @@ impl Finding {
             reason: reason.into(),
             signal: None,
             pts_seconds: None,
-            actor: None,
             evidence: None,
+            actor: None,
         }
     }
 }
@@ -253,8 +253,8 @@ impl Actions {
         record.client = session.client.to_string();
         record.signal = finding.signal;
         record.pts_seconds = finding.pts_seconds;
-        record.actor = finding.actor;
         record.evidence = finding.evidence;
+        record.actor = finding.actor;
         record
     }
 
@@ -374,8 +374,7 @@ impl Actions {
         was_banned
     }
 
-    /// Audits an operator's action that concerns no live stream (a list update, a
-    /// review of an evidence frame, an allowlist removal).
+    /// Audits an operator's action that concerns no live stream (a list update).
     pub fn audit(&self, record: AuditRecord) {
         self.publish(record);
     }

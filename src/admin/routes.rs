@@ -983,8 +983,7 @@ async fn update_list<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
     Ok(json(StatusCode::OK, &updated))
 }
 
-/// [`update_list`]'s work: the list's new state (audited `list_updated` with the
-/// caller), or the error to answer.
+/// [`update_list`]'s work, audited: the list's new state, or the error to answer.
 async fn run_list_update<R: Into<ListUpdated> + Send + 'static, E: ListUpdateError>(
     context: &AdminContext,
     caller: &Caller,

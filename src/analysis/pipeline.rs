@@ -302,32 +302,37 @@ impl StreamAnalysis {
         signal: GateSignal,
         picture: Option<&Image<'_>>,
     ) -> bool {
-        let Some((verdict, capture)) = self.act_on(decision, at, lookup, learn) else {
+        let Some(acted) = self.act_on(decision, at, lookup, learn) else {
             self.answer_gate(at.offset, signal, Outcome::Clear);
             return false;
         };
-        let outcome = if verdict == Verdict::Cut {
+        let outcome = if acted.verdict == Verdict::Cut {
             Outcome::Cut
         } else {
             Outcome::Clear
         };
         self.answer_gate(at.offset, signal, outcome);
-        // After the cut and the gate: the encode delays neither.
-        if let (Some(capture), Some(picture)) = (capture, picture) {
+        // After the cut and the gate: the encode delays neither. Before the record of a
+        // verdict that does not cut: whoever reads the record finds its evidence. (A
+        // cut's record is written once the sockets closed, in practice after this.)
+        if let (Some(capture), Some(picture)) = (acted.capture, picture) {
             self.analysis.evidence.capture(capture, picture);
+        }
+        if let Some(finding) = acted.to_record {
+            self.analysis.actions.record(&self.session, finding);
         }
         true
     }
 
-    /// [`StreamAnalysis::act`] without the gate and the encode: the verdict acted on
-    /// with what its evidence frame keeps, `None` for clear.
+    /// [`StreamAnalysis::act`] without the gate and the encode: cuts at once, and says
+    /// what else is to be done, `None` for clear.
     fn act_on(
         &self,
         decision: Decision,
         at: SampleTime,
         lookup: Option<&Lookup>,
         learn: Vec<(Hash256, u8)>,
-    ) -> Option<(Verdict, Option<Capture>)> {
+    ) -> Option<Acted> {
         let event = match decision.verdict {
             Verdict::Clear => return None,
             Verdict::Log => AuditEvent::Match,
@@ -350,8 +355,11 @@ impl StreamAnalysis {
             actions.telemetry().record_verdict(signal.kind, event);
         }
         if event != AuditEvent::Cut {
-            actions.record(&self.session, finding);
-            return Some((decision.verdict, capture));
+            return Some(Acted {
+                verdict: decision.verdict,
+                capture,
+                to_record: Some(finding),
+            });
         }
         self.ended.store(true, Ordering::Relaxed);
         let descriptors = lock(&self.recent_descriptors).drain(..).collect();
@@ -369,7 +377,11 @@ impl StreamAnalysis {
                 },
             },
         );
-        Some((Verdict::Cut, capture))
+        Some(Acted {
+            verdict: Verdict::Cut,
+            capture,
+            to_record: None,
+        })
     }
 
     /// What the evidence frame of `finding` keeps besides the picture, when it has an id.
@@ -397,6 +409,14 @@ impl StreamAnalysis {
             reason: finding.reason.clone(),
         })
     }
+}
+
+/// A decision acted on: its verdict, what its evidence frame keeps, and the finding to
+/// audit once the frame is kept (none for a cut, audited when its sockets close).
+struct Acted {
+    verdict: Verdict,
+    capture: Option<Capture>,
+    to_record: Option<Finding>,
 }
 
 /// The audit form of the deciding signal. A PDQ match names the frame hash and variant

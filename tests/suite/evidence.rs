@@ -246,6 +246,9 @@ fn an_alert_keeps_its_keyframe_and_confirming_it_cuts_the_next_stream_of_that_fo
     assert_eq!(again.status, 409, "{again:?}");
     let confirmed = stack.record("alerted", "evidence_confirmed");
     assert_eq!(confirmed["evidence"], id);
+    // The single token acts as "admin".
+    assert_eq!(confirmed["actor"], "admin");
+    assert_eq!(confirm.json()["review"]["actor"], "admin");
     let hashlists = stack.get("/v1/hashlists").json();
     assert!(
         hashlists["hashlists"].as_array().is_some_and(|lists| lists
@@ -302,6 +305,7 @@ fn dismissing_with_the_key_allowlisted_is_audited_and_turns_its_cuts_into_alerts
     assert_eq!(dismissed.json()["allowlisted"], fingerprint.as_str());
     let record = stack.record("reviewed-key", "evidence_dismissed");
     assert_eq!(record["evidence"], id);
+    assert_eq!(record["actor"], "admin");
     assert!(
         record["reason"]
             .as_str()

@@ -12,7 +12,7 @@
   const THUMBNAIL_MS = 5000;
   const PAGES = ['streams', 'review', 'history', 'lists'];
   const KNOWN_EVENTS = ['match', 'alert', 'shadow_cut', 'cut', 'manual_cut', 'rejected',
-    'overload', 'ban_lifted', 'evidence_confirmed', 'evidence_dismissed'];
+    'overload', 'ban_lifted', 'list_updated', 'evidence_confirmed', 'evidence_dismissed', 'allowlist_removed'];
 
   const csrf = document.querySelector('meta[name="csrf-token"]').getAttribute('content');
   const $ = (selector) => document.querySelector(selector);
@@ -527,7 +527,8 @@
   async function refresh() {
     try {
       await refreshers[page]();
-      if (page !== 'review') await refreshReviewCount();
+      // The review page counts the open queue itself, unless it shows everything.
+      if (page !== 'review' || $('#review-all').checked) await refreshReviewCount();
       setText($('#poll-error'), '');
     } catch (failure) {
       setText($('#poll-error'), `Not updated: ${failure.message}`);

@@ -14,7 +14,6 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::SystemTime;
-use tracing::info;
 
 use super::{
     AdminContext, ApiError, Body, Caller, add_descriptors_to, add_hashes_to, check_text,
@@ -143,24 +142,12 @@ fn reason_of(reason: Option<String>) -> Result<Option<String>, ApiError> {
     Ok((!reason.is_empty()).then(|| reason.to_string()))
 }
 
-/// Logs and audits a review action.
-fn publish(context: &AdminContext, record: AuditRecord) {
-    info!(
-        event = record.event.as_str(),
-        evidence = ?record.evidence,
-        actor = ?record.actor,
-        reason = %record.reason,
-        "review action"
-    );
-    context.services.analysis.actions().audit(record);
-}
-
 /// The audit record of `caller`'s review action on `info`.
 fn review_record(
     event: AuditEvent,
     info: &EvidenceInfo,
-    reason: String,
     caller: &Caller,
+    reason: String,
 ) -> AuditRecord {
     let mut record = AuditRecord::about_no_stream(event, reason);
     record.actor = Some(caller.name.clone());
@@ -283,10 +270,10 @@ pub(super) async fn confirm(
     let record = review_record(
         AuditEvent::EvidenceConfirmed,
         &info,
-        format!("confirmed into {into}: {label}"),
         caller,
+        format!("confirmed into {into}: {label}"),
     );
-    publish(context, record);
+    context.services.analysis.actions().audit(record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -361,8 +348,8 @@ pub(super) async fn dismiss(
     if allowlisted.is_some() {
         said.push_str("; key allowlisted (run-time allowlist)");
     }
-    let record = review_record(AuditEvent::EvidenceDismissed, &info, said, caller);
-    publish(context, record);
+    let record = review_record(AuditEvent::EvidenceDismissed, &info, caller, said);
+    context.services.analysis.actions().audit(record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -408,9 +395,9 @@ pub(super) async fn remove_from_allowlist(
         format!("removed from the run-time allowlist: {reason}"),
     );
     record.key_fingerprint = Some(removed.key_fingerprint.clone());
-    record.evidence = removed.evidence.clone();
     record.actor = Some(caller.name.clone());
-    publish(context, record);
+    record.evidence = removed.evidence.clone();
+    context.services.analysis.actions().audit(record);
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({ "removed": removed }),
