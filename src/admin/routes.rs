@@ -1,8 +1,9 @@
 //! The admin routes: one table ([`ROUTES`]) used for dispatch and checked against
 //! `docs/openapi.json` by a test, the handlers, and JSON in and out.
 //!
-//! Everything under `/v1/` needs `Authorization: Bearer TOKEN` and is checked before
-//! the route is even looked up, so an unauthenticated client learns nothing about ids
+//! Everything under `/v1/` needs `Authorization: Bearer TOKEN` (or a review console
+//! session cookie, see [`super::console`]) and is checked before the route is even
+//! looked up, so an unauthenticated client learns nothing about ids
 //! or list names. Errors are `{"error": "..."}` with the matching status code. Request
 //! bodies are read through a size limit (413 beyond `admin.max_body_bytes`, without
 //! buffering the rest). Stream keys never appear: sessions only hold redacted keys.
