@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::StreamAnalysis;
 use super::pipeline::SampleTime;
+use crate::evidence::Source;
 use crate::policy::Signals;
 use crate::session::{GateSignal, Outcome};
 use crate::signals::classifier::{Classifier, ClassifierConfig, ClassifierError};
@@ -121,7 +122,7 @@ fn run_classifier(
                     None,
                     Vec::new(),
                     GateSignal::Classifier,
-                    Some(&picture),
+                    Some(Source::Rgb(&picture)),
                 ) {
                     stats.verdicts.fetch_add(1, Ordering::Relaxed);
                 }

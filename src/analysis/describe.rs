@@ -19,6 +19,7 @@ use super::StreamAnalysis;
 use super::pipeline::SampleTime;
 use crate::descriptor::views::{View, crop_view, trim_borders};
 use crate::descriptor::{DescriptorConfig, DescriptorError, DescriptorModel};
+use crate::evidence::Source;
 use crate::policy::{DescriptorSignal, Signals};
 use crate::session::{GateSignal, Outcome};
 use crate::signals::descriptor_lists::{
@@ -183,7 +184,7 @@ fn run_describer(
             None,
             Vec::new(),
             GateSignal::Descriptor,
-            Some(&picture),
+            Some(Source::Rgb(&picture)),
         ) {
             stats.verdicts.fetch_add(1, Ordering::Relaxed);
         }

@@ -14,12 +14,12 @@ use tracing::debug;
 use super::{StreamAnalysis, WorkerScratch, lock};
 use crate::actions::{AuditEvent, Cut, Finding, Learned, SignalRecord};
 use crate::descriptor::views::ViewCycle;
-use crate::evidence::Capture;
+use crate::evidence::{Capture, Source};
 use crate::policy::{Decision, Evidence, Signals, StreamPolicy, Verdict};
 use crate::session::{Closer, EndKind, GateSignal, Outcome};
 use crate::signals::lists::ListMatch;
 use livegate_signals::hash256::Hash256;
-use livegate_signals::pdq::{Dihedral, Image, PdqDihedral};
+use livegate_signals::pdq::{Dihedral, PdqDihedral};
 
 /// When a sample's keyframe arrived and where it sits in the stream.
 #[derive(Debug, Clone, Copy)]
@@ -128,16 +128,11 @@ impl StreamAnalysis {
             Vec::new()
         };
         // The hash verdict first: a gated keyframe is released as soon as it can be.
-        let rgb = scratch.hasher.rgb_picture();
-        self.act(
-            decision,
-            at,
-            Some(&lookup),
-            learn,
-            GateSignal::Pdq,
-            Some(&rgb),
-        );
-        self.keep_thumbnail(&rgb);
+        // Evidence and thumbnails are made of the decoded picture: scaling it costs a
+        // quarter of converting the RGB one.
+        let source = Some(Source::Frame(picture));
+        self.act(decision, at, Some(&lookup), learn, GateSignal::Pdq, source);
+        self.keep_thumbnail(picture);
         self.hand_to_classifier(state, scratch, at);
         self.hand_to_descriptor(state, scratch, at);
         true
@@ -145,10 +140,10 @@ impl StreamAnalysis {
 
     /// Keeps the picture as the stream's thumbnail when one is due (`[evidence]
     /// thumbnails`, at most one per `thumbnail_interval_ms`).
-    fn keep_thumbnail(&self, picture: &Image<'_>) {
+    fn keep_thumbnail(&self, picture: &frame::Video) {
         let evidence = &self.analysis.evidence;
         if evidence.thumbnail_due(self.session.id) {
-            evidence.keep_thumbnail(self.session.id, picture);
+            evidence.keep_thumbnail(self.session.id, Source::Frame(picture));
             // A stream that ended meanwhile keeps no thumbnail.
             if self.ended.load(Ordering::Relaxed) {
                 evidence.forget_stream(self.session.id);
@@ -291,7 +286,7 @@ impl StreamAnalysis {
     /// decision came from the hash path, `learn` the hashes a cut learns (the stream's
     /// remembered descriptors are learned too). `signal` decided, and answers a gated
     /// stream's gate once the cut (if any) is requested; then `picture` (the analysed
-    /// keyframe, RGB24) is kept as the decision's evidence frame. True when the decision
+    /// keyframe) is kept as the decision's evidence frame. True when the decision
     /// was more than clear.
     pub(super) fn act(
         &self,
@@ -300,7 +295,7 @@ impl StreamAnalysis {
         lookup: Option<&Lookup>,
         learn: Vec<(Hash256, u8)>,
         signal: GateSignal,
-        picture: Option<&Image<'_>>,
+        picture: Option<Source<'_>>,
     ) -> bool {
         let Some(acted) = self.act_on(decision, at, lookup, learn) else {
             self.answer_gate(at.offset, signal, Outcome::Clear);

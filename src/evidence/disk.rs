@@ -36,6 +36,9 @@ pub enum DiskError {
     Config(String),
 }
 
+/// An item read back from disk: its fields and its JPEG.
+pub(super) type Reloaded = (ItemState, Vec<u8>);
+
 /// One write: the JSON always, the JPEG the first time.
 struct Write {
     id: String,
@@ -64,7 +67,7 @@ impl DiskWriter {
         max_files: usize,
         max_age: Duration,
         reload: usize,
-    ) -> Result<(DiskWriter, Vec<(ItemState, Vec<u8>)>), DiskError> {
+    ) -> Result<(DiskWriter, Vec<Reloaded>), DiskError> {
         let dir_error = |source| DiskError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -131,7 +134,7 @@ fn list(dir: &Path) -> std::io::Result<VecDeque<(SystemTime, String)>> {
 }
 
 /// Reads an item back; `None` (logged) when it is unreadable or not livegate's.
-fn read_item(dir: &Path, id: &str) -> Option<(ItemState, Vec<u8>)> {
+fn read_item(dir: &Path, id: &str) -> Option<Reloaded> {
     let read = |name: String, max: u64| -> std::io::Result<Vec<u8>> {
         let mut bytes = Vec::new();
         std::fs::File::open(dir.join(name))?
@@ -240,7 +243,7 @@ mod tests {
                 bbox: None,
                 reason: "test".into(),
             },
-            &picture,
+            super::super::Source::Rgb(&picture),
         );
         id
     }

@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 use crate::actions::AuditEvent;
 use crate::config::InvalidKey;
 use crate::stream::StreamId;
-use livegate_signals::pdq::Image;
 
 pub use disk::DiskError;
+pub use jpeg::Source;
 
 /// `[evidence]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -394,7 +394,7 @@ impl EvidenceStore {
     }
 
     /// Encodes `picture` as the evidence of `capture` and keeps it.
-    pub fn capture(&self, capture: Capture, picture: &Image<'_>) {
+    pub fn capture(&self, capture: Capture, picture: Source<'_>) {
         let Some(jpeg) = self.encode(picture, capture.bbox) else {
             return;
         };
@@ -515,7 +515,7 @@ impl EvidenceStore {
         }
     }
 
-    fn encode(&self, picture: &Image<'_>, bbox: Option<[f32; 4]>) -> Option<jpeg::Jpeg> {
+    fn encode(&self, picture: Source<'_>, bbox: Option<[f32; 4]>) -> Option<jpeg::Jpeg> {
         let started = Instant::now();
         let encoded = jpeg::encode(picture, self.config.width, self.config.jpeg_quality, bbox);
         self.stats
@@ -561,7 +561,7 @@ impl EvidenceStore {
 
     /// Encodes and keeps `stream`'s thumbnail (after [`Self::thumbnail_due`]); nothing
     /// if the stream was forgotten meanwhile.
-    pub fn keep_thumbnail(&self, stream: StreamId, picture: &Image<'_>) {
+    pub fn keep_thumbnail(&self, stream: StreamId, picture: Source<'_>) {
         let Some(jpeg) = self.encode(picture, None) else {
             return;
         };
@@ -587,6 +587,8 @@ impl EvidenceStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use livegate_signals::pdq::Image;
 
     fn picture(pixels: &[u8]) -> Image<'_> {
         Image {
@@ -633,7 +635,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let cases: [(fn(&mut EvidenceConfig), &str); 6] = [
+        type Change = fn(&mut EvidenceConfig);
+        let cases: [(Change, &str); 6] = [
             (|c| c.width = 10, "evidence.width"),
             (|c| c.jpeg_quality = 0, "evidence.jpeg_quality"),
             (|c| c.memory_frames = 0, "evidence.memory_frames"),
@@ -664,7 +667,10 @@ mod tests {
         let pixels = vec![128u8; 160 * 90 * 3];
         let ids: Vec<EvidenceId> = (0..5).map(|_| store.new_id().expect("id")).collect();
         for id in &ids {
-            store.capture(capture(*id, AuditEvent::Alert), &picture(&pixels));
+            store.capture(
+                capture(*id, AuditEvent::Alert),
+                Source::Rgb(&picture(&pixels)),
+            );
         }
         let newest = store.newest(10, |_| true);
         let kept: Vec<String> = newest.iter().map(|info| info.id.clone()).collect();
@@ -684,7 +690,10 @@ mod tests {
         let store = EvidenceStore::open(EvidenceConfig::default()).expect("store");
         let pixels = vec![128u8; 160 * 90 * 3];
         let id = store.new_id().expect("id");
-        store.capture(capture(id, AuditEvent::Alert), &picture(&pixels));
+        store.capture(
+            capture(id, AuditEvent::Alert),
+            Source::Rgb(&picture(&pixels)),
+        );
         let item = store.get(id).expect("kept");
         let review = |state| Review {
             state,
@@ -724,7 +733,7 @@ mod tests {
         let pixels = vec![128u8; 160 * 90 * 3];
         let stream = StreamId::local(9);
         assert!(store.thumbnail_due(stream));
-        store.keep_thumbnail(stream, &picture(&pixels));
+        store.keep_thumbnail(stream, Source::Rgb(&picture(&pixels)));
         assert!(!store.thumbnail_due(stream), "within the interval");
         assert!(store.thumbnail(stream).is_some());
         store.forget_stream(stream);

@@ -480,3 +480,69 @@ fn a_publisher_leaving_while_held_gets_its_judged_bytes_delivered_and_nothing_li
     };
     assert_eq!(keyframes, 0, "the listed keyframe reached the origin");
 }
+
+#[test]
+fn a_shutdown_while_a_gop_is_held_sends_the_origin_none_of_it() {
+    use livegate_rtmp::encode::{self, ChunkWriter};
+    let media = media();
+    let origin = NginxOrigin::start();
+    let listen = local(free_port());
+    // A GOP waits for the next keyframe, which never comes: the first GOP stays held.
+    let token = "gate-test-token-0123456789";
+    let config = gated_ingest(listen, origin.addr, "gate = \"gop\"\nmax_hold_ms = 30000")
+        + "[server]\nshutdown_grace_ms = 300\n"
+        + &tables(&format!("token = \"{token}\""));
+    let mut livegate = Livegate::start(&config, 1);
+    let admin = livegate.admin_addr();
+    let tags = video_tags(&media.benign, "shutdown-tags");
+    let mut publisher = support::AttackPublisher::connect(listen, "live", "held-at-shutdown");
+    let writer = ChunkWriter::default();
+    let message = |bytes: &mut Vec<u8>, tag: &support::FlvTag| {
+        writer.write_message(
+            bytes,
+            encode::CSID_VIDEO,
+            tag.timestamp,
+            encode::TYPE_VIDEO,
+            1,
+            &tag.body,
+        );
+    };
+    let (mut header, mut gop) = (Vec::new(), Vec::new());
+    message(&mut header, &tags[0]);
+    // The keyframe and the frames after it, short of the next keyframe.
+    for tag in &tags[1..12] {
+        message(&mut gop, tag);
+    }
+    assert!(
+        tags[2..12]
+            .iter()
+            .all(|tag| tag.body.first() != Some(&0x17)),
+        "a second keyframe in the held GOP"
+    );
+    publisher.send(&header);
+    publisher.send(&gop);
+    wait_for_stream(
+        admin,
+        token,
+        |stream| stream["keyframes_analysed"].as_u64() >= Some(1),
+        "the held GOP's keyframe analysed",
+    );
+    livegate.signal("TERM");
+    let closed = livegate.session_closed_for_key("held-at-shutdown", Duration::from_secs(10));
+    assert_eq!(closed["closer"], "shutdown", "{closed}");
+    // Everything before the keyframe went on; nothing of the held GOP did, not even part
+    // of a message.
+    let before_keyframe = (publisher.sent.len() - gop.len()) as u64;
+    assert_eq!(
+        closed["bytes_from_publisher"].as_u64(),
+        Some(before_keyframe),
+        "{closed}"
+    );
+    assert!(livegate.process.wait_for(Duration::from_secs(10)).is_some());
+    let recording = support::finished_recording(&origin, "held-at-shutdown");
+    let video_frames = support::flv_tags(&recording)
+        .iter()
+        .filter(|tag| tag.type_id == 9 && tag.body.get(1) == Some(&1))
+        .count();
+    assert_eq!(video_frames, 0, "a held frame reached the origin");
+}

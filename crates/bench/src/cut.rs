@@ -493,8 +493,8 @@ pub fn run(args: CutBenchArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) struct Media {
     pub(super) benign: Arc<VideoTrack>,
-    listed: Arc<VideoTrack>,
-    benign_path: PathBuf,
+    pub(super) listed: Arc<VideoTrack>,
+    pub(super) benign_path: PathBuf,
     pub(super) list_path: PathBuf,
     list_lines: usize,
     /// With `--descriptor`: the clip's descriptor list and its number of descriptors.
@@ -701,9 +701,9 @@ pub(super) struct VideoTrack {
 }
 
 /// One keyframe as the demuxer hands it to analysis.
-struct Keyframe<'a> {
-    nalus: &'a [u8],
-    pts_ms: i64,
+pub(super) struct Keyframe<'a> {
+    pub(super) nalus: &'a [u8],
+    pub(super) pts_ms: i64,
 }
 
 impl VideoTrack {
@@ -755,14 +755,14 @@ impl VideoTrack {
         bytes as f64 * 8.0 / f64::from(self.duration_ms.max(1))
     }
 
-    fn extradata(&self) -> &[u8] {
+    pub(super) fn extradata(&self) -> &[u8] {
         self.sequence_header
             .data
             .get(AVC_TAG_HEADER_BYTES..)
             .unwrap_or_default()
     }
 
-    fn keyframes(&self) -> impl Iterator<Item = Keyframe<'_>> {
+    pub(super) fn keyframes(&self) -> impl Iterator<Item = Keyframe<'_>> {
         self.frames
             .iter()
             .filter(|tag| is_keyframe(tag))
@@ -1292,7 +1292,7 @@ fn report_signal_cost(costs: &KeyframeCosts, cost: &SignalCost, signal: &ModelSi
 // Live phases
 
 /// A sink that reads and discards: the origin.
-async fn start_sink() -> anyhow::Result<SocketAddr> {
+pub(super) async fn start_sink() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the sink")?;
@@ -1323,10 +1323,10 @@ impl ProxyConfig<'_> {
 }
 
 /// An in-process livegate relaying to `origin`.
-struct Proxy {
-    listen: SocketAddr,
+pub(super) struct Proxy {
+    pub(super) listen: SocketAddr,
     stats: Arc<AnalysisStats>,
-    services: Arc<livegate::session::Services>,
+    pub(super) services: Arc<livegate::session::Services>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -1355,6 +1355,11 @@ impl Proxy {
         if let Some(signal) = proxy_config.signal {
             signal.configure(&mut config, proxy_config.descriptor_list);
         }
+        Proxy::run(config).await
+    }
+
+    /// Runs livegate on `config` (its ingest relaying to the bench's origin).
+    pub(super) async fn run(config: Config) -> anyhow::Result<Proxy> {
         let server = Server::bind(config).await?;
         let listen = server.local_addrs()[0];
         let services = server.services();
@@ -1393,7 +1398,7 @@ impl Proxy {
         }
     }
 
-    async fn shut_down(self) {
+    pub(super) async fn shut_down(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -1401,7 +1406,7 @@ impl Proxy {
 
 /// A snapshot of the analysis counters, the analysis threads' CPU and the process CPU.
 #[derive(Clone, Copy)]
-struct Snapshot {
+pub(super) struct Snapshot {
     at: Instant,
     offered: u64,
     shed: u64,
@@ -1448,6 +1453,11 @@ impl ModelSignal {
 }
 
 impl Snapshot {
+    /// Without a model signal.
+    pub(super) fn of_analysis(proxy: &Proxy) -> Snapshot {
+        Snapshot::take(proxy, None)
+    }
+
     fn take(proxy: &Proxy, signal: Option<&ModelSignal>) -> Snapshot {
         let stats = &proxy.stats;
         Snapshot {
@@ -1470,16 +1480,16 @@ impl Snapshot {
 }
 
 /// Counters over an interval.
-struct Interval {
-    seconds: f64,
+pub(super) struct Interval {
+    pub(super) seconds: f64,
     offered: u64,
-    shed: u64,
-    analysed: u64,
+    pub(super) shed: u64,
+    pub(super) analysed: u64,
     decoder_errors: u64,
-    mean_latency_ms: f64,
+    pub(super) mean_latency_ms: f64,
     signal_pictures: u64,
     signal_shed: u64,
-    analysis_cpu: f64,
+    pub(super) analysis_cpu: f64,
     analysis_waiting: f64,
     signal_cpu: f64,
     signal_waiting: f64,
@@ -1487,7 +1497,7 @@ struct Interval {
 }
 
 impl Interval {
-    fn between(before: &Snapshot, after: &Snapshot) -> Interval {
+    pub(super) fn between(before: &Snapshot, after: &Snapshot) -> Interval {
         let analysed = after.analysed - before.analysed;
         Interval {
             seconds: after.at.duration_since(before.at).as_secs_f64(),
@@ -1626,14 +1636,19 @@ async fn publish(
 }
 
 /// Benign publishers: each starts at a random phase of a GOP, loops until stopped.
-struct BenignLoad {
+pub(super) struct BenignLoad {
     running: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Published>>>,
     cut: Arc<AtomicU64>,
 }
 
 impl BenignLoad {
-    fn start(target: SocketAddr, track: &Arc<VideoTrack>, count: usize, seed: u64) -> BenignLoad {
+    pub(super) fn start(
+        target: SocketAddr,
+        track: &Arc<VideoTrack>,
+        count: usize,
+        seed: u64,
+    ) -> BenignLoad {
         let running = Arc::new(AtomicBool::new(true));
         let cut = Arc::new(AtomicU64::new(0));
         let mut phases = SplitMix(seed);
@@ -1661,7 +1676,7 @@ impl BenignLoad {
     }
 
     /// Stops every publisher; the number whose connection was closed under them.
-    async fn stop(self) -> anyhow::Result<u64> {
+    pub(super) async fn stop(self) -> anyhow::Result<u64> {
         self.running.store(false, Ordering::Relaxed);
         for task in self.tasks {
             task.await.context("a benign publisher panicked")??;
@@ -1671,7 +1686,7 @@ impl BenignLoad {
 }
 
 /// Time for all benign publishers to have started and sent a keyframe.
-fn warm_up() -> Duration {
+pub(super) fn warm_up() -> Duration {
     Duration::from_secs_f64(2.0 * GOP_SECONDS + 0.5)
 }
 

@@ -13,6 +13,14 @@
 //! keyframe's latency is the time from leaving the publisher to its last byte reaching
 //! the origin; gate mode's added latency is the difference of the two modes' percentiles.
 //!
+//! livegate runs on a runtime of its own (threads `livegate-proxy`) beside its analysis
+//! workers (`livegate-analysis-N`), so each mode's CPU per stream is livegate's alone,
+//! read from those threads (`/proc/self/task`); the publishers and the sink run on the
+//! `bench-load` runtime. Memory per stream is the process's resident memory near the end
+//! of a mode, less what it was before the mode began, over the streams: what the streams
+//! hold while running (their buffers, held bytes and decoders), not what a finished mode
+//! left to the allocator.
+//!
 //! Goals (issue 16): p99 added ≤ 50 ms for `keyframe`, ≤ one GOP + 50 ms for `gop`.
 //! Missed goals are reported, not failed on; the exit status is non-zero only when a
 //! stream was cut or no keyframe arrived.
@@ -29,7 +37,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::cut::{APP, CHUNK_SIZE, GOP_SECONDS, Media, VideoTrack, is_keyframe};
 use super::index::SplitMix;
+use super::index::resident_bytes;
 use super::relay::percentile;
+use super::tls::{PROXY_THREAD, threads_cpu_seconds};
 use livegate::config::Config;
 use livegate::server::Server;
 use livegate_rtmp::encode::{self, ChunkWriter, HANDSHAKE_PACKET_BYTES};
@@ -68,11 +78,17 @@ pub fn run(args: GateBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     ensure!(args.seconds > 0, "--seconds must be at least 1");
     let dir = tempfile::tempdir().context("creating a directory for the media")?;
     let media = Media::without_model(dir.path(), args.benign_seconds)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let load = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_name("bench-load")
         .build()
-        .context("starting the async runtime")?;
-    let failed = runtime.block_on(phases(&args, &media))?;
+        .context("starting the load's runtime")?;
+    let proxy = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(PROXY_THREAD)
+        .build()
+        .context("starting livegate's runtime")?;
+    let failed = load.block_on(phases(&args, &media, &proxy))?;
     Ok(if failed {
         std::process::ExitCode::FAILURE
     } else {
@@ -80,7 +96,15 @@ pub fn run(args: GateBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
-async fn phases(args: &GateBenchArgs, media: &Media) -> anyhow::Result<bool> {
+/// The threads whose CPU is livegate's: its runtime and its analysis workers.
+const LIVEGATE_THREADS: &str = "livegate-";
+const _: () = assert!(PROXY_THREAD.len() > LIVEGATE_THREADS.len());
+
+async fn phases(
+    args: &GateBenchArgs,
+    media: &Media,
+    proxy: &tokio::runtime::Runtime,
+) -> anyhow::Result<bool> {
     let arrivals = Arc::new(Mutex::new(HashMap::new()));
     let origin = start_timing_sink(Arc::clone(&arrivals)).await?;
     let unit = match args.gate {
@@ -107,10 +131,10 @@ async fn phases(args: &GateBenchArgs, media: &Media) -> anyhow::Result<bool> {
         ),
         "(bench)",
     )?;
-    let server = Server::bind(config).await?;
+    let server = proxy.spawn(Server::bind(config)).await??;
     let (pass, gate) = (server.local_addrs()[0], server.local_addrs()[1]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run_until(async {
+    let task = proxy.spawn(server.run_until(async {
         let _ = stopped.await;
     }));
     println!(
@@ -128,6 +152,7 @@ async fn phases(args: &GateBenchArgs, media: &Media) -> anyhow::Result<bool> {
         "{:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>9} {:>9} | {:>6} | goal (n: gated keyframes measured)",
         "streams", "pass p50", "pass p99", "gate p50", "gate p99", "added p50", "added p99", "n"
     );
+    let mut costs = Vec::new();
     let mut failed = false;
     let mut next_id = 0u64;
     for &streams in &args.streams {
@@ -147,6 +172,7 @@ async fn phases(args: &GateBenchArgs, media: &Media) -> anyhow::Result<bool> {
             }
             results.push(measured);
         }
+        costs.push((streams, results[0].cost, results[1].cost));
         let p = |index: usize, quantile: f64| percentile(&results[index].latencies_ms, quantile);
         let (added_50, added_99) = (p(1, 0.5) - p(0, 0.5), p(1, 0.99) - p(0, 0.99));
         let goal_ms = match args.gate {
@@ -163,6 +189,30 @@ async fn phases(args: &GateBenchArgs, media: &Media) -> anyhow::Result<bool> {
             added_99,
             results[1].latencies_ms.len(),
             if added_99 <= goal_ms { "met" } else { "MISSED" }
+        );
+    }
+    println!(
+        "livegate's own CPU (its runtime and analysis threads) and resident memory per stream, each mode:"
+    );
+    println!(
+        "{:>7} | {:>14} {:>14} | {:>15} {:>15} | {:>12} {:>12}",
+        "streams",
+        "pass %core/str",
+        "gate %core/str",
+        "pass streams/c",
+        "gate streams/c",
+        "pass KiB/str",
+        "gate KiB/str"
+    );
+    for (streams, pass_cost, gate_cost) in costs {
+        println!(
+            "{streams:>7} | {:>14.2} {:>14.2} | {:>15.0} {:>15.0} | {:>12.0} {:>12.0}",
+            pass_cost.core_percent_per_stream,
+            gate_cost.core_percent_per_stream,
+            100.0 / pass_cost.core_percent_per_stream.max(f64::EPSILON),
+            100.0 / gate_cost.core_percent_per_stream.max(f64::EPSILON),
+            pass_cost.resident_kib_per_stream,
+            gate_cost.resident_kib_per_stream,
         );
     }
     let _ = stop.send(());
@@ -221,11 +271,26 @@ struct Phase {
 struct Measured {
     latencies_ms: Vec<f64>,
     cut: usize,
+    cost: Cost,
+}
+
+/// What one mode cost livegate per stream.
+#[derive(Clone, Copy)]
+struct Cost {
+    /// livegate's threads' CPU, in % of a core per stream.
+    core_percent_per_stream: f64,
+    /// Resident memory grown since the mode began, per stream.
+    resident_kib_per_stream: f64,
 }
 
 impl Phase {
     async fn run(&self, track: &Arc<VideoTrack>, arrivals: &Arrivals) -> anyhow::Result<Measured> {
         let running = Arc::new(AtomicBool::new(true));
+        let (cpu_before, resident_before, started) = (
+            threads_cpu_seconds(LIVEGATE_THREADS)?,
+            resident_bytes(),
+            Instant::now(),
+        );
         let mut phases = SplitMix(self.first_id + 1);
         let tasks: Vec<_> = (0..self.streams)
             .map(|index| {
@@ -240,6 +305,16 @@ impl Phase {
             })
             .collect();
         tokio::time::sleep(self.duration).await;
+        let streams = self.streams.max(1) as f64;
+        let cost = Cost {
+            core_percent_per_stream: (threads_cpu_seconds(LIVEGATE_THREADS)? - cpu_before)
+                / started.elapsed().as_secs_f64()
+                / streams
+                * 100.0,
+            resident_kib_per_stream: resident_bytes().saturating_sub(resident_before) as f64
+                / 1024.0
+                / streams,
+        };
         running.store(false, Ordering::Relaxed);
         let mut sent = Vec::new();
         let mut cut = 0;
@@ -276,7 +351,11 @@ impl Phase {
                 }
             }
         }
-        Ok(Measured { latencies_ms, cut })
+        Ok(Measured {
+            latencies_ms,
+            cut,
+            cost,
+        })
     }
 }
 

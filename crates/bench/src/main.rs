@@ -10,6 +10,7 @@ mod demux;
 mod descriptor;
 mod descriptor_index;
 mod descriptor_recall;
+mod evidence;
 mod gate;
 mod index;
 mod live_hash;
@@ -49,6 +50,9 @@ enum BenchCommand {
     Cut(cut::CutBenchArgs),
     /// Gate mode: added latency per keyframe against pass mode, 1 to 200 streams.
     Gate(gate::GateBenchArgs),
+    /// Evidence frames and thumbnails: JPEG cost per frame against the worker's path, and
+    /// analysis CPU per keyframe with evidence on and off.
+    Evidence(evidence::EvidenceBenchArgs),
     /// Per-keyframe analysis cost of HEVC and AV1 against H.264.
     Codecs(codecs::CodecsBenchArgs),
     /// Classifier (NudeNet's YOLOv8n) per-frame cost against Python's onnxruntime.
@@ -92,6 +96,7 @@ fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::TsDemux(args) => ts_demux::run(args),
         BenchCommand::Cut(args) => cut::run(args),
         BenchCommand::Gate(args) => gate::run(args),
+        BenchCommand::Evidence(args) => evidence::run(args),
         BenchCommand::Codecs(args) => codecs::run(args),
         BenchCommand::Classifier(args) => classifier::run(args),
         BenchCommand::Descriptor(args) => descriptor::run(args),

@@ -12,7 +12,11 @@
 //! sent); through livegate it includes a second SRT link, whose receiver buffers
 //! `--latency-ms` like the first. Last, `--cuts` streams publish a listed clip (its list
 //! made by `livegate hash --every 1`) one after the other, and the audit's time to cut
-//! (the matching keyframe's first byte arriving → both SRT links closed) is reported.
+//! (the matching keyframe's first byte arriving → both SRT links closed) is reported for
+//! two kinds of publisher: one pacing the TS at a constant bit rate (a CBR mux, as
+//! broadcast encoders send: a 75 KB keyframe takes ~200 ms to arrive at 3 Mbit/s), and
+//! `ffmpeg -re`, which writes each frame's packets when the frame is due (a keyframe
+//! arrives in one burst, as an RTMP publisher sends it).
 
 use anyhow::{Context, bail};
 use std::collections::HashMap;
@@ -113,7 +117,10 @@ async fn bench(args: &SrtBenchArgs) -> anyhow::Result<ExitCode> {
         let _ = stopped.await;
     }));
     let through = phase(args, "livegate", listen, &messages, &arrivals).await?;
-    let cut_ms = time_to_cut(args, listen, &known, &services).await?;
+    time_to_cut_paced(args, listen, &known).await?;
+    time_to_cut_ffmpeg(args, listen, &dir.path().join("known.ts")).await?;
+    // Let the last cut's audit record be written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(());
     let _ = serving.await;
     for result in [&direct, &through] {
@@ -128,13 +135,19 @@ async fn bench(args: &SrtBenchArgs) -> anyhow::Result<ExitCode> {
         core_per_stream(&through) - core_per_stream(&direct),
         100.0 / (core_per_stream(&through) - core_per_stream(&direct)).max(f64::EPSILON),
     );
-    println!(
-        "time to cut over SRT: {} of {} listed streams cut; p50 {:.1} ms, p99 {:.1} ms",
-        cut_ms.len(),
-        args.cuts,
-        percentile(&cut_ms, 0.5),
-        percentile(&cut_ms, 0.99)
-    );
+    for (app, publisher) in [
+        (PACED_APP, "paced at a constant bit rate"),
+        (FFMPEG_APP, "ffmpeg -re (a burst per frame)"),
+    ] {
+        let cut_ms = cut_times(&services, app);
+        println!(
+            "time to cut over SRT, {publisher}: {} of {} listed streams cut; p50 {:.1} ms, p99 {:.1} ms",
+            cut_ms.len(),
+            args.cuts,
+            percentile(&cut_ms, 0.5),
+            percentile(&cut_ms, 0.99)
+        );
+    }
     if through.delivered < 0.99 || direct.delivered < 0.99 {
         bail!("messages were lost: the machine is overloaded at this load");
     }
@@ -162,18 +175,22 @@ fn encode_clip(dir: &Path, name: &str, source: &str, kbps: u64) -> anyhow::Resul
     Ok(bytes.chunks(MESSAGE_BYTES).map(<[u8]>::to_vec).collect())
 }
 
-/// Publishes the listed clip `args.cuts` times, one stream after the other, each until
-/// livegate cuts it; returns each cut's time to cut from the audit.
-async fn time_to_cut(
+/// The app (first streamid segment) of the listed streams each kind of publisher sends;
+/// their keys differ too, since a cut bans its key.
+const PACED_APP: &str = "paced";
+const FFMPEG_APP: &str = "burst";
+
+/// Publishes the listed clip `args.cuts` times at a constant bit rate, one stream after
+/// the other, each until livegate cuts it.
+async fn time_to_cut_paced(
     args: &SrtBenchArgs,
     listen: SocketAddr,
     known: &[Vec<u8>],
-    services: &livegate::session::Services,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<()> {
     let interval =
         Duration::from_secs_f64(MESSAGE_BYTES as f64 * 8.0 / (args.kbps as f64 * 1000.0));
     for index in 0..args.cuts {
-        let streamid = format!("live/listed-{index}");
+        let streamid = format!("{PACED_APP}/listed-{index}");
         let stream = SrtStream::connect(listen, options(args, Some(streamid)))
             .await
             .with_context(|| format!("connecting listed stream {index}"))?;
@@ -185,15 +202,44 @@ async fn time_to_cut(
             }
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Ok(services
+    Ok(())
+}
+
+/// Publishes the listed clip `args.cuts` times with `ffmpeg -re`, one stream after the
+/// other, each until livegate cuts it (ffmpeg then exits).
+async fn time_to_cut_ffmpeg(
+    args: &SrtBenchArgs,
+    listen: SocketAddr,
+    clip: &Path,
+) -> anyhow::Result<()> {
+    for index in 0..args.cuts {
+        let url = format!(
+            "srt://{listen}?streamid={FFMPEG_APP}/burst-listed-{index}&latency={}",
+            args.latency_ms * 1000
+        );
+        let mut ffmpeg = tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "quiet", "-re", "-i"])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "mpegts", &url])
+            .kill_on_drop(true)
+            .spawn()
+            .context("running ffmpeg (scripts/install-deps.sh)")?;
+        // The clip lasts 6 s; a stream still running after 10 s was not cut.
+        let _ = tokio::time::timeout(Duration::from_secs(10), ffmpeg.wait()).await;
+    }
+    Ok(())
+}
+
+/// The time to cut of every policy cut of streams of `app`, from the audit.
+fn cut_times(services: &livegate::session::Services, app: &str) -> Vec<f64> {
+    services
         .analysis
         .actions()
         .recent_records()
         .iter()
-        .filter(|record| record.event == livegate::actions::AuditEvent::Cut)
+        .filter(|record| record.event == livegate::actions::AuditEvent::Cut && record.app == app)
         .filter_map(|record| record.time_to_cut_ms)
-        .collect())
+        .collect()
 }
 
 fn start_sink(args: &SrtBenchArgs, arrivals: Arrivals) -> anyhow::Result<Arc<Listener>> {

@@ -25,7 +25,7 @@ use super::relay::{
 };
 
 /// livegate's runtime threads, whose CPU is livegate's (15 bytes at most: a Linux thread name).
-const PROXY_THREAD: &str = "livegate-proxy";
+pub(super) const PROXY_THREAD: &str = "livegate-proxy";
 
 pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     let pki = tempfile::tempdir().context("making a scratch directory")?;
@@ -276,7 +276,7 @@ async fn bench(
 
 /// CPU seconds (user + system) spent so far by this process's threads whose name starts
 /// with `prefix`, from `/proc/self/task/*/stat` (clock ticks).
-fn threads_cpu_seconds(prefix: &str) -> anyhow::Result<f64> {
+pub(super) fn threads_cpu_seconds(prefix: &str) -> anyhow::Result<f64> {
     // SAFETY: sysconf only reads a configuration value.
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut ticks = 0u64;
