@@ -38,6 +38,8 @@ test_packages=(
   srt-tools
   # the README's shell examples (tests/suite/readme.rs) and the RTMPS tests' CA
   jq openssl
+  # a real browser for the console's tests (tests/suite/console_browser.rs, WebDriver)
+  chromium chromium-driver
   # GStreamer as a second publisher (rtmp2sink, over RTMP and RTMPS; x264enc, flvmux)
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly

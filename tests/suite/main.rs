@@ -11,6 +11,7 @@ mod classifier;
 mod classifier_stream;
 mod cluster;
 mod console;
+mod console_browser;
 mod cut;
 mod demo;
 mod demux_fixture;

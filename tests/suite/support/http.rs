@@ -1,5 +1,5 @@
-//! A minimal blocking HTTP/1.1 client for the admin API tests: one request per
-//! connection (`Connection: close`), the whole answer read to the end.
+//! A minimal blocking HTTP/1.1 client for the admin API tests (and chromedriver's
+//! WebDriver): one request per connection (`Connection: close`), the whole answer read.
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -132,10 +132,35 @@ impl<'a> Request<'a> {
         }
         // The server may answer (413) and close before reading all of a large body.
         let _ = stream.write_all(&request);
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        parse(&raw)
+        parse(&read_answer(&mut stream))
     }
+}
+
+/// The answer's bytes: up to its `Content-Length` when it announces one (chromedriver
+/// says `Connection: close` but keeps the connection open), else up to the close.
+fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 65536];
+    while answer_length(&raw).is_none_or(|length| raw.len() < length) {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => raw.extend_from_slice(&buffer[..n]),
+        }
+    }
+    raw
+}
+
+/// The whole answer's length, once its head is in and announces a `Content-Length`.
+fn answer_length(raw: &[u8]) -> Option<usize> {
+    let head_end = raw.windows(4).position(|window| window == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..head_end]).ok()?;
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    })?;
+    Some(head_end + length)
 }
 
 fn parse(raw: &[u8]) -> HttpResponse {

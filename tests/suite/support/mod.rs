@@ -6,6 +6,7 @@
 //! ports and killed by a Drop guard, so a failing test leaves nothing behind.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod browser;
 pub mod fleet;
 pub mod http;
 pub mod nats;
@@ -256,6 +257,17 @@ impl NginxOrigin {
     /// The recording of a stream; present once the publisher has gone.
     pub fn recording(&self, stream_key: &str) -> PathBuf {
         self.record_dir.join(format!("{stream_key}.flv"))
+    }
+
+    /// Whether nginx holds the recording of `stream_key` open: the stream is being
+    /// published to the origin (nginx closes the file when its publisher goes).
+    pub fn recording_open(&self, stream_key: &str) -> bool {
+        let path = self.recording(stream_key);
+        std::fs::read_dir(format!("/proc/{}/fd", self.process_id())).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
+        })
     }
 }
 
@@ -880,21 +892,13 @@ pub fn flv_tags(file: &[u8]) -> Vec<FlvTag> {
 /// nginx recorded nothing (no keyframe ever reached it). Call it once the session ended.
 pub fn finished_recording(origin: &NginxOrigin, stream_key: &str) -> Vec<u8> {
     let path = origin.recording(stream_key);
-    let fds = PathBuf::from(format!("/proc/{}/fd", origin.process_id()));
-    let held_open = || {
-        std::fs::read_dir(&fds).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == path))
-        })
-    };
     let mut last = None;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         thread::sleep(Duration::from_millis(200));
         // Closed and no longer growing: a loaded machine may delay nginx's reads.
         let size = std::fs::metadata(&path).map(|meta| meta.len()).ok();
-        if (size == last && !held_open()) || Instant::now() >= deadline {
+        if (size == last && !origin.recording_open(stream_key)) || Instant::now() >= deadline {
             return std::fs::read(&path).unwrap_or_default();
         }
         last = size;
