@@ -38,9 +38,12 @@ pub struct EvidenceConfig {
     /// Capture evidence frames at all.
     #[serde(default = "defaults::enabled")]
     pub enabled: bool,
-    /// Width of evidence JPEGs and thumbnails in pixels (aspect kept, never enlarged).
+    /// Width of evidence JPEGs in pixels (aspect kept, never enlarged).
     #[serde(default = "defaults::width")]
     pub width: u32,
+    /// Width of thumbnails: smaller than evidence, since one is made per live stream.
+    #[serde(default = "defaults::thumbnail_width")]
+    pub thumbnail_width: u32,
     /// JPEG quality, 1–100 as libjpeg's.
     #[serde(default = "defaults::jpeg_quality")]
     pub jpeg_quality: u8,
@@ -69,6 +72,7 @@ impl Default for EvidenceConfig {
         EvidenceConfig {
             enabled: defaults::enabled(),
             width: defaults::width(),
+            thumbnail_width: defaults::thumbnail_width(),
             jpeg_quality: defaults::jpeg_quality(),
             memory_frames: defaults::memory_frames(),
             dir: None,
@@ -87,6 +91,9 @@ mod defaults {
     pub fn width() -> u32 {
         480
     }
+    pub fn thumbnail_width() -> u32 {
+        320
+    }
     pub fn jpeg_quality() -> u8 {
         80
     }
@@ -100,7 +107,7 @@ mod defaults {
         "30d".into()
     }
     pub fn thumbnail_interval_ms() -> u64 {
-        5000
+        10_000
     }
 }
 
@@ -115,15 +122,17 @@ impl EvidenceConfig {
     pub fn validate(&self) -> Result<(), InvalidKey> {
         let invalid =
             |key: &str, message: String| Err(InvalidKey::new(format!("evidence.{key}"), message));
-        if !WIDTH_RANGE.contains(&self.width) {
-            return invalid(
-                "width",
-                format!(
-                    "must be between {} and {}",
-                    WIDTH_RANGE.start(),
-                    WIDTH_RANGE.end()
-                ),
-            );
+        for (key, width) in [("width", self.width), ("thumbnail_width", self.thumbnail_width)] {
+            if !WIDTH_RANGE.contains(&width) {
+                return invalid(
+                    key,
+                    format!(
+                        "must be between {} and {}",
+                        WIDTH_RANGE.start(),
+                        WIDTH_RANGE.end()
+                    ),
+                );
+            }
         }
         if !(1..=100).contains(&self.jpeg_quality) {
             return invalid("jpeg_quality", "must be between 1 and 100".into());
@@ -395,7 +404,7 @@ impl EvidenceStore {
 
     /// Encodes `picture` as the evidence of `capture` and keeps it.
     pub fn capture(&self, capture: Capture, picture: Source<'_>) {
-        let Some(jpeg) = self.encode(picture, capture.bbox) else {
+        let Some(jpeg) = self.encode(picture, self.config.width, capture.bbox) else {
             return;
         };
         let state = ItemState {
@@ -515,9 +524,14 @@ impl EvidenceStore {
         }
     }
 
-    fn encode(&self, picture: Source<'_>, bbox: Option<[f32; 4]>) -> Option<jpeg::Jpeg> {
+    fn encode(
+        &self,
+        picture: Source<'_>,
+        width: u32,
+        bbox: Option<[f32; 4]>,
+    ) -> Option<jpeg::Jpeg> {
         let started = Instant::now();
-        let encoded = jpeg::encode(picture, self.config.width, self.config.jpeg_quality, bbox);
+        let encoded = jpeg::encode(picture, width, self.config.jpeg_quality, bbox);
         self.stats
             .encode_micros_total
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -562,7 +576,7 @@ impl EvidenceStore {
     /// Encodes and keeps `stream`'s thumbnail (after [`Self::thumbnail_due`]); nothing
     /// if the stream was forgotten meanwhile.
     pub fn keep_thumbnail(&self, stream: StreamId, picture: Source<'_>) {
-        let Some(jpeg) = self.encode(picture, None) else {
+        let Some(jpeg) = self.encode(picture, self.config.thumbnail_width, None) else {
             return;
         };
         self.stats.thumbnails.fetch_add(1, Ordering::Relaxed);

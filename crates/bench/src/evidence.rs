@@ -46,8 +46,11 @@ pub struct EvidenceBenchArgs {
     /// `[evidence] width`.
     #[arg(long, default_value_t = 480)]
     pub width: u32,
+    /// `[evidence] thumbnail_width`.
+    #[arg(long, default_value_t = 320)]
+    pub thumbnail_width: u32,
     /// `[evidence] thumbnail_interval_ms`.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 10_000)]
     pub thumbnail_interval_ms: u64,
     /// CPU seconds spent measuring each per-frame cost.
     #[arg(long, default_value_t = 3.0)]
@@ -87,8 +90,8 @@ pub fn run(args: EvidenceBenchArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let off = runtime.block_on(live(&args, &media, &alert_list, "enabled = false"))?;
     let on_config = format!(
-        "thumbnails = true\nthumbnail_interval_ms = {}\nwidth = {}",
-        args.thumbnail_interval_ms, args.width
+        "thumbnails = true\nthumbnail_interval_ms = {}\nwidth = {}\nthumbnail_width = {}",
+        args.thumbnail_interval_ms, args.width, args.thumbnail_width
     );
     let on = runtime.block_on(live(&args, &media, &alert_list, &on_config))?;
     let per_keyframe =
@@ -110,14 +113,24 @@ pub fn run(args: EvidenceBenchArgs) -> anyhow::Result<ExitCode> {
             run.encode_ms
         );
     }
+    // The encoder's own clock: what the encodes took, against the analysis CPU of the
+    // run with evidence on. Steadier than the difference of two runs, which the
+    // machine's other load moves by a few per cent either way.
+    let encoded_ms = (on.captured + on.thumbnails) as f64 * on.encode_ms;
+    let clocked = encoded_ms / (on.interval.analysis_cpu * 1000.0).max(f64::EPSILON);
+    let verdict = |share: f64| if share <= GOAL_SHARE { "met" } else { "MISSED" };
     println!(
         "== {} streams ({} alerting): evidence + thumbnails cost {:.1} % of analysis CPU per keyframe \
-         (goal <= {:.0} %): {}",
+         (two runs compared), {:.1} % by the encoder's clock ({} encodes x {:.2} ms); goal <= {:.0} %: {} / {}",
         args.streams,
         args.alerting,
         share * 100.0,
+        clocked * 100.0,
+        on.captured + on.thumbnails,
+        on.encode_ms,
         GOAL_SHARE * 100.0,
-        if share <= GOAL_SHARE { "met" } else { "MISSED" }
+        verdict(share),
+        verdict(clocked)
     );
     Ok(ExitCode::SUCCESS)
 }
