@@ -122,7 +122,10 @@ impl EvidenceConfig {
     pub fn validate(&self) -> Result<(), InvalidKey> {
         let invalid =
             |key: &str, message: String| Err(InvalidKey::new(format!("evidence.{key}"), message));
-        for (key, width) in [("width", self.width), ("thumbnail_width", self.thumbnail_width)] {
+        for (key, width) in [
+            ("width", self.width),
+            ("thumbnail_width", self.thumbnail_width),
+        ] {
             if !WIDTH_RANGE.contains(&width) {
                 return invalid(
                     key,
@@ -650,8 +653,9 @@ mod tests {
     #[test]
     fn validation_names_the_key() {
         type Change = fn(&mut EvidenceConfig);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 7] = [
             (|c| c.width = 10, "evidence.width"),
+            (|c| c.thumbnail_width = 5000, "evidence.thumbnail_width"),
             (|c| c.jpeg_quality = 0, "evidence.jpeg_quality"),
             (|c| c.memory_frames = 0, "evidence.memory_frames"),
             (|c| c.max_files = 0, "evidence.max_files"),
