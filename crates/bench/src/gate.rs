@@ -39,7 +39,7 @@ use super::cut::{APP, CHUNK_SIZE, GOP_SECONDS, Media, VideoTrack, is_keyframe};
 use super::index::SplitMix;
 use super::index::resident_bytes;
 use super::relay::percentile;
-use super::tls::{PROXY_THREAD, threads_cpu_seconds};
+use super::tls::{PROXY_THREAD, load_and_proxy_runtimes, threads_cpu_seconds};
 use livegate::config::Config;
 use livegate::server::Server;
 use livegate_rtmp::encode::{self, ChunkWriter, HANDSHAKE_PACKET_BYTES};
@@ -78,16 +78,7 @@ pub fn run(args: GateBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     ensure!(args.seconds > 0, "--seconds must be at least 1");
     let dir = tempfile::tempdir().context("creating a directory for the media")?;
     let media = Media::without_model(dir.path(), args.benign_seconds)?;
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-load")
-        .build()
-        .context("starting the load's runtime")?;
-    let proxy = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name(PROXY_THREAD)
-        .build()
-        .context("starting livegate's runtime")?;
+    let (load, proxy) = load_and_proxy_runtimes()?;
     let failed = load.block_on(phases(&args, &media, &proxy))?;
     Ok(if failed {
         std::process::ExitCode::FAILURE

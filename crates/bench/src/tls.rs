@@ -30,6 +30,14 @@ pub(super) const PROXY_THREAD: &str = "livegate-proxy";
 pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
     let pki = tempfile::tempdir().context("making a scratch directory")?;
     make_certificate(pki.path())?;
+    let (load, proxy) = load_and_proxy_runtimes()?;
+    load.block_on(bench(&args, pki.path(), &proxy))
+}
+
+/// Two runtimes: `bench-load` for the publishers and sinks, and livegate's own, whose
+/// threads are named [`PROXY_THREAD`] so that its CPU can be read apart.
+pub(super) fn load_and_proxy_runtimes()
+-> anyhow::Result<(tokio::runtime::Runtime, tokio::runtime::Runtime)> {
     let load = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bench-load")
@@ -40,7 +48,7 @@ pub fn run(args: RelayBenchArgs) -> anyhow::Result<ExitCode> {
         .thread_name(PROXY_THREAD)
         .build()
         .context("starting livegate's runtime")?;
-    load.block_on(bench(&args, pki.path(), &proxy))
+    Ok((load, proxy))
 }
 
 /// A CA and a certificate it issues for 127.0.0.1: `ca.pem`, `server.pem`, `server.key`.
