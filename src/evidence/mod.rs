@@ -190,9 +190,8 @@ impl EvidenceId {
     /// 3.17): evidence is then not captured rather than given a guessable id.
     pub fn random() -> Option<EvidenceId> {
         let mut bytes = [0u8; 8];
-        // SAFETY: getrandom writes at most `bytes.len()` bytes into `bytes`.
-        let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        (filled == bytes.len() as isize).then(|| EvidenceId(u64::from_le_bytes(bytes)))
+        crate::stream::os_random(&mut bytes).ok()?;
+        Some(EvidenceId(u64::from_le_bytes(bytes)))
     }
 
     /// Parses exactly 16 lowercase hex digits (what [`std::fmt::Display`] writes).
