@@ -17,9 +17,10 @@
 //! workers (`livegate-analysis-N`), so each mode's CPU per stream is livegate's alone,
 //! read from those threads (`/proc/self/task`); the publishers and the sink run on the
 //! `bench-load` runtime. Memory per stream is the process's resident memory near the end
-//! of a mode, less what it was before the mode began, over the streams: what the streams
-//! hold while running (their buffers, held bytes and decoders), not what a finished mode
-//! left to the allocator.
+//! of a mode, less what it was before the mode began, over the streams; the mode that
+//! runs second reuses heap the first one freed, so that column understates it. Gate
+//! mode's own addition, the bytes it holds, is read from `livegate_gate_held_bytes`
+//! (sampled every 10 ms): its mean and peak per stream.
 //!
 //! Goals (issue 16): p99 added ≤ 50 ms for `keyframe`, ≤ one GOP + 50 ms for `gop`.
 //! Missed goals are reported, not failed on; the exit status is non-zero only when a
@@ -124,6 +125,7 @@ async fn phases(
     )?;
     let server = proxy.spawn(Server::bind(config)).await??;
     let (pass, gate) = (server.local_addrs()[0], server.local_addrs()[1]);
+    let telemetry = Arc::clone(server.services().analysis.actions().telemetry());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = proxy.spawn(server.run_until(async {
         let _ = stopped.await;
@@ -154,6 +156,7 @@ async fn phases(
                 streams,
                 first_id: next_id,
                 duration: Duration::from_secs(args.seconds),
+                telemetry: Arc::clone(&telemetry),
             };
             next_id += streams as u64;
             let measured = phase.run(&media.benign, &arrivals).await?;
@@ -186,24 +189,28 @@ async fn phases(
         "livegate's own CPU (its runtime and analysis threads) and resident memory per stream, each mode:"
     );
     println!(
-        "{:>7} | {:>14} {:>14} | {:>15} {:>15} | {:>12} {:>12}",
+        "{:>7} | {:>14} {:>14} | {:>15} {:>15} | {:>12} {:>12} | {:>14} {:>14}",
         "streams",
         "pass %core/str",
         "gate %core/str",
         "pass streams/c",
         "gate streams/c",
         "pass KiB/str",
-        "gate KiB/str"
+        "gate KiB/str",
+        "held KiB/str",
+        "held peak KiB/str"
     );
     for (streams, pass_cost, gate_cost) in costs {
         println!(
-            "{streams:>7} | {:>14.2} {:>14.2} | {:>15.0} {:>15.0} | {:>12.0} {:>12.0}",
+            "{streams:>7} | {:>14.2} {:>14.2} | {:>15.0} {:>15.0} | {:>12.0} {:>12.0} | {:>14.1} {:>14.1}",
             pass_cost.core_percent_per_stream,
             gate_cost.core_percent_per_stream,
             100.0 / pass_cost.core_percent_per_stream.max(f64::EPSILON),
             100.0 / gate_cost.core_percent_per_stream.max(f64::EPSILON),
             pass_cost.resident_kib_per_stream,
             gate_cost.resident_kib_per_stream,
+            gate_cost.held_kib_per_stream,
+            gate_cost.held_peak_kib_per_stream,
         );
     }
     let _ = stop.send(());
@@ -257,6 +264,8 @@ struct Phase {
     streams: usize,
     first_id: u64,
     duration: Duration,
+    /// livegate's metrics, for the bytes gate mode holds.
+    telemetry: Arc<livegate::telemetry::Telemetry>,
 }
 
 struct Measured {
@@ -272,6 +281,9 @@ struct Cost {
     core_percent_per_stream: f64,
     /// Resident memory grown since the mode began, per stream.
     resident_kib_per_stream: f64,
+    /// Bytes held by gate mode (`livegate_gate_held_bytes`), mean and peak, per stream.
+    held_kib_per_stream: f64,
+    held_peak_kib_per_stream: f64,
 }
 
 impl Phase {
@@ -295,16 +307,27 @@ impl Phase {
                 })
             })
             .collect();
-        tokio::time::sleep(self.duration).await;
+        let (mut held_sum, mut held_peak, mut samples) = (0i64, 0i64, 0u32);
+        let end = tokio::time::Instant::now() + self.duration;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let held = self.telemetry.gate().held_bytes.get();
+            held_sum += held;
+            held_peak = held_peak.max(held);
+            samples += 1;
+        }
         let streams = self.streams.max(1) as f64;
+        let per_stream_kib = |bytes: f64| bytes / 1024.0 / streams;
         let cost = Cost {
             core_percent_per_stream: (threads_cpu_seconds(LIVEGATE_THREADS)? - cpu_before)
                 / started.elapsed().as_secs_f64()
                 / streams
                 * 100.0,
-            resident_kib_per_stream: resident_bytes().saturating_sub(resident_before) as f64
-                / 1024.0
-                / streams,
+            resident_kib_per_stream: per_stream_kib(
+                resident_bytes().saturating_sub(resident_before) as f64,
+            ),
+            held_kib_per_stream: per_stream_kib(held_sum as f64 / f64::from(samples.max(1))),
+            held_peak_kib_per_stream: per_stream_kib(held_peak as f64),
         };
         running.store(false, Ordering::Relaxed);
         let mut sent = Vec::new();
