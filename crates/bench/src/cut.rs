@@ -858,6 +858,55 @@ pub(super) fn cpu_ms_per_call(
     }
 }
 
+/// What an analysis worker does with one keyframe, built as the worker builds it: the
+/// live decoder (no loop filter, see `WorkerState::use_codec`), PDQ of the picture and of
+/// the picture inside its bars, and both looked up in the benign footage's list.
+pub(super) struct WorkerPath {
+    pub(super) lists: ListSet,
+    pub(super) decoder: KeyframeDecoder,
+    pub(super) hasher: FrameHasher,
+    pub(super) scratch: LookupScratch,
+    pub(super) matches: Vec<ListMatch>,
+}
+
+impl WorkerPath {
+    pub(super) fn new(media: &Media) -> anyhow::Result<WorkerPath> {
+        let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
+            .context("loading the list")?;
+        let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
+        let decoder = KeyframeDecoder::new(
+            ffmpeg_next::codec::Id::H264,
+            media.benign.extradata(),
+            max_pixels,
+            Deblocking::Skip,
+        )?;
+        Ok(WorkerPath {
+            lists,
+            decoder,
+            hasher: FrameHasher::new(),
+            scratch: LookupScratch::default(),
+            matches: Vec::new(),
+        })
+    }
+
+    /// Decodes, hashes and looks up `keyframe`, end to end.
+    pub(super) fn analyse(&mut self, keyframe: &Keyframe<'_>) -> anyhow::Result<()> {
+        let decoded = self
+            .decoder
+            .decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
+        let hashes = self.hasher.hash_frame_for_matching(decoded.picture)?;
+        for query in std::iter::once(&hashes.full).chain(&hashes.inside_bars) {
+            self.lists.lookup_into(
+                &query.hashes,
+                query.quality,
+                &mut self.scratch,
+                &mut self.matches,
+            );
+        }
+        Ok(())
+    }
+}
+
 const VPDQ_LAYOUT: PixelLayout = PixelLayout::Rgb8(LumaFormula::Float32);
 
 fn measure_keyframe_costs(
@@ -867,16 +916,7 @@ fn measure_keyframe_costs(
 ) -> anyhow::Result<KeyframeCosts> {
     let keyframes: Vec<Keyframe<'_>> = media.benign.keyframes().collect();
     ensure!(!keyframes.is_empty(), "the benign footage has no keyframe");
-    let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
-        .context("loading the list")?;
-    let h264 = ffmpeg_next::codec::Id::H264;
-    let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
-    // The live path's decoder (see `WorkerState::use_codec`).
-    let mut decoder =
-        KeyframeDecoder::new(h264, media.benign.extradata(), max_pixels, Deblocking::Skip)?;
-    let mut hasher = FrameHasher::new();
-    let mut scratch = LookupScratch::default();
-    let mut matches: Vec<ListMatch> = Vec::new();
+    let mut path = WorkerPath::new(media)?;
     let mut next = 0usize;
     let mut pick = || {
         next = (next + 1) % keyframes.len();
@@ -884,21 +924,14 @@ fn measure_keyframe_costs(
     };
 
     // The worker's path, end to end.
-    let pipeline = cpu_ms_per_call(budget, || {
-        let keyframe = pick();
-        let decoded = decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
-        let hashes = hasher.hash_frame_for_matching(decoded.picture)?;
-        lists.lookup_into(
-            &hashes.full.hashes,
-            hashes.full.quality,
-            &mut scratch,
-            &mut matches,
-        );
-        if let Some(inside) = &hashes.inside_bars {
-            lists.lookup_into(&inside.hashes, inside.quality, &mut scratch, &mut matches);
-        }
-        Ok(())
-    })?;
+    let pipeline = cpu_ms_per_call(budget, || path.analyse(pick()))?;
+    let WorkerPath {
+        lists,
+        mut decoder,
+        mut scratch,
+        mut matches,
+        ..
+    } = path;
 
     // Stage by stage, on the same keyframes.
     let decode = cpu_ms_per_call(budget, || {

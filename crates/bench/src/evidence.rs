@@ -4,7 +4,7 @@
 //! - **Per frame** (one thread, CPU time): the JPEG of an analysed 720p keyframe at
 //!   `--width` (swscale to YUV 4:2:0 and FFmpeg's mjpeg, what [`livegate::evidence`] does)
 //!   against the yardstick of the same run: that keyframe's decode, RGB conversion, PDQ
-//!   hashes and lookup (the worker's path).
+//!   hashes and lookups (the worker's path, `cut::WorkerPath`).
 //! - **Live**: `--streams` 720p30 streams through an in-process livegate, twice:
 //!   `[evidence] enabled = false`, then enabled with thumbnails (one per stream per
 //!   `--thumbnail-interval-ms`). `--alerting` of them show, after 2 s of benign footage,
@@ -24,13 +24,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::cut::{
-    BenignLoad, Interval, Media, Proxy, Snapshot, cpu_ms_per_call, start_sink, warm_up,
+    BenignLoad, Interval, Media, Proxy, Snapshot, WorkerPath, cpu_ms_per_call, start_sink, warm_up,
 };
 use livegate::config::Config;
 use livegate::evidence::jpeg::{Source, encode};
-use livegate::media::decode::{Deblocking, KeyframeDecoder};
-use livegate::media::frame::FrameHasher;
-use livegate::signals::lists::{HashListConfig, ListMatch, ListSet, LookupScratch};
 
 #[derive(Args)]
 pub struct EvidenceBenchArgs {
@@ -140,34 +137,15 @@ fn per_frame(media: &Media, args: &EvidenceBenchArgs) -> anyhow::Result<(f64, f6
     let budget = Duration::from_secs_f64(args.stage_seconds);
     let keyframes: Vec<_> = media.benign.keyframes().collect();
     ensure!(!keyframes.is_empty(), "the benign footage has no keyframe");
-    let lists = ListSet::load(&[HashListConfig::new("known", &media.list_path)])
-        .context("loading the list")?;
-    let max_pixels = livegate::analysis::AnalysisConfig::default().max_picture_pixels;
-    let mut decoder = KeyframeDecoder::new(
-        ffmpeg_next::codec::Id::H264,
-        media.benign.extradata(),
-        max_pixels,
-        Deblocking::Skip,
-    )?;
-    let mut hasher = FrameHasher::new();
-    let mut scratch = LookupScratch::default();
-    let mut matches: Vec<ListMatch> = Vec::new();
+    let mut path = WorkerPath::new(media)?;
     let mut next = 0usize;
     let pipeline = cpu_ms_per_call(budget, || {
         next = (next + 1) % keyframes.len();
-        let keyframe = &keyframes[next];
-        let decoded = decoder.decode_keyframe(keyframe.nalus, keyframe.pts_ms)?;
-        let hashes = hasher.hash_frame_for_matching(decoded.picture)?;
-        lists.lookup_into(
-            &hashes.full.hashes,
-            hashes.full.quality,
-            &mut scratch,
-            &mut matches,
-        );
-        Ok(())
+        path.analyse(&keyframes[next])
     })?;
     // The decoded keyframe, as the worker hands it to evidence and thumbnails.
-    let decoded = decoder
+    let decoded = path
+        .decoder
         .decode_keyframe(keyframes[0].nalus, keyframes[0].pts_ms)?
         .picture
         .clone();
